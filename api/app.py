@@ -1,0 +1,132 @@
+"""The Starlette application: resources in the lifespan, routes, middleware."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import asyncpg
+import structlog
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.routing import Route, WebSocketRoute
+
+from api.db import migrations
+from api.db.endpoints import DatabaseEndpoints, redact, require_owner, resolve_endpoints
+from api.db.pool import connect, create_pool
+from api.domain.geo import CoordinateConverter
+from api.domain.sla import SlaCalendar
+from api.events.incident_changes import IncidentChangeHub
+from api.graph.schema import build_schema
+from api.graph.view import graphql_view
+from api.http.health import healthz, readyz
+from api.http.health import metrics as metrics_endpoint
+from api.http.request_context import RequestContextMiddleware
+from api.metrics import Metrics
+from api.resources import Database, Resources
+from api.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The service cannot start as configured; the message says what to change."""
+
+
+ROLE_CHECK = """
+SELECT r.rolsuper, r.rolbypassrls,
+       (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'lighthouse' AND c.relowner = r.oid) AS owned
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+
+async def check_application_role(pool: asyncpg.Pool) -> None:
+    """Refuse to serve as a role that could step around row-level security."""
+    row = await pool.fetchrow(ROLE_CHECK)
+    assert row is not None
+    if row["rolsuper"] or row["rolbypassrls"] or row["owned"]:
+        raise StartupError(
+            "LIGHTHOUSE_DATABASE_URL connects as a role that is a superuser, has BYPASSRLS or "
+            "owns Lighthouse tables; connect as the application role "
+            "(LIGHTHOUSE_DATABASE_APP_ROLE) and run migrations as the owner "
+            "(LIGHTHOUSE_DATABASE_OWNER_URL)."
+        )
+
+
+async def prepare_database(settings: Settings) -> DatabaseEndpoints:
+    endpoints = await run_in_threadpool(resolve_endpoints, settings)
+    if settings.should_migrate_on_start:
+        await run_in_threadpool(
+            partial(
+                migrations.upgrade,
+                require_owner(endpoints),
+                settings.migrations_dir,
+                settings.database_app_role,
+            )
+        )
+    return endpoints
+
+
+def create_app(settings: Settings) -> Starlette:
+    schema = build_schema(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        endpoints = await prepare_database(settings)
+        try:
+            pool = await create_pool(endpoints.app_url, settings)
+        except (OSError, asyncpg.PostgresError) as error:
+            raise StartupError(
+                f"cannot connect to {redact(endpoints.app_url)}: {error}. "
+                "Check LIGHTHOUSE_DATABASE_URL and that the server is running."
+            ) from error
+        metrics = Metrics()
+        metrics.watch_pool(lambda: (pool.get_size(), pool.get_idle_size(), pool.get_max_size()))
+        changes = IncidentChangeHub(
+            lambda: connect(endpoints.app_url, settings, "lighthouse-change-listener")
+        )
+        try:
+            await check_application_role(pool)
+            await changes.start()
+            resources = Resources(
+                settings=settings,
+                endpoints=endpoints,
+                database=Database(pool, metrics),
+                head_revision=migrations.head_revision(settings.migrations_dir),
+                calendar=SlaCalendar(settings.city_timezone),
+                converter=CoordinateConverter(),
+                changes=changes,
+                metrics=metrics,
+            )
+            log.info(
+                "gateway.started",
+                database=redact(endpoints.app_url),
+                embedded=endpoints.embedded,
+                environment=settings.environment.value,
+            )
+            yield {"resources": resources}
+        finally:
+            await changes.stop()
+            await pool.close()
+            log.info("gateway.stopped")
+
+    view = graphql_view(
+        schema,
+        graphiql=settings.graphiql_enabled,
+        max_subscriptions=settings.max_subscriptions_per_connection,
+    )
+    return Starlette(
+        routes=[
+            Route("/graphql", view, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", view),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+        ],
+        middleware=[Middleware(RequestContextMiddleware)],
+        lifespan=lifespan,
+    )

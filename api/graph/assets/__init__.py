@@ -1,0 +1,1 @@
+"""Assets owned by bureaus: cameras, street lights, road segments, drains…"""

@@ -1,0 +1,1 @@
+"""Bureaus (the tenants) and the category routing table."""

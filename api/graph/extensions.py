@@ -1,0 +1,132 @@
+"""Schema extensions: the request's unit of work, error policy and per-operation metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import structlog
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.relay.types import GlobalIDValueError
+
+from api.domain.errors import DomainError, InvalidInput
+from api.graph.context import Context
+
+log = structlog.get_logger(__name__)
+
+OPERATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def operation_label(name: str | None) -> str:
+    return name if name and OPERATION_NAME.match(name) else "anonymous"
+
+
+class UnitOfWorkExtension(SchemaExtension):
+    """Opens the operation's transaction (lazily, on first statement) and commits it at the end.
+
+    If the commit fails, the response says so and carries no data: nothing is reported as done
+    that the database did not keep.
+    """
+
+    async def on_operation(self) -> AsyncIterator[None]:
+        context: Context = self.execution_context.context
+        operation = operation_label(self.execution_context.operation_name)
+        scope_manager = context.open_scope(operation)
+        await scope_manager.__aenter__()
+        try:
+            yield
+        except BaseException as error:
+            await scope_manager.__aexit__(type(error), error, error.__traceback__)
+            raise
+        try:
+            await scope_manager.__aexit__(None, None, None)
+        except Exception as error:  # the commit itself failed
+            log.error("graphql.commit_failed", error=repr(error))
+            result = self.execution_context.result
+            if result is not None:
+                result.data = None
+                result.errors = [
+                    GraphQLError(
+                        "the request could not be committed; nothing was changed — retry it",
+                        extensions={"code": "SERVICE_UNAVAILABLE"},
+                    )
+                ]
+
+
+class ErrorPolicyExtension(SchemaExtension):
+    """Expected errors keep their message and gain ``extensions.code``; the rest are masked.
+
+    An unexpected error is logged with the request id and replaced by a message that carries
+    only that id, so nothing about the internals reaches the caller.
+    """
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        context: Context = self.execution_context.context
+        result.errors = [self._format(error, context.request_id) for error in result.errors]
+
+    @staticmethod
+    def _format(error: GraphQLError, request_id: str) -> GraphQLError:
+        original = error.original_error
+        if isinstance(original, GlobalIDValueError):
+            original = InvalidInput("id", "is not an ID this API issued")
+        if isinstance(original, DomainError):
+            extensions: dict[str, object] = {"code": original.code}
+            if isinstance(original, InvalidInput):
+                extensions["field"] = original.field
+            return GraphQLError(
+                original.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions=extensions,
+            )
+        if original is None or isinstance(original, GraphQLError):
+            if error.extensions and "code" in error.extensions:
+                return error
+            code = "GRAPHQL_VALIDATION_FAILED" if error.path is None else "BAD_REQUEST"
+            return GraphQLError(
+                error.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={**(error.extensions or {}), "code": code},
+            )
+        log.error(
+            "graphql.unexpected_error",
+            path=error.path,
+            error=repr(original),
+            exc_info=original,
+        )
+        return GraphQLError(
+            f"internal error; quote request id {request_id} when you report it",
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": "INTERNAL_ERROR", "requestId": request_id},
+        )
+
+
+class MetricsExtension(SchemaExtension):
+    """Counts operations and errors and times them, labelled by operation name and type."""
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        context: Context = self.execution_context.context
+        metrics = context.resources.metrics
+        name = metrics.operation_name(operation_label(self.execution_context.operation_name))
+        operation_type = self.execution_context.operation_type
+        kind = operation_type.value if operation_type is not None else "invalid"
+        metrics.graphql_seconds.labels(name, kind).observe(time.perf_counter() - started)
+        result = self.execution_context.result
+        outcome = "error" if result is not None and result.errors else "ok"
+        metrics.graphql_operations.labels(name, kind, outcome).inc()

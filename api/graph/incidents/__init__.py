@@ -1,0 +1,1 @@
+"""Incidents and their workflow: events, work orders, transfers, duplicates."""

@@ -1,0 +1,142 @@
+"""The one settings object, validated once at start-up.
+
+Every value comes from the environment with the ``LIGHTHOUSE_`` prefix (or a ``.env`` file).
+A missing or malformed value stops start-up with a message that names the variable.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, PostgresDsn, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class SettingsError(Exception):
+    """Raised when the environment does not describe a valid configuration."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LIGHTHOUSE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+
+    # --- database -------------------------------------------------------------------------
+    database_url: PostgresDsn | None = Field(
+        default=None,
+        description=(
+            "Connection URL of the application role (no table ownership, no BYPASSRLS). "
+            "Unset: an embedded PostgreSQL is started under data_dir."
+        ),
+    )
+    database_owner_url: PostgresDsn | None = Field(
+        default=None,
+        description="Connection URL of the role that owns the schema; used by migrations and seeding.",
+    )
+    database_app_role: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "lighthouse_app"
+    database_pool_min_size: Annotated[int, Field(ge=0, le=100)] = 2
+    database_pool_max_size: Annotated[int, Field(ge=1, le=500)] = 10
+    database_statement_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 15_000
+    data_dir: Path = Path(".lighthouse")
+    migrate_on_start: bool | None = Field(
+        default=None,
+        description="Run migrations when the server starts; defaults to on for the embedded database.",
+    )
+    migrations_dir: Path = REPOSITORY_ROOT / "migrations"
+
+    # --- HTTP -----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    graphiql: bool | None = Field(default=None, description="Serve GraphiQL; defaults to on outside production.")
+
+    # --- GraphQL limits -------------------------------------------------------------------
+    max_query_depth: Annotated[int, Field(ge=2, le=50)] = 10
+    max_aliases: Annotated[int, Field(ge=1, le=1000)] = 30
+    max_tokens: Annotated[int, Field(ge=50, le=100_000)] = 2_000
+    max_page_size: Annotated[int, Field(ge=1, le=1000)] = 100
+    max_subscriptions_per_connection: Annotated[int, Field(ge=1, le=1000)] = 20
+
+    # --- domain ---------------------------------------------------------------------------
+    city_timezone: str = "Asia/Taipei"
+    idempotency_key_ttl_hours: Annotated[int, Field(ge=1, le=24 * 90)] = 72
+
+    # --- logging --------------------------------------------------------------------------
+    log_level: Annotated[str, Field(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
+    log_format: LogFormat = LogFormat.JSON
+
+    @field_validator("city_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.database_pool_min_size > self.database_pool_max_size:
+            raise ValueError(
+                "LIGHTHOUSE_DATABASE_POOL_MIN_SIZE must not exceed LIGHTHOUSE_DATABASE_POOL_MAX_SIZE"
+            )
+        if self.environment is Environment.PRODUCTION and self.database_url is None:
+            raise ValueError(
+                "LIGHTHOUSE_DATABASE_URL is required in production "
+                "(the embedded PostgreSQL is for development, tests and the demo)"
+            )
+        return self
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        if self.graphiql is not None:
+            return self.graphiql
+        return self.environment is not Environment.PRODUCTION
+
+    @property
+    def should_migrate_on_start(self) -> bool:
+        if self.migrate_on_start is not None:
+            return self.migrate_on_start
+        return self.uses_embedded_database
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, turning validation errors into one clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            location = [str(part) for part in item["loc"]]
+            name = "LIGHTHOUSE_" + location[0].upper() if location else "LIGHTHOUSE settings"
+            problems.append(f"{name}: {item['msg']}")
+        raise SettingsError(
+            "invalid configuration:\n  " + "\n  ".join(problems) + "\nSee README.md, 'Configuration'."
+        ) from None
