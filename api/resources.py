@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -22,11 +23,15 @@ class Database:
     pool: asyncpg.Pool
     metrics: Metrics
 
-    def unit_of_work(self, principal: Principal, operation: str) -> UnitOfWork:
-        histogram = self.metrics.db_statements.labels(self.metrics.operation_name(operation))
-        return UnitOfWork(
-            self.pool, principal.database_settings(), on_close=histogram.observe
-        )
+    def unit_of_work(self, principal: Principal, operation: Callable[[], str]) -> UnitOfWork:
+        """A unit of work whose statement count is recorded under the operation's name, which
+        is read when it closes (a GraphQL operation's name is known only once it is parsed)."""
+
+        def record(statements: int) -> None:
+            name = self.metrics.operation_name(operation())
+            self.metrics.db_statements.labels(name).observe(statements)
+
+        return UnitOfWork(self.pool, principal.database_settings(), on_close=record)
 
 
 @dataclass

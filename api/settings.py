@@ -10,10 +10,27 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, PostgresDsn, ValidationError, field_validator, model_validator
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _postgres_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("must be a postgresql:// URL")
+    if not parts.path.strip("/"):
+        raise ValueError("must name a database (postgresql://user@host:port/DATABASE)")
+    if not parts.hostname and "host=" not in parts.query:
+        raise ValueError("must name a host, or a socket directory with ?host=/path")
+    return value
+
+
+# A PostgreSQL URL; unlike pydantic's PostgresDsn it admits Unix-socket URLs (?host=/dir).
+PostgresUrl = Annotated[str, AfterValidator(_postgres_url)]
 
 
 class Environment(StrEnum):
@@ -43,14 +60,14 @@ class Settings(BaseSettings):
     environment: Environment = Environment.DEVELOPMENT
 
     # --- database -------------------------------------------------------------------------
-    database_url: PostgresDsn | None = Field(
+    database_url: PostgresUrl | None = Field(
         default=None,
         description=(
             "Connection URL of the application role (no table ownership, no BYPASSRLS). "
             "Unset: an embedded PostgreSQL is started under data_dir."
         ),
     )
-    database_owner_url: PostgresDsn | None = Field(
+    database_owner_url: PostgresUrl | None = Field(
         default=None,
         description="Connection URL of the role that owns the schema; used by migrations and seeding.",
     )

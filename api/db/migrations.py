@@ -25,6 +25,7 @@ def _config(migrations_dir: Path, url: str | None, app_role: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(migrations_dir))
     # Revisions import their helpers as ``migrations.support``.
+    config.set_main_option("path_separator", "os")
     config.set_main_option("prepend_sys_path", str(migrations_dir.resolve().parent))
     if url is not None:
         # ConfigParser interpolation treats % specially (URL-encoded socket paths contain it).

@@ -8,7 +8,7 @@ nothing one caller loaded is ever served to another.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -81,7 +81,7 @@ class Context:
         )
 
     @asynccontextmanager
-    async def open_scope(self, operation: str) -> AsyncIterator[RequestScope]:
+    async def open_scope(self, operation: Callable[[], str]) -> AsyncIterator[RequestScope]:
         """Open a transaction and loaders for one operation (or one subscription event)."""
         uow = self.resources.database.unit_of_work(self.principal, operation)
         scope = RequestScope(uow, Loaders(uow))

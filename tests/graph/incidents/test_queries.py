@@ -1,0 +1,145 @@
+"""Reading incidents: Relay paging, filters, nested reads in a bounded number of statements."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support import REPOSITORY, GraphQLClient, DatabaseUnderTest
+
+pytestmark = pytest.mark.db
+
+BOARD = """
+query Board($first: Int!) {
+  incidents(first: $first) {
+    edges { node {
+      id caseNumber title status dueAt
+      responsibleBureau { code nameZh }
+      asset { code kind bureau { code } }
+      events(limit: 3) { kind toStatus occurredAt }
+      workOrders(status: [OPEN, IN_PROGRESS]) { crew status }
+      duplicates { id }
+      category { code nameEn responsibleBureau { code } }
+    } }
+  }
+}
+"""
+PAGE = """
+query Page($first: Int, $after: String, $last: Int, $before: String, $filter: IncidentFilterInput,
+           $orderBy: IncidentOrder! = NEWEST_FIRST) {
+  incidents(first: $first, after: $after, last: $last, before: $before, filter: $filter,
+            orderBy: $orderBy) {
+    totalCount
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+    edges { cursor node { id reportedAt dueAt status responsibleBureau { code } } }
+  }
+}
+"""
+
+
+@pytest.fixture
+def seeded(database: DatabaseUnderTest, clean: None) -> None:
+    """The demo seeder, run as an operator would."""
+    env = {
+        "LIGHTHOUSE_DATABASE_URL": database.app_url,
+        "LIGHTHOUSE_DATABASE_OWNER_URL": database.owner_url,
+        "LIGHTHOUSE_ENVIRONMENT": "test",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "api.cli", "seed", "--assets", "120", "--incidents", "150"],
+        cwd=REPOSITORY,
+        env={**__import__("os").environ, **env},
+        check=True,
+        capture_output=True,
+    )
+
+
+def _statements(metrics: str, operation: str) -> tuple[float, float]:
+    pattern = r'lighthouse_db_statements_per_operation_(sum|count)\{operation="%s"\} ([0-9.e+]+)'
+    found = dict(re.findall(pattern % operation, metrics))
+    return float(found.get("sum", 0)), float(found.get("count", 0))
+
+
+async def _board_statements(client: GraphQLClient, http: httpx.AsyncClient, first: int) -> float:
+    before = _statements((await http.get("/metrics")).text, "Board")
+    data = await client.data(BOARD, {"first": first})
+    assert len(data["incidents"]["edges"]) == first
+    after = _statements((await http.get("/metrics")).text, "Board")
+    assert after[1] == before[1] + 1
+    return after[0] - before[0]
+
+
+async def test_nested_board_query_uses_a_fixed_number_of_statements(
+    seeded: None, client: GraphQLClient, http: httpx.AsyncClient
+) -> None:
+    # The bound follows from the query's shape: the identity, the page, and one batch per
+    # nested loader per depth (bureaus, assets, events, work orders, duplicates, categories at
+    # depth 1; bureaus of assets and categories at depth 2). Depth-2 bureaus may all be cached.
+    bound = 1 + 1 + 6 + 1
+    counts = [await _board_statements(client, http, size) for size in (1, 10, 100)]
+    assert all(count <= bound for count in counts), counts
+    assert counts[2] <= counts[0], counts
+
+
+async def _walk(client: GraphQLClient, variables: dict[str, Any], forward: bool) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page_vars = dict(variables)
+        if forward:
+            page_vars.update(first=7, after=cursor)
+        else:
+            page_vars.update(last=7, before=cursor)
+        page = (await client.data(PAGE, page_vars))["incidents"]
+        ids = [edge["node"]["id"] for edge in page["edges"]]
+        seen = seen + ids if forward else ids + seen
+        info = page["pageInfo"]
+        more = info["hasNextPage"] if forward else info["hasPreviousPage"]
+        if not more:
+            return seen
+        cursor = info["endCursor"] if forward else info["startCursor"]
+
+
+@pytest.mark.parametrize("order", ["NEWEST_FIRST", "OLDEST_FIRST", "DUE_SOONEST"])
+async def test_paging_is_stable_and_complete(seeded: None, client: GraphQLClient, order: str) -> None:
+    everything = (await client.data(PAGE, {"first": 100, "orderBy": order}))["incidents"]
+    assert everything["totalCount"] == 150
+    rest = (await client.data(PAGE, {"first": 100, "after": everything["pageInfo"]["endCursor"], "orderBy": order}))
+    all_ids = [e["node"]["id"] for e in everything["edges"]] + [
+        e["node"]["id"] for e in rest["incidents"]["edges"]
+    ]
+    assert len(all_ids) == len(set(all_ids)) == 150
+    assert await _walk(client, {"orderBy": order}, forward=True) == all_ids
+    assert await _walk(client, {"orderBy": order}, forward=False) == all_ids
+    key = "reportedAt" if order != "DUE_SOONEST" else "dueAt"
+    values = [e["node"][key] for e in everything["edges"]]
+    assert values == sorted(values, reverse=order == "NEWEST_FIRST")
+
+
+async def test_filters_combine(seeded: None, client: GraphQLClient) -> None:
+    everything = (await client.data(PAGE, {"first": 100}))["incidents"]["edges"]
+    everything += (await client.data(PAGE, {"first": 100, "after": everything[-1]["cursor"]}))[
+        "incidents"
+    ]["edges"]
+    nodes = [e["node"] for e in everything]
+    expected = {
+        n["id"]
+        for n in nodes
+        if n["status"] in ("VERIFIED", "DISPATCHED") and n["responsibleBureau"]["code"] == "PUBLIC_WORKS"
+    }
+    filter = {"status": ["VERIFIED", "DISPATCHED"], "bureauCode": ["PUBLIC_WORKS"]}
+    page = (await client.data(PAGE, {"first": 100, "filter": filter}))["incidents"]
+    assert {e["node"]["id"] for e in page["edges"]} == expected
+    assert page["totalCount"] == len(expected)
+    closed = (await client.data(PAGE, {"first": 100, "filter": {"statusClass": ["CLOSED"]}}))["incidents"]
+    assert {e["node"]["status"] for e in closed["edges"]} <= {"CLOSED"}
+    assert closed["totalCount"] == sum(1 for n in nodes if n["status"] == "CLOSED")
+    middle = nodes[40]["reportedAt"]
+    window = {"reportedFrom": nodes[60]["reportedAt"], "reportedBefore": middle}
+    page = (await client.data(PAGE, {"first": 100, "filter": window}))["incidents"]
+    assert [e["node"]["id"] for e in page["edges"]] == [n["id"] for n in nodes[41:61]]
