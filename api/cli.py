@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sys
+import os
 from typing import Annotated
 
 import typer
@@ -31,15 +31,9 @@ def _settings(**overrides: object) -> Settings:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
     # Commands talk to a person: readable logs unless JSON was asked for explicitly.
-    log_format = settings.log_format if "LIGHTHOUSE_LOG_FORMAT" in _env() else LogFormat.CONSOLE
+    log_format = settings.log_format if "LIGHTHOUSE_LOG_FORMAT" in os.environ else LogFormat.CONSOLE
     configure_logging(settings.log_level, log_format)
     return settings
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 def _migrate(settings: Settings) -> None:
@@ -68,9 +62,13 @@ def migrate() -> None:
 @app.command()
 def seed(
     assets: Annotated[int, typer.Option(min=0, max=100_000, help="Assets to create.")] = 300,
-    incidents: Annotated[int, typer.Option(min=0, max=1_000_000, help="Incidents to create.")] = 400,
+    incidents: Annotated[
+        int, typer.Option(min=0, max=1_000_000, help="Incidents to create.")
+    ] = 400,
     random_seed: Annotated[int, typer.Option(help="Seed for reproducible data.")] = 7,
-    reset: Annotated[bool, typer.Option(help="Delete existing assets and incidents first.")] = False,
+    reset: Annotated[
+        bool, typer.Option(help="Delete existing assets and incidents first.")
+    ] = False,
     if_empty: Annotated[bool, typer.Option(help="Do nothing if incidents exist.")] = False,
 ) -> None:
     """Load demo data: assets across Kaohsiung and incidents at every stage of the workflow."""
@@ -183,9 +181,5 @@ def demo(
     serve(host=None, port=port, workers=None)
 
 
-def main() -> None:
-    app()
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    app()

@@ -22,7 +22,9 @@ class PoolCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         size, idle, maximum = self._read()
         yield GaugeMetricFamily("lighthouse_db_pool_connections", "Connections open", value=size)
-        yield GaugeMetricFamily("lighthouse_db_pool_idle", "Connections idle in the pool", value=idle)
+        yield GaugeMetricFamily(
+            "lighthouse_db_pool_idle", "Connections idle in the pool", value=idle
+        )
         yield GaugeMetricFamily("lighthouse_db_pool_max", "Pool size limit", value=maximum)
 
 

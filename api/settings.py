@@ -9,7 +9,6 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
-
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
@@ -86,7 +85,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     workers: Annotated[int, Field(ge=1, le=64)] = 1
-    graphiql: bool | None = Field(default=None, description="Serve GraphiQL; defaults to on outside production.")
+    graphiql: bool | None = Field(
+        default=None, description="Serve GraphiQL; defaults to on outside production."
+    )
 
     # --- GraphQL limits -------------------------------------------------------------------
     max_query_depth: Annotated[int, Field(ge=2, le=50)] = 10
@@ -155,5 +156,7 @@ def load_settings(**overrides: object) -> Settings:
             name = "LIGHTHOUSE_" + location[0].upper() if location else "LIGHTHOUSE settings"
             problems.append(f"{name}: {item['msg']}")
         raise SettingsError(
-            "invalid configuration:\n  " + "\n  ".join(problems) + "\nSee README.md, 'Configuration'."
+            "invalid configuration:\n  "
+            + "\n  ".join(problems)
+            + "\nSee README.md, 'Configuration'."
         ) from None

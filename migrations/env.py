@@ -60,5 +60,7 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    raise RuntimeError("offline (SQL script) migrations are not supported; use `lighthouse migrate`")
+    raise RuntimeError(
+        "offline (SQL script) migrations are not supported; use `lighthouse migrate`"
+    )
 run_migrations_online()

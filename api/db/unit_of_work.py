@@ -18,7 +18,9 @@ from typing import Any
 import asyncpg
 from asyncpg.transaction import Transaction
 
-_SET_IDENTITY = "SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)"
+_SET_IDENTITY = (
+    "SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)"
+)
 
 
 class UnitOfWork:

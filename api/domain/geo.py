@@ -63,15 +63,21 @@ def validate_twd97(x: float, y: float, field: str = "location") -> Twd97Point:
     low_x, high_x = TWD97_X_RANGE
     low_y, high_y = TWD97_Y_RANGE
     if not (math.isfinite(x) and low_x <= x <= high_x):
-        raise InvalidInput(f"{field}.x", f"{x} is outside the TWD97 range [{low_x:.0f}, {high_x:.0f}]")
+        raise InvalidInput(
+            f"{field}.x", f"{x} is outside the TWD97 range [{low_x:.0f}, {high_x:.0f}]"
+        )
     if not (math.isfinite(y) and low_y <= y <= high_y):
-        raise InvalidInput(f"{field}.y", f"{y} is outside the TWD97 range [{low_y:.0f}, {high_y:.0f}]")
+        raise InvalidInput(
+            f"{field}.y", f"{y} is outside the TWD97 range [{low_y:.0f}, {high_y:.0f}]"
+        )
     return Twd97Point(x, y)
 
 
 def validate_radius(radius: float, field: str = "near.radiusMeters") -> float:
     if not (math.isfinite(radius) and 0.0 < radius <= MAX_RADIUS_METRES):
-        raise InvalidInput(field, f"{radius} must be more than 0 and at most {MAX_RADIUS_METRES:.0f}")
+        raise InvalidInput(
+            field, f"{radius} must be more than 0 and at most {MAX_RADIUS_METRES:.0f}"
+        )
     return radius
 
 
@@ -105,7 +111,9 @@ class CoordinateConverter:
             x1, y1 = corners[(index + 1) % 4]
             for step in range(steps):
                 t = step / steps
-                longitude, latitude = self._to_wgs84.transform(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t)
+                longitude, latitude = self._to_wgs84.transform(
+                    x0 + (x1 - x0) * t, y0 + (y1 - y0) * t
+                )
                 outline.append((longitude, latitude))
         latitudes = [lat for _, lat in outline]
         longitudes = [lon for lon, _ in outline]

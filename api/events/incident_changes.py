@@ -72,7 +72,7 @@ class IncidentChangeHub:
             closed = asyncio.Event()
             try:
                 connection = await self._connect()
-                connection.add_termination_listener(lambda _: closed.set())
+                connection.add_termination_listener(lambda _, lost=closed: lost.set())
                 await connection.add_listener(CHANNEL, self._on_notify)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("incident_changes.connect_failed", error=str(error), retry_in=delay)
@@ -107,7 +107,9 @@ class IncidentChangeHub:
                 self._subscribers.discard(queue)
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
-                queue.put_nowait(SubscriberLagged("subscriber fell behind; re-read and resubscribe"))
+                queue.put_nowait(
+                    SubscriberLagged("subscriber fell behind; re-read and resubscribe")
+                )
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[AsyncIterator[IncidentChangeNotice]]:

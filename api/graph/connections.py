@@ -23,7 +23,9 @@ def build_connection(
 ) -> ConnectionT:
     edges = [
         relay.Edge(
-            cursor=encode_cursor(ordering, [getattr(record, column) for column in ordering.columns]),
+            cursor=encode_cursor(
+                ordering, [getattr(record, column) for column in ordering.columns]
+            ),
             node=to_node(record),
         )
         for record in page.items

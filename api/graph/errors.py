@@ -52,7 +52,14 @@ class Forbidden(Error):
     pass
 
 
-ErrorType = NotFound | InvalidInput | TransitionRejected | VersionConflict | IdempotencyKeyReused | Forbidden
+ErrorType = (
+    NotFound
+    | InvalidInput
+    | TransitionRejected
+    | VersionConflict
+    | IdempotencyKeyReused
+    | Forbidden
+)
 
 
 def to_graphql(error: domain.DomainError) -> ErrorType:

@@ -22,7 +22,9 @@ class Location:
 
     @strawberry.field(description="The same point in TWD97 (EPSG:3826).")
     def twd97(self, info: Info) -> Twd97Coordinates:
-        point = info.context.resources.converter.to_twd97(geo.Wgs84Point(self.latitude, self.longitude))
+        point = info.context.resources.converter.to_twd97(
+            geo.Wgs84Point(self.latitude, self.longitude)
+        )
         return Twd97Coordinates(x=point.x, y=point.y)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from strawberry import relay
 
 from api.domain.errors import InvalidInput
@@ -13,7 +15,9 @@ def decode_id(value: str, expected_type: str, field: str) -> int:
     except (ValueError, TypeError):
         raise InvalidInput(field, f"{value!r} is not an ID this API issued") from None
     if global_id.type_name != expected_type:
-        raise InvalidInput(field, f"expected an ID of a {expected_type}, got a {global_id.type_name}")
+        raise InvalidInput(
+            field, f"expected an ID of a {expected_type}, got a {global_id.type_name}"
+        )
     try:
         number = int(global_id.node_id)
     except ValueError:
@@ -23,7 +27,7 @@ def decode_id(value: str, expected_type: str, field: str) -> int:
     return number
 
 
-def decode_ids(values: list[str] | None, expected_type: str, field: str) -> list[int] | None:
+def decode_ids(values: Sequence[str] | None, expected_type: str, field: str) -> list[int] | None:
     if values is None:
         return None
     return [decode_id(value, expected_type, field) for value in values]

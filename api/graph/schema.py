@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from strawberry import relay
 from strawberry.extensions import (
@@ -45,19 +47,21 @@ class Subscription(IncidentSubscriptions):
 
 def build_schema(settings: Settings) -> strawberry.federation.Schema:
     """The unified graph, as a federation v2 subgraph schema (``_service``, ``_entities``)."""
+    # Strawberry's annotation admits only classes and factories; instances work the same.
+    extensions: list[Any] = [
+        MetricsExtension,
+        ErrorPolicyExtension,
+        MaxTokensLimiter(max_token_count=settings.max_tokens),
+        ParserCache(maxsize=256),
+        QueryDepthLimiter(max_depth=settings.max_query_depth),
+        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        ValidationCache(maxsize=256),
+        UnitOfWorkExtension,
+    ]
     return strawberry.federation.Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=True),
-        extensions=[
-            MetricsExtension,
-            ErrorPolicyExtension,
-            MaxTokensLimiter(max_token_count=settings.max_tokens),
-            ParserCache(maxsize=256),
-            QueryDepthLimiter(max_depth=settings.max_query_depth),
-            MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-            ValidationCache(maxsize=256),
-            UnitOfWorkExtension,
-        ],
+        extensions=extensions,
     )

@@ -14,7 +14,9 @@ ALL_BUREAUS = f"SELECT {BUREAU_COLUMNS} FROM bureau ORDER BY id"
 BUREAUS_BY_ID = f"SELECT {BUREAU_COLUMNS} FROM bureau WHERE id = ANY($1::int[])"
 BUREAUS_BY_CODE = f"SELECT {BUREAU_COLUMNS} FROM bureau WHERE code = ANY($1::text[])"
 ALL_CATEGORIES = f"SELECT {CATEGORY_COLUMNS} FROM incident_category ORDER BY code"
-CATEGORIES_BY_CODE = f"SELECT {CATEGORY_COLUMNS} FROM incident_category WHERE code = ANY($1::text[])"
+CATEGORIES_BY_CODE = (
+    f"SELECT {CATEGORY_COLUMNS} FROM incident_category WHERE code = ANY($1::text[])"
+)
 
 
 class BureauRepository:

@@ -16,9 +16,7 @@ from api.seed.demo import (
 )
 
 BUREAU_CODES = "SELECT code, id FROM lighthouse.bureau"
-CATEGORIES = (
-    "SELECT code, responsible_bureau_id, sla_working_days, sla_hours FROM lighthouse.incident_category"
-)
+CATEGORIES = "SELECT code, responsible_bureau_id, sla_working_days, sla_hours FROM lighthouse.incident_category"
 NEXT_IDS = """
 SELECT (SELECT coalesce(max(id), 0) + 1 FROM lighthouse.asset) AS asset,
        (SELECT coalesce(max(id), 0) + 1 FROM lighthouse.incident) AS incident,

@@ -75,7 +75,7 @@ SELECT {INCIDENT_COLUMNS} FROM changed
 
 # When an incident becomes a duplicate, incidents already marked as its duplicates follow it to
 # the new canonical incident; each gets a new version and an event.
-RELINK_DUPLICATES = f"""
+RELINK_DUPLICATES = """
 WITH moved AS (
     UPDATE incident SET duplicate_of_id = $2, version = version + 1, updated_at = now()
     WHERE duplicate_of_id = $1

@@ -196,10 +196,8 @@ class DemoCity:
             reporting = self._bureaus["RDEC"] if source == "CITIZEN_1999" else None
         reported_at = self._now - timedelta(minutes=self._random.randint(10, 60 * 24 * 60))
         incident_id = self._id("incident")
-        status = (
-            IncidentStatus.DETECTED if source in ("VLM", "SENSOR") else IncidentStatus.VERIFIED
-        )
-        reporter = (None, None, None)
+        status = IncidentStatus.DETECTED if source in ("VLM", "SENSOR") else IncidentStatus.VERIFIED
+        reporter: tuple[str | None, str | None, str | None] = (None, None, None)
         if source == "CITIZEN_1999":
             reporter = (
                 self._random.choice(NAMES),
@@ -237,7 +235,9 @@ class DemoCity:
                 data = {"transfer": transfer, "from_bureau": bureau, "to_bureau": target}
                 bureau = target
             self._work_orders_follow(incident_id, action, moment)
-            self._event(incident_id, action.value, status, transition.to_status, actor, moment, data)
+            self._event(
+                incident_id, action.value, status, transition.to_status, actor, moment, data
+            )
             status = transition.to_status
             version += 1
             if transition.closing_reason is not None:
@@ -293,7 +293,9 @@ class DemoCity:
             return IncidentAction.CLOSE, ClosingReason.FIXED, None
         return None, None, None
 
-    def _work_orders_follow(self, incident_id: int, action: IncidentAction, moment: datetime) -> None:
+    def _work_orders_follow(
+        self, incident_id: int, action: IncidentAction, moment: datetime
+    ) -> None:
         moves = {
             IncidentAction.START_WORK: (("OPEN",), "IN_PROGRESS"),
             IncidentAction.RESOLVE: (("OPEN", "IN_PROGRESS"), "COMPLETED"),

@@ -83,7 +83,9 @@ class AssetRegistry:
             "name": registration.name,
             "bureau": registration.bureau_id,
             "location": [registration.location.latitude, registration.location.longitude],
-            "installed_on": registration.installed_on.isoformat() if registration.installed_on else None,
+            "installed_on": registration.installed_on.isoformat()
+            if registration.installed_on
+            else None,
         }
         async with self._uow.savepoint():
             return await once(

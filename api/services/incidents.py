@@ -83,7 +83,9 @@ def _optional_text(field: str, value: str | None, limit: int) -> str | None:
 
 def _payload(value: Any) -> Any:
     """A JSON-ready form of a dataclass, for request fingerprints."""
-    return {key: (v.isoformat() if isinstance(v, datetime) else v) for key, v in asdict(value).items()}
+    return {
+        key: (v.isoformat() if isinstance(v, datetime) else v) for key, v in asdict(value).items()
+    }
 
 
 class IncidentWorkflow:
@@ -253,9 +255,7 @@ class IncidentWorkflow:
                 self._work_order(order, incident),
                 self._actor,
             )
-            moved = await self._move(
-                incident, A.DISPATCH, note, data={"work_order": work_order.id}
-            )
+            moved = await self._move(incident, A.DISPATCH, note, data={"work_order": work_order.id})
             return (moved, work_order), work_order.id
 
         async def replay(work_order_id: int) -> tuple[IncidentRecord, WorkOrderRecord]:
@@ -344,7 +344,9 @@ class IncidentWorkflow:
 
     def _work_order(self, order: WorkOrderSpec, incident: IncidentRecord) -> NewWorkOrder:
         crew = _text("workOrder.crew", order.crew, required=True, limit=200)
-        instructions = _text("workOrder.instructions", order.instructions, required=False, limit=4000)
+        instructions = _text(
+            "workOrder.instructions", order.instructions, required=False, limit=4000
+        )
         if order.due_at is not None and order.due_at.tzinfo is None:
             raise InvalidInput("workOrder.dueAt", "must include a time zone offset")
         return NewWorkOrder(crew, instructions, order.due_at or incident.due_at)

@@ -37,7 +37,9 @@ def test_out_of_range_wgs84_is_invalid(latitude: float, longitude: float) -> Non
         geo.validate_wgs84(latitude, longitude)
 
 
-@pytest.mark.parametrize(("x", "y"), [(2_000_000, 2_500_000), (180_000, 100), (math.nan, 2_500_000)])
+@pytest.mark.parametrize(
+    ("x", "y"), [(2_000_000, 2_500_000), (180_000, 100), (math.nan, 2_500_000)]
+)
 def test_out_of_range_twd97_is_invalid(x: float, y: float) -> None:
     with pytest.raises(InvalidInput):
         geo.validate_twd97(x, y)

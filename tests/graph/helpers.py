@@ -36,14 +36,11 @@ mutation Create($input: CreateIncidentInput!, $key: String) {
   createIncident(input: $input, idempotencyKey: $key) {
     __typename
     ... on IncidentCreated { replayed incident { ...IncidentFields } }
-    %s
+    ERRORS
   }
 }
-"""
-    % CREATE_ERROR_FIELDS
+""".replace("ERRORS", CREATE_ERROR_FIELDS)
 )
-
-
 
 
 def global_id(type_name: str, key: int) -> str:

@@ -30,7 +30,9 @@ async def unchanged(owner: asyncpg.Connection, client: GraphQLClient) -> Any:
 
 
 def _only_error(body: dict[str, Any]) -> dict[str, Any]:
-    assert body.get("data") in (None, {}) or all(v is None for v in (body["data"] or {}).values()), body
+    assert body.get("data") in (None, {}) or all(
+        v is None for v in (body["data"] or {}).values()
+    ), body
     [error] = body["errors"]
     return error  # type: ignore[no-any-return]
 
@@ -38,8 +40,16 @@ def _only_error(body: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("overrides", "typename", "field"),
     [
-        ({"location": {"wgs84": {"latitude": 91.0, "longitude": 120.3}}}, "InvalidInput", "input.location.latitude"),
-        ({"location": {"wgs84": {"latitude": 22.6, "longitude": -200.0}}}, "InvalidInput", "input.location.longitude"),
+        (
+            {"location": {"wgs84": {"latitude": 91.0, "longitude": 120.3}}},
+            "InvalidInput",
+            "input.location.latitude",
+        ),
+        (
+            {"location": {"wgs84": {"latitude": 22.6, "longitude": -200.0}}},
+            "InvalidInput",
+            "input.location.longitude",
+        ),
         ({"location": {"twd97": {"x": 180000.0, "y": 10.0}}}, "InvalidInput", "input.location.y"),
         ({"location": None}, "InvalidInput", "location"),
         ({"category": "UFO_SIGHTING"}, "InvalidInput", "category"),
@@ -53,7 +63,11 @@ def _only_error(body: dict[str, Any]) -> dict[str, Any]:
     ],
 )
 async def test_create_incident_rejects(
-    client: GraphQLClient, unchanged: None, overrides: dict[str, Any], typename: str, field: str | None
+    client: GraphQLClient,
+    unchanged: None,
+    overrides: dict[str, Any],
+    typename: str,
+    field: str | None,
 ) -> None:
     result = await create_incident(client, key="bad-request", **overrides)
     assert result["__typename"] == typename, result
@@ -79,8 +93,10 @@ async def test_unknown_ids_in_queries_are_null(client: GraphQLClient, unchanged:
     assert data == {"incident": None, "asset": None}
 
 
-async def test_malformed_id_in_a_query_is_a_typed_error(client: GraphQLClient, unchanged: None) -> None:
-    body = await client.execute("{ incident(id: \"not-base64!\") { id } }")
+async def test_malformed_id_in_a_query_is_a_typed_error(
+    client: GraphQLClient, unchanged: None
+) -> None:
+    body = await client.execute('{ incident(id: "not-base64!") { id } }')
     assert _only_error(body)["extensions"] == {"code": "INVALID_INPUT", "field": "id"}
 
 
@@ -95,9 +111,16 @@ async def test_malformed_cursor(client: GraphQLClient, unchanged: None, cursor: 
 
 @pytest.mark.parametrize(
     ("arguments", "field"),
-    [("first: 101", "first"), ("last: 1000", "last"), ("first: -1", "first"), ("first: 2, last: 2", "first")],
+    [
+        ("first: 101", "first"),
+        ("last: 1000", "last"),
+        ("first: -1", "first"),
+        ("first: 2, last: 2", "first"),
+    ],
 )
-async def test_page_size_limits(client: GraphQLClient, unchanged: None, arguments: str, field: str) -> None:
+async def test_page_size_limits(
+    client: GraphQLClient, unchanged: None, arguments: str, field: str
+) -> None:
     body = await client.execute(f"{{ incidents({arguments}) {{ edges {{ cursor }} }} }}")
     error = _only_error(body)
     assert error["extensions"] == {"code": "INVALID_INPUT", "field": field}
@@ -125,7 +148,9 @@ async def test_too_many_tokens_are_rejected(client: GraphQLClient, unchanged: No
 async def test_mutations_are_refused_over_get(http: httpx.AsyncClient, unchanged: None) -> None:
     response = await http.get(
         "/graphql",
-        params={"query": 'mutation { verifyIncident(input: {id: "x", expectedVersion: 1}) { __typename } }'},
+        params={
+            "query": 'mutation { verifyIncident(input: {id: "x", expectedVersion: 1}) { __typename } }'
+        },
     )
     assert response.status_code in (400, 405)
 
@@ -141,7 +166,9 @@ async def test_dispatch_with_bad_work_order_writes_nothing(
     assert dict(await owner.fetchrow(COUNTS)) == before
 
 
-async def test_transfer_to_the_same_bureau_is_refused(client: GraphQLClient, owner: asyncpg.Connection) -> None:
+async def test_transfer_to_the_same_bureau_is_refused(
+    client: GraphQLClient, owner: asyncpg.Connection
+) -> None:
     incident = await incident_in(client, "VERIFIED")
     before = dict(await owner.fetchrow(COUNTS))
     result = await act(client, "TRANSFER", incident, toBureauId=incident["responsibleBureau"]["id"])
@@ -152,7 +179,9 @@ async def test_transfer_to_the_same_bureau_is_refused(client: GraphQLClient, own
 async def test_duplicate_of_itself_or_of_a_duplicate_is_refused(client: GraphQLClient) -> None:
     first = await incident_in(client, "VERIFIED")
     second = await incident_in(client, "VERIFIED")
-    assert (await act(client, "MARK_DUPLICATE", first, duplicateOf=first["id"]))["__typename"] == "InvalidInput"
+    assert (await act(client, "MARK_DUPLICATE", first, duplicateOf=first["id"]))[
+        "__typename"
+    ] == "InvalidInput"
     marked = await act(client, "MARK_DUPLICATE", second, duplicateOf=first["id"])
     assert marked["incident"]["closingReason"] == "DUPLICATE"
     third = await incident_in(client, "VERIFIED")

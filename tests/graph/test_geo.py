@@ -87,11 +87,18 @@ async def _incident_names(client: GraphQLClient, filter: dict[str, Any]) -> set[
     return {edge["node"]["title"].removeprefix("坑洞 ") for edge in data["incidents"]["edges"]}
 
 
-@pytest.mark.parametrize(("radius", "expected"), [(100, {"A"}), (200, {"A", "B"}), (400, {"A", "B", "C", "D"})])
+@pytest.mark.parametrize(
+    ("radius", "expected"), [(100, {"A"}), (200, {"A", "B"}), (400, {"A", "B", "C", "D"})]
+)
 async def test_near_in_both_systems(
     client: GraphQLClient, places: dict[str, Any], radius: float, expected: set[str]
 ) -> None:
-    wgs84 = {"near": {"point": {"wgs84": {"latitude": CENTRE[0], "longitude": CENTRE[1]}}, "radiusMeters": radius}}
+    wgs84 = {
+        "near": {
+            "point": {"wgs84": {"latitude": CENTRE[0], "longitude": CENTRE[1]}},
+            "radiusMeters": radius,
+        }
+    }
     twd97 = {"near": {"point": {"twd97": {"x": CENTRE_X, "y": CENTRE_Y}}, "radiusMeters": radius}}
     assert await _asset_codes(client, wgs84) == expected
     assert await _asset_codes(client, twd97) == expected
@@ -126,9 +133,13 @@ async def test_wgs84_box(client: GraphQLClient, places: dict[str, Any]) -> None:
     assert await _incident_names(client, {"within": box}) == {"A", "D"}
 
 
-async def test_locations_come_back_in_both_systems(client: GraphQLClient, places: dict[str, Any]) -> None:
+async def test_locations_come_back_in_both_systems(
+    client: GraphQLClient, places: dict[str, Any]
+) -> None:
     data = await client.data(ASSETS, {"filter": None})
-    nodes = {edge["node"]["code"].removeprefix("GEO-"): edge["node"] for edge in data["assets"]["edges"]}
+    nodes = {
+        edge["node"]["code"].removeprefix("GEO-"): edge["node"] for edge in data["assets"]["edges"]
+    }
     assert data["assets"]["totalCount"] == len(OFFSETS)
     for name, (dx, dy) in OFFSETS.items():
         twd97 = nodes[name]["location"]["twd97"]
@@ -139,12 +150,39 @@ async def test_locations_come_back_in_both_systems(client: GraphQLClient, places
 @pytest.mark.parametrize(
     ("filter", "field"),
     [
-        ({"near": {"point": {"wgs84": {"latitude": 95, "longitude": 120}}, "radiusMeters": 10}}, "filter.near.point.latitude"),
-        ({"near": {"point": {"wgs84": {"latitude": 22, "longitude": 190}}, "radiusMeters": 10}}, "filter.near.point.longitude"),
-        ({"near": {"point": {"twd97": {"x": 5_000_000, "y": 2_500_000}}, "radiusMeters": 10}}, "filter.near.point.x"),
-        ({"near": {"point": {"wgs84": {"latitude": 22, "longitude": 120}}, "radiusMeters": 0}}, "filter.near.radiusMeters"),
-        ({"near": {"point": {"wgs84": {"latitude": 22, "longitude": 120}}, "radiusMeters": 1e9}}, "filter.near.radiusMeters"),
-        ({"within": {"wgs84": {"minLatitude": 23, "minLongitude": 120, "maxLatitude": 22, "maxLongitude": 121}}}, "filter.within"),
+        (
+            {"near": {"point": {"wgs84": {"latitude": 95, "longitude": 120}}, "radiusMeters": 10}},
+            "filter.near.point.latitude",
+        ),
+        (
+            {"near": {"point": {"wgs84": {"latitude": 22, "longitude": 190}}, "radiusMeters": 10}},
+            "filter.near.point.longitude",
+        ),
+        (
+            {"near": {"point": {"twd97": {"x": 5_000_000, "y": 2_500_000}}, "radiusMeters": 10}},
+            "filter.near.point.x",
+        ),
+        (
+            {"near": {"point": {"wgs84": {"latitude": 22, "longitude": 120}}, "radiusMeters": 0}},
+            "filter.near.radiusMeters",
+        ),
+        (
+            {"near": {"point": {"wgs84": {"latitude": 22, "longitude": 120}}, "radiusMeters": 1e9}},
+            "filter.near.radiusMeters",
+        ),
+        (
+            {
+                "within": {
+                    "wgs84": {
+                        "minLatitude": 23,
+                        "minLongitude": 120,
+                        "maxLatitude": 22,
+                        "maxLongitude": 121,
+                    }
+                }
+            },
+            "filter.within",
+        ),
     ],
 )
 async def test_bad_coordinates_are_typed_errors(

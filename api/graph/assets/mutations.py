@@ -46,7 +46,9 @@ CreateAssetResult = Annotated[
 
 @strawberry.type
 class AssetMutations:
-    @strawberry.mutation(description="Register an asset. Retries with the same key create nothing twice.")
+    @strawberry.mutation(
+        description="Register an asset. Retries with the same key create nothing twice."
+    )
     async def create_asset(
         self, info: Info, input: CreateAssetInput, idempotency_key: str | None = None
     ) -> CreateAssetResult:

@@ -13,8 +13,8 @@ from strawberry import relay
 from api.domain.models import AssetRecord
 from api.graph.bureaus.types import Bureau, load_bureau
 from api.graph.context import Info
-from api.graph.ids import decode_id
 from api.graph.geo import Location
+from api.graph.ids import decode_id
 
 
 @strawberry.enum

@@ -65,7 +65,9 @@ async def load_bureau(info: Info, bureau_id: int | None) -> Bureau | None:
     return Bureau.from_record(record) if record else None
 
 
-@strawberry.type(description="A kind of problem, the bureau it is routed to, and its service level.")
+@strawberry.type(
+    description="A kind of problem, the bureau it is routed to, and its service level."
+)
 class IncidentCategory:
     code: str
     name_zh: str

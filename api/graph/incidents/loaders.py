@@ -19,7 +19,9 @@ class IncidentLoaders:
     def __init__(self, uow: UnitOfWork) -> None:
         self._repository = IncidentRepository(uow)
         self.by_id: DataLoader[int, IncidentRecord | None] = DataLoader(load_fn=self._by_id)
-        self.duplicates: DataLoader[int, list[IncidentRecord]] = DataLoader(load_fn=self._duplicates)
+        self.duplicates: DataLoader[int, list[IncidentRecord]] = DataLoader(
+            load_fn=self._duplicates
+        )
         self.transfers: DataLoader[int, list[TransferRecord]] = DataLoader(load_fn=self._transfers)
         self.work_order: DataLoader[int, WorkOrderRecord | None] = DataLoader(
             load_fn=self._work_order

@@ -254,8 +254,12 @@ class IncidentMutations:
                 category=input.category,
                 source=input.source.value,
                 description=input.description,
-                location=to_point(input.location, info, "input.location") if input.location else None,
-                asset_id=decode_id(input.asset_id, "Asset", "input.assetId") if input.asset_id else None,
+                location=to_point(input.location, info, "input.location")
+                if input.location
+                else None,
+                asset_id=decode_id(input.asset_id, "Asset", "input.assetId")
+                if input.asset_id
+                else None,
                 reported_at=input.reported_at,
                 reporter_name=reporter.name,
                 reporter_phone=reporter.phone,
@@ -362,9 +366,13 @@ class IncidentMutations:
         return await _typed(run)  # type: ignore[no-any-return]
 
     @strawberry.mutation(description="Mark one work order done.")
-    async def complete_work_order(self, info: Info, input: FinishWorkOrderInput) -> FinishWorkOrderResult:
+    async def complete_work_order(
+        self, info: Info, input: FinishWorkOrderInput
+    ) -> FinishWorkOrderResult:
         return await _finish(info, input, "COMPLETED")
 
     @strawberry.mutation(description="Cancel one work order.")
-    async def cancel_work_order(self, info: Info, input: FinishWorkOrderInput) -> FinishWorkOrderResult:
+    async def cancel_work_order(
+        self, info: Info, input: FinishWorkOrderInput
+    ) -> FinishWorkOrderResult:
         return await _finish(info, input, "CANCELLED")

@@ -67,10 +67,17 @@ def incident_filter(value: IncidentFilterInput | None, info: Info) -> IncidentFi
         return IncidentFilter()
     if value.near is not None and value.within is not None:
         raise InvalidInput("filter", "use near or within, not both")
-    for name, moment in (("reportedFrom", value.reported_from), ("reportedBefore", value.reported_before)):
+    for name, moment in (
+        ("reportedFrom", value.reported_from),
+        ("reportedBefore", value.reported_before),
+    ):
         if moment is not None and moment.tzinfo is None:
             raise InvalidInput(f"filter.{name}", "must include a time zone offset")
-    if value.reported_from and value.reported_before and value.reported_from >= value.reported_before:
+    if (
+        value.reported_from
+        and value.reported_before
+        and value.reported_from >= value.reported_before
+    ):
         raise InvalidInput("filter.reportedBefore", "must be later than reportedFrom")
     return IncidentFilter(
         statuses=_statuses(value),
@@ -116,7 +123,11 @@ class IncidentQueries:
         page = await repository.page(where, ordering, request)
         info.context.loaders.incidents.prime(page.items)
         return build_connection(
-            IncidentConnection, page, ordering, Incident.from_record, lambda: repository.count(where)
+            IncidentConnection,
+            page,
+            ordering,
+            Incident.from_record,
+            lambda: repository.count(where),
         )
 
     @strawberry.field(description="One incident by its ID; null if it does not exist.")

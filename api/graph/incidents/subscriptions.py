@@ -53,5 +53,7 @@ class IncidentSubscriptions:
                     record = await scope.loaders.incidents.by_id.load(notice.incident_id)
                     if record is None:
                         continue
-                    kind = ChangeKind.CREATED if notice.operation == "INSERT" else ChangeKind.UPDATED
+                    kind = (
+                        ChangeKind.CREATED if notice.operation == "INSERT" else ChangeKind.UPDATED
+                    )
                     yield IncidentChange(kind=kind, incident=Incident.from_record(record))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry import relay
@@ -20,12 +20,17 @@ from api.graph.context import Info
 from api.graph.geo import Location
 from api.graph.ids import decode_id
 
-IncidentStatus = strawberry.enum(lifecycle.IncidentStatus)
-StatusClass = strawberry.enum(
+# The domain's enums are the schema's (registered in place, so annotations use the classes).
+strawberry.enum(lifecycle.IncidentStatus)
+strawberry.enum(
     lifecycle.StatusClass, description="Open311 maps OPEN to open, FIXED and CLOSED to closed."
 )
-ClosingReason = strawberry.enum(lifecycle.ClosingReason)
-IncidentAction = strawberry.enum(lifecycle.IncidentAction)
+strawberry.enum(lifecycle.ClosingReason)
+strawberry.enum(lifecycle.IncidentAction)
+IncidentStatus = lifecycle.IncidentStatus
+StatusClass = lifecycle.StatusClass
+ClosingReason = lifecycle.ClosingReason
+IncidentAction = lifecycle.IncidentAction
 
 
 @strawberry.enum
@@ -69,11 +74,13 @@ class IncidentEvent:
         return cls(
             id=strawberry.ID(str(record.id)),
             kind=record.kind,
-            from_status=lifecycle.IncidentStatus(record.from_status) if record.from_status else None,
+            from_status=lifecycle.IncidentStatus(record.from_status)
+            if record.from_status
+            else None,
             to_status=lifecycle.IncidentStatus(record.to_status) if record.to_status else None,
             actor=record.actor,
             note=record.note,
-            data=record.data,
+            data=cast(JSON, record.data),
             occurred_at=record.occurred_at,
         )
 
@@ -164,7 +171,9 @@ class IncidentTransfer:
         return await load_bureau(info, self.to_bureau_id)
 
 
-@strawberry.federation.type(keys=["id"], description="A problem in the city, from discovery to closing.")
+@strawberry.federation.type(
+    keys=["id"], description="A problem in the city, from discovery to closing."
+)
 class Incident(relay.Node):
     id: relay.NodeID[int]
     case_number: str = strawberry.field(description="The case number citizens and staff quote.")
@@ -235,9 +244,15 @@ class Incident(relay.Node):
     @strawberry.field(description="Who reported it (personal data).")
     def reporter(self) -> Reporter | None:
         record = self.record
-        if record.reporter_name is None and record.reporter_phone is None and record.reporter_email is None:
+        if (
+            record.reporter_name is None
+            and record.reporter_phone is None
+            and record.reporter_email is None
+        ):
             return None
-        return Reporter(name=record.reporter_name, phone=record.reporter_phone, email=record.reporter_email)
+        return Reporter(
+            name=record.reporter_name, phone=record.reporter_phone, email=record.reporter_email
+        )
 
     @strawberry.field(description="The history, newest first by default (at most 100 entries).")
     async def events(

@@ -38,7 +38,9 @@ async def test_two_concurrent_dispatches_one_wins(
                 "SELECT count(*) FROM incident_event WHERE incident_id = $1 AND kind = 'DISPATCH'",
                 key,
             )
-            orders = await owner.fetchval("SELECT count(*) FROM work_order WHERE incident_id = $1", key)
+            orders = await owner.fetchval(
+                "SELECT count(*) FROM work_order WHERE incident_id = $1", key
+            )
             version = await owner.fetchval("SELECT version FROM incident WHERE id = $1", key)
             assert (events, orders, version) == (1, 1, incident["version"] + 1)
 

@@ -35,7 +35,9 @@ async def test_same_key_different_request_is_refused(
     assert await owner.fetchval("SELECT count(*) FROM incident") == 1
 
 
-async def test_concurrent_retries_create_one(client: GraphQLClient, owner: asyncpg.Connection) -> None:
+async def test_concurrent_retries_create_one(
+    client: GraphQLClient, owner: asyncpg.Connection
+) -> None:
     results = await asyncio.gather(
         *(create_incident(client, key="report-0003", title="同時重送") for _ in range(8))
     )
@@ -70,7 +72,7 @@ async def test_dispatch_retry_creates_one_work_order(
     }
     document = action_document("DISPATCH").replace(
         "result: dispatchIncident(input: $input)",
-        "result: dispatchIncident(input: $input, idempotencyKey: \"dispatch-1\")",
+        'result: dispatchIncident(input: $input, idempotencyKey: "dispatch-1")',
     )
     first = (await client.data(document, variables))["result"]
     second = (await client.data(document, variables))["result"]

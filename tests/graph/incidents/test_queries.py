@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import REPOSITORY, GraphQLClient, DatabaseUnderTest
+from tests.support import REPOSITORY, DatabaseUnderTest, GraphQLClient
 
 pytestmark = pytest.mark.db
 
@@ -106,10 +106,14 @@ async def _walk(client: GraphQLClient, variables: dict[str, Any], forward: bool)
 
 
 @pytest.mark.parametrize("order", ["NEWEST_FIRST", "OLDEST_FIRST", "DUE_SOONEST"])
-async def test_paging_is_stable_and_complete(seeded: None, client: GraphQLClient, order: str) -> None:
+async def test_paging_is_stable_and_complete(
+    seeded: None, client: GraphQLClient, order: str
+) -> None:
     everything = (await client.data(PAGE, {"first": 100, "orderBy": order}))["incidents"]
     assert everything["totalCount"] == 150
-    rest = (await client.data(PAGE, {"first": 100, "after": everything["pageInfo"]["endCursor"], "orderBy": order}))
+    rest = await client.data(
+        PAGE, {"first": 100, "after": everything["pageInfo"]["endCursor"], "orderBy": order}
+    )
     all_ids = [e["node"]["id"] for e in everything["edges"]] + [
         e["node"]["id"] for e in rest["incidents"]["edges"]
     ]
@@ -130,13 +134,16 @@ async def test_filters_combine(seeded: None, client: GraphQLClient) -> None:
     expected = {
         n["id"]
         for n in nodes
-        if n["status"] in ("VERIFIED", "DISPATCHED") and n["responsibleBureau"]["code"] == "PUBLIC_WORKS"
+        if n["status"] in ("VERIFIED", "DISPATCHED")
+        and n["responsibleBureau"]["code"] == "PUBLIC_WORKS"
     }
     filter = {"status": ["VERIFIED", "DISPATCHED"], "bureauCode": ["PUBLIC_WORKS"]}
     page = (await client.data(PAGE, {"first": 100, "filter": filter}))["incidents"]
     assert {e["node"]["id"] for e in page["edges"]} == expected
     assert page["totalCount"] == len(expected)
-    closed = (await client.data(PAGE, {"first": 100, "filter": {"statusClass": ["CLOSED"]}}))["incidents"]
+    closed = (await client.data(PAGE, {"first": 100, "filter": {"statusClass": ["CLOSED"]}}))[
+        "incidents"
+    ]
     assert {e["node"]["status"] for e in closed["edges"]} <= {"CLOSED"}
     assert closed["totalCount"] == sum(1 for n in nodes if n["status"] == "CLOSED")
     middle = nodes[40]["reportedAt"]

@@ -30,9 +30,9 @@ class Subscription:
     def __init__(self, socket: websockets.ClientConnection) -> None:
         self.socket = socket
 
-    async def next(self, timeout: float = 10) -> dict[str, Any]:
+    async def next(self, wait: float = 10) -> dict[str, Any]:
         while True:
-            message = json.loads(await asyncio.wait_for(self.socket.recv(), timeout))
+            message = json.loads(await asyncio.wait_for(self.socket.recv(), wait))
             if message["type"] == "next":
                 payload: dict[str, Any] = message["payload"]
                 return payload
@@ -40,14 +40,22 @@ class Subscription:
                 raise AssertionError(message)
 
 
-async def _subscribe(gateway: GatewayProcess, variables: dict[str, Any]) -> AsyncIterator[Subscription]:
+async def _subscribe(
+    gateway: GatewayProcess, variables: dict[str, Any]
+) -> AsyncIterator[Subscription]:
     url = gateway.base_url.replace("http://", "ws://") + "/graphql"
     async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:
         await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
         ack = json.loads(await asyncio.wait_for(socket.recv(), 10))
         assert ack["type"] == "connection_ack"
         await socket.send(
-            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIBE, "variables": variables}})
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": SUBSCRIBE, "variables": variables},
+                }
+            )
         )
         # Let the subscription register before changes are made.
         await asyncio.sleep(0.3)
@@ -100,4 +108,4 @@ async def test_bureau_filter(client: GraphQLClient, gateway: GatewayProcess, cle
         assert change["incident"]["title"] == "淹水"
         assert change["incident"]["responsibleBureau"] == {"code": "WATER_RESOURCES"}
         with pytest.raises(TimeoutError):
-            await subscription.next(timeout=1)
+            await subscription.next(wait=1)

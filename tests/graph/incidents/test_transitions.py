@@ -14,7 +14,16 @@ from tests.support import GraphQLClient
 pytestmark = pytest.mark.db
 
 STATUSES = [s.value for s in lifecycle.IncidentStatus]
-ACTIONS = ["VERIFY", "DISPATCH", "START_WORK", "RESOLVE", "REOPEN", "CLOSE", "TRANSFER", "MARK_DUPLICATE"]
+ACTIONS = [
+    "VERIFY",
+    "DISPATCH",
+    "START_WORK",
+    "RESOLVE",
+    "REOPEN",
+    "CLOSE",
+    "TRANSFER",
+    "MARK_DUPLICATE",
+]
 
 
 async def _extra(client: GraphQLClient, action: str, status: str) -> dict[str, Any]:

@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   the whole system on embedded defaults, with demo data
+#   make test   the full test suite (what CI runs, through .ci/run)
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Lighthouse needs Python 3.11 or newer (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: install
+	$(BIN)/lighthouse demo
+
+test: install
+	scripts/run-tests
+
+lint: install
+	$(BIN)/ruff check api tests bench migrations
+	$(BIN)/ruff format --check api tests bench migrations
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .lighthouse .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,113 @@
+"""The ``lighthouse`` command, run as an operator runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+
+from tests.conftest import _drop_database, gateway_env, make_database
+from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess
+
+pytestmark = pytest.mark.db
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=REPOSITORY,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def fresh(server_url: str) -> Iterator[DatabaseUnderTest]:
+    import asyncio
+
+    created = make_database(server_url)
+    yield created
+    asyncio.run(_drop_database(server_url, created.name))
+
+
+def test_migrate_is_idempotent_and_reports_progress(fresh: DatabaseUnderTest) -> None:
+    result = run(
+        "migrate",
+        LIGHTHOUSE_DATABASE_URL=fresh.app_url,
+        LIGHTHOUSE_DATABASE_OWNER_URL=fresh.owner_url,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Database is at revision" in result.stderr
+
+
+def test_migrate_without_owner_url_names_the_setting(fresh: DatabaseUnderTest) -> None:
+    env = {"LIGHTHOUSE_DATABASE_URL": fresh.app_url}
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", "migrate"],
+        cwd=REPOSITORY,
+        env={
+            k: v for k, v in {**os.environ, **env}.items() if k != "LIGHTHOUSE_DATABASE_OWNER_URL"
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "LIGHTHOUSE_DATABASE_OWNER_URL" in result.stderr
+
+
+def test_bad_setting_stops_the_command(fresh: DatabaseUnderTest) -> None:
+    result = run("serve", LIGHTHOUSE_DATABASE_URL="mysql://nope/x")
+    assert result.returncode == 2
+    assert "LIGHTHOUSE_DATABASE_URL" in result.stderr
+
+
+async def test_seed_loads_a_consistent_city(fresh: DatabaseUnderTest) -> None:
+    env = {
+        "LIGHTHOUSE_DATABASE_URL": fresh.app_url,
+        "LIGHTHOUSE_DATABASE_OWNER_URL": fresh.owner_url,
+    }
+    result = run("seed", "--assets", "50", "--incidents", "80", **env)
+    assert result.returncode == 0, result.stderr
+    assert "Seeded 50 assets, 80 incidents" in result.stderr
+    again = run("seed", "--if-empty", **env)
+    assert "already present" in again.stderr
+    connection = await asyncpg.connect(fresh.owner_url)
+    try:
+        # Every incident's status is the last event's; closed ones have a reason and a time.
+        mismatched = await connection.fetchval(
+            """
+            SELECT count(*) FROM lighthouse.incident i
+            WHERE i.status <> (SELECT e.to_status FROM lighthouse.incident_event e
+                               WHERE e.incident_id = i.id ORDER BY e.id DESC LIMIT 1)
+               OR i.version <> (SELECT count(*) FROM lighthouse.incident_event e
+                                WHERE e.incident_id = i.id)
+            """
+        )
+        assert mismatched == 0
+        statuses = await connection.fetchval(
+            "SELECT count(DISTINCT status) FROM lighthouse.incident"
+        )
+        assert statuses >= 5
+        # New rows after seeding get fresh ids (the identity sequences were moved on).
+        await connection.execute(
+            "INSERT INTO lighthouse.asset (code, kind, name, bureau_id, latitude, longitude, created_by)"
+            " VALUES ('NEW-1', 'DRAIN', 'new', 1, 22.6, 120.3, 'test')"
+        )
+    finally:
+        await connection.close()
+
+
+def test_gateway_refuses_a_privileged_role(fresh: DatabaseUnderTest, tmp_path: object) -> None:
+    env = gateway_env(fresh) | {"LIGHTHOUSE_DATABASE_URL": fresh.owner_url}
+    gateway = GatewayProcess(env, REPOSITORY / ".pytest_cache" / "refused-gateway.log")
+    gateway.log_path.parent.mkdir(exist_ok=True)
+    gateway.log_path.write_text("")
+    with pytest.raises(RuntimeError, match="superuser, has BYPASSRLS or owns Lighthouse tables"):
+        gateway.start(timeout=30)
