@@ -131,7 +131,7 @@ CREATE TABLE lighthouse.work_order (
     CONSTRAINT work_order_finished CHECK (
         (status IN ('COMPLETED', 'CANCELLED')) = (finished_at IS NOT NULL))
 );
-CREATE INDEX work_order_incident_idx ON lighthouse.work_order (incident_id, id);
+CREATE INDEX work_order_incident_idx ON lighthouse.work_order (incident_id, status, id);
 
 CREATE TABLE lighthouse.incident_transfer (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
