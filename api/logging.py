@@ -20,7 +20,8 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = LogFormat.JSO
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if log_format is LogFormat.JSON
-        else structlog.dev.ConsoleRenderer()
+        # Plain tracebacks: rich ones print local variables, which can hold personal data.
+        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

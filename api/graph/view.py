@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -16,6 +17,9 @@ from api.resources import resources_of
 
 
 class GraphQLView(GraphQL[Context, None]):
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
     ) -> Context:

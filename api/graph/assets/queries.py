@@ -10,6 +10,7 @@ from api.graph.connections import build_connection
 from api.graph.context import Info
 from api.graph.geo import BoundingBoxInput, NearInput, to_box, to_circle
 from api.graph.ids import decode_id, decode_ids
+from api.graph.prefetch import node_selections, prefetch
 from api.repositories.assets import ASSET_ORDERINGS, AssetFilter, AssetRepository
 from api.repositories.sql import page_request
 
@@ -61,10 +62,18 @@ class AssetQueries:
         where = asset_filter(filter, info)
         repository = AssetRepository(info.context.uow)
         page = await repository.page(where, ordering, request)
+        loaders = info.context.loaders
         for record in page.items:
-            info.context.loaders.assets.by_id.prime(record.id, record)
+            loaders.assets.by_id.prime(record.id, record)
+        await prefetch(loaders, "Asset", page.items, node_selections(info, "edges", "node"))
+        edge_fields = {field.name for field in node_selections(info, "edges")}
         return build_connection(
-            AssetConnection, page, ordering, Asset.from_record, lambda: repository.count(where)
+            AssetConnection,
+            page,
+            ordering,
+            Asset.from_record,
+            lambda: repository.count(where),
+            edge_cursors="cursor" in edge_fields,
         )
 
     @strawberry.field(description="One asset by its ID; null if it does not exist.")

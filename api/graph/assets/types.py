@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import date
 from enum import StrEnum
 from typing import Any
@@ -11,10 +11,11 @@ import strawberry
 from strawberry import relay
 
 from api.domain.models import AssetRecord
-from api.graph.bureaus.types import Bureau, load_bureau
-from api.graph.context import Info
+from api.graph.bureaus.types import Bureau
+from api.graph.context import Info, Loaders
 from api.graph.geo import Location
 from api.graph.ids import decode_id
+from api.graph.prefetch import prefetcher, preload, resolved
 
 
 @strawberry.enum
@@ -53,8 +54,8 @@ class Asset(relay.Node):
         )
 
     @strawberry.field(description="The bureau that owns the asset.")
-    async def bureau(self, info: Info) -> Bureau | None:
-        return await load_bureau(info, self.bureau_id)
+    def bureau(self, info: Info) -> Bureau | None:
+        return resolved(info.context.loaders.bureaus.by_id, self.bureau_id, Bureau.from_record)  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
@@ -76,6 +77,15 @@ async def load_asset(info: Info, asset_id: int | None) -> Asset | None:
         return None
     record = await info.context.loaders.assets.by_id.load(asset_id)
     return Asset.from_record(record) if record else None
+
+
+@prefetcher("Asset", "bureau")
+async def _bureaus(
+    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    return "Bureau", [
+        r for r in await preload(loaders.bureaus.by_id, {p.bureau_id for p in parents}) if r
+    ]
 
 
 @strawberry.type

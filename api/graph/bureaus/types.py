@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -10,8 +10,9 @@ import strawberry
 from strawberry import relay
 
 from api.domain.models import BureauRecord, CategoryRecord
-from api.graph.context import Info
+from api.graph.context import Info, Loaders
 from api.graph.ids import decode_id
+from api.graph.prefetch import prefetcher, preload, resolved
 
 
 @strawberry.enum
@@ -58,13 +59,6 @@ class Bureau(relay.Node):
         return cls.from_record(record) if record else None
 
 
-async def load_bureau(info: Info, bureau_id: int | None) -> Bureau | None:
-    if bureau_id is None:
-        return None
-    record = await info.context.loaders.bureaus.by_id.load(bureau_id)
-    return Bureau.from_record(record) if record else None
-
-
 @strawberry.type(
     description="A kind of problem, the bureau it is routed to, and its service level."
 )
@@ -88,5 +82,14 @@ class IncidentCategory:
         )
 
     @strawberry.field
-    async def responsible_bureau(self, info: Info) -> Bureau | None:
-        return await load_bureau(info, self.responsible_bureau_id)
+    def responsible_bureau(self, info: Info) -> Bureau | None:
+        loader = info.context.loaders.bureaus.by_id
+        return resolved(loader, self.responsible_bureau_id, Bureau.from_record)  # type: ignore[return-value]
+
+
+@prefetcher("IncidentCategory", "responsibleBureau")
+async def _responsible_bureaus(
+    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    found = await preload(loaders.bureaus.by_id, {p.responsible_bureau_id for p in parents})
+    return "Bureau", [r for r in found if r]

@@ -21,6 +21,7 @@ from api.graph.incidents.types import (
     WorkOrder,
     load_incident,
 )
+from api.graph.prefetch import node_selections, prefetch
 from api.repositories.incidents import INCIDENT_ORDERINGS, IncidentFilter, IncidentRepository
 from api.repositories.sql import page_request
 
@@ -121,13 +122,17 @@ class IncidentQueries:
         where = incident_filter(filter, info)
         repository = IncidentRepository(info.context.uow)
         page = await repository.page(where, ordering, request)
-        info.context.loaders.incidents.prime(page.items)
+        loaders = info.context.loaders
+        loaders.incidents.prime(page.items)
+        await prefetch(loaders, "Incident", page.items, node_selections(info, "edges", "node"))
+        edge_fields = {field.name for field in node_selections(info, "edges")}
         return build_connection(
             IncidentConnection,
             page,
             ordering,
             Incident.from_record,
             lambda: repository.count(where),
+            edge_cursors="cursor" in edge_fields,
         )
 
     @strawberry.field(description="One incident by its ID; null if it does not exist.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, cast
@@ -14,11 +14,12 @@ from strawberry.scalars import JSON
 from api.domain import lifecycle
 from api.domain.errors import InvalidInput
 from api.domain.models import EventRecord, IncidentRecord, TransferRecord, WorkOrderRecord
-from api.graph.assets.types import Asset, load_asset
-from api.graph.bureaus.types import Bureau, IncidentCategory, load_bureau
-from api.graph.context import Info
+from api.graph.assets.types import Asset
+from api.graph.bureaus.types import Bureau, IncidentCategory
+from api.graph.context import Info, Loaders
 from api.graph.geo import Location
 from api.graph.ids import decode_id
+from api.graph.prefetch import prefetcher, preload, resolved, resolved_list
 
 # The domain's enums are the schema's (registered in place, so annotations use the classes).
 strawberry.enum(lifecycle.IncidentStatus)
@@ -56,6 +57,7 @@ class EventOrder(Enum):
 
 
 MAX_EVENTS = 100
+EVENTS_LIMIT = 20
 
 
 @strawberry.type(description="One entry of an incident's append-only history.")
@@ -121,19 +123,21 @@ class WorkOrder(relay.Node):
         )
 
     @strawberry.field
-    async def bureau(self, info: Info) -> Bureau | None:
-        return await load_bureau(info, self.bureau_id)
+    def bureau(self, info: Info) -> Bureau | None:
+        return resolved(info.context.loaders.bureaus.by_id, self.bureau_id, Bureau.from_record)  # type: ignore[return-value]
 
     @strawberry.field
-    async def incident(self, info: Info) -> Incident | None:
-        return await load_incident(info, self.incident_id)
+    def incident(self, info: Info) -> Incident | None:
+        return resolved(
+            info.context.loaders.incidents.by_id, self.incident_id, Incident.from_record
+        )  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[WorkOrder | None]:
         loader = info.context.loaders.incidents.work_order
-        records = await loader.load_many([int(i) for i in node_ids])
+        records = await preload(loader, [int(i) for i in node_ids])
         return [cls.from_record(r) if r else None for r in records]
 
     @classmethod
@@ -163,12 +167,12 @@ class IncidentTransfer:
         )
 
     @strawberry.field
-    async def from_bureau(self, info: Info) -> Bureau | None:
-        return await load_bureau(info, self.from_bureau_id)
+    def from_bureau(self, info: Info) -> Bureau | None:
+        return resolved(info.context.loaders.bureaus.by_id, self.from_bureau_id, Bureau.from_record)  # type: ignore[return-value]
 
     @strawberry.field
-    async def to_bureau(self, info: Info) -> Bureau | None:
-        return await load_bureau(info, self.to_bureau_id)
+    def to_bureau(self, info: Info) -> Bureau | None:
+        return resolved(info.context.loaders.bureaus.by_id, self.to_bureau_id, Bureau.from_record)  # type: ignore[return-value]
 
 
 @strawberry.federation.type(
@@ -224,22 +228,28 @@ class Incident(relay.Node):
     def allowed_actions(self) -> list[IncidentAction]:
         return lifecycle.allowed_actions(lifecycle.IncidentStatus(self.record.status))
 
+    # Nested fields resolve at once when the page prefetched them (see api.graph.prefetch),
+    # and load through the request's DataLoaders otherwise.
+
     @strawberry.field
-    async def category(self, info: Info) -> IncidentCategory | None:
-        record = await info.context.loaders.bureaus.category.load(self.record.category)
-        return IncidentCategory.from_record(record) if record else None
+    def category(self, info: Info) -> IncidentCategory | None:
+        loader = info.context.loaders.bureaus.category
+        return resolved(loader, self.record.category, IncidentCategory.from_record)  # type: ignore[return-value]
 
     @strawberry.field(description="The bureau that must act on the incident now.")
-    async def responsible_bureau(self, info: Info) -> Bureau | None:
-        return await load_bureau(info, self.record.responsible_bureau_id)
+    def responsible_bureau(self, info: Info) -> Bureau | None:
+        loader = info.context.loaders.bureaus.by_id
+        return resolved(loader, self.record.responsible_bureau_id, Bureau.from_record)  # type: ignore[return-value]
 
     @strawberry.field(description="The bureau whose staff or camera raised the incident.")
-    async def reporting_bureau(self, info: Info) -> Bureau | None:
-        return await load_bureau(info, self.record.reporting_bureau_id)
+    def reporting_bureau(self, info: Info) -> Bureau | None:
+        loader = info.context.loaders.bureaus.by_id
+        return resolved(loader, self.record.reporting_bureau_id, Bureau.from_record)  # type: ignore[return-value]
 
     @strawberry.field(description="The asset the incident concerns, if any.")
-    async def asset(self, info: Info) -> Asset | None:
-        return await load_asset(info, self.record.asset_id)
+    def asset(self, info: Info) -> Asset | None:
+        loader = info.context.loaders.assets.by_id
+        return resolved(loader, self.record.asset_id, Asset.from_record)  # type: ignore[return-value]
 
     @strawberry.field(description="Who reported it (personal data).")
     def reporter(self) -> Reporter | None:
@@ -255,35 +265,36 @@ class Incident(relay.Node):
         )
 
     @strawberry.field(description="The history, newest first by default (at most 100 entries).")
-    async def events(
-        self, info: Info, limit: int = 20, order: EventOrder = EventOrder.NEWEST_FIRST
+    def events(
+        self, info: Info, limit: int = EVENTS_LIMIT, order: EventOrder = EventOrder.NEWEST_FIRST
     ) -> list[IncidentEvent]:
         if not 1 <= limit <= MAX_EVENTS:
             raise InvalidInput("limit", f"must be between 1 and {MAX_EVENTS}")
         loader = info.context.loaders.incidents.events(limit, order is EventOrder.NEWEST_FIRST)
-        return [IncidentEvent.from_record(r) for r in await loader.load(self.record.id)]
+        return resolved_list(loader, self.record.id, IncidentEvent.from_record)  # type: ignore[return-value]
 
     @strawberry.field(description="Work orders, optionally only those in the given statuses.")
-    async def work_orders(
+    def work_orders(
         self, info: Info, status: list[WorkOrderStatus] | None = None
     ) -> list[WorkOrder]:
         statuses = [s.value for s in (status or list(WorkOrderStatus))]
         loader = info.context.loaders.incidents.work_orders(statuses)
-        return [WorkOrder.from_record(r) for r in await loader.load(self.record.id)]
+        return resolved_list(loader, self.record.id, WorkOrder.from_record)  # type: ignore[return-value]
 
     @strawberry.field
-    async def transfers(self, info: Info) -> list[IncidentTransfer]:
-        records = await info.context.loaders.incidents.transfers.load(self.record.id)
-        return [IncidentTransfer.from_record(r) for r in records]
+    def transfers(self, info: Info) -> list[IncidentTransfer]:
+        loader = info.context.loaders.incidents.transfers
+        return resolved_list(loader, self.record.id, IncidentTransfer.from_record)  # type: ignore[return-value]
 
     @strawberry.field(description="The incident this one duplicates, when closed as DUPLICATE.")
-    async def duplicate_of(self, info: Info) -> Incident | None:
-        return await load_incident(info, self.record.duplicate_of_id)
+    def duplicate_of(self, info: Info) -> Incident | None:
+        loader = info.context.loaders.incidents.by_id
+        return resolved(loader, self.record.duplicate_of_id, Incident.from_record)  # type: ignore[return-value]
 
     @strawberry.field(description="Incidents closed as duplicates of this one.")
-    async def duplicates(self, info: Info) -> list[Incident]:
-        records = await info.context.loaders.incidents.duplicates.load(self.record.id)
-        return [Incident.from_record(r) for r in records]
+    def duplicates(self, info: Info) -> list[Incident]:
+        loader = info.context.loaders.incidents.duplicates
+        return resolved_list(loader, self.record.id, Incident.from_record)  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
@@ -311,3 +322,121 @@ class IncidentConnection(relay.Connection[Incident]):
     @strawberry.field(description="How many incidents match the filter (one extra query).")
     async def total_count(self) -> int:
         return await self.count()
+
+
+# --- how the nested fields above load for a whole page (api.graph.prefetch) ------------------
+
+
+def _flatten(lists: Sequence[list[Any]]) -> list[Any]:
+    return [item for items in lists for item in items]
+
+
+@prefetcher("Incident", "responsibleBureau")
+async def _responsible_bureaus(
+    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    found = await preload(loaders.bureaus.by_id, {p.responsible_bureau_id for p in parents})
+    return "Bureau", [r for r in found if r]
+
+
+@prefetcher("Incident", "reportingBureau")
+async def _reporting_bureaus(
+    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    keys = {p.reporting_bureau_id for p in parents} - {None}
+    return "Bureau", [r for r in await preload(loaders.bureaus.by_id, keys) if r]
+
+
+@prefetcher("Incident", "asset")
+async def _assets(
+    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    keys = {p.asset_id for p in parents} - {None}
+    return "Asset", [r for r in await preload(loaders.assets.by_id, keys) if r]
+
+
+@prefetcher("Incident", "category")
+async def _categories(
+    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    found = await preload(loaders.bureaus.category, {p.category for p in parents})
+    return "IncidentCategory", [r for r in found if r]
+
+
+@prefetcher("Incident", "events")
+async def _events(
+    loaders: Loaders, parents: Sequence[Any], arguments: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    try:  # literals arrive as text, variables as numbers
+        limit = int(arguments.get("limit", EVENTS_LIMIT))
+    except (TypeError, ValueError):
+        return "IncidentEvent", []
+    if not 1 <= limit <= MAX_EVENTS:
+        return "IncidentEvent", []  # the field reports the bad argument itself
+    newest_first = (
+        arguments.get("order", EventOrder.NEWEST_FIRST.value) == EventOrder.NEWEST_FIRST.value
+    )
+    loader = loaders.incidents.events(limit, newest_first)
+    await preload(loader, [p.id for p in parents])
+    return "IncidentEvent", []
+
+
+@prefetcher("Incident", "workOrders")
+async def _work_orders(
+    loaders: Loaders, parents: Sequence[Any], arguments: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    statuses = arguments.get("status") or [s.value for s in WorkOrderStatus]
+    loader = loaders.incidents.work_orders([str(s) for s in statuses])
+    found = await preload(loader, [p.id for p in parents])
+    return "WorkOrder", _flatten(found)
+
+
+@prefetcher("Incident", "transfers")
+async def _transfers(
+    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    found = await preload(loaders.incidents.transfers, [p.id for p in parents])
+    return "IncidentTransfer", _flatten(found)
+
+
+@prefetcher("Incident", "duplicateOf")
+async def _duplicate_of(
+    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    keys = {p.duplicate_of_id for p in parents} - {None}
+    return "Incident", [r for r in await preload(loaders.incidents.by_id, keys) if r]
+
+
+@prefetcher("Incident", "duplicates")
+async def _duplicates(
+    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    found = await preload(loaders.incidents.duplicates, [p.id for p in parents])
+    return "Incident", _flatten(found)
+
+
+@prefetcher("WorkOrder", "bureau")
+async def _work_order_bureaus(
+    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    return "Bureau", [
+        r for r in await preload(loaders.bureaus.by_id, {p.bureau_id for p in parents}) if r
+    ]
+
+
+@prefetcher("IncidentTransfer", "fromBureau")
+async def _transfer_from(
+    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    return "Bureau", [
+        r for r in await preload(loaders.bureaus.by_id, {p.from_bureau_id for p in parents}) if r
+    ]
+
+
+@prefetcher("IncidentTransfer", "toBureau")
+async def _transfer_to(
+    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
+) -> tuple[str, list[Any]]:
+    return "Bureau", [
+        r for r in await preload(loaders.bureaus.by_id, {p.to_bureau_id for p in parents}) if r
+    ]
