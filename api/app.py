@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
+from api.auth.authenticate import AuthenticationMiddleware, Authenticator
+from api.auth.issuers import IssuerRegistry
+from api.auth.keys import KeyRing
+from api.auth.server import endpoints
+from api.auth.tokens import TokenVerifier
 from api.db import migrations
 from api.db.endpoints import DatabaseEndpoints, redact, require_owner, resolve_endpoints
 from api.db.pool import connect, create_pool
@@ -27,6 +33,9 @@ from api.http.health import healthz, readyz
 from api.http.health import metrics as metrics_endpoint
 from api.http.request_context import RequestContextMiddleware
 from api.metrics import Metrics
+from api.policy.engine import PolicyEngine, PolicySetInvalid
+from api.repositories.audit import AuditRepository
+from api.repositories.oauth import OAuthRepository
 from api.resources import Database, Resources
 from api.settings import Settings
 
@@ -37,6 +46,7 @@ class StartupError(RuntimeError):
     """The service cannot start as configured; the message says what to change."""
 
 
+BUREAUS = "SELECT id, code, joint_service_centre FROM lighthouse.bureau ORDER BY id"
 ROLE_CHECK = """
 SELECT r.rolsuper, r.rolbypassrls,
        (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -90,8 +100,24 @@ def create_app(settings: Settings) -> Starlette:
         changes = IncidentChangeHub(
             lambda: connect(endpoints.app_url, settings, "lighthouse-change-listener")
         )
+        issuers = IssuerRegistry(settings.trusted_issuers, settings.jwks_refresh_seconds)
         try:
             await check_application_role(pool)
+            bureaus = await pool.fetch(BUREAUS)
+            try:
+                policy = PolicyEngine(
+                    settings.policies_dir, [(b["code"], b["joint_service_centre"]) for b in bureaus]
+                )
+            except PolicySetInvalid as error:
+                raise StartupError(
+                    f"{error}. Fix the policies (see policies/README.md)."
+                ) from error
+            await AuditRepository(pool).record_policy_version(policy.version, policy.text)
+            oauth = OAuthRepository(pool)
+            keys = KeyRing(settings)
+            await keys.ensure_signing_key(oauth)
+            await issuers.start()
+            verifier = TokenVerifier(settings, keys, issuers, {b["code"]: b["id"] for b in bureaus})
             await changes.start()
             resources = Resources(
                 settings=settings,
@@ -102,6 +128,10 @@ def create_app(settings: Settings) -> Starlette:
                 converter=CoordinateConverter(),
                 changes=changes,
                 metrics=metrics,
+                policy=policy,
+                keys=keys,
+                issuers=issuers,
+                authenticator=Authenticator(verifier, oauth, settings.issuer),
             )
             # Start-up objects (schema, settings, pools) live as long as the process: move them out
             # of the collector's way, and collect young objects less often (a page of incidents
@@ -113,9 +143,16 @@ def create_app(settings: Settings) -> Starlette:
                 database=redact(endpoints.app_url),
                 embedded=endpoints.embedded,
                 environment=settings.environment.value,
+                policy_version=policy.version,
+                issuer=settings.issuer,
             )
-            yield {"resources": resources}
+            refresher = asyncio.create_task(_refresh_keys(keys, oauth))
+            try:
+                yield {"resources": resources}
+            finally:
+                refresher.cancel()
         finally:
+            await issuers.stop()
             await changes.stop()
             await pool.close()
             log.info("gateway.stopped")
@@ -125,14 +162,35 @@ def create_app(settings: Settings) -> Starlette:
         graphiql=settings.graphiql_enabled,
         max_subscriptions=settings.max_subscriptions_per_connection,
     )
+    oauth_endpoints = endpoints()
     return Starlette(
         routes=[
             Route("/graphql", view, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
+            Route("/oauth/token", oauth_endpoints["token"], methods=["POST"]),
+            Route("/oauth/introspect", oauth_endpoints["introspect"], methods=["POST"]),
+            Route("/oauth/revoke", oauth_endpoints["revoke"], methods=["POST"]),
+            Route("/oauth/jwks", oauth_endpoints["jwks"], methods=["GET"]),
+            Route("/.well-known/jwks.json", oauth_endpoints["jwks"], methods=["GET"]),
+            Route(
+                "/.well-known/oauth-authorization-server",
+                oauth_endpoints["metadata"],
+                methods=["GET"],
+            ),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
         ],
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=[Middleware(RequestContextMiddleware), Middleware(AuthenticationMiddleware)],
         lifespan=lifespan,
     )
+
+
+async def _refresh_keys(keys: KeyRing, oauth: OAuthRepository) -> None:
+    """Pick up keys rotated by another process (and the moment a new key starts signing)."""
+    while True:
+        await asyncio.sleep(30)
+        try:
+            await keys.load(oauth)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("keys.refresh_failed", error=str(error))

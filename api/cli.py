@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
+import asyncpg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -14,6 +16,8 @@ from api.db import migrations
 from api.db.endpoints import redact, require_owner, resolve_endpoints
 from api.logging import configure_logging
 from api.settings import Environment, LogFormat, Settings, SettingsError, load_settings
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="lighthouse",
@@ -138,6 +142,182 @@ async def _seed(
         )
     finally:
         await connection.close()
+
+
+keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
+clients_app = typer.Typer(help="OAuth clients (machine principals).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(clients_app, name="clients")
+
+
+async def _with_owner(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    from api.db.pool import connect
+
+    connection = await connect(
+        require_owner(resolve_endpoints(settings)), settings, "lighthouse-cli"
+    )
+    try:
+        return await work(connection)
+    finally:
+        await connection.close()
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    delay: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds before the new key signs (default LIGHTHOUSE_KEY_ACTIVATION_DELAY_SECONDS)."
+        ),
+    ] = None,
+) -> None:
+    """Create a new signing key; it is published at once and signs after the delay."""
+    from api.auth.keys import KeyRing
+    from api.repositories.oauth import OAuthRepository
+
+    settings = _settings()
+
+    async def rotate(connection: asyncpg.Connection) -> str:
+        ring = KeyRing(settings)
+        repository = OAuthRepository(connection)
+        await ring.load(repository)
+        wait = settings.key_activation_delay_seconds if delay is None else delay
+        return await ring.rotate(repository, activation_delay=wait)
+
+    kid = asyncio.run(_with_owner(settings, rotate))
+    console.print(f"[green]New signing key {kid} published.[/green]")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """The published keys and when each signs."""
+    from api.repositories.oauth import OAuthRepository
+
+    settings = _settings()
+    records = asyncio.run(_with_owner(settings, lambda c: OAuthRepository(c).published_keys()))
+    for record in records:
+        console.print(
+            f"{record.kid}  {record.algorithm}  signs from {record.activates_at:%Y-%m-%d %H:%M:%S}"
+            f"  until {record.retires_at or '-'}  published until {record.expires_at or '-'}"
+        )
+
+
+@clients_app.command("create")
+def clients_create(
+    client_id: Annotated[str, typer.Argument(help="e.g. pwb-camera-gateway")],
+    name: Annotated[str, typer.Option(help="What the client is.")],
+    scopes: Annotated[str, typer.Option(help="Space-separated scopes it may ask for.")],
+    kind: Annotated[str, typer.Option(help="service or licensee")] = "service",
+    bureau: Annotated[str | None, typer.Option(help="Bureau code, for a service.")] = None,
+    roles: Annotated[str, typer.Option(help="Comma-separated roles.")] = "",
+) -> None:
+    """Register a machine client; prints its secret once."""
+    from api.auth.principal import ROLES, SCOPES
+    from api.auth.server import hash_secret, new_secret
+    from api.domain.errors import InvalidInput
+    from api.repositories.oauth import OAuthRepository
+
+    settings = _settings()
+    scope_list = scopes.split()
+    role_list = [r for r in roles.split(",") if r]
+    unknown = [s for s in scope_list if s not in SCOPES] + [r for r in role_list if r not in ROLES]
+    if unknown or kind not in ("service", "licensee"):
+        console.print(f"[red]Unknown scope, role or kind: {' '.join(unknown) or kind}[/red]")
+        raise typer.Exit(2)
+    secret = new_secret()
+
+    async def create(connection: asyncpg.Connection) -> None:
+        bureau_id = None
+        if bureau is not None:
+            bureau_id = await connection.fetchval(
+                "SELECT id FROM lighthouse.bureau WHERE code = $1", bureau
+            )
+            if bureau_id is None:
+                raise InvalidInput("bureau", f"unknown bureau {bureau!r}")
+        await OAuthRepository(connection).create_client(
+            client_id, name, hash_secret(secret), kind, bureau_id, role_list, scope_list
+        )
+
+    try:
+        asyncio.run(_with_owner(settings, create))
+    except InvalidInput as error:
+        console.print(f"[red]{error.message}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"client_id: {client_id}")
+    console.print(f"client_secret: {secret}")
+    console.print("[yellow]Store the secret now: it is not shown again.[/yellow]")
+
+
+@clients_app.command("disable")
+def clients_disable(client_id: str) -> None:
+    """Disable a client: it gets no new tokens and its tokens stop working at once."""
+    from api.repositories.oauth import OAuthRepository
+
+    settings = _settings()
+    done = asyncio.run(
+        _with_owner(settings, lambda c: OAuthRepository(c).disable_client(client_id))
+    )
+    if not done:
+        console.print(f"[red]No enabled client {client_id!r}.[/red]")
+        raise typer.Exit(2)
+    console.print(f"Client {client_id} disabled.")
+
+
+@app.command()
+def token(
+    as_: Annotated[str | None, typer.Option("--as", help="A named development principal.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the named principals.")] = False,
+    kind: Annotated[str, typer.Option(help="staff, service, licensee or auditor")] = "staff",
+    bureau: Annotated[str | None, typer.Option(help="Bureau code.")] = None,
+    roles: Annotated[str, typer.Option(help="Comma-separated roles.")] = "",
+    scopes: Annotated[str, typer.Option(help="Space-separated scopes.")] = "",
+    subject: Annotated[str, typer.Option(help="The token's subject.")] = "developer",
+    ttl: Annotated[int, typer.Option(min=60, max=86_400, help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Mint an access token for development and the demo; refused in production."""
+    from api.auth.dev_principals import DEV_PRINCIPALS
+    from api.auth.keys import KeyRing
+    from api.auth.principal import PrincipalKind
+    from api.auth.tokens import mint
+    from api.repositories.oauth import OAuthRepository
+
+    settings = _settings()
+    if settings.environment is Environment.PRODUCTION:
+        console.print(
+            "[red]`lighthouse token` is for development; in production use the OAuth token endpoint.[/red]"
+        )
+        raise typer.Exit(2)
+    if list_:
+        for name, principal in DEV_PRINCIPALS.items():
+            console.print(f"{name:18} {principal.about}")
+        return
+    if as_ is not None:
+        named = DEV_PRINCIPALS.get(as_)
+        if named is None:
+            console.print(f"[red]No principal {as_!r}; see `lighthouse token --list`.[/red]")
+            raise typer.Exit(2)
+        kind, bureau, subject = named.kind.value, named.bureau, named.subject
+        role_list, scope_list = list(named.roles), list(named.scopes)
+    else:
+        role_list, scope_list = [r for r in roles.split(",") if r], scopes.split()
+
+    async def sign(connection: asyncpg.Connection) -> str:
+        ring = KeyRing(settings)
+        await ring.ensure_signing_key(OAuthRepository(connection))
+        issued = mint(
+            ring,
+            settings,
+            subject=subject,
+            client_id="lighthouse-cli",
+            kind=PrincipalKind(kind),
+            scopes=scope_list,
+            bureau=bureau,
+            roles=role_list,
+            ttl=ttl,
+        )
+        return issued.access_token
+
+    print(asyncio.run(_with_owner(settings, sign)))
 
 
 @app.command()

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +54,35 @@ class LogFormat(StrEnum):
 
 class SettingsError(Exception):
     """Raised when the environment does not describe a valid configuration."""
+
+
+class TrustedIssuer(BaseModel):
+    """An external OpenID Connect / OAuth issuer whose access tokens this API accepts.
+
+    Claims are mapped to a principal by configuration: ``bureau_claim`` names the claim that
+    holds the bureau's code (``bureau_map`` translates the issuer's codes to Lighthouse's),
+    ``roles_claim`` the list of roles, ``scope_claim`` the space-separated scopes.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuer: str
+    audience: str
+    jwks_uri: str | None = None
+    algorithms: list[Literal["RS256", "ES256", "PS256", "EdDSA"]] = ["RS256"]
+    subject_claim: str = "sub"
+    bureau_claim: str = "bureau"
+    bureau_map: dict[str, str] = Field(default_factory=dict)
+    roles_claim: str = "roles"
+    scope_claim: str = "scope"
+    kind: Literal["staff", "service"] = "staff"
+
+    @field_validator("issuer", "jwks_uri")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("https", "http"):
+            raise ValueError("must be an http(s) URL")
+        return value
 
 
 class Settings(BaseSettings):
@@ -100,6 +138,27 @@ class Settings(BaseSettings):
     city_timezone: str = "Asia/Taipei"
     idempotency_key_ttl_hours: Annotated[int, Field(ge=1, le=24 * 90)] = 72
 
+    # --- identity and policy -------------------------------------------------------------
+    oauth_issuer: str | None = Field(
+        default=None,
+        description="This service's issuer URL; defaults to http://HOST:PORT.",
+    )
+    oauth_audience: str = Field(
+        default="urn:lighthouse:api", description="The audience of access tokens for this API."
+    )
+    access_token_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = 900
+    signing_algorithm: Literal["ES256", "RS256"] = "ES256"
+    key_encryption_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 of 32 random bytes; encrypts signing keys at rest. Required in production.",
+    )
+    key_activation_delay_seconds: Annotated[int, Field(ge=0, le=86_400)] = 600
+    token_requests_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 60
+    trusted_issuers: list[TrustedIssuer] = Field(default_factory=list)
+    jwks_refresh_seconds: Annotated[int, Field(ge=10, le=86_400)] = 300
+    policies_dir: Path = REPOSITORY_ROOT / "policies"
+    clock_skew_seconds: Annotated[int, Field(ge=0, le=300)] = 30
+
     # --- logging --------------------------------------------------------------------------
     log_level: Annotated[str, Field(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
     log_format: LogFormat = LogFormat.JSON
@@ -126,6 +185,22 @@ class Settings(BaseSettings):
                 "LIGHTHOUSE_DATABASE_URL is required in production "
                 "(the embedded PostgreSQL is for development, tests and the demo)"
             )
+        if self.environment is Environment.PRODUCTION and self.key_encryption_key is None:
+            raise ValueError(
+                "LIGHTHOUSE_KEY_ENCRYPTION_KEY is required in production "
+                "(base64 of 32 random bytes: python -c 'import os,base64;"
+                "print(base64.b64encode(os.urandom(32)).decode())')"
+            )
+        if self.key_encryption_key is not None:
+            import base64
+            import binascii
+
+            try:
+                raw = base64.b64decode(self.key_encryption_key.get_secret_value(), validate=True)
+            except binascii.Error:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("LIGHTHOUSE_KEY_ENCRYPTION_KEY must be base64 of exactly 32 bytes")
         return self
 
     @property
@@ -137,6 +212,10 @@ class Settings(BaseSettings):
         if self.graphiql is not None:
             return self.graphiql
         return self.environment is not Environment.PRODUCTION
+
+    @property
+    def issuer(self) -> str:
+        return self.oauth_issuer or f"http://{self.host}:{self.port}"
 
     @property
     def should_migrate_on_start(self) -> bool:

@@ -5,6 +5,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+SCOPES = (
+    "incidents:read",
+    "incidents:write",
+    "assets:read",
+    "assets:write",
+    "licensing:admin",
+    "usage:read",
+    "audit:read",
+    "inference:invoke",
+    "pii:read",
+)
+ROLES = (
+    "viewer",
+    "dispatcher",
+    "supervisor",
+    "city_viewer",
+    "developer",
+    "auditor",
+    "introspector",
+)
+
 
 class PrincipalKind(StrEnum):
     ANONYMOUS = "anonymous"
@@ -24,14 +45,22 @@ class Principal:
     roles: frozenset[str] = field(default_factory=frozenset)
     scopes: frozenset[str] = field(default_factory=frozenset)
     client_id: str | None = None
+    token_id: str | None = None
+    issuer: str | None = None
+    expires_at: int | None = None
 
     @classmethod
     def anonymous(cls) -> Principal:
         return cls(subject="anonymous", kind=PrincipalKind.ANONYMOUS)
 
+    @classmethod
+    def system(cls, name: str) -> Principal:
+        """The service itself, for work no caller is behind (token endpoint, start-up)."""
+        return cls(subject=f"system:{name}", kind=PrincipalKind.SYSTEM)
+
     @property
     def is_authenticated(self) -> bool:
-        return self.kind is not PrincipalKind.ANONYMOUS
+        return self.kind not in (PrincipalKind.ANONYMOUS, PrincipalKind.SYSTEM)
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes

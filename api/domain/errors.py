@@ -73,6 +73,21 @@ class Forbidden(DomainError):
     code = "FORBIDDEN"
 
 
+class PersonalDataMasked(DomainError):
+    """Personal data the caller may not see: the field is null and carries this error."""
+
+    code = "PERSONAL_DATA_MASKED"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "personal data is shown only to the responsible bureau's staff with pii:read"
+        )
+
+
+class Unauthenticated(DomainError):
+    code = "UNAUTHENTICATED"
+
+
 class ServiceUnavailable(DomainError):
     """A dependency (the database) is briefly unable to serve; the caller may retry."""
 

@@ -61,9 +61,6 @@ class IncidentRecord:
     asset_id: int | None
     latitude: float
     longitude: float
-    reporter_name: str | None
-    reporter_phone: str | None
-    reporter_email: str | None
     reported_at: datetime
     due_at: datetime
     closed_at: datetime | None
@@ -72,10 +69,22 @@ class IncidentRecord:
     created_at: datetime
     updated_at: datetime
     created_by: str
+    involved_bureau_ids: list[int]
 
     @property
     def case_number(self) -> str:
         return f"KH-{self.id:08d}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReporterRecord:
+    """Personal data: who reported an incident."""
+
+    incident_id: int
+    name: str | None
+    phone: str | None
+    email: str | None
+    personal_note: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,3 +123,15 @@ class TransferRecord:
     reason: str
     actor: str
     transferred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentFacts:
+    """What the visibility rules judge an incident by, from the facts as recorded."""
+
+    incident_id: int
+    responsible_bureau: str
+    reporting_bureau: str | None
+    asset_bureau: str | None
+    held_by: frozenset[str]
+    shared_with: frozenset[str]

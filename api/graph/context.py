@@ -8,10 +8,12 @@ nothing one caller loaded is ever served to another.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeAlias
 
 from starlette.requests import Request
@@ -19,11 +21,16 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
+from api.audit.collector import AuditCollector
+from api.audit.entries import AuditEntry
 from api.auth.principal import Principal
 from api.db.unit_of_work import UnitOfWork
 from api.graph.assets.loaders import AssetLoaders
 from api.graph.bureaus.loaders import BureauLoaders
 from api.graph.incidents.loaders import IncidentLoaders
+from api.policy.authorizer import Authorizer
+from api.policy.engine import Entity
+from api.repositories.audit import AuditRepository
 from api.services.incidents import IncidentWorkflow
 
 if TYPE_CHECKING:
@@ -43,6 +50,8 @@ class Loaders:
 class RequestScope:
     uow: UnitOfWork
     loaders: Loaders
+    audit: AuditCollector
+    authorizer: Authorizer
 
 
 _current_scope: ContextVar[RequestScope | None] = ContextVar("lighthouse_scope", default=None)
@@ -55,7 +64,7 @@ class Context:
     resources: Resources
     principal: Principal
     request_id: str
-    operation_statements: list[int] = field(default_factory=list)
+    connection_params: dict[str, object] | None = None
 
     @property
     def scope(self) -> RequestScope:
@@ -72,25 +81,92 @@ class Context:
     def loaders(self) -> Loaders:
         return self.scope.loaders
 
+    @property
+    def audit(self) -> AuditCollector:
+        return self.scope.audit
+
+    @property
+    def authorizer(self) -> Authorizer:
+        return self.scope.authorizer
+
+    def authorize(self, action: str, resource: Entity) -> None:
+        """Raise Forbidden unless the policies let the caller take ``action`` on ``resource``."""
+        self.scope.authorizer.require(action, resource)
+
     def workflow(self) -> IncidentWorkflow:
         return IncidentWorkflow(
             self.uow,
             self.principal,
             self.resources.calendar,
             self.resources.settings.idempotency_key_ttl_hours,
+            self.scope.authorizer,
         )
 
     @asynccontextmanager
-    async def open_scope(self, operation: Callable[[], str]) -> AsyncIterator[RequestScope]:
-        """Open a transaction and loaders for one operation (or one subscription event)."""
-        uow = self.resources.database.unit_of_work(self.principal, operation)
-        scope = RequestScope(uow, Loaders(uow))
+    async def open_scope(
+        self, describe: Callable[[], OperationDescription]
+    ) -> AsyncIterator[RequestScope]:
+        """Open a transaction and loaders for one operation (or one subscription event).
+
+        When the body finishes, the operation's audit record is written in the same
+        transaction, so the record and the access it describes commit (or vanish) together.
+        """
+        uow = self.resources.database.unit_of_work(self.principal, lambda: describe().name)
+        audit = AuditCollector()
+        authorizer = Authorizer(self.resources.policy, self.principal, audit)
+        scope = RequestScope(uow, Loaders(uow), audit, authorizer)
         token = _current_scope.set(scope)
         try:
             async with uow:
                 yield scope
+                if not audit.silent:
+                    entry = audit_entry(self, describe(), audit, self.resources.policy.version)
+                    await AuditRepository(uow).append(entry)
         finally:
             _current_scope.reset(token)
+
+
+@dataclass(frozen=True, slots=True)
+class OperationDescription:
+    category: str
+    name: str
+    kind: str
+    document: str | None = None
+    variables: dict[str, object] | None = None
+
+
+def audit_entry(
+    context: Context, operation: OperationDescription, audit: AuditCollector, policy_version: str
+) -> AuditEntry:
+    principal = context.principal
+    document_hash = (
+        hashlib.sha256(operation.document.encode()).hexdigest() if operation.document else None
+    )
+    details: dict[str, object] = {"type": operation.kind}
+    if operation.variables:
+        # Variables are redacted: their names are kept, never their values.
+        details["variables"] = sorted(operation.variables)
+    if audit.personal_data:
+        details["personal_data"] = sorted(audit.personal_data)
+    if audit.notes:
+        details["notes"] = audit.notes
+    return AuditEntry(
+        occurred_at=datetime.now(UTC),
+        request_id=context.request_id,
+        subject=principal.subject,
+        client_id=principal.client_id,
+        bureau=principal.bureau_code,
+        principal_kind=principal.kind.value,
+        category=operation.category,
+        operation=operation.name,
+        document_hash=document_hash,
+        resource_ids=sorted(audit.resources | audit.personal_data),
+        decision=audit.decision,
+        policy_ids=audit.policy_ids,
+        policy_version=policy_version,
+        personal_data=bool(audit.personal_data),
+        details=details,
+    )
 
 
 Info: TypeAlias = StrawberryInfo[Context, None]

@@ -7,12 +7,15 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import structlog
-from graphql import GraphQLError
+from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
 from strawberry.relay.types import GlobalIDValueError
+from strawberry.types import ExecutionContext
 
 from api.domain.errors import DomainError, InvalidInput
-from api.graph.context import Context
+from api.graph.context import Context, OperationDescription
+from api.policy.resources import POLICY_STORE, principal_entity
+from api.settings import Environment
 
 log = structlog.get_logger(__name__)
 
@@ -21,6 +24,16 @@ OPERATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 def operation_label(name: str | None) -> str:
     return name if name and OPERATION_NAME.match(name) else "anonymous"
+
+
+def operation_kind(execution: ExecutionContext) -> str:
+    """query, mutation or subscription; "invalid" when the document did not parse or name one."""
+    if not execution.graphql_document:
+        return "invalid"
+    try:
+        return execution.operation_type.value
+    except Exception:  # strawberry raises several types for a missing or unknown operation
+        return "invalid"
 
 
 class UnitOfWorkExtension(SchemaExtension):
@@ -32,9 +45,18 @@ class UnitOfWorkExtension(SchemaExtension):
 
     async def on_operation(self) -> AsyncIterator[None]:
         context: Context = self.execution_context.context
-        scope_manager = context.open_scope(
-            lambda: operation_label(self.execution_context.operation_name)
-        )
+        execution = self.execution_context
+
+        def describe() -> OperationDescription:
+            return OperationDescription(
+                category="graphql",
+                name=operation_label(execution.operation_name),
+                kind=operation_kind(execution),
+                document=execution.query,
+                variables=execution.variables,
+            )
+
+        scope_manager = context.open_scope(describe)
         await scope_manager.__aenter__()
         try:
             yield
@@ -125,9 +147,30 @@ class MetricsExtension(SchemaExtension):
         context: Context = self.execution_context.context
         metrics = context.resources.metrics
         name = metrics.operation_name(operation_label(self.execution_context.operation_name))
-        operation_type = self.execution_context.operation_type
-        kind = operation_type.value if operation_type is not None else "invalid"
+        kind = operation_kind(self.execution_context)
         metrics.graphql_seconds.labels(name, kind).observe(time.perf_counter() - started)
         result = self.execution_context.result
         outcome = "error" if result is not None and result.errors else "ok"
         metrics.graphql_operations.labels(name, kind, outcome).inc()
+
+
+class IntrospectionPolicy(SchemaExtension):
+    """Outside production the schema is open to introspection; in production only to callers the
+    policies allow (IntrospectSchema: developers and auditors)."""
+
+    def on_operation(self) -> Iterator[None]:
+        context: Context = self.execution_context.context
+        resources = context.resources
+        if resources.settings.environment is Environment.PRODUCTION:
+            decision = resources.policy.decide(
+                principal_entity(context.principal),
+                "IntrospectSchema",
+                POLICY_STORE,
+                context.principal.scopes,
+            )
+            if not decision.allowed:
+                self.execution_context.validation_rules = (
+                    *self.execution_context.validation_rules,
+                    NoSchemaIntrospectionCustomRule,
+                )
+        yield

@@ -17,8 +17,14 @@ from strawberry.schema.config import StrawberryConfig
 
 from api.graph.assets.mutations import AssetMutations
 from api.graph.assets.queries import AssetQueries
+from api.graph.audit.queries import AuditQueries
 from api.graph.bureaus.queries import BureauQueries
-from api.graph.extensions import ErrorPolicyExtension, MetricsExtension, UnitOfWorkExtension
+from api.graph.extensions import (
+    ErrorPolicyExtension,
+    IntrospectionPolicy,
+    MetricsExtension,
+    UnitOfWorkExtension,
+)
 from api.graph.incidents.mutations import IncidentMutations
 from api.graph.incidents.queries import IncidentQueries
 from api.graph.incidents.subscriptions import IncidentSubscriptions
@@ -31,7 +37,7 @@ class NodeQueries:
 
 
 @strawberry.type
-class Query(IncidentQueries, AssetQueries, BureauQueries, NodeQueries):
+class Query(IncidentQueries, AssetQueries, BureauQueries, AuditQueries, NodeQueries):
     pass
 
 
@@ -55,6 +61,7 @@ def build_schema(settings: Settings) -> strawberry.federation.Schema:
         ParserCache(maxsize=256),
         QueryDepthLimiter(max_depth=settings.max_query_depth),
         MaxAliasesLimiter(max_alias_count=settings.max_aliases),
+        IntrospectionPolicy,
         ValidationCache(maxsize=256),
         UnitOfWorkExtension,
     ]

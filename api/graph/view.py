@@ -1,4 +1,4 @@
-"""The GraphQL endpoint: Strawberry's ASGI view with Lighthouse's context."""
+"""The GraphQL endpoint: Strawberry's ASGI view with Lighthouse's context and guards."""
 
 from __future__ import annotations
 
@@ -6,17 +6,47 @@ import uuid
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types.unset import UnsetType
 
 from api.auth.principal import Principal
+from api.auth.tokens import InvalidToken
 from api.graph.context import Context
 from api.resources import resources_of
 
+JSON_TYPES = ("application/json", "application/graphql-response+json")
+
 
 class GraphQLView(GraphQL[Context, None]):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Cross-site request forgery: a browser form can POST text/plain, multipart or urlencoded
+        # bodies without a preflight; only JSON is taken (and GET carries queries only).
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            content_type = ""
+            for name, value in scope.get("headers", []):
+                if name == b"content-type":
+                    content_type = value.decode("latin-1").split(";")[0].strip().lower()
+            if content_type not in JSON_TYPES:
+                response = JSONResponse(
+                    {
+                        "errors": [
+                            {
+                                "message": "POST GraphQL documents as application/json",
+                                "extensions": {"code": "UNSUPPORTED_MEDIA_TYPE"},
+                            }
+                        ]
+                    },
+                    status_code=415,
+                )
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
@@ -24,13 +54,29 @@ class GraphQLView(GraphQL[Context, None]):
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
     ) -> Context:
         request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
+        principal = getattr(request.state, "principal", None) or Principal.anonymous()
         return Context(
             request=request,
             response=response,
             resources=resources_of(request),
-            principal=Principal.anonymous(),
+            principal=principal,
             request_id=request_id,
         )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """A subscription's caller authenticates with the handshake's Authorization header or
+        an ``Authorization`` entry in the connection_init payload (browsers cannot set headers)."""
+        params = context.connection_params or {}
+        authorization = params.get("Authorization") or params.get("authorization")
+        if not isinstance(authorization, str):
+            authorization = context.request.headers.get("authorization")
+        resources = context.resources
+        try:
+            context.principal = await resources.authenticator.authenticate(authorization)
+        except InvalidToken as error:
+            await resources.audit_refusal(context.request_id, context.request.scope, error.reason)
+            raise ConnectionRejectionError({"message": error.reason}) from None
+        return await super().on_ws_connect(context)
 
 
 def graphql_view(schema: object, *, graphiql: bool, max_subscriptions: int) -> GraphQLView:

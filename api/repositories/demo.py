@@ -9,6 +9,7 @@ from api.seed.demo import (
     ASSET_COLUMNS,
     EVENT_COLUMNS,
     INCIDENT_COLUMNS,
+    REPORTER_COLUMNS,
     TRANSFER_COLUMNS,
     WORK_ORDER_COLUMNS,
     DemoData,
@@ -25,13 +26,21 @@ SELECT (SELECT coalesce(max(id), 0) + 1 FROM lighthouse.asset) AS asset,
        (SELECT coalesce(max(id), 0) + 1 FROM lighthouse.incident_transfer) AS transfer
 """
 COUNT_INCIDENTS = "SELECT count(*) FROM lighthouse.incident"
-TABLES = ("asset", "incident", "incident_event", "work_order", "incident_transfer")
+TABLES = (
+    "asset",
+    "incident",
+    "incident_event",
+    "work_order",
+    "incident_transfer",
+    "incident_reporter",
+)
 # The demo reset wipes history, which the append-only triggers exist to prevent; the owner lifts
 # them for this one transaction only.
 RESET = """
 ALTER TABLE lighthouse.incident_event DISABLE TRIGGER incident_event_no_truncate;
 TRUNCATE lighthouse.incident_transfer, lighthouse.work_order, lighthouse.incident_event,
-         lighthouse.incident, lighthouse.asset, lighthouse.idempotency_key;
+         lighthouse.incident_share, lighthouse.incident_reporter, lighthouse.incident,
+         lighthouse.asset, lighthouse.idempotency_key;
 ALTER TABLE lighthouse.incident_event ENABLE TRIGGER incident_event_no_truncate;
 """
 RESYNC_IDENTITY = """
@@ -76,10 +85,12 @@ class DemoDataRepository:
             "incident_event": (data.events, EVENT_COLUMNS),
             "work_order": (data.work_orders, WORK_ORDER_COLUMNS),
             "incident_transfer": (data.transfers, TRANSFER_COLUMNS),
+            "incident_reporter": (data.reporters, REPORTER_COLUMNS),
         }[table]
         if rows:
             await self._connection.copy_records_to_table(
                 table, records=rows, columns=list(columns), schema_name="lighthouse"
             )
-        await self._connection.execute(RESYNC_IDENTITY.format(table=table))
+        if "id" in columns:
+            await self._connection.execute(RESYNC_IDENTITY.format(table=table))
         return len(rows)

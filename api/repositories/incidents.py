@@ -12,11 +12,13 @@ import asyncpg
 
 from api.db.errors import translate
 from api.db.unit_of_work import UnitOfWork
-from api.domain.errors import NotFound, VersionConflict
+from api.domain.errors import Forbidden, NotFound, VersionConflict
 from api.domain.geo import BoundingBox, Circle
 from api.domain.models import (
     EventRecord,
+    IncidentFacts,
     IncidentRecord,
+    ReporterRecord,
     TransferRecord,
     WorkOrderRecord,
     columns,
@@ -27,6 +29,7 @@ INCIDENT_COLUMNS = columns(IncidentRecord)
 EVENT_COLUMNS = columns(EventRecord)
 WORK_ORDER_COLUMNS = columns(WorkOrderRecord)
 TRANSFER_COLUMNS = columns(TransferRecord)
+REPORTER_COLUMNS = columns(ReporterRecord)
 
 NEWEST_FIRST = Ordering("NEWEST_FIRST", ("reported_at", "id"), descending=True)
 OLDEST_FIRST = Ordering("OLDEST_FIRST", ("reported_at", "id"), descending=False)
@@ -40,17 +43,30 @@ DUPLICATES_OF = (
 )
 
 INSERT_INCIDENT = f"""
-WITH created AS (
-    INSERT INTO incident (title, description, category, status, source, responsible_bureau_id,
-        reporting_bureau_id, asset_id, latitude, longitude, reporter_name, reporter_phone,
-        reporter_email, reported_at, due_at, created_by)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-    RETURNING {INCIDENT_COLUMNS}
-), event AS (
+INSERT INTO incident (title, description, category, status, source, responsible_bureau_id,
+    reporting_bureau_id, asset_id, latitude, longitude, reported_at, due_at, created_by,
+    involved_bureau_ids)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+RETURNING {INCIDENT_COLUMNS}
+"""
+# A separate statement: row policies on the event and reporter tables look the incident up, and
+# a statement does not see rows its own sub-statements insert.
+RECORD_CREATION = """
+WITH event AS (
     INSERT INTO incident_event (incident_id, kind, to_status, actor, note, data)
-    SELECT id, 'CREATED', status, created_by, $17, $18 FROM created
+    VALUES ($1, 'CREATED', $2, $3, '', '{}'::jsonb)
 )
-SELECT {INCIDENT_COLUMNS} FROM created
+INSERT INTO incident_reporter (incident_id, name, phone, email, personal_note)
+SELECT $1, $4, $5, $6, $7
+WHERE $4::text IS NOT NULL OR $5::text IS NOT NULL OR $6::text IS NOT NULL OR $7::text IS NOT NULL
+"""
+REPORTERS = f"""
+SELECT {REPORTER_COLUMNS} FROM incident_reporter WHERE incident_id = ANY($1::bigint[])
+"""
+FACTS = "SELECT * FROM lighthouse.incident_facts($1::bigint[])"
+INSERT_SHARE = """
+INSERT INTO incident_share (incident_id, bureau_id, reason, shared_by) VALUES ($1, $2, $3, $4)
+ON CONFLICT (incident_id, bureau_id) DO NOTHING
 """
 
 # One statement moves the incident (only if nobody moved it first) and records the event.
@@ -62,6 +78,9 @@ WITH changed AS (
         closed_at = CASE WHEN $3 = 'CLOSED' THEN now() END,
         responsible_bureau_id = $5,
         duplicate_of_id = $6,
+        involved_bureau_ids = ARRAY(
+            SELECT DISTINCT b FROM unnest(involved_bureau_ids || $12::int[]) AS b
+            WHERE b <> $5 ORDER BY b),
         version = version + 1,
         updated_at = now()
     WHERE id = $1 AND version = $2
@@ -71,22 +90,6 @@ WITH changed AS (
     SELECT id, $7, $8, status, $9, $10, $11 FROM changed
 )
 SELECT {INCIDENT_COLUMNS} FROM changed
-"""
-
-# When an incident becomes a duplicate, incidents already marked as its duplicates follow it to
-# the new canonical incident; each gets a new version and an event.
-RELINK_DUPLICATES = """
-WITH moved AS (
-    UPDATE incident SET duplicate_of_id = $2, version = version + 1, updated_at = now()
-    WHERE duplicate_of_id = $1
-    RETURNING id, status
-), event AS (
-    INSERT INTO incident_event (incident_id, kind, from_status, to_status, actor, note, data)
-    SELECT id, 'DUPLICATE_RELINKED', status, status, $3, '',
-           jsonb_build_object('previous_duplicate_of', $1::bigint, 'duplicate_of', $2::bigint)
-    FROM moved
-)
-SELECT count(*) FROM moved
 """
 
 LATEST_EVENTS = f"""
@@ -196,8 +199,10 @@ class NewIncident:
     reporter_name: str | None
     reporter_phone: str | None
     reporter_email: str | None
+    reporter_note: str | None
     reported_at: datetime
     due_at: datetime
+    involved_bureau_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +217,7 @@ class IncidentChange:
     from_status: str
     note: str
     data: dict[str, Any]
+    involve_bureau_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +299,7 @@ class IncidentRepository:
 
     # --- writes -------------------------------------------------------------------------
 
-    async def create(self, incident: NewIncident, actor: str, note: str) -> IncidentRecord:
+    async def create(self, incident: NewIncident, actor: str) -> IncidentRecord:
         try:
             row = await self._uow.fetchrow(
                 INSERT_INCIDENT,
@@ -307,18 +313,24 @@ class IncidentRepository:
                 incident.asset_id,
                 incident.latitude,
                 incident.longitude,
-                incident.reporter_name,
-                incident.reporter_phone,
-                incident.reporter_email,
                 incident.reported_at,
                 incident.due_at,
                 actor,
-                note,
-                {},
+                list(incident.involved_bureau_ids),
+            )
+            assert row is not None
+            await self._uow.execute(
+                RECORD_CREATION,
+                row["id"],
+                incident.status,
+                actor,
+                incident.reporter_name,
+                incident.reporter_phone,
+                incident.reporter_email,
+                incident.reporter_note,
             )
         except asyncpg.PostgresError as error:
             raise translate(error) or error from None
-        assert row is not None
         return IncidentRecord(**row)
 
     async def apply_change(
@@ -343,6 +355,7 @@ class IncidentRepository:
                 actor,
                 change.note,
                 change.data,
+                list(change.involve_bureau_ids),
             )
         except asyncpg.PostgresError as error:
             raise translate(error) or error from None
@@ -350,11 +363,32 @@ class IncidentRepository:
             current = await self._uow.fetchval(INCIDENT_VERSION, incident_id)
             if current is None:
                 raise NotFound("incident", incident_id)
+            if current == expected_version:
+                # Visible, at the expected version, yet not updated: the row policy refused.
+                raise Forbidden("the database's access rules do not let you change this incident")
             raise VersionConflict("incident", expected_version, current)
         return IncidentRecord(**row)
 
-    async def relink_duplicates(self, old_canonical: int, new_canonical: int, actor: str) -> int:
-        return int(await self._uow.fetchval(RELINK_DUPLICATES, old_canonical, new_canonical, actor))
+    async def reporters(self, incident_ids: Sequence[int]) -> dict[int, ReporterRecord]:
+        rows = await self._uow.fetch(REPORTERS, list(incident_ids))
+        return {row["incident_id"]: ReporterRecord(**row) for row in rows}
+
+    async def facts(self, incident_ids: Sequence[int]) -> dict[int, IncidentFacts]:
+        rows = await self._uow.fetch(FACTS, list(incident_ids))
+        return {
+            row["incident_id"]: IncidentFacts(
+                incident_id=row["incident_id"],
+                responsible_bureau=row["responsible"],
+                reporting_bureau=row["reporting"],
+                asset_bureau=row["asset_bureau"],
+                held_by=frozenset(row["held_by"]),
+                shared_with=frozenset(row["shared_with"]),
+            )
+            for row in rows
+        }
+
+    async def share(self, incident_id: int, bureau_id: int, reason: str, actor: str) -> None:
+        await self._uow.execute(INSERT_SHARE, incident_id, bureau_id, reason, actor)
 
     async def append_event(
         self,

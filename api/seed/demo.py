@@ -74,6 +74,7 @@ class DemoData:
     events: list[tuple[Any, ...]] = field(default_factory=list)
     work_orders: list[tuple[Any, ...]] = field(default_factory=list)
     transfers: list[tuple[Any, ...]] = field(default_factory=list)
+    reporters: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 ASSET_COLUMNS = (
@@ -83,9 +84,10 @@ ASSET_COLUMNS = (
 INCIDENT_COLUMNS = (
     "id", "title", "description", "category", "status", "closing_reason", "source",
     "responsible_bureau_id", "reporting_bureau_id", "asset_id", "latitude", "longitude",
-    "reporter_name", "reporter_phone", "reporter_email", "reported_at", "due_at", "closed_at",
-    "duplicate_of_id", "version", "created_at", "updated_at", "created_by",
+    "reported_at", "due_at", "closed_at", "duplicate_of_id", "version", "created_at",
+    "updated_at", "created_by", "involved_bureau_ids",
 )  # fmt: skip
+REPORTER_COLUMNS = ("incident_id", "name", "phone", "email", "personal_note")
 EVENT_COLUMNS = (
     "id", "incident_id", "kind", "from_status", "to_status", "actor", "note", "data", "occurred_at",
 )  # fmt: skip
@@ -197,13 +199,17 @@ class DemoCity:
         reported_at = self._now - timedelta(minutes=self._random.randint(10, 60 * 24 * 60))
         incident_id = self._id("incident")
         status = IncidentStatus.DETECTED if source in ("VLM", "SENSOR") else IncidentStatus.VERIFIED
-        reporter: tuple[str | None, str | None, str | None] = (None, None, None)
         if source == "CITIZEN_1999":
-            reporter = (
-                self._random.choice(NAMES),
-                f"09{self._random.randint(10_000_000, 99_999_999)}",
-                None,
+            self.data.reporters.append(
+                (
+                    incident_id,
+                    self._random.choice(NAMES),
+                    f"09{self._random.randint(10_000_000, 99_999_999)}",
+                    None,
+                    "住在對面，晚上可以聯絡我" if self._random.random() < 0.3 else None,
+                )
             )
+        held_by: set[int] = set()
         moment = reported_at
         self._event(incident_id, "CREATED", None, status, "seed", moment)
         version, closing, closed_at, bureau = 1, None, None, responsible
@@ -233,6 +239,7 @@ class DemoCity:
                      actor, moment)
                 )  # fmt: skip
                 data = {"transfer": transfer, "from_bureau": bureau, "to_bureau": target}
+                held_by.add(bureau)
                 bureau = target
             self._work_orders_follow(incident_id, action, moment)
             self._event(
@@ -256,7 +263,6 @@ class DemoCity:
                 asset[0] if asset is not None else None,
                 latitude,
                 longitude,
-                *reporter,
                 reported_at,
                 self._calendar.due_at(reported_at, level),
                 closed_at,
@@ -265,6 +271,13 @@ class DemoCity:
                 reported_at,
                 moment,
                 "seed",
+                sorted(
+                    (
+                        {b for b in (reporting, asset[4] if asset is not None else None) if b}
+                        | held_by
+                    )
+                    - {bureau}
+                ),
             )
         )
 

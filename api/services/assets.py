@@ -10,6 +10,8 @@ from api.db.unit_of_work import UnitOfWork
 from api.domain.errors import InvalidInput, NotFound
 from api.domain.geo import Wgs84Point
 from api.domain.models import AssetRecord
+from api.policy import resources
+from api.policy.authorizer import Authorizer
 from api.repositories.assets import AssetRepository, NewAsset
 from api.repositories.bureaus import BureauRepository
 from api.repositories.idempotency import IdempotencyRepository
@@ -39,9 +41,12 @@ class AssetRegistration:
 
 
 class AssetRegistry:
-    def __init__(self, uow: UnitOfWork, principal: Principal, key_ttl_hours: int) -> None:
+    def __init__(
+        self, uow: UnitOfWork, principal: Principal, key_ttl_hours: int, authorizer: Authorizer
+    ) -> None:
         self._uow = uow
         self._actor = principal.subject
+        self._authorizer = authorizer
         self._assets = AssetRepository(uow)
         self._bureaus = BureauRepository(uow)
         self._keys = IdempotencyRepository(uow, key_ttl_hours)
@@ -58,8 +63,12 @@ class AssetRegistry:
                 raise InvalidInput("name", "must be 1 to 200 characters")
             if registration.kind not in ASSET_KINDS:
                 raise InvalidInput("kind", f"must be one of {', '.join(ASSET_KINDS)}")
-            if registration.bureau_id not in await self._bureaus.by_ids([registration.bureau_id]):
+            owner = (await self._bureaus.by_ids([registration.bureau_id])).get(
+                registration.bureau_id
+            )
+            if owner is None:
                 raise NotFound("bureau", registration.bureau_id)
+            self._authorizer.require("RegisterAsset", resources.bureau(owner.code))
             record = await self._assets.create(
                 NewAsset(
                     code=code,

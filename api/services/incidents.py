@@ -20,6 +20,8 @@ from api.domain.geo import Wgs84Point
 from api.domain.lifecycle import ClosingReason, IncidentAction, IncidentStatus
 from api.domain.models import IncidentRecord, TransferRecord, WorkOrderRecord
 from api.domain.sla import ServiceLevel, SlaCalendar
+from api.policy import resources
+from api.policy.authorizer import Authorizer
 from api.repositories.assets import AssetRepository
 from api.repositories.bureaus import BureauRepository
 from api.repositories.idempotency import IdempotencyRepository
@@ -57,6 +59,7 @@ class IncidentReport:
     reporter_name: str | None = None
     reporter_phone: str | None = None
     reporter_email: str | None = None
+    reporter_note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +91,33 @@ def _payload(value: Any) -> Any:
     }
 
 
+# The policy action each workflow step needs (see policies/incidents.cedar).
+POLICY_ACTIONS = {
+    IncidentAction.VERIFY: "VerifyIncident",
+    IncidentAction.DISPATCH: "DispatchIncident",
+    IncidentAction.START_WORK: "StartWork",
+    IncidentAction.RESOLVE: "ResolveIncident",
+    IncidentAction.REOPEN: "ReopenIncident",
+    IncidentAction.CLOSE: "CloseIncident",
+    IncidentAction.TRANSFER: "TransferIncident",
+    IncidentAction.MARK_DUPLICATE: "MarkDuplicate",
+}
+
+
 class IncidentWorkflow:
     def __init__(
-        self, uow: UnitOfWork, principal: Principal, calendar: SlaCalendar, key_ttl_hours: int
+        self,
+        uow: UnitOfWork,
+        principal: Principal,
+        calendar: SlaCalendar,
+        key_ttl_hours: int,
+        authorizer: Authorizer,
     ) -> None:
         self._uow = uow
         self._actor = principal.subject
         self._principal = principal
         self._calendar = calendar
+        self._authorizer = authorizer
         self.incidents = IncidentRepository(uow)
         self._bureaus = BureauRepository(uow)
         self._assets = AssetRepository(uow)
@@ -107,6 +129,7 @@ class IncidentWorkflow:
         self, report: IncidentReport, idempotency_key: str | None
     ) -> tuple[IncidentRecord, bool]:
         """Record a new incident, routed to the bureau responsible for its category."""
+        self._authorizer.require("CreateIncident", resources.INCIDENTS)
         async with self._uow.savepoint():
             return await once(
                 self._keys,
@@ -140,11 +163,13 @@ class IncidentWorkflow:
         if category is None:
             raise InvalidInput("category", f"unknown category {report.category!r}")
         location = report.location
+        involved = {self._principal.bureau_id}
         if report.asset_id is not None:
             assets = await self._assets.by_ids([report.asset_id])
             asset = assets.get(report.asset_id)
             if asset is None:
                 raise NotFound("asset", report.asset_id)
+            involved.add(asset.bureau_id)
             if location is None:
                 location = Wgs84Point(asset.latitude, asset.longitude)
         if location is None:
@@ -165,21 +190,37 @@ class IncidentWorkflow:
                 reporter_name=_optional_text("reporter.name", report.reporter_name, 200),
                 reporter_phone=reporter_phone,
                 reporter_email=reporter_email,
+                reporter_note=_optional_text("reporter.personalNote", report.reporter_note, 4000),
                 reported_at=reported_at,
                 due_at=self._calendar.due_at(reported_at, level),
+                involved_bureau_ids=tuple(
+                    sorted(
+                        b for b in involved if b is not None and b != category.responsible_bureau_id
+                    )
+                ),
             ),
             self._actor,
-            note="",
         )
         return record, record.id
 
     # --- lifecycle steps ----------------------------------------------------------------
 
-    async def _current(self, incident_id: int, expected_version: int) -> IncidentRecord:
+    async def _current(
+        self, incident_id: int, expected_version: int, policy_action: str
+    ) -> IncidentRecord:
+        """The incident, if the caller may see it, may take ``policy_action`` on it, and read
+        the version it is at now."""
         incident = await self.incidents.get(incident_id)
+        await self._require(policy_action, incident.id)
         if incident.version != expected_version:
             raise VersionConflict("incident", expected_version, incident.version)
         return incident
+
+    async def _require(self, policy_action: str, incident_id: int) -> None:
+        facts = (await self.incidents.facts([incident_id])).get(incident_id)
+        if facts is None:
+            raise NotFound("incident", incident_id)
+        self._authorizer.require(policy_action, resources.incident_entity(facts))
 
     async def _move(
         self,
@@ -191,6 +232,7 @@ class IncidentWorkflow:
         responsible_bureau_id: int | None = None,
         duplicate_of_id: int | None = None,
         data: dict[str, Any] | None = None,
+        involve: tuple[int, ...] = (),
     ) -> IncidentRecord:
         transition = lifecycle.plan(IncidentStatus(incident.status), action, closing_reason)
         change = IncidentChange(
@@ -202,6 +244,7 @@ class IncidentWorkflow:
             from_status=incident.status,
             note=_text("note", note, required=False, limit=4000),
             data=data or {},
+            involve_bureau_ids=involve,
         )
         return await self.incidents.apply_change(incident.id, incident.version, change, self._actor)
 
@@ -217,7 +260,7 @@ class IncidentWorkflow:
         if action in (A.DISPATCH, A.TRANSFER, A.MARK_DUPLICATE):
             raise ValueError(f"{action} has its own method")
         async with self._uow.savepoint():
-            incident = await self._current(incident_id, expected_version)
+            incident = await self._current(incident_id, expected_version, POLICY_ACTIONS[action])
             # Check the transition before touching work orders.
             lifecycle.plan(IncidentStatus(incident.status), action, closing_reason)
             moved: list[WorkOrderRecord] = []
@@ -247,7 +290,7 @@ class IncidentWorkflow:
         """Dispatch (派工): the incident goes to a crew of its responsible bureau."""
 
         async def create() -> tuple[tuple[IncidentRecord, WorkOrderRecord], int]:
-            incident = await self._current(incident_id, expected_version)
+            incident = await self._current(incident_id, expected_version, "DispatchIncident")
             lifecycle.plan(IncidentStatus(incident.status), A.DISPATCH)
             work_order = await self.incidents.create_work_order(
                 incident.id,
@@ -280,7 +323,7 @@ class IncidentWorkflow:
         """Hand the incident to another bureau (the current one declines responsibility)."""
         async with self._uow.savepoint():
             reason = _text("reason", reason, required=True, limit=2000)
-            incident = await self._current(incident_id, expected_version)
+            incident = await self._current(incident_id, expected_version, "TransferIncident")
             lifecycle.plan(IncidentStatus(incident.status), A.TRANSFER)
             if to_bureau_id == incident.responsible_bureau_id:
                 raise InvalidInput("toBureauId", "the incident is already with that bureau")
@@ -297,6 +340,7 @@ class IncidentWorkflow:
                 A.TRANSFER,
                 reason,
                 responsible_bureau_id=to_bureau_id,
+                involve=(incident.responsible_bureau_id,),
                 data={
                     "transfer": transfer.id,
                     "from_bureau": incident.responsible_bureau_id,
@@ -313,7 +357,7 @@ class IncidentWorkflow:
         async with self._uow.savepoint():
             if canonical_id == incident_id:
                 raise InvalidInput("duplicateOf", "an incident cannot duplicate itself")
-            incident = await self._current(incident_id, expected_version)
+            incident = await self._current(incident_id, expected_version, "MarkDuplicate")
             lifecycle.plan(IncidentStatus(incident.status), A.MARK_DUPLICATE)
             canonical = (await self.incidents.by_ids([canonical_id])).get(canonical_id)
             if canonical is None:
@@ -337,8 +381,34 @@ class IncidentWorkflow:
                     "cancelled_work_orders": [order.id for order in cancelled],
                 },
             )
-            await self.incidents.relink_duplicates(incident.id, canonical_id, self._actor)
             return moved
+
+    async def share(
+        self, incident_id: int, expected_version: int, bureau_id: int, reason: str
+    ) -> IncidentRecord:
+        """Let another bureau see the incident (the responsible bureau's supervisor decides)."""
+        async with self._uow.savepoint():
+            reason = _text("reason", reason, required=True, limit=2000)
+            incident = await self._current(incident_id, expected_version, "ShareIncident")
+            if bureau_id == incident.responsible_bureau_id:
+                raise InvalidInput("bureauId", "the incident is already with that bureau")
+            if bureau_id not in await self._bureaus.by_ids([bureau_id]):
+                raise NotFound("bureau", bureau_id)
+            await self.incidents.share(incident.id, bureau_id, reason, self._actor)
+            change = IncidentChange(
+                status=incident.status,
+                closing_reason=incident.closing_reason,
+                responsible_bureau_id=incident.responsible_bureau_id,
+                duplicate_of_id=incident.duplicate_of_id,
+                event_kind="SHARED",
+                from_status=incident.status,
+                note=reason,
+                data={"bureau": bureau_id},
+                involve_bureau_ids=(bureau_id,),
+            )
+            return await self.incidents.apply_change(
+                incident.id, incident.version, change, self._actor
+            )
 
     # --- work orders --------------------------------------------------------------------
 
@@ -358,6 +428,7 @@ class IncidentWorkflow:
 
         async def create() -> tuple[WorkOrderRecord, int]:
             incident = await self.incidents.get(incident_id)
+            await self._require("ManageWorkOrders", incident.id)
             if incident.status not in (S.DISPATCHED, S.IN_PROGRESS):
                 raise TransitionRejected(
                     incident.status,
@@ -405,6 +476,7 @@ class IncidentWorkflow:
             existing = (await self.incidents.work_orders_by_ids([work_order_id])).get(work_order_id)
             if existing is None:
                 raise NotFound("work order", work_order_id)
+            await self._require("ManageWorkOrders", existing.incident_id)
             finished = await self.incidents.finish_work_order(
                 work_order_id, ACTIVE_WORK_ORDERS, outcome
             )

@@ -65,6 +65,7 @@ class AssetMutations:
                 info.context.uow,
                 info.context.principal,
                 info.context.resources.settings.idempotency_key_ttl_hours,
+                info.context.authorizer,
             )
             record, replayed = await registry.register(registration, idempotency_key)
         except DomainError as error:

@@ -11,6 +11,7 @@ from api.graph.context import Info
 from api.graph.geo import BoundingBoxInput, NearInput, to_box, to_circle
 from api.graph.ids import decode_id, decode_ids
 from api.graph.prefetch import node_selections, prefetch
+from api.policy import resources
 from api.repositories.assets import ASSET_ORDERINGS, AssetFilter, AssetRepository
 from api.repositories.sql import page_request
 
@@ -48,6 +49,7 @@ class AssetQueries:
         before: str | None = None,
         filter: AssetFilterInput | None = None,
     ) -> AssetConnection:
+        info.context.authorize("ListAssets", resources.ASSETS)
         settings = info.context.resources.settings
         ordering = ASSET_ORDERINGS["CODE"]
         request = page_request(

@@ -16,6 +16,7 @@ from api.graph.context import Info, Loaders
 from api.graph.geo import Location
 from api.graph.ids import decode_id
 from api.graph.prefetch import prefetcher, preload, resolved
+from api.policy import resources
 
 
 @strawberry.enum
@@ -61,11 +62,13 @@ class Asset(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Asset | None]:
+        info.context.authorize("ListAssets", resources.ASSETS)
         records = await info.context.loaders.assets.by_id.load_many([int(i) for i in node_ids])
         return [cls.from_record(r) if r else None for r in records]
 
     @classmethod
     async def resolve_reference(cls, info: Info, **representation: Any) -> Asset | None:
+        info.context.authorize("ListAssets", resources.ASSETS)
         record = await info.context.loaders.assets.by_id.load(
             decode_id(str(representation["id"]), "Asset", "id")
         )
@@ -75,6 +78,7 @@ class Asset(relay.Node):
 async def load_asset(info: Info, asset_id: int | None) -> Asset | None:
     if asset_id is None:
         return None
+    info.context.authorize("ListAssets", resources.ASSETS)
     record = await info.context.loaders.assets.by_id.load(asset_id)
     return Asset.from_record(record) if record else None
 

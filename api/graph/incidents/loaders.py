@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from strawberry.dataloader import DataLoader
 
 from api.db.unit_of_work import UnitOfWork
-from api.domain.models import EventRecord, IncidentRecord, TransferRecord, WorkOrderRecord
+from api.domain.models import (
+    EventRecord,
+    IncidentFacts,
+    IncidentRecord,
+    ReporterRecord,
+    TransferRecord,
+    WorkOrderRecord,
+)
 from api.repositories.incidents import IncidentRepository
 
 
@@ -26,6 +33,8 @@ class IncidentLoaders:
         self.work_order: DataLoader[int, WorkOrderRecord | None] = DataLoader(
             load_fn=self._work_order
         )
+        self.facts: DataLoader[int, IncidentFacts | None] = DataLoader(load_fn=self._facts)
+        self.reporter: DataLoader[int, ReporterRecord | None] = DataLoader(load_fn=self._reporter)
         self._events: dict[tuple[int, bool], DataLoader[int, list[EventRecord]]] = {}
         self._work_orders: dict[tuple[str, ...], DataLoader[int, list[WorkOrderRecord]]] = {}
 
@@ -43,6 +52,14 @@ class IncidentLoaders:
 
     async def _work_order(self, ids: Sequence[int]) -> list[WorkOrderRecord | None]:
         found = await self._repository.work_orders_by_ids(ids)
+        return [found.get(i) for i in ids]
+
+    async def _facts(self, ids: Sequence[int]) -> list[IncidentFacts | None]:
+        found = await self._repository.facts(ids)
+        return [found.get(i) for i in ids]
+
+    async def _reporter(self, ids: Sequence[int]) -> list[ReporterRecord | None]:
+        found = await self._repository.reporters(ids)
         return [found.get(i) for i in ids]
 
     async def _transfers(self, ids: Sequence[int]) -> list[list[TransferRecord]]:

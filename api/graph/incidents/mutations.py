@@ -36,6 +36,9 @@ class ReporterInput:
     name: str | None = None
     phone: str | None = None
     email: str | None = None
+    personal_note: str | None = strawberry.field(
+        default=None, description="Free text from the reporter that may identify people."
+    )
 
 
 @strawberry.input
@@ -98,6 +101,14 @@ class MarkDuplicateInput:
     expected_version: int
     duplicate_of: strawberry.ID
     note: str = ""
+
+
+@strawberry.input
+class ShareIncidentInput:
+    id: strawberry.ID
+    expected_version: int
+    bureau_id: strawberry.ID
+    reason: str
 
 
 @strawberry.input
@@ -264,6 +275,7 @@ class IncidentMutations:
                 reporter_name=reporter.name,
                 reporter_phone=reporter.phone,
                 reporter_email=reporter.email,
+                reporter_note=reporter.personal_note,
             )
             record, replayed = await info.context.workflow().report(report, idempotency_key)
             return IncidentCreated(incident=Incident.from_record(record), replayed=replayed)
@@ -346,6 +358,21 @@ class IncidentMutations:
                 input.expected_version,
                 _incident_id(input.duplicate_of, "input.duplicateOf"),
                 input.note,
+            )
+            return IncidentUpdated(incident=Incident.from_record(record))
+
+        return await _typed(run)  # type: ignore[no-any-return]
+
+    @strawberry.mutation(
+        description="Let another bureau see the incident (a supervisor of the responsible bureau)."
+    )
+    async def share_incident(self, info: Info, input: ShareIncidentInput) -> UpdateIncidentResult:
+        async def run() -> IncidentUpdated:
+            record = await info.context.workflow().share(
+                _incident_id(input.id),
+                input.expected_version,
+                decode_id(input.bureau_id, "Bureau", "input.bureauId"),
+                input.reason,
             )
             return IncidentUpdated(incident=Incident.from_record(record))
 

@@ -22,6 +22,7 @@ from api.graph.incidents.types import (
     load_incident,
 )
 from api.graph.prefetch import node_selections, prefetch
+from api.policy import resources
 from api.repositories.incidents import INCIDENT_ORDERINGS, IncidentFilter, IncidentRepository
 from api.repositories.sql import page_request
 
@@ -108,6 +109,7 @@ class IncidentQueries:
         filter: IncidentFilterInput | None = None,
         order_by: IncidentOrder = IncidentOrder.NEWEST_FIRST,
     ) -> IncidentConnection:
+        info.context.authorize("ListIncidents", resources.INCIDENTS)
         settings = info.context.resources.settings
         ordering = INCIDENT_ORDERINGS[order_by.value]
         request = page_request(
@@ -124,6 +126,7 @@ class IncidentQueries:
         page = await repository.page(where, ordering, request)
         loaders = info.context.loaders
         loaders.incidents.prime(page.items)
+        info.context.audit.saw("Incident", [record.id for record in page.items])
         await prefetch(loaders, "Incident", page.items, node_selections(info, "edges", "node"))
         edge_fields = {field.name for field in node_selections(info, "edges")}
         return build_connection(
@@ -141,6 +144,7 @@ class IncidentQueries:
 
     @strawberry.field(description="One work order by its ID; null if it does not exist.")
     async def work_order(self, info: Info, id: strawberry.ID) -> WorkOrder | None:
+        info.context.authorize("ListIncidents", resources.INCIDENTS)
         record = await info.context.loaders.incidents.work_order.load(
             decode_id(id, "WorkOrder", "id")
         )

@@ -7,9 +7,15 @@ from enum import Enum
 
 import strawberry
 
-from api.graph.context import Info
+from api.graph.context import Info, OperationDescription
 from api.graph.ids import decode_ids
 from api.graph.incidents.types import Incident
+
+
+def _event() -> OperationDescription:
+    return OperationDescription(
+        category="subscription-event", name="incidentChanged", kind="subscription"
+    )
 
 
 @strawberry.enum
@@ -49,10 +55,13 @@ class IncidentSubscriptions:
                     continue
                 # The event's fields resolve while this generator waits at `yield`, inside the
                 # event's own transaction and loaders.
-                async with context.open_scope(lambda: "incidentChanged") as scope:
+                async with context.open_scope(_event) as scope:
                     record = await scope.loaders.incidents.by_id.load(notice.incident_id)
                     if record is None:
+                        # Not visible to this subscriber (row-level security): nothing to send.
+                        scope.audit.silent = True
                         continue
+                    scope.audit.saw("Incident", record.id)
                     kind = (
                         ChangeKind.CREATED if notice.operation == "INSERT" else ChangeKind.UPDATED
                     )

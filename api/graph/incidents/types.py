@@ -12,7 +12,7 @@ from strawberry import relay
 from strawberry.scalars import JSON
 
 from api.domain import lifecycle
-from api.domain.errors import InvalidInput
+from api.domain.errors import InvalidInput, PersonalDataMasked
 from api.domain.models import EventRecord, IncidentRecord, TransferRecord, WorkOrderRecord
 from api.graph.assets.types import Asset
 from api.graph.bureaus.types import Bureau, IncidentCategory
@@ -20,6 +20,7 @@ from api.graph.context import Info, Loaders
 from api.graph.geo import Location
 from api.graph.ids import decode_id
 from api.graph.prefetch import prefetcher, preload, resolved, resolved_list
+from api.policy import resources
 
 # The domain's enums are the schema's (registered in place, so annotations use the classes).
 strawberry.enum(lifecycle.IncidentStatus)
@@ -92,6 +93,9 @@ class Reporter:
     name: str | None
     phone: str | None
     email: str | None
+    personal_note: str | None = strawberry.field(
+        description="Free text from the reporter that may identify people."
+    )
 
 
 @strawberry.federation.type(keys=["id"], description="A crew's assignment to work on an incident.")
@@ -136,6 +140,7 @@ class WorkOrder(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[WorkOrder | None]:
+        info.context.authorize("ListIncidents", resources.INCIDENTS)
         loader = info.context.loaders.incidents.work_order
         records = await preload(loader, [int(i) for i in node_ids])
         return [cls.from_record(r) if r else None for r in records]
@@ -246,22 +251,41 @@ class Incident(relay.Node):
         loader = info.context.loaders.bureaus.by_id
         return resolved(loader, self.record.reporting_bureau_id, Bureau.from_record)  # type: ignore[return-value]
 
-    @strawberry.field(description="The asset the incident concerns, if any.")
+    @strawberry.federation.field(
+        description="The asset the incident concerns, if any.", requires_scopes=[["assets:read"]]
+    )
     def asset(self, info: Info) -> Asset | None:
+        if self.record.asset_id is None:
+            return None
+        info.context.authorize("ListAssets", resources.ASSETS)
         loader = info.context.loaders.assets.by_id
         return resolved(loader, self.record.asset_id, Asset.from_record)  # type: ignore[return-value]
 
-    @strawberry.field(description="Who reported it (personal data).")
-    def reporter(self) -> Reporter | None:
-        record = self.record
-        if (
-            record.reporter_name is None
-            and record.reporter_phone is None
-            and record.reporter_email is None
-        ):
+    @strawberry.federation.field(
+        description=(
+            "Who reported it (personal data): shown only to the responsible bureau's staff "
+            "with pii:read; elsewhere null, with a PERSONAL_DATA_MASKED error on this field."
+        ),
+        policy=[["ViewPersonalData"]],
+        requires_scopes=[["pii:read"]],
+    )
+    async def reporter(self, info: Info) -> Reporter | None:
+        context = info.context
+        facts = await context.loaders.incidents.facts.load(self.record.id)
+        if facts is None:
             return None
+        decision = context.authorizer.decide("ViewPersonalData", resources.incident_entity(facts))
+        if not decision.allowed:
+            raise PersonalDataMasked()
+        record = await context.loaders.incidents.reporter.load(self.record.id)
+        if record is None:
+            return None
+        context.audit.saw_personal_data("Incident", self.record.id)
         return Reporter(
-            name=record.reporter_name, phone=record.reporter_phone, email=record.reporter_email
+            name=record.name,
+            phone=record.phone,
+            email=record.email,
+            personal_note=record.personal_note,
         )
 
     @strawberry.field(description="The history, newest first by default (at most 100 entries).")
@@ -289,30 +313,44 @@ class Incident(relay.Node):
     @strawberry.field(description="The incident this one duplicates, when closed as DUPLICATE.")
     def duplicate_of(self, info: Info) -> Incident | None:
         loader = info.context.loaders.incidents.by_id
-        return resolved(loader, self.record.duplicate_of_id, Incident.from_record)  # type: ignore[return-value]
+        return resolved(loader, self.record.duplicate_of_id, _seen(info))  # type: ignore[return-value]
 
     @strawberry.field(description="Incidents closed as duplicates of this one.")
     def duplicates(self, info: Info) -> list[Incident]:
         loader = info.context.loaders.incidents.duplicates
-        return resolved_list(loader, self.record.id, Incident.from_record)  # type: ignore[return-value]
+        return resolved_list(loader, self.record.id, _seen(info))  # type: ignore[return-value]
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Incident | None]:
+        info.context.authorize("ListIncidents", resources.INCIDENTS)
         records = await info.context.loaders.incidents.by_id.load_many([int(i) for i in node_ids])
-        return [cls.from_record(r) if r else None for r in records]
+        return [_seen(info)(r) if r else None for r in records]
 
     @classmethod
     async def resolve_reference(cls, info: Info, **representation: Any) -> Incident | None:
         return await load_incident(info, decode_id(str(representation["id"]), "Incident", "id"))
 
 
+def _seen(info: Info) -> Callable[[IncidentRecord], Incident]:
+    """Converts records to the schema's type, noting each one returned in the audit record."""
+    audit = info.context.audit
+
+    def convert(record: IncidentRecord) -> Incident:
+        audit.saw("Incident", record.id)
+        return Incident.from_record(record)
+
+    return convert
+
+
 async def load_incident(info: Info, incident_id: int | None) -> Incident | None:
+    """An incident the caller may see (the row policy decides which), or None."""
     if incident_id is None:
         return None
+    info.context.authorize("ListIncidents", resources.INCIDENTS)
     record = await info.context.loaders.incidents.by_id.load(incident_id)
-    return Incident.from_record(record) if record else None
+    return _seen(info)(record) if record else None
 
 
 @strawberry.type

@@ -1,0 +1,1 @@
+"""The auditors' graph: access records, chain verification, policies and explanations."""
