@@ -7,7 +7,7 @@ import asyncio
 import os
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -17,6 +17,7 @@ import pytest
 from api.db import migrations
 from api.db.endpoints import with_database, with_user
 from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess, GraphQLClient
+from tests.tokens import TokenFactory
 
 APP_ROLE = "lighthouse_app"
 DATA_TABLES = (
@@ -25,7 +26,7 @@ DATA_TABLES = (
 )
 CLEAN = f"""
 ALTER TABLE lighthouse.incident_event DISABLE TRIGGER incident_event_no_truncate;
-TRUNCATE {DATA_TABLES} RESTART IDENTITY;
+TRUNCATE {DATA_TABLES}, lighthouse.incident_share, lighthouse.incident_reporter RESTART IDENTITY;
 ALTER TABLE lighthouse.incident_event ENABLE TRIGGER incident_event_no_truncate;
 """
 
@@ -81,8 +82,9 @@ def database(server_url: str) -> Iterator[DatabaseUnderTest]:
     asyncio.run(_drop_database(server_url, created.name))
 
 
-def gateway_env(database: DatabaseUnderTest) -> dict[str, str]:
+def gateway_env(database: DatabaseUnderTest, issuer: str = "") -> dict[str, str]:
     return {
+        "LIGHTHOUSE_OAUTH_ISSUER": issuer,
         "LIGHTHOUSE_ENVIRONMENT": "test",
         "LIGHTHOUSE_DATABASE_URL": database.app_url,
         "LIGHTHOUSE_DATABASE_OWNER_URL": database.owner_url,
@@ -97,7 +99,8 @@ def gateway_env(database: DatabaseUnderTest) -> dict[str, str]:
 def gateway(
     database: DatabaseUnderTest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(gateway_env(database), tmp_path_factory.mktemp("logs") / "gateway.log")
+    process = GatewayProcess({}, tmp_path_factory.mktemp("logs") / "gateway.log")
+    process.configure(gateway_env(database, issuer=process.base_url))
     process.start()
     yield process
     process.stop()
@@ -126,9 +129,27 @@ async def http(gateway: GatewayProcess) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+@pytest.fixture(scope="session")
+def tokens(gateway: GatewayProcess, database: DatabaseUnderTest) -> TokenFactory:
+    return TokenFactory(database.owner_url, gateway.base_url)
+
+
 @pytest.fixture
-async def client(http: httpx.AsyncClient, clean: None) -> GraphQLClient:
-    return GraphQLClient(http)
+async def client(http: httpx.AsyncClient, clean: None, tokens: TokenFactory) -> GraphQLClient:
+    """A Public Works supervisor: the whole workflow for Public Works' incidents."""
+    return GraphQLClient(http, tokens.named("pwb-supervisor"))
+
+
+@pytest.fixture
+async def city(http: httpx.AsyncClient, clean: None, tokens: TokenFactory) -> GraphQLClient:
+    """A city-wide viewer: reads every bureau's incidents."""
+    return GraphQLClient(http, tokens.named("city-viewer"))
+
+
+@pytest.fixture
+def as_(http: httpx.AsyncClient, tokens: TokenFactory) -> Callable[[str], GraphQLClient]:
+    """A client acting as a named development principal."""
+    return lambda name: GraphQLClient(http, tokens.named(name))
 
 
 @pytest.fixture

@@ -32,12 +32,15 @@ class DatabaseUnderTest:
 class GraphQLClient:
     """Posts GraphQL documents to a running gateway and returns the decoded body."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, token: str | None = None) -> None:
         self.http = http
+        self.token = token
 
     async def execute(
         self, query: str, variables: dict[str, Any] | None = None, **headers: str
     ) -> dict[str, Any]:
+        if self.token is not None:
+            headers.setdefault("authorization", f"Bearer {self.token}")
         response = await self.http.post(
             "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
         )
@@ -62,6 +65,9 @@ class GatewayProcess:
         self.log_path = log_path
         self._env = {**os.environ, **env, "LIGHTHOUSE_PORT": str(self.port)}
         self._process: subprocess.Popen[bytes] | None = None
+
+    def configure(self, env: dict[str, str]) -> None:
+        self._env.update(env)
 
     def start(self, timeout: float = 60) -> None:
         log = self.log_path.open("ab")

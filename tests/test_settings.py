@@ -46,6 +46,11 @@ def test_production_requires_a_database(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv(
         "LIGHTHOUSE_DATABASE_URL", "postgresql://app@db.city.internal:5432/lighthouse"
     )
+    with pytest.raises(SettingsError, match="LIGHTHOUSE_KEY_ENCRYPTION_KEY"):
+        load_settings()
+    monkeypatch.setenv(
+        "LIGHTHOUSE_KEY_ENCRYPTION_KEY", "c2l4dGVlbi1ieXRlcy1rZXktc2l4dGVlbi1ieXRlcyE="
+    )
     settings = load_settings()
     assert settings.environment is Environment.PRODUCTION
     assert not settings.graphiql_enabled

@@ -25,8 +25,18 @@ async def test_two_concurrent_dispatches_one_wins(
         for round_ in range(10):
             incident = await incident_in(client, "VERIFIED", title=f"競爭 {round_}")
             results = await asyncio.gather(
-                act(GraphQLClient(first), "DISPATCH", incident, workOrder={"crew": "甲隊"}),
-                act(GraphQLClient(second), "DISPATCH", incident, workOrder={"crew": "乙隊"}),
+                act(
+                    GraphQLClient(first, client.token),
+                    "DISPATCH",
+                    incident,
+                    workOrder={"crew": "甲隊"},
+                ),
+                act(
+                    GraphQLClient(second, client.token),
+                    "DISPATCH",
+                    incident,
+                    workOrder={"crew": "乙隊"},
+                ),
             )
             kinds = sorted(r["__typename"] for r in results)
             assert kinds == ["IncidentDispatched", "VersionConflict"], results

@@ -65,9 +65,9 @@ def _statements(metrics: str, operation: str) -> tuple[float, float]:
     return float(found.get("sum", 0)), float(found.get("count", 0))
 
 
-async def _board_statements(client: GraphQLClient, http: httpx.AsyncClient, first: int) -> float:
+async def _board_statements(city: GraphQLClient, http: httpx.AsyncClient, first: int) -> float:
     before = _statements((await http.get("/metrics")).text, "Board")
-    data = await client.data(BOARD, {"first": first})
+    data = await city.data(BOARD, {"first": first})
     assert len(data["incidents"]["edges"]) == first
     after = _statements((await http.get("/metrics")).text, "Board")
     assert after[1] == before[1] + 1
@@ -75,18 +75,19 @@ async def _board_statements(client: GraphQLClient, http: httpx.AsyncClient, firs
 
 
 async def test_nested_board_query_uses_a_fixed_number_of_statements(
-    seeded: None, client: GraphQLClient, http: httpx.AsyncClient
+    seeded: None, city: GraphQLClient, http: httpx.AsyncClient
 ) -> None:
     # The bound follows from the query's shape: the identity, the page, and one batch per
     # nested loader per depth (bureaus, assets, events, work orders, duplicates, categories at
-    # depth 1; bureaus of assets and categories at depth 2). Depth-2 bureaus may all be cached.
-    bound = 1 + 1 + 6 + 1
-    counts = [await _board_statements(client, http, size) for size in (1, 10, 100)]
+    # depth 1; bureaus of assets and categories at depth 2), and the audit record. Depth-2
+    # bureaus may all be cached.
+    bound = 1 + 1 + 6 + 1 + 1
+    counts = [await _board_statements(city, http, size) for size in (1, 10, 100)]
     assert all(count <= bound for count in counts), counts
     assert counts[2] <= counts[0], counts
 
 
-async def _walk(client: GraphQLClient, variables: dict[str, Any], forward: bool) -> list[str]:
+async def _walk(city: GraphQLClient, variables: dict[str, Any], forward: bool) -> list[str]:
     seen: list[str] = []
     cursor = None
     while True:
@@ -95,7 +96,7 @@ async def _walk(client: GraphQLClient, variables: dict[str, Any], forward: bool)
             page_vars.update(first=7, after=cursor)
         else:
             page_vars.update(last=7, before=cursor)
-        page = (await client.data(PAGE, page_vars))["incidents"]
+        page = (await city.data(PAGE, page_vars))["incidents"]
         ids = [edge["node"]["id"] for edge in page["edges"]]
         seen = seen + ids if forward else ids + seen
         info = page["pageInfo"]
@@ -106,28 +107,26 @@ async def _walk(client: GraphQLClient, variables: dict[str, Any], forward: bool)
 
 
 @pytest.mark.parametrize("order", ["NEWEST_FIRST", "OLDEST_FIRST", "DUE_SOONEST"])
-async def test_paging_is_stable_and_complete(
-    seeded: None, client: GraphQLClient, order: str
-) -> None:
-    everything = (await client.data(PAGE, {"first": 100, "orderBy": order}))["incidents"]
+async def test_paging_is_stable_and_complete(seeded: None, city: GraphQLClient, order: str) -> None:
+    everything = (await city.data(PAGE, {"first": 100, "orderBy": order}))["incidents"]
     assert everything["totalCount"] == 150
-    rest = await client.data(
+    rest = await city.data(
         PAGE, {"first": 100, "after": everything["pageInfo"]["endCursor"], "orderBy": order}
     )
     all_ids = [e["node"]["id"] for e in everything["edges"]] + [
         e["node"]["id"] for e in rest["incidents"]["edges"]
     ]
     assert len(all_ids) == len(set(all_ids)) == 150
-    assert await _walk(client, {"orderBy": order}, forward=True) == all_ids
-    assert await _walk(client, {"orderBy": order}, forward=False) == all_ids
+    assert await _walk(city, {"orderBy": order}, forward=True) == all_ids
+    assert await _walk(city, {"orderBy": order}, forward=False) == all_ids
     key = "reportedAt" if order != "DUE_SOONEST" else "dueAt"
     values = [e["node"][key] for e in everything["edges"]]
     assert values == sorted(values, reverse=order == "NEWEST_FIRST")
 
 
-async def test_filters_combine(seeded: None, client: GraphQLClient) -> None:
-    everything = (await client.data(PAGE, {"first": 100}))["incidents"]["edges"]
-    everything += (await client.data(PAGE, {"first": 100, "after": everything[-1]["cursor"]}))[
+async def test_filters_combine(seeded: None, city: GraphQLClient) -> None:
+    everything = (await city.data(PAGE, {"first": 100}))["incidents"]["edges"]
+    everything += (await city.data(PAGE, {"first": 100, "after": everything[-1]["cursor"]}))[
         "incidents"
     ]["edges"]
     nodes = [e["node"] for e in everything]
@@ -138,17 +137,17 @@ async def test_filters_combine(seeded: None, client: GraphQLClient) -> None:
         and n["responsibleBureau"]["code"] == "PUBLIC_WORKS"
     }
     filter = {"status": ["VERIFIED", "DISPATCHED"], "bureauCode": ["PUBLIC_WORKS"]}
-    page = (await client.data(PAGE, {"first": 100, "filter": filter}))["incidents"]
+    page = (await city.data(PAGE, {"first": 100, "filter": filter}))["incidents"]
     assert {e["node"]["id"] for e in page["edges"]} == expected
     assert page["totalCount"] == len(expected)
-    closed = (await client.data(PAGE, {"first": 100, "filter": {"statusClass": ["CLOSED"]}}))[
+    closed = (await city.data(PAGE, {"first": 100, "filter": {"statusClass": ["CLOSED"]}}))[
         "incidents"
     ]
     assert {e["node"]["status"] for e in closed["edges"]} <= {"CLOSED"}
     assert closed["totalCount"] == sum(1 for n in nodes if n["status"] == "CLOSED")
     middle = nodes[40]["reportedAt"]
     window = {"reportedFrom": nodes[60]["reportedAt"], "reportedBefore": middle}
-    page = (await client.data(PAGE, {"first": 100, "filter": window}))["incidents"]
+    page = (await city.data(PAGE, {"first": 100, "filter": window}))["incidents"]
     assert [e["node"]["id"] for e in page["edges"]] == [n["id"] for n in nodes[41:61]]
 
 
@@ -170,16 +169,16 @@ fragment Nested on Incident {
 """
 
 
-async def test_page_and_single_reads_agree(seeded: None, client: GraphQLClient) -> None:
+async def test_page_and_single_reads_agree(seeded: None, city: GraphQLClient) -> None:
     """A page resolves nested fields from look-ahead loads; single reads load them lazily.
     Both must give the same answer."""
-    page = await client.data(
+    page = await city.data(
         NESTED + "query { incidents(first: 60) { edges { node { ...Nested } } } }"
     )
     nodes = [edge["node"] for edge in page["incidents"]["edges"]]
     assert any(node["transfers"] for node in nodes) or any(node["open"] for node in nodes)
     for node in nodes[::6]:
-        single = await client.data(
+        single = await city.data(
             NESTED + "query($id: ID!) { incident(id: $id) { ...Nested } }", {"id": node["id"]}
         )
         assert single["incident"] == node

@@ -13,6 +13,7 @@ import websockets
 
 from tests.graph.helpers import act, bureau_ids, create_incident, incident_in, key_of
 from tests.support import GatewayProcess, GraphQLClient
+from tests.tokens import TokenFactory
 
 pytestmark = pytest.mark.db
 
@@ -41,11 +42,12 @@ class Subscription:
 
 
 async def _subscribe(
-    gateway: GatewayProcess, variables: dict[str, Any]
+    gateway: GatewayProcess, variables: dict[str, Any], token: str
 ) -> AsyncIterator[Subscription]:
     url = gateway.base_url.replace("http://", "ws://") + "/graphql"
     async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:
-        await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        await socket.send(json.dumps(init))
         ack = json.loads(await asyncio.wait_for(socket.recv(), 10))
         assert ack["type"] == "connection_ack"
         await socket.send(
@@ -63,8 +65,10 @@ async def _subscribe(
 
 
 @pytest.fixture
-async def subscription(gateway: GatewayProcess, clean: None) -> AsyncIterator[Subscription]:
-    async for subscription in _subscribe(gateway, {}):
+async def subscription(
+    gateway: GatewayProcess, clean: None, tokens: TokenFactory
+) -> AsyncIterator[Subscription]:
+    async for subscription in _subscribe(gateway, {}, tokens.named("pwb-supervisor")):
         yield subscription
 
 
@@ -99,9 +103,11 @@ async def test_workflow_step_is_delivered_with_nested_fields(
     assert change["incident"]["responsibleBureau"] == {"code": "PUBLIC_WORKS"}
 
 
-async def test_bureau_filter(client: GraphQLClient, gateway: GatewayProcess, clean: None) -> None:
+async def test_bureau_filter(
+    client: GraphQLClient, gateway: GatewayProcess, clean: None, tokens: TokenFactory
+) -> None:
     water = (await bureau_ids(client))["WATER_RESOURCES"]
-    async for subscription in _subscribe(gateway, {"bureau": [water]}):
+    async for subscription in _subscribe(gateway, {"bureau": [water]}, tokens.named("city-viewer")):
         await create_incident(client, title="坑洞", category="POTHOLE")
         await create_incident(client, title="淹水", category="FLOODING")
         change = (await subscription.next())["data"]["incidentChanged"]

@@ -1,0 +1,82 @@
+"""Access tokens for the tests' principals, signed with the gateway's own key."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from api.auth.dev_principals import DEV_PRINCIPALS
+from api.auth.keys import KeyRing
+from api.auth.principal import PrincipalKind
+from api.auth.tokens import mint
+from api.db.pool import connect
+from api.repositories.oauth import OAuthRepository
+from api.settings import Settings
+
+
+class TokenFactory:
+    def __init__(self, owner_url: str, issuer: str) -> None:
+        self._owner_url = owner_url
+        self.settings = Settings(oauth_issuer=issuer)
+        self._cache: dict[str, str] = {}
+
+    async def _ring(self) -> KeyRing:
+        connection = await connect(self._owner_url, self.settings, "lighthouse-tests")
+        try:
+            ring = KeyRing(self.settings)
+            await ring.ensure_signing_key(OAuthRepository(connection))
+            return ring
+        finally:
+            await connection.close()
+
+    def named(self, name: str) -> str:
+        """A token for a named development principal (``api.auth.dev_principals``)."""
+        if name not in self._cache:
+            principal = DEV_PRINCIPALS[name]
+            self._cache[name] = self.custom(
+                subject=principal.subject,
+                kind=principal.kind.value,
+                bureau=principal.bureau,
+                roles=list(principal.roles),
+                scopes=list(principal.scopes),
+            )
+        return self._cache[name]
+
+    def custom(
+        self,
+        *,
+        subject: str,
+        kind: str,
+        scopes: list[str],
+        bureau: str | None = None,
+        roles: list[str] | None = None,
+        ttl: int | None = None,
+        **claims: Any,
+    ) -> str:
+        ring = asyncio.run(self._ring()) if not _in_loop() else _run_in_thread(self._ring())
+        return mint(
+            ring,
+            self.settings,
+            subject=subject,
+            client_id=claims.pop("client_id", "lighthouse-tests"),
+            kind=PrincipalKind(kind),
+            scopes=scopes,
+            bureau=bureau,
+            roles=roles,
+            ttl=ttl,
+        ).access_token
+
+
+def _in_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _run_in_thread(coroutine: Any) -> Any:
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
