@@ -131,7 +131,7 @@ def create_app(settings: Settings) -> Starlette:
                 policy=policy,
                 keys=keys,
                 issuers=issuers,
-                authenticator=Authenticator(verifier, oauth, settings.issuer),
+                authenticator=Authenticator(verifier, oauth, settings.issuer, keys),
             )
             # Start-up objects (schema, settings, pools) live as long as the process: move them out
             # of the collector's way, and collect young objects less often (a page of incidents

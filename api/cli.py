@@ -24,6 +24,8 @@ app = typer.Typer(
     help="Lighthouse: the city's sovereign AI platform (GraphQL gateway and tools).",
     no_args_is_help=True,
     add_completion=False,
+    # Tracebacks must not print local variables: they can hold secrets and personal data.
+    pretty_exceptions_show_locals=False,
 )
 console = Console(stderr=True)
 

@@ -4,6 +4,7 @@ database per session, and the gateway running as a real process on it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 import warnings
@@ -17,6 +18,7 @@ import pytest
 from api.db import migrations
 from api.db.endpoints import with_database, with_user
 from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess, GraphQLClient
+from tests.oidc_provider import OidcProvider
 from tests.tokens import TokenFactory
 
 APP_ROLE = "lighthouse_app"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
+
+from joserfc import jwt
 
 from api.auth.dev_principals import DEV_PRINCIPALS
 from api.auth.keys import KeyRing
@@ -65,6 +68,44 @@ class TokenFactory:
             roles=roles,
             ttl=ttl,
         ).access_token
+
+    def signed(
+        self,
+        claims: dict[str, Any],
+        header: dict[str, Any] | None = None,
+        key: Any = None,
+        algorithms: list[str] | None = None,
+    ) -> str:
+        """A token with exactly these claims, signed with the gateway's current key (or ``key``)."""
+        ring = asyncio.run(self._ring()) if not _in_loop() else _run_in_thread(self._ring())
+        current = ring.current()
+        assert current is not None
+        signing_key = key if key is not None else current.key
+        base_header = {"alg": current.algorithm, "typ": "at+jwt", "kid": current.kid}
+        base_header.update(header or {})
+        return jwt.encode(
+            base_header, claims, signing_key, algorithms=algorithms or [base_header["alg"]]
+        )
+
+    def valid_claims(self, **updates: Any) -> dict[str, Any]:
+        """Claims of a valid token for a Public Works supervisor, with ``updates`` applied."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.settings.issuer,
+            "sub": "pwb-supervisor",
+            "aud": self.settings.oauth_audience,
+            "client_id": "lighthouse-tests",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 600,
+            "jti": f"test-{now}-{id(updates)}",
+            "scope": "incidents:read incidents:write assets:read",
+            "kind": "staff",
+            "roles": ["supervisor"],
+            "bureau": "PUBLIC_WORKS",
+        }
+        claims.update(updates)
+        return {k: v for k, v in claims.items() if v is not None}
 
 
 def _in_loop() -> bool:

@@ -6,18 +6,22 @@ import orjson
 import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.auth.keys import KeyRing
 from api.auth.principal import Principal
-from api.auth.tokens import InvalidToken, TokenVerifier
+from api.auth.tokens import UNKNOWN_KEY, InvalidToken, TokenVerifier
 from api.repositories.oauth import OAuthRepository
 
 log = structlog.get_logger(__name__)
 
 
 class Authenticator:
-    def __init__(self, verifier: TokenVerifier, oauth: OAuthRepository, issuer: str) -> None:
+    def __init__(
+        self, verifier: TokenVerifier, oauth: OAuthRepository, issuer: str, keys: KeyRing
+    ) -> None:
         self._verifier = verifier
         self._oauth = oauth
         self._issuer = issuer
+        self._keys = keys
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """The caller named by an ``Authorization`` header value; anonymous without one."""
@@ -26,7 +30,13 @@ class Authenticator:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidToken("use the Bearer scheme with an access token")
-        principal = self._verifier.verify(token.strip())
+        try:
+            principal = self._verifier.verify(token.strip())
+        except InvalidToken as error:
+            # A key rotated in by another process: reload (at most every few seconds) and retry.
+            if error.reason != UNKNOWN_KEY or not await self._keys.reload_if_stale(self._oauth):
+                raise
+            principal = self._verifier.verify(token.strip())
         if principal.issuer == self._issuer and principal.token_id:
             # Checked on every request, so a revocation or a disabled client takes effect at once.
             revoked, disabled = await self._oauth.token_status(

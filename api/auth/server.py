@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 import structlog
 from joserfc import jwt
@@ -37,6 +37,7 @@ from api.resources import Resources, resources_of
 
 log = structlog.get_logger(__name__)
 
+MAX_FORM_BYTES = 16_384
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 SECRET_PREFIX = "sha256$"
 # Compared against when the client does not exist, so a miss costs what a hit costs.
@@ -85,13 +86,18 @@ async def _form(request: Request) -> dict[str, str]:
         raise OAuthError(
             "invalid_request", "send the parameters as application/x-www-form-urlencoded"
         )
-    form = await request.form()
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise OAuthError("invalid_request", "the request is too large")
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body))
+    except (UnicodeDecodeError, ValueError):
+        raise OAuthError("invalid_request", "the form is not valid") from None
     values: dict[str, str] = {}
-    for key in form:
-        items = form.getlist(key)
-        if len(items) != 1 or not isinstance(items[0], str):
+    for key, value in pairs:
+        if key in values:
             raise OAuthError("invalid_request", f"parameter {key} must be given exactly once")
-        values[key] = items[0]
+        values[key] = value
     return values
 
 

@@ -27,6 +27,7 @@ from api.settings import Settings
 TOKEN_TYPES = ("at+jwt", "application/at+jwt")
 LOCAL_ALGORITHMS = ("ES256", "RS256")
 CACHE_SIZE = 10_000
+UNKNOWN_KEY = "the token was signed with an unknown key"
 
 
 class InvalidToken(Exception):
@@ -155,7 +156,7 @@ class TokenVerifier:
         if not isinstance(kid, str) or not any(k.kid == kid for k in keys.keys):
             if external is not None:
                 external.request_refresh()
-            raise InvalidToken("the token was signed with an unknown key")
+            raise InvalidToken(UNKNOWN_KEY)
         try:
             decoded = jwt.decode(token, keys, algorithms=list(algorithms))
         except (JoseError, ValueError):

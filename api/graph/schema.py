@@ -28,6 +28,7 @@ from api.graph.extensions import (
 from api.graph.incidents.mutations import IncidentMutations
 from api.graph.incidents.queries import IncidentQueries
 from api.graph.incidents.subscriptions import IncidentSubscriptions
+from api.graph.viewer import ViewerQueries
 from api.settings import Settings
 
 
@@ -37,7 +38,7 @@ class NodeQueries:
 
 
 @strawberry.type
-class Query(IncidentQueries, AssetQueries, BureauQueries, AuditQueries, NodeQueries):
+class Query(IncidentQueries, AssetQueries, BureauQueries, AuditQueries, ViewerQueries, NodeQueries):
     pass
 
 

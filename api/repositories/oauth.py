@@ -37,7 +37,8 @@ VALUES ($1, $2, $3, $4, $5)
 # The key signing now stops when its successor activates, and stays published until the last
 # token it signed has expired.
 RETIRE_KEYS = """
-UPDATE signing_key SET retires_at = $1, expires_at = $1 + make_interval(secs => $2)
+UPDATE signing_key SET retires_at = $1::timestamptz,
+    expires_at = $1::timestamptz + make_interval(secs => $2)
 WHERE retires_at IS NULL AND kid <> $3
 """
 REVOKE = """

@@ -1,0 +1,302 @@
+"""The authorization server, driven by a real OAuth client library (authlib)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from authlib.deprecate import AuthlibDeprecationWarning
+
+from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess, GraphQLClient
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
+    from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
+
+pytestmark = pytest.mark.db
+
+
+def cli(
+    database: DatabaseUnderTest, gateway: GatewayProcess, *args: str
+) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {
+        "LIGHTHOUSE_DATABASE_URL": database.app_url,
+        "LIGHTHOUSE_DATABASE_OWNER_URL": database.owner_url,
+        "LIGHTHOUSE_OAUTH_ISSUER": gateway.base_url,
+        "LIGHTHOUSE_ENVIRONMENT": "test",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=REPOSITORY,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def register(
+    database: DatabaseUnderTest, gateway: GatewayProcess
+) -> Callable[..., tuple[str, str]]:
+    def make(
+        scopes: str, kind: str = "service", bureau: str | None = "PUBLIC_WORKS", roles: str = ""
+    ) -> tuple[str, str]:
+        client_id = f"test-{uuid.uuid4().hex[:10]}"
+        args = [
+            "clients",
+            "create",
+            client_id,
+            "--name",
+            "test client",
+            "--scopes",
+            scopes,
+            "--kind",
+            kind,
+            "--roles",
+            roles,
+        ]
+        if bureau:
+            args += ["--bureau", bureau]
+        result = cli(database, gateway, *args)
+        assert result.returncode == 0, result.stderr
+        secret = next(
+            line.split(": ", 1)[1]
+            for line in result.stderr.splitlines()
+            if line.startswith("client_secret: ")
+        )
+        return client_id, secret.strip()
+
+    return make
+
+
+async def fetch_token(
+    gateway: GatewayProcess, client_id: str, secret: str, **params: Any
+) -> dict[str, Any]:
+    metadata = httpx.get(gateway.base_url + "/.well-known/oauth-authorization-server").json()
+    async with AsyncOAuth2Client(
+        client_id, secret, token_endpoint_auth_method="client_secret_basic"
+    ) as oauth:
+        token: dict[str, Any] = await oauth.fetch_token(
+            metadata["token_endpoint"], grant_type="client_credentials", **params
+        )
+        return token
+
+
+async def test_metadata_describes_the_server(
+    http: httpx.AsyncClient, gateway: GatewayProcess
+) -> None:
+    metadata = (await http.get("/.well-known/oauth-authorization-server")).json()
+    assert metadata["issuer"] == gateway.base_url
+    for name in ("token_endpoint", "jwks_uri", "introspection_endpoint", "revocation_endpoint"):
+        assert metadata[name].startswith(gateway.base_url)
+    assert metadata["grant_types_supported"] == ["client_credentials"]
+    assert "pii:read" in metadata["scopes_supported"]
+    jwks = (await http.get("/oauth/jwks")).json()
+    assert jwks["keys"] and all("d" not in key for key in jwks["keys"])
+
+
+async def test_client_credentials_with_authlib(
+    gateway: GatewayProcess, http: httpx.AsyncClient, register: Callable[..., tuple[str, str]]
+) -> None:
+    client_id, secret = register("incidents:read incidents:write assets:read", roles="dispatcher")
+    token = await fetch_token(gateway, client_id, secret, scope="incidents:read")
+    assert token["token_type"].lower() == "bearer"
+    assert token["scope"] == "incidents:read"
+    assert 60 <= token["expires_in"] <= 86_400
+    me = await GraphQLClient(http, token["access_token"]).data(
+        "{ me { subject kind bureauCode roles scopes } }"
+    )
+    assert me["me"] == {
+        "subject": client_id,
+        "kind": "service",
+        "bureauCode": "PUBLIC_WORKS",
+        "roles": ["dispatcher"],
+        "scopes": ["incidents:read"],
+    }
+    header = token["access_token"].split(".")[0]
+    import base64
+
+    import orjson
+
+    decoded = orjson.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+    assert decoded["typ"] == "at+jwt"
+    kids = {key["kid"] for key in (await http.get("/oauth/jwks")).json()["keys"]}
+    assert decoded["kid"] in kids
+
+
+async def test_scope_beyond_the_grant_is_refused(
+    gateway: GatewayProcess, register: Callable[..., tuple[str, str]]
+) -> None:
+    client_id, secret = register("incidents:read")
+    with pytest.raises(OAuthError, match="invalid_scope"):
+        await fetch_token(gateway, client_id, secret, scope="incidents:read pii:read")
+
+
+async def test_wrong_secret_and_unknown_client_are_refused(
+    http: httpx.AsyncClient, register: Callable[..., tuple[str, str]]
+) -> None:
+    client_id, secret = register("incidents:read")
+    for auth in ((client_id, secret + "x"), ("no-such-client", secret)):
+        response = await http.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=auth
+        )
+        assert response.status_code == 401
+        assert response.json()["error"] == "invalid_client"
+        assert response.headers["www-authenticate"].startswith("Basic")
+        assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"grant_type": "password"}, "unsupported_grant_type"),
+        ({"grant_type": "client_credentials", "resource": "urn:other"}, "invalid_target"),
+    ],
+)
+async def test_bad_token_requests(
+    http: httpx.AsyncClient,
+    register: Callable[..., tuple[str, str]],
+    data: dict[str, str],
+    error: str,
+) -> None:
+    client_id, secret = register("incidents:read")
+    response = await http.post("/oauth/token", data=data, auth=(client_id, secret))
+    assert response.status_code == 400
+    assert response.json()["error"] == error
+
+
+async def test_token_endpoint_takes_only_form_posts(http: httpx.AsyncClient) -> None:
+    response = await http.post("/oauth/token", json={"grant_type": "client_credentials"})
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+
+
+async def test_revoked_token_stops_working_at_once(
+    gateway: GatewayProcess, http: httpx.AsyncClient, register: Callable[..., tuple[str, str]]
+) -> None:
+    client_id, secret = register("incidents:read")
+    token = (await fetch_token(gateway, client_id, secret))["access_token"]
+    client = GraphQLClient(http, token)
+    assert (await client.data("{ me { subject } }"))["me"]["subject"] == client_id
+    other_id, other_secret = register("incidents:read")
+    refused = await http.post("/oauth/revoke", data={"token": token}, auth=(other_id, other_secret))
+    assert refused.status_code == 400  # not this client's token
+    revoked = await http.post("/oauth/revoke", data={"token": token}, auth=(client_id, secret))
+    assert revoked.status_code == 200
+    response = await http.post(
+        "/graphql",
+        json={"query": "{ me { subject } }"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 401
+    assert "revoked" in response.json()["errors"][0]["message"]
+    # Revoking an unknown token is not an error (RFC 7009).
+    again = await http.post("/oauth/revoke", data={"token": "garbage"}, auth=(client_id, secret))
+    assert again.status_code == 200
+
+
+async def test_introspection(
+    gateway: GatewayProcess, http: httpx.AsyncClient, register: Callable[..., tuple[str, str]]
+) -> None:
+    client_id, secret = register("incidents:read assets:read")
+    token = (await fetch_token(gateway, client_id, secret))["access_token"]
+    plain_id, plain_secret = register("incidents:read")
+    forbidden = await http.post(
+        "/oauth/introspect", data={"token": token}, auth=(plain_id, plain_secret)
+    )
+    assert forbidden.status_code == 403
+    resource_id, resource_secret = register("incidents:read", roles="introspector", bureau=None)
+    answer = (
+        await http.post(
+            "/oauth/introspect", data={"token": token}, auth=(resource_id, resource_secret)
+        )
+    ).json()
+    assert answer["active"] is True
+    assert answer["client_id"] == client_id
+    assert answer["scope"] == "assets:read incidents:read"
+    assert answer["iss"] == gateway.base_url
+    await http.post("/oauth/revoke", data={"token": token}, auth=(client_id, secret))
+    answer = (
+        await http.post(
+            "/oauth/introspect", data={"token": token}, auth=(resource_id, resource_secret)
+        )
+    ).json()
+    assert answer == {"active": False}
+    junk = (
+        await http.post(
+            "/oauth/introspect", data={"token": "x.y.z"}, auth=(resource_id, resource_secret)
+        )
+    ).json()
+    assert junk == {"active": False}
+
+
+async def test_disabled_client_gets_no_tokens_and_its_tokens_stop(
+    gateway: GatewayProcess,
+    http: httpx.AsyncClient,
+    database: DatabaseUnderTest,
+    register: Callable[..., tuple[str, str]],
+) -> None:
+    client_id, secret = register("incidents:read")
+    token = (await fetch_token(gateway, client_id, secret))["access_token"]
+    result = cli(database, gateway, "clients", "disable", client_id)
+    assert result.returncode == 0, result.stderr
+    response = await http.post(
+        "/graphql",
+        json={"query": "{ me { subject } }"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 401
+    assert "disabled" in response.json()["errors"][0]["message"]
+    with pytest.raises(OAuthError, match="invalid_client"):
+        await fetch_token(gateway, client_id, secret)
+
+
+async def test_token_endpoint_is_rate_limited(
+    http: httpx.AsyncClient, register: Callable[..., tuple[str, str]]
+) -> None:
+    client_id, secret = register("incidents:read")
+    statuses = []
+    for _ in range(62):
+        response = await http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, secret + "wrong"),
+        )
+        statuses.append(response.status_code)
+    assert statuses[:60] == [401] * 60  # failures count too
+    assert statuses[60:] == [429, 429]
+    assert int(response.headers["retry-after"]) >= 1
+
+
+async def test_key_rotation_keeps_old_tokens_valid(
+    gateway: GatewayProcess,
+    http: httpx.AsyncClient,
+    database: DatabaseUnderTest,
+    register: Callable[..., tuple[str, str]],
+) -> None:
+    client_id, secret = register("incidents:read")
+    old = (await fetch_token(gateway, client_id, secret))["access_token"]
+    old_kid = {k["kid"] for k in (await http.get("/oauth/jwks")).json()["keys"]}
+    result = cli(database, gateway, "keys", "rotate", "--delay", "0")
+    assert result.returncode == 0, result.stderr
+    # The gateway picks the new key up (on a token with an unknown kid, or within 30 s).
+    await asyncio.sleep(5.5)
+    new = (await fetch_token(gateway, client_id, secret))["access_token"]
+    for token in (old, new):
+        response = await http.post(
+            "/graphql",
+            json={"query": "{ me { subject } }"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 200, response.text
+    published = {k["kid"] for k in (await http.get("/oauth/jwks")).json()["keys"]}
+    assert old_kid < published
