@@ -17,8 +17,8 @@ import pytest
 
 from api.db import migrations
 from api.db.endpoints import with_database, with_user
-from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess, GraphQLClient
 from tests.oidc_provider import OidcProvider
+from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess, GraphQLClient
 from tests.tokens import TokenFactory
 
 APP_ROLE = "lighthouse_app"
@@ -97,12 +97,55 @@ def gateway_env(database: DatabaseUnderTest, issuer: str = "") -> dict[str, str]
     }
 
 
+SSO_AUDIENCE = "https://lighthouse.test/api"
+# The city's single sign-on, played by a real OpenID provider; its codes for bureaus differ from
+# Lighthouse's, so the mapping is exercised.
+SSO_CLIENTS = [
+    {
+        "client_id": "sso-pwb-dispatcher",
+        "client_secret": "sso-secret-1",
+        "scope": "incidents:read incidents:write assets:read",
+        "claims": {"department": "PWB", "groups": ["dispatcher"]},
+    },
+    {
+        "client_id": "sso-auditor",
+        "client_secret": "sso-secret-2",
+        "scope": "audit:read",
+        "claims": {"groups": ["auditor"]},
+    },
+]
+
+
+@pytest.fixture(scope="session")
+def sso(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
+    provider = OidcProvider(SSO_AUDIENCE, SSO_CLIENTS, tmp_path_factory.mktemp("sso") / "sso.log")
+    provider.start()
+    yield provider
+    provider.stop()
+
+
+def trusted_issuers(sso: OidcProvider) -> str:
+    return json.dumps(
+        [
+            {
+                "issuer": sso.issuer,
+                "audience": SSO_AUDIENCE,
+                "algorithms": ["RS256"],
+                "bureau_claim": "department",
+                "bureau_map": {"PWB": "PUBLIC_WORKS", "EPB": "ENVIRONMENTAL_PROTECTION"},
+                "roles_claim": "groups",
+            }
+        ]
+    )
+
+
 @pytest.fixture(scope="session")
 def gateway(
-    database: DatabaseUnderTest, tmp_path_factory: pytest.TempPathFactory
+    database: DatabaseUnderTest, sso: OidcProvider, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     process = GatewayProcess({}, tmp_path_factory.mktemp("logs") / "gateway.log")
     process.configure(gateway_env(database, issuer=process.base_url))
+    process.configure({"LIGHTHOUSE_TRUSTED_ISSUERS": trusted_issuers(sso)})
     process.start()
     yield process
     process.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry import relay
 from strawberry.extensions import (
     MaxAliasesLimiter,
@@ -52,6 +53,12 @@ class Subscription(IncidentSubscriptions):
     pass
 
 
+class LighthouseSchema(strawberry.federation.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """Strawberry logs every error at ERROR level; expected ones (a caller's bad input, a
+        denial) are not faults. ErrorPolicyExtension logs the unexpected ones."""
+
+
 def build_schema(settings: Settings) -> strawberry.federation.Schema:
     """The unified graph, as a federation v2 subgraph schema (``_service``, ``_entities``)."""
     # Strawberry's annotation admits only classes and factories; instances work the same.
@@ -66,7 +73,7 @@ def build_schema(settings: Settings) -> strawberry.federation.Schema:
         ValidationCache(maxsize=256),
         UnitOfWorkExtension,
     ]
-    return strawberry.federation.Schema(
+    return LighthouseSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

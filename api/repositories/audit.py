@@ -20,7 +20,7 @@ CHAIN_SLICE = f"""
 SELECT {RECORD_COLUMNS} FROM audit_record WHERE seq >= $1 ORDER BY seq LIMIT $2
 """
 PREVIOUS_HASH = "SELECT hash FROM audit_record WHERE seq = $1"
-CHAIN_HEAD = "SELECT last_seq FROM audit_chain_head WHERE id = 1"
+LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM audit_record"
 UPSERT_POLICY_VERSION = """
 INSERT INTO policy_version (version, policies) VALUES ($1, $2)
 ON CONFLICT (version) DO UPDATE SET last_seen_at = now()
@@ -121,7 +121,8 @@ class AuditRepository:
         return finish_page([AuditRecordRow(**row) for row in rows], request)
 
     async def head(self) -> int:
-        return int(await self._db.fetchval(CHAIN_HEAD))
+        """The newest record's sequence number (as of this transaction)."""
+        return int(await self._db.fetchval(LAST_SEQ))
 
     async def previous_hash(self, seq: int) -> bytes | None:
         value = await self._db.fetchval(PREVIOUS_HASH, seq)

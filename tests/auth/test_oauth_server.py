@@ -81,7 +81,10 @@ def register(
 async def fetch_token(
     gateway: GatewayProcess, client_id: str, secret: str, **params: Any
 ) -> dict[str, Any]:
-    metadata = httpx.get(gateway.base_url + "/.well-known/oauth-authorization-server").json()
+    async with httpx.AsyncClient() as http:
+        metadata = (
+            await http.get(gateway.base_url + "/.well-known/oauth-authorization-server")
+        ).json()
     async with AsyncOAuth2Client(
         client_id, secret, token_endpoint_auth_method="client_secret_basic"
     ) as oauth:

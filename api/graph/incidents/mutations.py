@@ -15,6 +15,7 @@ import strawberry
 
 from api.domain import lifecycle
 from api.domain.errors import DomainError
+from api.domain.models import IncidentRecord, WorkOrderRecord
 from api.graph import errors
 from api.graph.context import Info
 from api.graph.geo import PointInput, to_point
@@ -222,6 +223,18 @@ async def _typed(call: Callable[[], Awaitable[Any]]) -> Any:
         return errors.to_graphql(error)
 
 
+def _returned(info: Info, record: IncidentRecord) -> Incident:
+    """The changed incident, noted in the operation's audit record."""
+    info.context.audit.saw("Incident", record.id)
+    return Incident.from_record(record)
+
+
+def _returned_order(info: Info, record: WorkOrderRecord) -> WorkOrder:
+    info.context.audit.saw("Incident", record.incident_id)
+    info.context.audit.saw("WorkOrder", record.id)
+    return WorkOrder.from_record(record)
+
+
 def _incident_id(value: strawberry.ID, field: str = "input.id") -> int:
     return decode_id(value, "Incident", field)
 
@@ -237,7 +250,7 @@ async def _step(
         record = await info.context.workflow().act(
             _incident_id(input.id), input.expected_version, action, input.note
         )
-        return IncidentUpdated(incident=Incident.from_record(record))
+        return IncidentUpdated(incident=_returned(info, record))
 
     return await _typed(run)  # type: ignore[no-any-return]
 
@@ -247,7 +260,7 @@ async def _finish(info: Info, input: FinishWorkOrderInput, outcome: str) -> Fini
         order = await info.context.workflow().finish_work_order(
             decode_id(input.id, "WorkOrder", "input.id"), outcome, input.note
         )
-        return WorkOrderUpdated(work_order=WorkOrder.from_record(order))
+        return WorkOrderUpdated(work_order=_returned_order(info, order))
 
     return await _typed(run)  # type: ignore[no-any-return]
 
@@ -278,7 +291,7 @@ class IncidentMutations:
                 reporter_note=reporter.personal_note,
             )
             record, replayed = await info.context.workflow().report(report, idempotency_key)
-            return IncidentCreated(incident=Incident.from_record(record), replayed=replayed)
+            return IncidentCreated(incident=_returned(info, record), replayed=replayed)
 
         return await _typed(run)  # type: ignore[no-any-return]
 
@@ -308,7 +321,7 @@ class IncidentMutations:
                 input.note,
                 lifecycle.ClosingReason(input.reason.value),
             )
-            return IncidentUpdated(incident=Incident.from_record(record))
+            return IncidentUpdated(incident=_returned(info, record))
 
         return await _typed(run)  # type: ignore[no-any-return]
 
@@ -325,8 +338,8 @@ class IncidentMutations:
                 idempotency_key,
             )
             return IncidentDispatched(
-                incident=Incident.from_record(record),
-                work_order=WorkOrder.from_record(order),
+                incident=_returned(info, record),
+                work_order=_returned_order(info, order),
                 replayed=replayed,
             )
 
@@ -344,7 +357,7 @@ class IncidentMutations:
                 input.reason,
             )
             return IncidentTransferred(
-                incident=Incident.from_record(record),
+                incident=_returned(info, record),
                 transfer=IncidentTransfer.from_record(transfer),
             )
 
@@ -359,7 +372,7 @@ class IncidentMutations:
                 _incident_id(input.duplicate_of, "input.duplicateOf"),
                 input.note,
             )
-            return IncidentUpdated(incident=Incident.from_record(record))
+            return IncidentUpdated(incident=_returned(info, record))
 
         return await _typed(run)  # type: ignore[no-any-return]
 
@@ -374,7 +387,7 @@ class IncidentMutations:
                 decode_id(input.bureau_id, "Bureau", "input.bureauId"),
                 input.reason,
             )
-            return IncidentUpdated(incident=Incident.from_record(record))
+            return IncidentUpdated(incident=_returned(info, record))
 
         return await _typed(run)  # type: ignore[no-any-return]
 
@@ -388,7 +401,7 @@ class IncidentMutations:
                 _work_order(input.work_order),
                 idempotency_key,
             )
-            return WorkOrderCreated(work_order=WorkOrder.from_record(order), replayed=replayed)
+            return WorkOrderCreated(work_order=_returned_order(info, order), replayed=replayed)
 
         return await _typed(run)  # type: ignore[no-any-return]
 
