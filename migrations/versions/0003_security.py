@@ -274,7 +274,8 @@ CREATE POLICY incident_read ON lighthouse.incident FOR SELECT USING (
 CREATE POLICY incident_read_definer ON lighthouse.incident FOR SELECT USING (
     current_user <> session_user);
 CREATE POLICY incident_create ON lighthouse.incident FOR INSERT WITH CHECK (
-    lighthouse.has_scope('incidents:write') AND lighthouse.current_kind() IN ('staff', 'service'));
+    lighthouse.has_scope('incidents:write') AND lighthouse.current_kind() IN ('staff', 'service')
+    AND reporting_bureau_id = lighthouse.current_bureau());
 -- Only the responsible bureau (or the joint service centre) changes an incident; a transfer may
 -- hand it to any bureau.
 CREATE POLICY incident_change ON lighthouse.incident FOR UPDATE USING (
