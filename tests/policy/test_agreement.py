@@ -185,11 +185,12 @@ class Harness:
                 current = self.staff(responsible)
 
                 async def transfer(
-                    w: IncidentWorkflow, target: str = target, version: int = record.version
+                    w: IncidentWorkflow,
+                    target: str = target,
+                    key: int = record.id,
+                    version: int = record.version,
                 ) -> Any:
-                    return (await w.transfer(record.id, version, self.bureau_ids[target], "移交"))[
-                        0
-                    ]
+                    return (await w.transfer(key, version, self.bureau_ids[target], "移交"))[0]
 
                 record = await self.run(current, transfer)
                 held.add(responsible)
@@ -199,9 +200,12 @@ class Harness:
                     continue
 
                 async def share(
-                    w: IncidentWorkflow, bureau: str = bureau, version: int = record.version
+                    w: IncidentWorkflow,
+                    bureau: str = bureau,
+                    key: int = record.id,
+                    version: int = record.version,
                 ) -> Any:
-                    return await w.share(record.id, version, self.bureau_ids[bureau], "分享")
+                    return await w.share(key, version, self.bureau_ids[bureau], "分享")
 
                 record = await self.run(self.staff(responsible), share)
             shared = {b for b in plan.shares if b != responsible}
