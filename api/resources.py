@@ -35,12 +35,16 @@ class Database:
     def unit_of_work(self, principal: Principal, operation: Callable[[], str]) -> UnitOfWork:
         """A unit of work whose statement count is recorded under the operation's name, which
         is read when it closes (a GraphQL operation's name is known only once it is parsed)."""
+        return UnitOfWork(
+            self.pool, principal.database_settings(), on_close=self.recorder(operation)
+        )
 
+    def recorder(self, operation: Callable[[], str]) -> Callable[[int], None]:
         def record(statements: int) -> None:
             name = self.metrics.operation_name(operation())
             self.metrics.db_statements.labels(name).observe(statements)
 
-        return UnitOfWork(self.pool, principal.database_settings(), on_close=record)
+        return record
 
 
 @dataclass

@@ -159,6 +159,11 @@ class Settings(BaseSettings):
     policies_dir: Path = REPOSITORY_ROOT / "policies"
     clock_skew_seconds: Annotated[int, Field(ge=0, le=300)] = 30
 
+    server_timing: bool | None = Field(
+        default=None,
+        description="Report auth, policy and audit time in a Server-Timing header; on outside production.",
+    )
+
     # --- logging --------------------------------------------------------------------------
     log_level: Annotated[str, Field(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
     log_format: LogFormat = LogFormat.JSON
@@ -211,6 +216,12 @@ class Settings(BaseSettings):
     def graphiql_enabled(self) -> bool:
         if self.graphiql is not None:
             return self.graphiql
+        return self.environment is not Environment.PRODUCTION
+
+    @property
+    def server_timing_enabled(self) -> bool:
+        if self.server_timing is not None:
+            return self.server_timing
         return self.environment is not Environment.PRODUCTION
 
     @property

@@ -3,7 +3,9 @@
 The "incident board": 50 incidents, newest first, each with its responsible bureau, its asset,
 its 3 newest events and its open work orders. Both servers read the same database (an embedded
 PostgreSQL seeded by ``lighthouse seed``); load comes from ``wrk`` (not Python) at 1 and 32
-connections; the ratios compare figures from this one run.
+connections; the ratios compare figures from this one run. Lighthouse is called with the access
+token of a city-wide viewer, so authentication, policies, row-level security and the audit
+record are all in the measurement; PostGraphile connects as the owner with none of them.
 
     .venv/bin/python bench/graph_read.py                 # 5,000 incidents, 10 s per measurement
     .venv/bin/python bench/graph_read.py --duration 20 --workers 2 --incidents 5000
@@ -162,13 +164,20 @@ def with_user(url: str, user: str) -> str:
     return re.sub(r"^postgresql://[^@]*@", f"postgresql://{user}@", url)
 
 
-def wait_ready(url: str, body: dict[str, str], process: subprocess.Popen[bytes], name: str) -> None:
+def wait_ready(
+    url: str,
+    body: dict[str, str],
+    process: subprocess.Popen[bytes],
+    name: str,
+    token: str | None = None,
+) -> None:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             sys.exit(f"{name} exited at start-up; see bench/.work/{name}.log")
         try:
-            response = httpx.post(url, json=body, timeout=5)
+            response = httpx.post(url, json=body, timeout=5, headers=headers)
             if response.status_code == 200 and "errors" not in response.json():
                 return
             if response.status_code == 200:
@@ -179,13 +188,18 @@ def wait_ready(url: str, body: dict[str, str], process: subprocess.Popen[bytes],
     sys.exit(f"{name} did not become ready; see bench/.work/{name}.log")
 
 
-def wrk(url: str, body: dict[str, str], connections: int, duration: int, name: str) -> Measurement:
-    script = WORK / "board.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = {json.dumps(json.dumps(body))}\n"
-    )
+def wrk(
+    url: str, body: dict[str, str], connections: int, duration: int, name: str, token: str | None
+) -> Measurement:
+    script = WORK / f"{name}.lua"
+    lines = [
+        'wrk.method = "POST"',
+        'wrk.headers["Content-Type"] = "application/json"',
+        f"wrk.body = {json.dumps(json.dumps(body))}",
+    ]
+    if token:
+        lines.append(f'wrk.headers["Authorization"] = "Bearer {token}"')
+    script.write_text("\n".join(lines) + "\n")
     threads = min(2, connections)
     # Warm up (caches, JIT, pools), then measure.
     run(["wrk", f"-t{threads}", f"-c{connections}", "-d3s", "-s", str(script), url])
@@ -240,6 +254,20 @@ def main() -> None:
     seed(owner_url, app_url, arguments.incidents, arguments.assets)
 
     gateway_port, postgraphile_port = 18080, 18081
+    issuer = f"http://127.0.0.1:{gateway_port}"
+    # A city-wide viewer reads every bureau's incidents, so the board holds the same rows as
+    # PostGraphile's (which connects as the owner, without row-level security).
+    token = run(
+        [sys.executable, "-m", "api.cli", "token", "--as", "city-viewer"],
+        cwd=ROOT,
+        env=os.environ
+        | {
+            "LIGHTHOUSE_DATABASE_URL": app_url,
+            "LIGHTHOUSE_DATABASE_OWNER_URL": owner_url,
+            "LIGHTHOUSE_OAUTH_ISSUER": issuer,
+            "LIGHTHOUSE_ENVIRONMENT": "test",
+        },
+    ).stdout.strip()
     gateway_log = (WORK / "lighthouse.log").open("w")
     gateway = subprocess.Popen(
         [
@@ -257,7 +285,9 @@ def main() -> None:
         | {
             "LIGHTHOUSE_DATABASE_URL": app_url,
             "LIGHTHOUSE_DATABASE_OWNER_URL": owner_url,
-            "LIGHTHOUSE_ENVIRONMENT": "production",
+            "LIGHTHOUSE_ENVIRONMENT": "test",
+            "LIGHTHOUSE_OAUTH_ISSUER": issuer,
+            "LIGHTHOUSE_SERVER_TIMING": "false",
             "LIGHTHOUSE_LOG_LEVEL": "WARNING",
         },
         stdout=gateway_log,
@@ -290,21 +320,23 @@ def main() -> None:
             f"http://127.0.0.1:{gateway_port}/graphql",
             {"query": LIGHTHOUSE_BOARD},
             gateway,
+            token,
         ),
         "postgraphile": (
             f"http://127.0.0.1:{postgraphile_port}/graphql",
             {"query": POSTGRAPHILE_BOARD},
             postgraphile,
+            None,
         ),
     }
     results: list[Measurement] = []
     try:
-        for name, (url, body, process) in targets.items():
-            wait_ready(url, body, process, name)
+        for name, (url, body, process, bearer) in targets.items():
+            wait_ready(url, body, process, name, bearer)
         for connections in arguments.connections:
-            for name, (url, body, _) in targets.items():
+            for name, (url, body, _, bearer) in targets.items():
                 log(f"{name}: {connections} connection(s), {arguments.duration}s")
-                results.append(wrk(url, body, connections, arguments.duration, name))
+                results.append(wrk(url, body, connections, arguments.duration, name, bearer))
     finally:
         for process in (gateway, postgraphile):
             os.killpg(process.pid, signal.SIGTERM)

@@ -18,6 +18,15 @@ from typing import Any
 import asyncpg
 from asyncpg.transaction import Transaction
 
+# The identity, and (for tokens this service issued) whether the token still stands, in the one
+# round trip every transaction makes anyway.
+_SET_IDENTITY_AND_CHECK = """
+SELECT (SELECT count(*) FROM (
+            SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)
+        ) AS identity),
+       EXISTS (SELECT 1 FROM revoked_token WHERE jti = $3),
+       EXISTS (SELECT 1 FROM oauth_client WHERE client_id = $4 AND disabled_at IS NOT NULL)
+"""
 _SET_IDENTITY = (
     "SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)"
 )
@@ -35,7 +44,7 @@ class UnitOfWork:
     ) -> None:
         self._pool = pool
         self._identity = identity
-        self._on_close = on_close
+        self.on_close = on_close
         self._connection: asyncpg.Connection | None = None
         self._transaction: Transaction | None = None
         self._lock = asyncio.Lock()
@@ -51,6 +60,32 @@ class UnitOfWork:
         traceback: TracebackType | None,
     ) -> None:
         await self.close(commit=exc is None)
+
+    async def open_checking(self, token_id: str, client_id: str) -> tuple[bool, bool]:
+        """Open the transaction now, setting the identity and checking the caller's token in
+        the same statement; return (revoked, client disabled)."""
+        async with self._lock:
+            if self._connection is not None:
+                raise RuntimeError("the unit of work is already open")
+            connection = await self._pool.acquire()
+            try:
+                transaction = connection.transaction()
+                await transaction.start()
+                names = list(self._identity)
+                row = await connection.fetchrow(
+                    _SET_IDENTITY_AND_CHECK,
+                    names,
+                    [self._identity[n] for n in names],
+                    token_id,
+                    client_id,
+                )
+            except BaseException:
+                await self._pool.release(connection)
+                raise
+            self.statements += 1
+            self._connection, self._transaction = connection, transaction
+            assert row is not None
+            return bool(row[1]), bool(row[2])
 
     async def _open(self) -> asyncpg.Connection:
         if self._connection is None:
@@ -128,5 +163,5 @@ class UnitOfWork:
                 await transaction.rollback()
         finally:
             await self._pool.release(connection)
-            if self._on_close is not None:
-                self._on_close(self.statements)
+            if self.on_close is not None:
+                self.on_close(self.statements)

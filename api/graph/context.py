@@ -28,6 +28,7 @@ from api.db.unit_of_work import UnitOfWork
 from api.graph.assets.loaders import AssetLoaders
 from api.graph.bureaus.loaders import BureauLoaders
 from api.graph.incidents.loaders import IncidentLoaders
+from api.http.timing import Timings
 from api.policy.authorizer import Authorizer
 from api.policy.engine import Entity
 from api.repositories.audit import AuditRepository
@@ -111,17 +112,26 @@ class Context:
         When the body finishes, the operation's audit record is written in the same
         transaction, so the record and the access it describes commit (or vanish) together.
         """
-        uow = self.resources.database.unit_of_work(self.principal, lambda: describe().name)
+        name = lambda: describe().name  # noqa: E731
+        # An HTTP request arrives with its transaction opened by authentication (see
+        # api.auth.authenticate); a subscription event opens its own.
+        uow: UnitOfWork | None = self.request.scope.get("state", {}).pop("uow", None)
+        if uow is not None:
+            uow.on_close = self.resources.database.recorder(name)
+        else:
+            uow = self.resources.database.unit_of_work(self.principal, name)
         audit = AuditCollector()
-        authorizer = Authorizer(self.resources.policy, self.principal, audit)
+        timings: Timings = getattr(self.request.state, "timings", None) or Timings()
+        authorizer = Authorizer(self.resources.policy, self.principal, audit, timings)
         scope = RequestScope(uow, Loaders(uow), audit, authorizer)
         token = _current_scope.set(scope)
         try:
             async with uow:
                 yield scope
                 if not audit.silent:
-                    entry = audit_entry(self, describe(), audit, self.resources.policy.version)
-                    await AuditRepository(uow).append(entry)
+                    with timings.measure("audit"):
+                        entry = audit_entry(self, describe(), audit, self.resources.policy.version)
+                        await AuditRepository(uow).append(entry)
         finally:
             _current_scope.reset(token)
 

@@ -9,6 +9,8 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.http.timing import Timings
+
 log = structlog.get_logger("api.access")
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -33,7 +35,9 @@ class RequestContextMiddleware:
                 incoming = value.decode("latin-1")
                 break
         request_id = incoming if VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        timings = state["timings"] = Timings()
         path = scope.get("path", "")
         route = path if path in KNOWN_ROUTES else "other"
         method = scope.get("method", "WS")
@@ -46,6 +50,13 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+                resources = state.get("resources")
+                if (
+                    timings.seconds
+                    and resources is not None
+                    and resources.settings.server_timing_enabled
+                ):
+                    headers.append((b"server-timing", timings.header().encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -55,7 +66,6 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             structlog.contextvars.unbind_contextvars("request_id")
-            state = scope.get("state", {})
             resources = state.get("resources")
             if resources is not None and scope["type"] == "http":
                 resources.metrics.http_requests.labels(route, method, str(status)).inc()
