@@ -331,6 +331,12 @@ def serve(
     """Run the GraphQL gateway."""
     import uvicorn
 
+    # The worker processes read their settings from the environment: pass the overrides on, so
+    # that, for one, the token issuer URL follows the port.
+    if host is not None:
+        os.environ["LIGHTHOUSE_HOST"] = host
+    if port is not None:
+        os.environ["LIGHTHOUSE_PORT"] = str(port)
     settings = _settings()
     console.print(
         f"Lighthouse gateway on http://{host or settings.host}:{port or settings.port}/graphql"
@@ -360,6 +366,10 @@ def demo(
         raise typer.Exit(2)
     _migrate(settings)
     seed(assets=300, incidents=400, random_seed=7, reset=False, if_empty=True)
+    console.print(
+        "Queries need an access token: `.venv/bin/lighthouse token --as pwb-supervisor` "
+        "(`--list` shows the demo principals); send it as `Authorization: Bearer …`."
+    )
     serve(host=None, port=port, workers=None)
 
 

@@ -27,6 +27,14 @@ async def test_service_sdl_declares_entities(client: GraphQLClient) -> None:
         assert f'type {entity} implements Node @key(fields: "id")' in sdl
 
 
+async def test_service_sdl_carries_access_directives_for_routers(client: GraphQLClient) -> None:
+    sdl = (await client.data("{ _service { sdl } }"))["_service"]["sdl"]
+    assert 'type Incident implements Node @key(fields: "id") @authenticated' in sdl
+    assert '@requiresScopes(scopes: [["incidents:read"]])' in sdl
+    assert 'reporter: Reporter @policy(policies: [["ViewPersonalData"]])' in sdl
+    assert "createIncident(" in sdl and '@requiresScopes(scopes: [["incidents:write"]])' in sdl
+
+
 async def test_entities_resolve_through_the_loaders(client: GraphQLClient) -> None:
     incident = await incident_in(client, "VERIFIED", title="聯邦")
     bureau = (await bureau_ids(client))["FIRE"]

@@ -46,8 +46,10 @@ CreateAssetResult = Annotated[
 
 @strawberry.type
 class AssetMutations:
-    @strawberry.mutation(
-        description="Register an asset. Retries with the same key create nothing twice."
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["assets:write"]],
+        description="Register an asset. Retries with the same key create nothing twice.",
     )
     async def create_asset(
         self, info: Info, input: CreateAssetInput, idempotency_key: str | None = None

@@ -39,7 +39,11 @@ def asset_filter(value: AssetFilterInput | None, info: Info) -> AssetFilter:
 
 @strawberry.type
 class AssetQueries:
-    @strawberry.field(description="Assets, ordered by code; filter by kind, bureau and place.")
+    @strawberry.federation.field(
+        description="Assets, ordered by code; filter by kind, bureau and place.",
+        authenticated=True,
+        requires_scopes=[["assets:read"]],
+    )
     async def assets(
         self,
         info: Info,
@@ -78,6 +82,10 @@ class AssetQueries:
             edge_cursors="cursor" in edge_fields,
         )
 
-    @strawberry.field(description="One asset by its ID; null if it does not exist.")
+    @strawberry.federation.field(
+        description="One asset by its ID; null if it does not exist.",
+        authenticated=True,
+        requires_scopes=[["assets:read"]],
+    )
     async def asset(self, info: Info, id: strawberry.ID) -> Asset | None:
         return await load_asset(info, decode_id(id, "Asset", "id"))

@@ -32,7 +32,9 @@ class AssetKind(StrEnum):
     HYDRANT = "HYDRANT"
 
 
-@strawberry.federation.type(keys=["id"], description="A piece of city infrastructure.")
+@strawberry.federation.type(
+    keys=["id"], authenticated=True, description="A piece of city infrastructure."
+)
 class Asset(relay.Node):
     id: relay.NodeID[int]
     code: str

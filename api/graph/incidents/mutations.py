@@ -267,7 +267,11 @@ async def _finish(info: Info, input: FinishWorkOrderInput, outcome: str) -> Fini
 
 @strawberry.type
 class IncidentMutations:
-    @strawberry.mutation(description="Report an incident (通報); it is routed by category.")
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["incidents:write"]],
+        description="Report an incident (通報); it is routed by category.",
+    )
     async def create_incident(
         self, info: Info, input: CreateIncidentInput, idempotency_key: str | None = None
     ) -> CreateIncidentResult:
@@ -295,23 +299,43 @@ class IncidentMutations:
 
         return await _typed(run)  # type: ignore[no-any-return]
 
-    @strawberry.mutation(description="Confirm a detected incident is real (DETECTED → VERIFIED).")
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["incidents:write"]],
+        description="Confirm a detected incident is real (DETECTED → VERIFIED).",
+    )
     async def verify_incident(self, info: Info, input: IncidentStepInput) -> UpdateIncidentResult:
         return await _step(info, input, lifecycle.IncidentAction.VERIFY)
 
-    @strawberry.mutation(description="The crew starts work (DISPATCHED → IN_PROGRESS).")
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["incidents:write"]],
+        description="The crew starts work (DISPATCHED → IN_PROGRESS).",
+    )
     async def start_work(self, info: Info, input: IncidentStepInput) -> UpdateIncidentResult:
         return await _step(info, input, lifecycle.IncidentAction.START_WORK)
 
-    @strawberry.mutation(description="The work is done (IN_PROGRESS → RESOLVED).")
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["incidents:write"]],
+        description="The work is done (IN_PROGRESS → RESOLVED).",
+    )
     async def resolve_incident(self, info: Info, input: IncidentStepInput) -> UpdateIncidentResult:
         return await _step(info, input, lifecycle.IncidentAction.RESOLVE)
 
-    @strawberry.mutation(description="The fix did not hold (RESOLVED → IN_PROGRESS).")
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["incidents:write"]],
+        description="The fix did not hold (RESOLVED → IN_PROGRESS).",
+    )
     async def reopen_incident(self, info: Info, input: IncidentStepInput) -> UpdateIncidentResult:
         return await _step(info, input, lifecycle.IncidentAction.REOPEN)
 
-    @strawberry.mutation(description="Close the case (結案) with a reason.")
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["incidents:write"]],
+        description="Close the case (結案) with a reason.",
+    )
     async def close_incident(self, info: Info, input: CloseIncidentInput) -> UpdateIncidentResult:
         async def run() -> IncidentUpdated:
             record = await info.context.workflow().act(
@@ -325,7 +349,11 @@ class IncidentMutations:
 
         return await _typed(run)  # type: ignore[no-any-return]
 
-    @strawberry.mutation(description="Dispatch a crew (派工): creates a work order.")
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["incidents:write"]],
+        description="Dispatch a crew (派工): creates a work order.",
+    )
     async def dispatch_incident(
         self, info: Info, input: DispatchIncidentInput, idempotency_key: str | None = None
     ) -> DispatchIncidentResult:
@@ -345,7 +373,11 @@ class IncidentMutations:
 
         return await _typed(run)  # type: ignore[no-any-return]
 
-    @strawberry.mutation(description="Hand the incident to another bureau, with a reason.")
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["incidents:write"]],
+        description="Hand the incident to another bureau, with a reason.",
+    )
     async def transfer_incident(
         self, info: Info, input: TransferIncidentInput
     ) -> TransferIncidentResult:
@@ -363,7 +395,11 @@ class IncidentMutations:
 
         return await _typed(run)  # type: ignore[no-any-return]
 
-    @strawberry.mutation(description="Close the incident as a duplicate of another.")
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["incidents:write"]],
+        description="Close the incident as a duplicate of another.",
+    )
     async def mark_duplicate(self, info: Info, input: MarkDuplicateInput) -> UpdateIncidentResult:
         async def run() -> IncidentUpdated:
             record = await info.context.workflow().mark_duplicate(
@@ -376,8 +412,10 @@ class IncidentMutations:
 
         return await _typed(run)  # type: ignore[no-any-return]
 
-    @strawberry.mutation(
-        description="Let another bureau see the incident (a supervisor of the responsible bureau)."
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["incidents:write"]],
+        description="Let another bureau see the incident (a supervisor of the responsible bureau).",
     )
     async def share_incident(self, info: Info, input: ShareIncidentInput) -> UpdateIncidentResult:
         async def run() -> IncidentUpdated:
@@ -391,7 +429,11 @@ class IncidentMutations:
 
         return await _typed(run)  # type: ignore[no-any-return]
 
-    @strawberry.mutation(description="Add a crew to an incident already dispatched.")
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["incidents:write"]],
+        description="Add a crew to an incident already dispatched.",
+    )
     async def create_work_order(
         self, info: Info, input: CreateWorkOrderInput, idempotency_key: str | None = None
     ) -> CreateWorkOrderResult:
@@ -405,13 +447,21 @@ class IncidentMutations:
 
         return await _typed(run)  # type: ignore[no-any-return]
 
-    @strawberry.mutation(description="Mark one work order done.")
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["incidents:write"]],
+        description="Mark one work order done.",
+    )
     async def complete_work_order(
         self, info: Info, input: FinishWorkOrderInput
     ) -> FinishWorkOrderResult:
         return await _finish(info, input, "COMPLETED")
 
-    @strawberry.mutation(description="Cancel one work order.")
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["incidents:write"]],
+        description="Cancel one work order.",
+    )
     async def cancel_work_order(
         self, info: Info, input: FinishWorkOrderInput
     ) -> FinishWorkOrderResult:

@@ -98,7 +98,11 @@ def incident_filter(value: IncidentFilterInput | None, info: Info) -> IncidentFi
 
 @strawberry.type
 class IncidentQueries:
-    @strawberry.field(description="Incidents as a Relay connection, newest first by default.")
+    @strawberry.federation.field(
+        description="Incidents as a Relay connection, newest first by default.",
+        authenticated=True,
+        requires_scopes=[["incidents:read"]],
+    )
     async def incidents(
         self,
         info: Info,
@@ -138,11 +142,19 @@ class IncidentQueries:
             edge_cursors="cursor" in edge_fields,
         )
 
-    @strawberry.field(description="One incident by its ID; null if it does not exist.")
+    @strawberry.federation.field(
+        description="One incident by its ID; null if it does not exist (or you may not see it).",
+        authenticated=True,
+        requires_scopes=[["incidents:read"]],
+    )
     async def incident(self, info: Info, id: strawberry.ID) -> Incident | None:
         return await load_incident(info, decode_id(id, "Incident", "id"))
 
-    @strawberry.field(description="One work order by its ID; null if it does not exist.")
+    @strawberry.federation.field(
+        description="One work order by its ID; null if it does not exist (or you may not see it).",
+        authenticated=True,
+        requires_scopes=[["incidents:read"]],
+    )
     async def work_order(self, info: Info, id: strawberry.ID) -> WorkOrder | None:
         info.context.authorize("ListIncidents", resources.INCIDENTS)
         record = await info.context.loaders.incidents.work_order.load(

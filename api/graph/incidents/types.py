@@ -98,7 +98,9 @@ class Reporter:
     )
 
 
-@strawberry.federation.type(keys=["id"], description="A crew's assignment to work on an incident.")
+@strawberry.federation.type(
+    keys=["id"], authenticated=True, description="A crew's assignment to work on an incident."
+)
 class WorkOrder(relay.Node):
     id: relay.NodeID[int]
     status: WorkOrderStatus
@@ -181,7 +183,7 @@ class IncidentTransfer:
 
 
 @strawberry.federation.type(
-    keys=["id"], description="A problem in the city, from discovery to closing."
+    keys=["id"], authenticated=True, description="A problem in the city, from discovery to closing."
 )
 class Incident(relay.Node):
     id: relay.NodeID[int]
