@@ -36,6 +36,7 @@ from api.metrics import Metrics
 from api.policy.engine import PolicyEngine, PolicySetInvalid
 from api.repositories.audit import AuditRepository
 from api.repositories.oauth import OAuthRepository
+from api.repositories.system import SystemRepository
 from api.resources import Database, Resources
 from api.settings import Settings
 
@@ -46,20 +47,9 @@ class StartupError(RuntimeError):
     """The service cannot start as configured; the message says what to change."""
 
 
-BUREAUS = "SELECT id, code, joint_service_centre FROM lighthouse.bureau ORDER BY id"
-ROLE_CHECK = """
-SELECT r.rolsuper, r.rolbypassrls,
-       (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'lighthouse' AND c.relowner = r.oid) AS owned
-FROM pg_roles r WHERE r.rolname = current_user
-"""
-
-
 async def check_application_role(pool: asyncpg.Pool) -> None:
     """Refuse to serve as a role that could step around row-level security."""
-    row = await pool.fetchrow(ROLE_CHECK)
-    assert row is not None
-    if row["rolsuper"] or row["rolbypassrls"] or row["owned"]:
+    if await SystemRepository(pool).role_is_privileged():
         raise StartupError(
             "LIGHTHOUSE_DATABASE_URL connects as a role that is a superuser, has BYPASSRLS or "
             "owns Lighthouse tables; connect as the application role "
@@ -103,10 +93,10 @@ def create_app(settings: Settings) -> Starlette:
         issuers = IssuerRegistry(settings.trusted_issuers, settings.jwks_refresh_seconds)
         try:
             await check_application_role(pool)
-            bureaus = await pool.fetch(BUREAUS)
+            bureaus = await SystemRepository(pool).bureaus()
             try:
                 policy = PolicyEngine(
-                    settings.policies_dir, [(b["code"], b["joint_service_centre"]) for b in bureaus]
+                    settings.policies_dir, [(b.code, b.joint_service_centre) for b in bureaus]
                 )
             except PolicySetInvalid as error:
                 raise StartupError(
@@ -117,7 +107,7 @@ def create_app(settings: Settings) -> Starlette:
             keys = KeyRing(settings)
             await keys.ensure_signing_key(oauth)
             await issuers.start()
-            verifier = TokenVerifier(settings, keys, issuers, {b["code"]: b["id"] for b in bureaus})
+            verifier = TokenVerifier(settings, keys, issuers, {b.code: b.id for b in bureaus})
             await changes.start()
             resources = Resources(
                 settings=settings,

@@ -218,6 +218,7 @@ def clients_create(
     from api.auth.server import hash_secret, new_secret
     from api.domain.errors import InvalidInput
     from api.repositories.oauth import OAuthRepository
+    from api.repositories.system import SystemRepository
 
     settings = _settings()
     scope_list = scopes.split()
@@ -231,11 +232,10 @@ def clients_create(
     async def create(connection: asyncpg.Connection) -> None:
         bureau_id = None
         if bureau is not None:
-            bureau_id = await connection.fetchval(
-                "SELECT id FROM lighthouse.bureau WHERE code = $1", bureau
-            )
-            if bureau_id is None:
+            known = {b.code: b.id for b in await SystemRepository(connection).bureaus()}
+            if bureau not in known:
                 raise InvalidInput("bureau", f"unknown bureau {bureau!r}")
+            bureau_id = known[bureau]
         await OAuthRepository(connection).create_client(
             client_id, name, hash_secret(secret), kind, bureau_id, role_list, scope_list
         )

@@ -111,3 +111,31 @@ def test_gateway_refuses_a_privileged_role(fresh: DatabaseUnderTest, tmp_path: o
     gateway.log_path.write_text("")
     with pytest.raises(RuntimeError, match="superuser, has BYPASSRLS or owns Lighthouse tables"):
         gateway.start(timeout=30)
+
+
+def test_token_command_is_refused_in_production(fresh: DatabaseUnderTest) -> None:
+    result = run(
+        "token",
+        "--as",
+        "pwb-supervisor",
+        LIGHTHOUSE_ENVIRONMENT="production",
+        LIGHTHOUSE_DATABASE_URL=fresh.app_url,
+        LIGHTHOUSE_DATABASE_OWNER_URL=fresh.owner_url,
+        LIGHTHOUSE_KEY_ENCRYPTION_KEY="c2l4dGVlbi1ieXRlcy1rZXktc2l4dGVlbi1ieXRlcyE=",
+    )
+    assert result.returncode == 2
+    assert "for development" in result.stderr
+    assert result.stdout == ""
+
+
+def test_token_command_names_its_principals(fresh: DatabaseUnderTest) -> None:
+    env = {
+        "LIGHTHOUSE_DATABASE_URL": fresh.app_url,
+        "LIGHTHOUSE_DATABASE_OWNER_URL": fresh.owner_url,
+    }
+    listed = run("token", "--list", **env)
+    assert "pwb-supervisor" in listed.stderr and "auditor" in listed.stderr
+    unknown = run("token", "--as", "mayor", **env)
+    assert unknown.returncode == 2
+    token = run("token", "--as", "jsc-operator", **env)
+    assert token.returncode == 0 and token.stdout.count(".") == 2

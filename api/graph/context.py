@@ -9,6 +9,7 @@ nothing one caller loaded is ever served to another.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -25,6 +26,7 @@ from api.audit.collector import AuditCollector
 from api.audit.entries import AuditEntry
 from api.auth.principal import Principal
 from api.db.unit_of_work import UnitOfWork
+from api.domain.errors import Unauthenticated
 from api.graph.assets.loaders import AssetLoaders
 from api.graph.bureaus.loaders import BureauLoaders
 from api.graph.incidents.loaders import IncidentLoaders
@@ -105,12 +107,15 @@ class Context:
 
     @asynccontextmanager
     async def open_scope(
-        self, describe: Callable[[], OperationDescription]
+        self, describe: Callable[[], OperationDescription], *, check_token: bool = False
     ) -> AsyncIterator[RequestScope]:
         """Open a transaction and loaders for one operation (or one subscription event).
 
         When the body finishes, the operation's audit record is written in the same
         transaction, so the record and the access it describes commit (or vanish) together.
+        ``check_token`` re-checks the caller's token first (each event of a subscription);
+        otherwise the transaction opens lazily, on the first statement: a subscription's own
+        operation spans its whole life and must not hold a connection meanwhile.
         """
         name = lambda: describe().name  # noqa: E731
         # An HTTP request arrives with its transaction opened by authentication (see
@@ -120,6 +125,8 @@ class Context:
             uow.on_close = self.resources.database.recorder(name)
         else:
             uow = self.resources.database.unit_of_work(self.principal, name)
+            if check_token:
+                await self._check_token(uow)
         audit = AuditCollector()
         timings: Timings = getattr(self.request.state, "timings", None) or Timings()
         authorizer = Authorizer(self.resources.policy, self.principal, audit, timings)
@@ -134,6 +141,21 @@ class Context:
                         await AuditRepository(uow).append(entry)
         finally:
             _current_scope.reset(token)
+
+    async def _check_token(self, uow: UnitOfWork) -> None:
+        """For a long-lived connection (a subscription), check before each event that the
+        token has not expired, been revoked or lost its client, as a new request would."""
+        principal = self.principal
+        if principal.expires_at is not None and principal.expires_at < time.time():
+            raise Unauthenticated("the access token has expired; reconnect with a new one")
+        authenticator = self.resources.authenticator
+        if authenticator.needs_status_check(principal):
+            assert principal.token_id is not None
+            status = await uow.open_checking(principal.token_id, principal.client_id or "")
+            problem = authenticator.status_problem(*status)
+            if problem:
+                await uow.close(commit=False)
+                raise Unauthenticated(f"{problem}; reconnect with a new token")
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,41 @@ def resolved_list(
     return later()
 
 
+def reference(
+    type_name: str,
+    field: str,
+    child_type: str,
+    loader: Callable[[Loaders], DataLoader[Any, Any]],
+    key: str,
+) -> None:
+    """Register ``type_name.field`` as the record ``loader`` finds by the parent's ``key``."""
+
+    async def load(
+        loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
+    ) -> tuple[str, list[Any]]:
+        keys = {getattr(parent, key) for parent in parents} - {None}
+        return child_type, [record for record in await preload(loader(loaders), keys) if record]
+
+    PREFETCHERS[type_name][field] = load
+
+
+def children(
+    type_name: str,
+    field: str,
+    child_type: str,
+    loader: Callable[[Loaders], DataLoader[Any, list[Any]]],
+) -> None:
+    """Register ``type_name.field`` as the list ``loader`` finds by the parent's id."""
+
+    async def load(
+        loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
+    ) -> tuple[str, list[Any]]:
+        found = await preload(loader(loaders), [parent.id for parent in parents])
+        return child_type, [record for records in found for record in records]
+
+    PREFETCHERS[type_name][field] = load
+
+
 async def preload(loader: DataLoader[K, V], keys: Iterable[K]) -> list[V]:
     """Load ``keys`` through ``loader``'s own batch function and cache the results in it.
 

@@ -211,11 +211,12 @@ $$;
 -- The facts the Cedar policies judge an incident by, from the records themselves: for incidents
 -- the caller may see, or for auditors explaining a decision. Bureau codes only, no content.
 -- SECURITY DEFINER (with the owner's clause in the policies below) so that what it reports does
--- not depend on the caller's other scopes.
+-- not depend on the caller's other scopes. Its search path includes public, where earthdistance
+-- lives: on PostgreSQL 15 the planner expands the location index's ll_to_earth() by name.
 CREATE FUNCTION lighthouse.incident_facts(ids bigint[])
 RETURNS TABLE (incident_id bigint, responsible text, reporting text, asset_bureau text,
                held_by text[], shared_with text[])
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = lighthouse, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = lighthouse, public, pg_temp AS $$
     SELECT i.id, rb.code, pb.code, ab.code,
            ARRAY(SELECT DISTINCT fb.code FROM lighthouse.incident_transfer t
                  JOIN lighthouse.bureau fb ON fb.id = t.from_bureau_id
@@ -240,7 +241,7 @@ CREATE FUNCTION lighthouse.append_audit(
     principal_kind text, category text, operation text, document_hash text,
     resource_ids text[], decision text, policy_ids text[], policy_version text,
     personal_data boolean, payload text) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = lighthouse, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = lighthouse, public, pg_temp AS $$
 DECLARE
     head lighthouse.audit_chain_head;
     next_seq bigint;

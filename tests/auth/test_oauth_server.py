@@ -303,3 +303,37 @@ async def test_key_rotation_keeps_old_tokens_valid(
         assert response.status_code == 200, response.text
     published = {k["kid"] for k in (await http.get("/oauth/jwks")).json()["keys"]}
     assert old_kid < published
+
+
+async def test_a_revoked_token_ends_its_subscription(
+    gateway: GatewayProcess,
+    http: httpx.AsyncClient,
+    register: Callable[..., tuple[str, str]],
+    client: GraphQLClient,
+) -> None:
+    import json
+
+    import websockets
+
+    from tests.graph.helpers import create_incident
+
+    client_id, secret = register("incidents:read", roles="viewer")
+    token = (await fetch_token(gateway, client_id, secret))["access_token"]
+    url = gateway.base_url.replace("http://", "ws://") + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        await socket.send(json.dumps(init))
+        assert json.loads(await socket.recv())["type"] == "connection_ack"
+        query = "subscription { incidentChanged { incident { title } } }"
+        await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+        await asyncio.sleep(0.3)
+        await create_incident(client, title="第一件")
+        first = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        assert first["payload"]["data"]["incidentChanged"]["incident"]["title"] == "第一件"
+        revoked = await http.post("/oauth/revoke", data={"token": token}, auth=(client_id, secret))
+        assert revoked.status_code == 200
+        await create_incident(client, title="第二件")
+        ended = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        assert ended["type"] == "next" and ended["payload"]["errors"], ended
+        assert "revoked" in ended["payload"]["errors"][0]["message"]
+        assert json.loads(await asyncio.wait_for(socket.recv(), 10))["type"] == "complete"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import date
 from enum import StrEnum
 from typing import Any
@@ -12,10 +12,10 @@ from strawberry import relay
 
 from api.domain.models import AssetRecord
 from api.graph.bureaus.types import Bureau
-from api.graph.context import Info, Loaders
+from api.graph.context import Info
 from api.graph.geo import Location
 from api.graph.ids import decode_id
-from api.graph.prefetch import prefetcher, preload, resolved
+from api.graph.prefetch import reference, resolved
 from api.policy import resources
 
 
@@ -85,13 +85,7 @@ async def load_asset(info: Info, asset_id: int | None) -> Asset | None:
     return Asset.from_record(record) if record else None
 
 
-@prefetcher("Asset", "bureau")
-async def _bureaus(
-    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
-) -> tuple[str, list[Any]]:
-    return "Bureau", [
-        r for r in await preload(loaders.bureaus.by_id, {p.bureau_id for p in parents}) if r
-    ]
+reference("Asset", "bureau", "Bureau", lambda x: x.bureaus.by_id, "bureau_id")
 
 
 @strawberry.type

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -10,9 +10,9 @@ import strawberry
 from strawberry import relay
 
 from api.domain.models import BureauRecord, CategoryRecord
-from api.graph.context import Info, Loaders
+from api.graph.context import Info
 from api.graph.ids import decode_id
-from api.graph.prefetch import prefetcher, preload, resolved
+from api.graph.prefetch import reference, resolved
 
 
 @strawberry.enum
@@ -87,9 +87,10 @@ class IncidentCategory:
         return resolved(loader, self.responsible_bureau_id, Bureau.from_record)  # type: ignore[return-value]
 
 
-@prefetcher("IncidentCategory", "responsibleBureau")
-async def _responsible_bureaus(
-    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
-) -> tuple[str, list[Any]]:
-    found = await preload(loaders.bureaus.by_id, {p.responsible_bureau_id for p in parents})
-    return "Bureau", [r for r in found if r]
+reference(
+    "IncidentCategory",
+    "responsibleBureau",
+    "Bureau",
+    lambda x: x.bureaus.by_id,
+    "responsible_bureau_id",
+)

@@ -55,7 +55,7 @@ class IncidentSubscriptions:
                     continue
                 # The event's fields resolve while this generator waits at `yield`, inside the
                 # event's own transaction and loaders.
-                async with context.open_scope(_event) as scope:
+                async with context.open_scope(_event, check_token=True) as scope:
                     record = await scope.loaders.incidents.by_id.load(notice.incident_id)
                     if record is None:
                         # Not visible to this subscriber (row-level security): nothing to send.

@@ -19,7 +19,7 @@ from api.graph.bureaus.types import Bureau, IncidentCategory
 from api.graph.context import Info, Loaders
 from api.graph.geo import Location
 from api.graph.ids import decode_id
-from api.graph.prefetch import prefetcher, preload, resolved, resolved_list
+from api.graph.prefetch import children, prefetcher, preload, reference, resolved, resolved_list
 from api.policy import resources
 
 # The domain's enums are the schema's (registered in place, so annotations use the classes).
@@ -366,41 +366,18 @@ class IncidentConnection(relay.Connection[Incident]):
 
 # --- how the nested fields above load for a whole page (api.graph.prefetch) ------------------
 
-
-def _flatten(lists: Sequence[list[Any]]) -> list[Any]:
-    return [item for items in lists for item in items]
-
-
-@prefetcher("Incident", "responsibleBureau")
-async def _responsible_bureaus(
-    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
-) -> tuple[str, list[Any]]:
-    found = await preload(loaders.bureaus.by_id, {p.responsible_bureau_id for p in parents})
-    return "Bureau", [r for r in found if r]
-
-
-@prefetcher("Incident", "reportingBureau")
-async def _reporting_bureaus(
-    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
-) -> tuple[str, list[Any]]:
-    keys = {p.reporting_bureau_id for p in parents} - {None}
-    return "Bureau", [r for r in await preload(loaders.bureaus.by_id, keys) if r]
-
-
-@prefetcher("Incident", "asset")
-async def _assets(
-    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
-) -> tuple[str, list[Any]]:
-    keys = {p.asset_id for p in parents} - {None}
-    return "Asset", [r for r in await preload(loaders.assets.by_id, keys) if r]
-
-
-@prefetcher("Incident", "category")
-async def _categories(
-    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
-) -> tuple[str, list[Any]]:
-    found = await preload(loaders.bureaus.category, {p.category for p in parents})
-    return "IncidentCategory", [r for r in found if r]
+reference(
+    "Incident", "responsibleBureau", "Bureau", lambda x: x.bureaus.by_id, "responsible_bureau_id"
+)
+reference("Incident", "reportingBureau", "Bureau", lambda x: x.bureaus.by_id, "reporting_bureau_id")
+reference("Incident", "asset", "Asset", lambda x: x.assets.by_id, "asset_id")
+reference("Incident", "category", "IncidentCategory", lambda x: x.bureaus.category, "category")
+reference("Incident", "duplicateOf", "Incident", lambda x: x.incidents.by_id, "duplicate_of_id")
+children("Incident", "transfers", "IncidentTransfer", lambda x: x.incidents.transfers)
+children("Incident", "duplicates", "Incident", lambda x: x.incidents.duplicates)
+reference("WorkOrder", "bureau", "Bureau", lambda x: x.bureaus.by_id, "bureau_id")
+reference("IncidentTransfer", "fromBureau", "Bureau", lambda x: x.bureaus.by_id, "from_bureau_id")
+reference("IncidentTransfer", "toBureau", "Bureau", lambda x: x.bureaus.by_id, "to_bureau_id")
 
 
 @prefetcher("Incident", "events")
@@ -416,8 +393,7 @@ async def _events(
     newest_first = (
         arguments.get("order", EventOrder.NEWEST_FIRST.value) == EventOrder.NEWEST_FIRST.value
     )
-    loader = loaders.incidents.events(limit, newest_first)
-    await preload(loader, [p.id for p in parents])
+    await preload(loaders.incidents.events(limit, newest_first), [p.id for p in parents])
     return "IncidentEvent", []
 
 
@@ -428,55 +404,4 @@ async def _work_orders(
     statuses = arguments.get("status") or [s.value for s in WorkOrderStatus]
     loader = loaders.incidents.work_orders([str(s) for s in statuses])
     found = await preload(loader, [p.id for p in parents])
-    return "WorkOrder", _flatten(found)
-
-
-@prefetcher("Incident", "transfers")
-async def _transfers(
-    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
-) -> tuple[str, list[Any]]:
-    found = await preload(loaders.incidents.transfers, [p.id for p in parents])
-    return "IncidentTransfer", _flatten(found)
-
-
-@prefetcher("Incident", "duplicateOf")
-async def _duplicate_of(
-    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
-) -> tuple[str, list[Any]]:
-    keys = {p.duplicate_of_id for p in parents} - {None}
-    return "Incident", [r for r in await preload(loaders.incidents.by_id, keys) if r]
-
-
-@prefetcher("Incident", "duplicates")
-async def _duplicates(
-    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
-) -> tuple[str, list[Any]]:
-    found = await preload(loaders.incidents.duplicates, [p.id for p in parents])
-    return "Incident", _flatten(found)
-
-
-@prefetcher("WorkOrder", "bureau")
-async def _work_order_bureaus(
-    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
-) -> tuple[str, list[Any]]:
-    return "Bureau", [
-        r for r in await preload(loaders.bureaus.by_id, {p.bureau_id for p in parents}) if r
-    ]
-
-
-@prefetcher("IncidentTransfer", "fromBureau")
-async def _transfer_from(
-    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
-) -> tuple[str, list[Any]]:
-    return "Bureau", [
-        r for r in await preload(loaders.bureaus.by_id, {p.from_bureau_id for p in parents}) if r
-    ]
-
-
-@prefetcher("IncidentTransfer", "toBureau")
-async def _transfer_to(
-    loaders: Loaders, parents: Sequence[Any], _: Mapping[str, Any]
-) -> tuple[str, list[Any]]:
-    return "Bureau", [
-        r for r in await preload(loaders.bureaus.by_id, {p.to_bureau_id for p in parents}) if r
-    ]
+    return "WorkOrder", [record for records in found for record in records]
