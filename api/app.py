@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -16,28 +16,34 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
-from api.auth.authenticate import AuthenticationMiddleware, Authenticator
+from api.access.scope import AccessGate
+from api.auth.authenticate import Authenticator
 from api.auth.issuers import IssuerRegistry
 from api.auth.keys import KeyRing
-from api.auth.server import endpoints
+from api.auth.server import AuthorizationServer
 from api.auth.tokens import TokenVerifier
 from api.db import migrations
+from api.db.database import Database
 from api.db.endpoints import DatabaseEndpoints, redact, require_owner, resolve_endpoints
 from api.db.pool import connect, create_pool
 from api.domain.geo import CoordinateConverter
 from api.domain.sla import SlaCalendar
 from api.events.incident_changes import IncidentChangeHub
-from api.graph.schema import build_schema
-from api.graph.view import graphql_view
+from api.graph.core.bundle import DomainBundle
+from api.graph.core.schema import build_schema
+from api.graph.core.view import graphql_refusal, graphql_view
+from api.graph.domains import DOMAINS
 from api.http.health import healthz, readyz
 from api.http.health import metrics as metrics_endpoint
+from api.http.oauth import oauth_routes
 from api.http.request_context import RequestContextMiddleware
+from api.http.transaction import protected
 from api.metrics import Metrics
 from api.policy.engine import PolicyEngine, PolicySetInvalid
 from api.repositories.audit import AuditRepository
 from api.repositories.oauth import OAuthRepository
 from api.repositories.system import SystemRepository
-from api.resources import Database, Resources
+from api.resources import Resources
 from api.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -65,15 +71,19 @@ async def prepare_database(settings: Settings) -> DatabaseEndpoints:
             partial(
                 migrations.upgrade,
                 require_owner(endpoints),
-                settings.migrations_dir,
-                settings.database_app_role,
+                settings.database.migrations_dir,
+                settings.database.app_role,
             )
         )
     return endpoints
 
 
-def create_app(settings: Settings) -> Starlette:
-    schema = build_schema(settings)
+def create_app(
+    settings: Settings, domains: Sequence[DomainBundle] = tuple(DOMAINS.values())
+) -> Starlette:
+    """The gateway serving ``domains`` (all of them by default): their graph at ``/graphql``,
+    the REST routes they bring, the authorization server and the operations endpoints."""
+    schema = build_schema(settings, domains)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -87,16 +97,19 @@ def create_app(settings: Settings) -> Starlette:
             ) from error
         metrics = Metrics()
         metrics.watch_pool(lambda: (pool.get_size(), pool.get_idle_size(), pool.get_max_size()))
+        database = Database(pool, metrics.record_statements)
         changes = IncidentChangeHub(
             lambda: connect(endpoints.app_url, settings, "lighthouse-change-listener")
         )
-        issuers = IssuerRegistry(settings.trusted_issuers, settings.jwks_refresh_seconds)
+        issuers = IssuerRegistry(
+            settings.oauth.trusted_issuers, settings.oauth.jwks_refresh_seconds
+        )
         try:
             await check_application_role(pool)
             bureaus = await SystemRepository(pool).bureaus()
             try:
                 policy = PolicyEngine(
-                    settings.policies_dir, [(b.code, b.joint_service_centre) for b in bureaus]
+                    settings.policy.dir, [(b.code, b.joint_service_centre) for b in bureaus]
                 )
             except PolicySetInvalid as error:
                 raise StartupError(
@@ -108,20 +121,26 @@ def create_app(settings: Settings) -> Starlette:
             await keys.ensure_signing_key(oauth)
             await issuers.start()
             verifier = TokenVerifier(settings, keys, issuers, {b.code: b.id for b in bureaus})
+            authenticator = Authenticator(
+                verifier, oauth, settings.issuer, keys, settings.oauth.clock_skew_seconds
+            )
+            gate = AccessGate(database, policy, authenticator)
             await changes.start()
             resources = Resources(
                 settings=settings,
                 endpoints=endpoints,
-                database=Database(pool, metrics),
-                head_revision=migrations.head_revision(settings.migrations_dir),
-                calendar=SlaCalendar(settings.city_timezone),
+                database=database,
+                head_revision=migrations.head_revision(settings.database.migrations_dir),
+                calendar=SlaCalendar(settings.city.timezone),
                 converter=CoordinateConverter(),
                 changes=changes,
                 metrics=metrics,
                 policy=policy,
                 keys=keys,
                 issuers=issuers,
-                authenticator=Authenticator(verifier, oauth, settings.issuer, keys),
+                authenticator=authenticator,
+                gate=gate,
+                authorization_server=AuthorizationServer(settings, keys, oauth, gate),
             )
             # Start-up objects (schema, settings, pools) live as long as the process: move them out
             # of the collector's way, and collect young objects less often (a page of incidents
@@ -150,28 +169,19 @@ def create_app(settings: Settings) -> Starlette:
     view = graphql_view(
         schema,
         graphiql=settings.graphiql_enabled,
-        max_subscriptions=settings.max_subscriptions_per_connection,
+        max_subscriptions=settings.graph.max_subscriptions_per_connection,
     )
-    oauth_endpoints = endpoints()
     return Starlette(
         routes=[
-            Route("/graphql", view, methods=["GET", "POST"]),
+            protected("/graphql", view, methods=["GET", "POST"], refuse=graphql_refusal),
             WebSocketRoute("/graphql", view),
-            Route("/oauth/token", oauth_endpoints["token"], methods=["POST"]),
-            Route("/oauth/introspect", oauth_endpoints["introspect"], methods=["POST"]),
-            Route("/oauth/revoke", oauth_endpoints["revoke"], methods=["POST"]),
-            Route("/oauth/jwks", oauth_endpoints["jwks"], methods=["GET"]),
-            Route("/.well-known/jwks.json", oauth_endpoints["jwks"], methods=["GET"]),
-            Route(
-                "/.well-known/oauth-authorization-server",
-                oauth_endpoints["metadata"],
-                methods=["GET"],
-            ),
+            *oauth_routes(),
+            *(route for domain in domains for route in domain.routes),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
         ],
-        middleware=[Middleware(RequestContextMiddleware), Middleware(AuthenticationMiddleware)],
+        middleware=[Middleware(RequestContextMiddleware)],
         lifespan=lifespan,
     )
 

@@ -37,8 +37,10 @@ def _settings(**overrides: object) -> Settings:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
     # Commands talk to a person: readable logs unless JSON was asked for explicitly.
-    log_format = settings.log_format if "LIGHTHOUSE_LOG_FORMAT" in os.environ else LogFormat.CONSOLE
-    configure_logging(settings.log_level, log_format)
+    log_format = (
+        settings.logging.format if "LIGHTHOUSE_LOG_FORMAT" in os.environ else LogFormat.CONSOLE
+    )
+    configure_logging(settings.logging.level, log_format)
     return settings
 
 
@@ -48,8 +50,8 @@ def _migrate(settings: Settings) -> None:
     console.print(f"Migrating {redact(owner)} …")
     head = migrations.upgrade(
         owner,
-        settings.migrations_dir,
-        settings.database_app_role,
+        settings.database.migrations_dir,
+        settings.database.app_role,
         on_step=lambda revision, doc: console.print(f"  applied {revision}: {doc}"),
     )
     console.print(f"[green]Database is at revision {head}.[/green]")
@@ -123,7 +125,7 @@ async def _seed(
                 city = DemoCity(
                     await repository.bureaus(),
                     await repository.categories(),
-                    SlaCalendar(settings.city_timezone),
+                    SlaCalendar(settings.city.timezone),
                     await repository.next_ids(),
                     random_seed,
                 )
@@ -183,7 +185,7 @@ def keys_rotate(
         ring = KeyRing(settings)
         repository = OAuthRepository(connection)
         await ring.load(repository)
-        wait = settings.key_activation_delay_seconds if delay is None else delay
+        wait = settings.oauth.key_activation_delay_seconds if delay is None else delay
         return await ring.rotate(repository, activation_delay=wait)
 
     kid = asyncio.run(_with_owner(settings, rotate))
@@ -214,50 +216,54 @@ def clients_create(
     roles: Annotated[str, typer.Option(help="Comma-separated roles.")] = "",
 ) -> None:
     """Register a machine client; prints its secret once."""
-    from api.auth.principal import ROLES, SCOPES
-    from api.auth.server import hash_secret, new_secret
+    from api.auth.clients import ClientRegistration, ClientRegistry, RegisteredClient
+    from api.auth.principal import PrincipalKind
     from api.domain.errors import InvalidInput
     from api.repositories.oauth import OAuthRepository
     from api.repositories.system import SystemRepository
 
     settings = _settings()
-    scope_list = scopes.split()
-    role_list = [r for r in roles.split(",") if r]
-    unknown = [s for s in scope_list if s not in SCOPES] + [r for r in role_list if r not in ROLES]
-    if unknown or kind not in ("service", "licensee"):
-        console.print(f"[red]Unknown scope, role or kind: {' '.join(unknown) or kind}[/red]")
-        raise typer.Exit(2)
-    secret = new_secret()
 
-    async def create(connection: asyncpg.Connection) -> None:
+    async def create(connection: asyncpg.Connection) -> RegisteredClient:
         bureau_id = None
         if bureau is not None:
             known = {b.code: b.id for b in await SystemRepository(connection).bureaus()}
             if bureau not in known:
                 raise InvalidInput("bureau", f"unknown bureau {bureau!r}")
             bureau_id = known[bureau]
-        await OAuthRepository(connection).create_client(
-            client_id, name, hash_secret(secret), kind, bureau_id, role_list, scope_list
+        try:
+            client_kind = PrincipalKind(kind)
+        except ValueError:
+            raise InvalidInput("kind", "must be service or licensee") from None
+        registration = ClientRegistration(
+            client_id=client_id,
+            name=name,
+            kind=client_kind,
+            scopes=scopes.split(),
+            roles=[r for r in roles.split(",") if r],
+            bureau_id=bureau_id,
         )
+        return await ClientRegistry(OAuthRepository(connection)).register(registration)
 
     try:
-        asyncio.run(_with_owner(settings, create))
+        registered = asyncio.run(_with_owner(settings, create))
     except InvalidInput as error:
         console.print(f"[red]{error.message}[/red]")
         raise typer.Exit(2) from None
-    console.print(f"client_id: {client_id}")
-    console.print(f"client_secret: {secret}")
+    console.print(f"client_id: {registered.client_id}")
+    console.print(f"client_secret: {registered.secret}")
     console.print("[yellow]Store the secret now: it is not shown again.[/yellow]")
 
 
 @clients_app.command("disable")
 def clients_disable(client_id: str) -> None:
     """Disable a client: it gets no new tokens and its tokens stop working at once."""
+    from api.auth.clients import ClientRegistry
     from api.repositories.oauth import OAuthRepository
 
     settings = _settings()
     done = asyncio.run(
-        _with_owner(settings, lambda c: OAuthRepository(c).disable_client(client_id))
+        _with_owner(settings, lambda c: ClientRegistry(OAuthRepository(c)).disable(client_id))
     )
     if not done:
         console.print(f"[red]No enabled client {client_id!r}.[/red]")
@@ -339,14 +345,14 @@ def serve(
         os.environ["LIGHTHOUSE_PORT"] = str(port)
     settings = _settings()
     console.print(
-        f"Lighthouse gateway on http://{host or settings.host}:{port or settings.port}/graphql"
+        f"Lighthouse gateway on http://{host or settings.http.host}:{port or settings.http.port}/graphql"
     )
     uvicorn.run(
         "api.main:app",
         factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers or settings.workers,
+        host=host or settings.http.host,
+        port=port or settings.http.port,
+        workers=workers or settings.http.workers,
         log_config=None,
         access_log=False,
         lifespan="on",

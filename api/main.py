@@ -11,5 +11,5 @@ from api.settings import load_settings
 
 def app() -> Starlette:
     settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.logging.level, settings.logging.format)
     return create_app(settings)

@@ -75,5 +75,9 @@ class Metrics:
         self._names.add(name)
         return name
 
+    def record_statements(self, operation: str, statements: int) -> None:
+        """How many statements one operation (or subscription event) sent."""
+        self.db_statements.labels(self.operation_name(operation)).observe(statements)
+
     def watch_pool(self, read: Callable[[], tuple[int, int, int]]) -> None:
         self.registry.register(PoolCollector(read))

@@ -35,7 +35,7 @@ def test_a_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch, variable: str, 
 
 def test_socket_urls_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIGHTHOUSE_DATABASE_URL", "postgresql://lighthouse_app@/city?host=/run/pg")
-    assert load_settings().database_url == "postgresql://lighthouse_app@/city?host=/run/pg"
+    assert load_settings().database.url == "postgresql://lighthouse_app@/city?host=/run/pg"
 
 
 def test_production_requires_a_database(monkeypatch: pytest.MonkeyPatch) -> None:

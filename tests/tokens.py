@@ -14,13 +14,13 @@ from api.auth.principal import PrincipalKind
 from api.auth.tokens import mint
 from api.db.pool import connect
 from api.repositories.oauth import OAuthRepository
-from api.settings import Settings
+from api.settings import OAuthSettings, Settings
 
 
 class TokenFactory:
     def __init__(self, owner_url: str, issuer: str) -> None:
         self._owner_url = owner_url
-        self.settings = Settings(oauth_issuer=issuer)
+        self.settings = Settings(oauth=OAuthSettings(issuer=issuer))
         self._cache: dict[str, str] = {}
 
     async def _ring(self) -> KeyRing:
@@ -93,7 +93,7 @@ class TokenFactory:
         claims: dict[str, Any] = {
             "iss": self.settings.issuer,
             "sub": "pwb-supervisor",
-            "aud": self.settings.oauth_audience,
+            "aud": self.settings.oauth.audience,
             "client_id": "lighthouse-tests",
             "iat": now,
             "nbf": now,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from api.auth.principal import Principal
 
 GENESIS_HASH = hashlib.sha256(b"").digest()
 # The record's columns that the payload also carries; verification checks they agree.
@@ -47,6 +49,42 @@ class AuditEntry:
     policy_version: str
     personal_data: bool
     details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        principal: Principal,
+        *,
+        request_id: str,
+        category: str,
+        operation: str,
+        decision: str,
+        policy_version: str,
+        resource_ids: Iterable[str] = (),
+        policy_ids: Iterable[str] = (),
+        personal_data: bool = False,
+        document_hash: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        """The record of one access by ``principal``, stamped now. Every audit record is made
+        here: GraphQL operations, REST calls, refusals and the token endpoint alike."""
+        return cls(
+            occurred_at=datetime.now(UTC),
+            request_id=request_id,
+            subject=principal.subject,
+            client_id=principal.client_id,
+            bureau=principal.bureau_code,
+            principal_kind=principal.kind.value,
+            category=category,
+            operation=operation,
+            document_hash=document_hash,
+            resource_ids=sorted(resource_ids),
+            decision=decision,
+            policy_ids=sorted(policy_ids),
+            policy_version=policy_version,
+            personal_data=personal_data,
+            details=details or {},
+        )
 
     def payload(self) -> str:
         """The canonical text the hash covers (sorted keys, UTC timestamps)."""

@@ -1,31 +1,34 @@
-"""From a request's bearer token to its Principal."""
+"""From a request's bearer token to its Principal, and the one check that the token still stands."""
 
 from __future__ import annotations
 
-import orjson
-import structlog
-from starlette.types import ASGIApp, Receive, Scope, Send
+import time
 
 from api.auth.keys import KeyRing
 from api.auth.principal import Principal
 from api.auth.tokens import UNKNOWN_KEY, InvalidToken, TokenVerifier
+from api.db.unit_of_work import UnitOfWork
 from api.repositories.oauth import OAuthRepository
-
-log = structlog.get_logger(__name__)
 
 
 class Authenticator:
     def __init__(
-        self, verifier: TokenVerifier, oauth: OAuthRepository, issuer: str, keys: KeyRing
+        self,
+        verifier: TokenVerifier,
+        oauth: OAuthRepository,
+        issuer: str,
+        keys: KeyRing,
+        clock_skew_seconds: int,
     ) -> None:
         self._verifier = verifier
         self._oauth = oauth
         self._issuer = issuer
         self._keys = keys
+        self._skew = clock_skew_seconds
 
     async def verify(self, authorization: str | None) -> Principal:
         """The caller named by an ``Authorization`` header value (signature and claims only);
-        anonymous without one. See ``needs_status_check``."""
+        anonymous without one. ``check`` then confirms the token still stands."""
         if not authorization:
             return Principal.anonymous()
         scheme, _, token = authorization.partition(" ")
@@ -44,90 +47,31 @@ class Authenticator:
         checked against the database, so either takes effect at once."""
         return principal.issuer == self._issuer and principal.token_id is not None
 
-    @staticmethod
-    def status_problem(revoked: bool, client_disabled: bool) -> str | None:
-        if revoked:
-            return "the token has been revoked"
-        if client_disabled:
-            return "the token's client is disabled"
-        return None
+    async def check(self, uow: UnitOfWork, principal: Principal) -> None:
+        """The one check that a verified token still stands, on every path (an HTTP request, a
+        WebSocket connection, each subscription event, each step of a long request): it has not
+        expired since it was verified, been revoked, or lost its client.
 
-    async def authenticate(self, authorization: str | None) -> Principal:
-        """Verify and check the token in one go (for WebSocket connections)."""
-        principal = await self.verify(authorization)
-        if self.needs_status_check(principal):
-            assert principal.token_id is not None
-            status = await self._oauth.token_status(principal.token_id, principal.client_id or "")
-            problem = self.status_problem(*status)
-            if problem:
-                raise InvalidToken(problem)
-        return principal
-
-
-class AuthenticationMiddleware:
-    """Resolves the principal of every HTTP request to the protected paths; a bad token is
-    refused with 401 (RFC 6750) before anything else runs, and the refusal is audited.
-
-    It also opens the request's unit of work: the statement that writes the caller's identity
-    into the transaction checks, in the same round trip, that the token is not revoked and its
-    client not disabled. The GraphQL operation then runs in that transaction.
-    """
-
-    def __init__(self, app: ASGIApp, protected: tuple[str, ...] = ("/graphql",)) -> None:
-        self.app = app
-        self._protected = protected
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self._protected):
-            await self.app(scope, receive, send)
+        For tokens this service issued, ``uow`` is opened by the statement that also sets the
+        caller's identity, so the check costs no extra round trip; otherwise ``uow`` is left
+        to open on its first statement. On failure ``uow`` is closed and ``InvalidToken`` raised.
+        """
+        expires_at = principal.expires_at
+        if expires_at is not None and expires_at + self._skew < time.time():
+            raise InvalidToken("the access token has expired")
+        if not self.needs_status_check(principal):
             return
-        state = scope.setdefault("state", {})
-        resources = state["resources"]
-        header = None
-        for name, value in scope.get("headers", []):
-            if name == b"authorization":
-                header = value.decode("latin-1")
-                break
-        uow = None
-        timings = state["timings"]
-        try:
-            authenticator = resources.authenticator
-            with timings.measure("auth"):
-                principal = await authenticator.verify(header)
-            uow = resources.database.unit_of_work(principal, lambda: "unknown")
-            if authenticator.needs_status_check(principal):
-                assert principal.token_id is not None
-                # Reported apart: every request opens its transaction and sets its identity.
-                with timings.measure("begin"):
-                    status = await uow.open_checking(principal.token_id, principal.client_id or "")
-                problem = authenticator.status_problem(*status)
-                if problem:
-                    raise InvalidToken(problem)
-            state["principal"] = principal
-            state["uow"] = uow
-        except InvalidToken as error:
-            if uow is not None:
-                await uow.close(commit=False)
-            await resources.audit_refusal(state.get("request_id", ""), scope, error.reason)
-            body = orjson.dumps(
-                {"errors": [{"message": error.reason, "extensions": {"code": "UNAUTHENTICATED"}}]}
-            )
-            challenge = f'Bearer realm="lighthouse", error="invalid_token", error_description="{error.reason}"'
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"www-authenticate", challenge.encode()),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
-            return
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            # Normally the GraphQL operation commits it; a request that never ran one rolls back.
+        assert principal.token_id is not None
+        revoked, disabled = await OAuthRepository.begin_checking_token(
+            uow, principal.token_id, principal.client_id or ""
+        )
+        problem = (
+            "the token has been revoked"
+            if revoked
+            else "the token's client is disabled"
+            if disabled
+            else None
+        )
+        if problem is not None:
             await uow.close(commit=False)
+            raise InvalidToken(problem)

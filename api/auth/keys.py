@@ -37,8 +37,8 @@ class KeyEncryption:
     """AES-256-GCM under the key-encryption key; the key id is bound as associated data."""
 
     def __init__(self, settings: Settings) -> None:
-        if settings.key_encryption_key is not None:
-            raw = base64.b64decode(settings.key_encryption_key.get_secret_value())
+        if settings.oauth.key_encryption_key is not None:
+            raw = base64.b64decode(settings.oauth.key_encryption_key.get_secret_value())
         else:
             if settings.environment is Environment.PRODUCTION:  # pragma: no cover - settings refuse
                 raise RuntimeError("LIGHTHOUSE_KEY_ENCRYPTION_KEY is required in production")
@@ -124,14 +124,16 @@ class KeyRing:
             log.info("keys.created_first_key")
 
     async def rotate(self, repository: OAuthRepository, activation_delay: int) -> str:
-        key = generate_key(self._settings.signing_algorithm)
+        key = generate_key(self._settings.oauth.signing_algorithm)
         kid = str(key.kid)
         activates_at = datetime.now(UTC) + timedelta(seconds=activation_delay)
         # Tokens signed until activation stay valid for their lifetime, plus the clock skew.
-        keep = self._settings.access_token_ttl_seconds + self._settings.clock_skew_seconds
+        keep = (
+            self._settings.oauth.access_token_ttl_seconds + self._settings.oauth.clock_skew_seconds
+        )
         await repository.add_key(
             kid,
-            self._settings.signing_algorithm,
+            self._settings.oauth.signing_algorithm,
             key.as_dict(private=False),
             self._encryption.seal(kid, key.as_dict(private=True)),
             activates_at,

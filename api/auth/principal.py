@@ -50,8 +50,8 @@ class Principal:
     expires_at: int | None = None
 
     @classmethod
-    def anonymous(cls) -> Principal:
-        return cls(subject="anonymous", kind=PrincipalKind.ANONYMOUS)
+    def anonymous(cls, subject: str = "anonymous") -> Principal:
+        return cls(subject=subject, kind=PrincipalKind.ANONYMOUS)
 
     @classmethod
     def system(cls, name: str) -> Principal:

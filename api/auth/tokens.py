@@ -63,11 +63,11 @@ def mint(
     if key is None:
         raise RuntimeError("no active signing key; run `lighthouse keys rotate`")
     now = int(time.time())
-    lifetime = ttl or settings.access_token_ttl_seconds
+    lifetime = ttl or settings.oauth.access_token_ttl_seconds
     claims: dict[str, Any] = {
         "iss": settings.issuer,
         "sub": subject,
-        "aud": settings.oauth_audience,
+        "aud": settings.oauth.audience,
         "client_id": client_id,
         "iat": now,
         "nbf": now,
@@ -131,7 +131,7 @@ class TokenVerifier:
 
     @property
     def _skew(self) -> int:
-        return self._settings.clock_skew_seconds
+        return self._settings.oauth.clock_skew_seconds
 
     def _verify(self, token: str) -> Principal:
         header, unverified_claims = _unverified(token)
@@ -141,7 +141,7 @@ class TokenVerifier:
         if issuer == self._settings.issuer:
             algorithms: tuple[str, ...] = LOCAL_ALGORITHMS
             keys: KeySet = self._keys.public_keys
-            audience = self._settings.oauth_audience
+            audience = self._settings.oauth.audience
             external: ExternalIssuer | None = None
         else:
             external = self._issuers.get(str(issuer))

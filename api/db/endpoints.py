@@ -83,16 +83,16 @@ def start_embedded(data_dir: Path) -> str:
 
 
 def resolve_endpoints(settings: Settings) -> DatabaseEndpoints:
-    if settings.database_url is None:
-        owner = start_embedded(settings.data_dir)
+    if settings.database.url is None:
+        owner = start_embedded(settings.database.data_dir)
         return DatabaseEndpoints(
-            app_url=with_user(owner, settings.database_app_role),
+            app_url=with_user(owner, settings.database.app_role),
             owner_url=owner,
             embedded=True,
         )
-    owner_url = str(settings.database_owner_url) if settings.database_owner_url else None
+    owner_url = str(settings.database.owner_url) if settings.database.owner_url else None
     return DatabaseEndpoints(
-        app_url=str(settings.database_url), owner_url=owner_url, embedded=False
+        app_url=str(settings.database.url), owner_url=owner_url, embedded=False
     )
 
 

@@ -33,8 +33,8 @@ def connection_settings(settings: Settings) -> dict[str, str]:
     return {
         "search_path": "lighthouse, public",
         "application_name": "lighthouse-gateway",
-        "statement_timeout": str(settings.database_statement_timeout_ms),
-        "idle_in_transaction_session_timeout": str(settings.database_statement_timeout_ms * 2),
+        "statement_timeout": str(settings.database.statement_timeout_ms),
+        "idle_in_transaction_session_timeout": str(settings.database.statement_timeout_ms * 2),
         "timezone": "UTC",
     }
 
@@ -42,8 +42,8 @@ def connection_settings(settings: Settings) -> dict[str, str]:
 async def create_pool(url: str, settings: Settings) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn=url,
-        min_size=settings.database_pool_min_size,
-        max_size=settings.database_pool_max_size,
+        min_size=settings.database.pool_min_size,
+        max_size=settings.database.pool_max_size,
         init=_init_connection,
         server_settings=connection_settings(settings),
     )

@@ -18,18 +18,15 @@ from typing import Any
 import asyncpg
 from asyncpg.transaction import Transaction
 
-# The identity, and (for tokens this service issued) whether the token still stands, in the one
-# round trip every transaction makes anyway.
-_SET_IDENTITY_AND_CHECK = """
-SELECT (SELECT count(*) FROM (
-            SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)
-        ) AS identity),
-       EXISTS (SELECT 1 FROM revoked_token WHERE jti = $3),
-       EXISTS (SELECT 1 FROM oauth_client WHERE client_id = $4 AND disabled_at IS NOT NULL)
-"""
 _SET_IDENTITY = (
     "SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)"
 )
+# The identity, plus columns a caller asks for in the same round trip (their parameters are $3…).
+_SET_IDENTITY_WITH = """
+SELECT (SELECT count(*) FROM (
+            SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)
+        ) AS identity) AS identity, {columns}
+"""
 
 
 class UnitOfWork:
@@ -61,9 +58,11 @@ class UnitOfWork:
     ) -> None:
         await self.close(commit=exc is None)
 
-    async def open_checking(self, token_id: str, client_id: str) -> tuple[bool, bool]:
-        """Open the transaction now, setting the identity and checking the caller's token in
-        the same statement; return (revoked, client disabled)."""
+    async def begin(self, columns: str, *args: Any) -> asyncpg.Record:
+        """Open the transaction now, computing ``columns`` (SQL whose parameters start at $3) in
+        the statement that sets the identity; return that row. One round trip does both: a
+        request's token status is checked this way (see ``OAuthRepository.token_status_columns``).
+        """
         async with self._lock:
             if self._connection is not None:
                 raise RuntimeError("the unit of work is already open")
@@ -73,11 +72,10 @@ class UnitOfWork:
                 await transaction.start()
                 names = list(self._identity)
                 row = await connection.fetchrow(
-                    _SET_IDENTITY_AND_CHECK,
+                    _SET_IDENTITY_WITH.format(columns=columns),
                     names,
                     [self._identity[n] for n in names],
-                    token_id,
-                    client_id,
+                    *args,
                 )
             except BaseException:
                 await self._pool.release(connection)
@@ -85,7 +83,7 @@ class UnitOfWork:
             self.statements += 1
             self._connection, self._transaction = connection, transaction
             assert row is not None
-            return bool(row[1]), bool(row[2])
+            return row
 
     async def _open(self) -> asyncpg.Connection:
         if self._connection is None:

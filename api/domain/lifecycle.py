@@ -51,8 +51,32 @@ class IncidentAction(StrEnum):
     MARK_DUPLICATE = "MARK_DUPLICATE"
 
 
+class IncidentSource(StrEnum):
+    VLM = "VLM"
+    CITIZEN_1999 = "CITIZEN_1999"
+    STAFF = "STAFF"
+    SENSOR = "SENSOR"
+
+
+class WorkOrderStatus(StrEnum):
+    OPEN = "OPEN"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+
+
+ACTIVE_WORK_ORDERS = (WorkOrderStatus.OPEN, WorkOrderStatus.IN_PROGRESS)
+
 S = IncidentStatus
 A = IncidentAction
+
+# Machine findings wait for a person to verify them; a person's report is verified on arrival.
+INITIAL_STATUS: dict[IncidentSource, IncidentStatus] = {
+    IncidentSource.VLM: S.DETECTED,
+    IncidentSource.SENSOR: S.DETECTED,
+    IncidentSource.CITIZEN_1999: S.VERIFIED,
+    IncidentSource.STAFF: S.VERIFIED,
+}
 R = ClosingReason
 
 STATUS_CLASS: dict[IncidentStatus, StatusClass] = {

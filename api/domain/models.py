@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 
@@ -11,6 +12,24 @@ def columns(record_type: type, alias: str | None = None) -> str:
     """The SELECT list for a record type, optionally qualified by a table alias."""
     prefix = f"{alias}." if alias else ""
     return ", ".join(prefix + field.name for field in fields(record_type))
+
+
+class BureauKind(StrEnum):
+    CITY_BUREAU = "CITY_BUREAU"
+    COMMISSION = "COMMISSION"
+    STATE_ENTERPRISE = "STATE_ENTERPRISE"
+
+
+class AssetKind(StrEnum):
+    CAMERA = "CAMERA"
+    STREET_LIGHT = "STREET_LIGHT"
+    ROAD_SEGMENT = "ROAD_SEGMENT"
+    DRAIN = "DRAIN"
+    TRAFFIC_SIGNAL = "TRAFFIC_SIGNAL"
+    PUMPING_STATION = "PUMPING_STATION"
+    STREET_TREE = "STREET_TREE"
+    UTILITY_POLE = "UTILITY_POLE"
+    HYDRANT = "HYDRANT"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from api.db.errors import is_unique_violation
+from api.db.unit_of_work import UnitOfWork
 from api.domain.errors import InvalidInput
 
 CLIENT = """
@@ -45,11 +46,20 @@ REVOKE = """
 INSERT INTO revoked_token (jti, client_id, expires_at) VALUES ($1, $2, to_timestamp($3))
 ON CONFLICT (jti) DO NOTHING
 """
-TOKEN_STATUS = """
-SELECT EXISTS (SELECT 1 FROM revoked_token WHERE jti = $1) AS revoked,
-       EXISTS (SELECT 1 FROM oauth_client WHERE client_id = $2 AND disabled_at IS NOT NULL)
-           AS client_disabled
-"""
+
+
+def token_status_columns(first: int) -> str:
+    """Whether a token is revoked and whether its client is disabled, as two columns; the
+    token id and client id are parameters ``$first`` and ``$first+1``. Every request checks
+    this, so it rides in the statement that opens the request's transaction."""
+    return (
+        f"EXISTS (SELECT 1 FROM revoked_token WHERE jti = ${first}) AS revoked, "
+        f"EXISTS (SELECT 1 FROM oauth_client WHERE client_id = ${first + 1} "
+        "AND disabled_at IS NOT NULL) AS client_disabled"
+    )
+
+
+TOKEN_STATUS = f"SELECT {token_status_columns(1)}"
 COUNT_REQUEST = """
 INSERT INTO token_request_count (caller, window_start, requests)
 VALUES ($1, date_trunc('minute', now()), 1)
@@ -154,6 +164,12 @@ class OAuthRepository:
     async def token_status(self, jti: str, client_id: str) -> tuple[bool, bool]:
         row = await self._db.fetchrow(TOKEN_STATUS, jti, client_id)
         assert row is not None
+        return bool(row["revoked"]), bool(row["client_disabled"])
+
+    @staticmethod
+    async def begin_checking_token(uow: UnitOfWork, jti: str, client_id: str) -> tuple[bool, bool]:
+        """Open ``uow`` and, in the same statement, read (revoked, client disabled)."""
+        row = await uow.begin(token_status_columns(3), jti, client_id)
         return bool(row["revoked"]), bool(row["client_disabled"])
 
     async def count_request(self, caller: str) -> tuple[int, float]:

@@ -1,55 +1,66 @@
-"""Registering assets."""
+"""Assets: registering them, and what the caller may see of them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from api.auth.principal import Principal
-from api.db.unit_of_work import UnitOfWork
+from api.access.scope import AccessScope
 from api.domain.errors import InvalidInput, NotFound
 from api.domain.geo import Wgs84Point
-from api.domain.models import AssetRecord
+from api.domain.models import AssetKind, AssetRecord
 from api.policy import resources
-from api.policy.authorizer import Authorizer
-from api.repositories.assets import AssetRepository, NewAsset
+from api.repositories.assets import AssetFilter, AssetRepository, NewAsset
 from api.repositories.bureaus import BureauRepository
 from api.repositories.idempotency import IdempotencyRepository
+from api.repositories.sql import Ordering, Page, PageRequest
 from api.services.idempotency import once
-
-ASSET_KINDS = (
-    "CAMERA",
-    "STREET_LIGHT",
-    "ROAD_SEGMENT",
-    "DRAIN",
-    "TRAFFIC_SIGNAL",
-    "PUMPING_STATION",
-    "STREET_TREE",
-    "UTILITY_POLE",
-    "HYDRANT",
-)
 
 
 @dataclass(frozen=True, slots=True)
 class AssetRegistration:
     code: str
-    kind: str
+    kind: AssetKind
     name: str
     bureau_id: int
     location: Wgs84Point
     installed_on: date | None = None
 
 
+class AssetReads:
+    """What the caller may see of assets: the policies decide, then every row is theirs."""
+
+    def __init__(self, access: AccessScope) -> None:
+        self._access = access
+        self._repository = AssetRepository(access.uow)
+
+    def _may_list(self) -> None:
+        self._access.authorize("ListAssets", resources.ASSETS)
+
+    async def page(
+        self, where: AssetFilter, ordering: Ordering, request: PageRequest
+    ) -> Page[AssetRecord]:
+        self._may_list()
+        return await self._repository.page(where, ordering, request)
+
+    async def count(self, where: AssetFilter) -> int:
+        self._may_list()
+        return await self._repository.count(where)
+
+    async def by_ids(self, ids: Sequence[int]) -> dict[int, AssetRecord]:
+        self._may_list()
+        return await self._repository.by_ids(ids)
+
+
 class AssetRegistry:
-    def __init__(
-        self, uow: UnitOfWork, principal: Principal, key_ttl_hours: int, authorizer: Authorizer
-    ) -> None:
-        self._uow = uow
-        self._actor = principal.subject
-        self._authorizer = authorizer
-        self._assets = AssetRepository(uow)
-        self._bureaus = BureauRepository(uow)
-        self._keys = IdempotencyRepository(uow, key_ttl_hours)
+    def __init__(self, access: AccessScope, key_ttl_hours: int) -> None:
+        self._uow = access.uow
+        self._actor = access.principal.subject
+        self._authorizer = access.authorizer
+        self._assets = AssetRepository(access.uow)
+        self._bureaus = BureauRepository(access.uow)
+        self._keys = IdempotencyRepository(access.uow, key_ttl_hours)
 
     async def register(
         self, registration: AssetRegistration, idempotency_key: str | None
@@ -61,8 +72,12 @@ class AssetRegistry:
                 raise InvalidInput("code", "must be 1 to 64 characters")
             if not 1 <= len(name) <= 200:
                 raise InvalidInput("name", "must be 1 to 200 characters")
-            if registration.kind not in ASSET_KINDS:
-                raise InvalidInput("kind", f"must be one of {', '.join(ASSET_KINDS)}")
+            try:
+                kind = AssetKind(registration.kind)
+            except ValueError:
+                raise InvalidInput(
+                    "kind", f"must be one of {', '.join(k.value for k in AssetKind)}"
+                ) from None
             owner = (await self._bureaus.by_ids([registration.bureau_id])).get(
                 registration.bureau_id
             )
@@ -72,7 +87,7 @@ class AssetRegistry:
             record = await self._assets.create(
                 NewAsset(
                     code=code,
-                    kind=registration.kind,
+                    kind=kind.value,
                     name=name,
                     bureau_id=registration.bureau_id,
                     latitude=registration.location.latitude,

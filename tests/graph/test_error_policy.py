@@ -5,7 +5,7 @@ from __future__ import annotations
 from graphql import GraphQLError
 
 from api.domain.errors import InvalidInput, VersionConflict
-from api.graph.extensions import ErrorPolicyExtension
+from api.graph.core.extensions import ErrorPolicyExtension
 
 
 def test_unexpected_errors_are_masked_with_the_request_id() -> None:

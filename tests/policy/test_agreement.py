@@ -25,19 +25,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.audit.collector import AuditCollector
+from api import bundled
+from api.access.scope import AccessScope
 from api.auth.principal import Principal, PrincipalKind
+from api.db.database import Database
 from api.db.pool import create_pool
 from api.domain.geo import Wgs84Point
+from api.domain.lifecycle import IncidentSource
 from api.domain.models import IncidentFacts
 from api.domain.sla import SlaCalendar
 from api.metrics import Metrics
 from api.policy import resources
-from api.policy.authorizer import Authorizer
 from api.policy.engine import PolicyEngine
-from api.resources import Database
-from api.services.incidents import IncidentReport, IncidentWorkflow
-from api.settings import REPOSITORY_ROOT, Settings
+from api.services.incidents.lifecycle import IncidentLifecycle
+from api.services.incidents.reporting import IncidentReport, IncidentReporting
+from api.services.incidents.sharing import IncidentSharing
+from api.settings import DatabaseSettings, Settings
 from tests.graph.helpers import key_of
 from tests.support import DatabaseUnderTest, GatewayProcess
 from tests.tokens import TokenFactory
@@ -110,7 +113,7 @@ class Harness:
         self.gateway = gateway
         self.tokens = tokens
         self.loop = asyncio.new_event_loop()
-        self.settings = Settings(database_url=database.app_url)
+        self.settings = Settings(database=DatabaseSettings(url=database.app_url))
         self.pool: asyncpg.Pool = self.loop.run_until_complete(
             create_pool(database.app_url, self.settings)
         )
@@ -119,10 +122,10 @@ class Harness:
         self.loop.run_until_complete(self._prepare())
         jsc = {"RDEC"}
         self.engine = PolicyEngine(
-            REPOSITORY_ROOT / "policies", [(code, code in jsc) for code in BUREAUS]
+            bundled.directory("policies"), [(code, code in jsc) for code in BUREAUS]
         )
         self.calendar = SlaCalendar("Asia/Taipei")
-        self.database_handle = Database(self.pool, Metrics())
+        self.database_handle = Database(self.pool, Metrics().record_statements)
         self.http = httpx.AsyncClient(base_url=gateway.base_url, timeout=30)
         self.example = 0
         self.start = datetime.now(UTC) - timedelta(days=30)
@@ -152,16 +155,9 @@ class Harness:
         )
 
     async def run(self, principal: Principal, step: Any) -> Any:
-        uow = self.database_handle.unit_of_work(principal, lambda: "agreement")
+        uow = self.database_handle.unit_of_work(principal.database_settings(), lambda: "agreement")
         async with uow:
-            workflow = IncidentWorkflow(
-                uow,
-                principal,
-                self.calendar,
-                72,
-                Authorizer(self.engine, principal, AuditCollector()),
-            )
-            return await step(workflow)
+            return await step(AccessScope(principal, "agreement", uow, self.engine))
 
     async def build(self, plans: list[PlannedIncident], reported_at: datetime) -> World:
         world = World()
@@ -170,13 +166,16 @@ class Harness:
             report = IncidentReport(
                 title="agreement",
                 category=plan.category,
-                source="STAFF",
+                source=IncidentSource.STAFF,
                 location=Wgs84Point(22.62, 120.30),
                 asset_id=self.assets[plan.asset_owner] if plan.asset_owner else None,
                 reported_at=reported_at,
                 reporter_name="王小明",
             )
-            record, _ = await self.run(reporter, lambda w, r=report: w.report(r, None))
+            record, _ = await self.run(
+                reporter,
+                lambda a, r=report: IncidentReporting(a, self.calendar, 72).report(r, None),
+            )
             responsible = CATEGORIES[plan.category]
             held: set[str] = set()
             for target in plan.transfers:
@@ -185,12 +184,15 @@ class Harness:
                 current = self.staff(responsible)
 
                 async def transfer(
-                    w: IncidentWorkflow,
+                    access: AccessScope,
                     target: str = target,
                     key: int = record.id,
                     version: int = record.version,
                 ) -> Any:
-                    return (await w.transfer(key, version, self.bureau_ids[target], "移交"))[0]
+                    lifecycle = IncidentLifecycle(access, self.calendar, 72)
+                    return (
+                        await lifecycle.transfer(key, version, self.bureau_ids[target], "移交")
+                    )[0]
 
                 record = await self.run(current, transfer)
                 held.add(responsible)
@@ -200,12 +202,13 @@ class Harness:
                     continue
 
                 async def share(
-                    w: IncidentWorkflow,
+                    access: AccessScope,
                     bureau: str = bureau,
                     key: int = record.id,
                     version: int = record.version,
                 ) -> Any:
-                    return await w.share(key, version, self.bureau_ids[bureau], "分享")
+                    sharing = IncidentSharing(access, self.calendar, 72)
+                    return await sharing.share(key, version, self.bureau_ids[bureau], "分享")
 
                 record = await self.run(self.staff(responsible), share)
             shared = {b for b in plan.shares if b != responsible}

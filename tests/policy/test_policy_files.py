@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from api import bundled
 from api.policy.engine import PolicyEngine, PolicySetInvalid
-from api.settings import REPOSITORY_ROOT
 
-POLICIES = REPOSITORY_ROOT / "policies"
+POLICIES = bundled.directory("policies")
 BUREAUS = [("PUBLIC_WORKS", False), ("RDEC", True)]
 
 

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from strawberry.dataloader import DataLoader
-
-from api.db.unit_of_work import UnitOfWork
 from api.domain.models import AssetRecord
-from api.repositories.assets import AssetRepository
+from api.graph.core.loaders import ScopedLoader
+from api.services.assets import AssetReads
 
 
-class AssetLoaders:
-    def __init__(self, uow: UnitOfWork) -> None:
-        self._repository = AssetRepository(uow)
-        self.by_id: DataLoader[int, AssetRecord | None] = DataLoader(load_fn=self._by_id)
-
-    async def _by_id(self, ids: Sequence[int]) -> list[AssetRecord | None]:
-        found = await self._repository.by_ids(ids)
-        return [found.get(i) for i in ids]
+class AssetById(ScopedLoader[int, AssetRecord | None]):
+    async def load_batch(self, keys: Sequence[int]) -> list[AssetRecord | None]:
+        found = await AssetReads(self.access).by_ids(keys)
+        return [found.get(key) for key in keys]

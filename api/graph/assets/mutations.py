@@ -8,11 +8,12 @@ from typing import Annotated
 import strawberry
 
 from api.domain.errors import DomainError
-from api.graph import errors
-from api.graph.assets.types import Asset, AssetKind
-from api.graph.context import Info
-from api.graph.geo import PointInput, to_point
-from api.graph.ids import decode_id
+from api.domain.models import AssetKind
+from api.graph.assets.types import Asset
+from api.graph.core import errors
+from api.graph.core.context import Info
+from api.graph.core.geo import PointInput, to_point
+from api.graph.core.ids import decode_id
 from api.services.assets import AssetRegistration, AssetRegistry
 
 
@@ -57,17 +58,15 @@ class AssetMutations:
         try:
             registration = AssetRegistration(
                 code=input.code,
-                kind=input.kind.value,
+                kind=input.kind,
                 name=input.name,
                 bureau_id=decode_id(input.bureau_id, "Bureau", "input.bureauId"),
                 location=to_point(input.location, info, "input.location"),
                 installed_on=input.installed_on,
             )
             registry = AssetRegistry(
-                info.context.uow,
-                info.context.principal,
-                info.context.resources.settings.idempotency_key_ttl_hours,
-                info.context.authorizer,
+                info.context.access,
+                info.context.resources.settings.city.idempotency_key_ttl_hours,
             )
             record, replayed = await registry.register(registration, idempotency_key)
         except DomainError as error:

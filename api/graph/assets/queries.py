@@ -5,15 +5,17 @@ from __future__ import annotations
 import strawberry
 
 from api.domain.errors import InvalidInput
-from api.graph.assets.types import Asset, AssetConnection, AssetKind, load_asset
-from api.graph.connections import build_connection
-from api.graph.context import Info
-from api.graph.geo import BoundingBoxInput, NearInput, to_box, to_circle
-from api.graph.ids import decode_id, decode_ids
-from api.graph.prefetch import node_selections, prefetch
-from api.policy import resources
-from api.repositories.assets import ASSET_ORDERINGS, AssetFilter, AssetRepository
+from api.domain.models import AssetKind
+from api.graph.assets.loaders import AssetById
+from api.graph.assets.types import Asset, AssetConnection, load_asset
+from api.graph.core.connections import build_connection
+from api.graph.core.context import Info
+from api.graph.core.geo import BoundingBoxInput, NearInput, to_box, to_circle
+from api.graph.core.ids import decode_id, decode_ids
+from api.graph.core.prefetch import node_selections, prefetch
+from api.repositories.assets import ASSET_ORDERINGS, AssetFilter
 from api.repositories.sql import page_request
+from api.services.assets import AssetReads
 
 
 @strawberry.input
@@ -53,7 +55,6 @@ class AssetQueries:
         before: str | None = None,
         filter: AssetFilterInput | None = None,
     ) -> AssetConnection:
-        info.context.authorize("ListAssets", resources.ASSETS)
         settings = info.context.resources.settings
         ordering = ASSET_ORDERINGS["CODE"]
         request = page_request(
@@ -62,23 +63,21 @@ class AssetQueries:
             after=after,
             last=last,
             before=before,
-            default_size=min(20, settings.max_page_size),
-            max_size=settings.max_page_size,
+            default_size=min(20, settings.graph.max_page_size),
+            max_size=settings.graph.max_page_size,
         )
         where = asset_filter(filter, info)
-        repository = AssetRepository(info.context.uow)
-        page = await repository.page(where, ordering, request)
-        loaders = info.context.loaders
-        for record in page.items:
-            loaders.assets.by_id.prime(record.id, record)
-        await prefetch(loaders, "Asset", page.items, node_selections(info, "edges", "node"))
+        reads = AssetReads(info.context.access)
+        page = await reads.page(where, ordering, request)
+        AssetById.of(info).prime_many({record.id: record for record in page.items})
+        await prefetch(info, "Asset", page.items, "edges", "node")
         edge_fields = {field.name for field in node_selections(info, "edges")}
         return build_connection(
             AssetConnection,
             page,
             ordering,
             Asset.from_record,
-            lambda: repository.count(where),
+            lambda: reads.count(where),
             edge_cursors="cursor" in edge_fields,
         )
 

@@ -4,32 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import date
-from enum import StrEnum
 from typing import Any
 
 import strawberry
 from strawberry import relay
 
-from api.domain.models import AssetRecord
+from api.domain.models import AssetKind, AssetRecord
+from api.graph.assets.loaders import AssetById
+from api.graph.bureaus.loaders import BureauById
 from api.graph.bureaus.types import Bureau
-from api.graph.context import Info
-from api.graph.geo import Location
-from api.graph.ids import decode_id
-from api.graph.prefetch import reference, resolved
-from api.policy import resources
+from api.graph.core.context import Info
+from api.graph.core.geo import Location
+from api.graph.core.ids import decode_id
+from api.graph.core.prefetch import related
 
-
-@strawberry.enum
-class AssetKind(StrEnum):
-    CAMERA = "CAMERA"
-    STREET_LIGHT = "STREET_LIGHT"
-    ROAD_SEGMENT = "ROAD_SEGMENT"
-    DRAIN = "DRAIN"
-    TRAFFIC_SIGNAL = "TRAFFIC_SIGNAL"
-    PUMPING_STATION = "PUMPING_STATION"
-    STREET_TREE = "STREET_TREE"
-    UTILITY_POLE = "UTILITY_POLE"
-    HYDRANT = "HYDRANT"
+strawberry.enum(AssetKind)
 
 
 @strawberry.federation.type(
@@ -42,7 +31,7 @@ class Asset(relay.Node):
     name: str
     location: Location
     installed_on: date | None
-    bureau_id: strawberry.Private[int]
+    record: strawberry.Private[AssetRecord]
 
     @classmethod
     def from_record(cls, record: AssetRecord) -> Asset:
@@ -53,39 +42,30 @@ class Asset(relay.Node):
             name=record.name,
             location=Location(latitude=record.latitude, longitude=record.longitude),
             installed_on=record.installed_on,
-            bureau_id=record.bureau_id,
+            record=record,
         )
 
-    @strawberry.field(description="The bureau that owns the asset.")
-    def bureau(self, info: Info) -> Bureau | None:
-        return resolved(info.context.loaders.bureaus.by_id, self.bureau_id, Bureau.from_record)  # type: ignore[return-value]
+    bureau: Bureau | None = related(
+        BureauById, "bureau_id", Bureau.from_record, description="The bureau that owns the asset."
+    )
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Asset | None]:
-        info.context.authorize("ListAssets", resources.ASSETS)
-        records = await info.context.loaders.assets.by_id.load_many([int(i) for i in node_ids])
+        records = await AssetById.of(info).load_many([int(i) for i in node_ids])
         return [cls.from_record(r) if r else None for r in records]
 
     @classmethod
     async def resolve_reference(cls, info: Info, **representation: Any) -> Asset | None:
-        info.context.authorize("ListAssets", resources.ASSETS)
-        record = await info.context.loaders.assets.by_id.load(
-            decode_id(str(representation["id"]), "Asset", "id")
-        )
-        return cls.from_record(record) if record else None
+        return await load_asset(info, decode_id(str(representation["id"]), "Asset", "id"))
 
 
 async def load_asset(info: Info, asset_id: int | None) -> Asset | None:
     if asset_id is None:
         return None
-    info.context.authorize("ListAssets", resources.ASSETS)
-    record = await info.context.loaders.assets.by_id.load(asset_id)
+    record = await AssetById.of(info).load(asset_id)
     return Asset.from_record(record) if record else None
-
-
-reference("Asset", "bureau", "Bureau", lambda x: x.bureaus.by_id, "bureau_id")
 
 
 @strawberry.type

@@ -1,1 +1,5 @@
-"""The auditors' graph: access records, chain verification, policies and explanations."""
+"""The audit trail and the policy set, for auditors."""
+
+from api.graph.audit.schema import bundle
+
+__all__ = ["bundle"]

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import StrEnum
 from typing import Any
 
 import strawberry
 from strawberry import relay
 
-from api.domain.models import BureauRecord, CategoryRecord
-from api.graph.context import Info
-from api.graph.ids import decode_id
-from api.graph.prefetch import reference, resolved
+from api.domain.models import BureauKind, BureauRecord, CategoryRecord
+from api.graph.bureaus.loaders import BureauById
+from api.graph.core.context import Info
+from api.graph.core.ids import decode_id
+from api.graph.core.prefetch import related
 
-
-@strawberry.enum
-class BureauKind(StrEnum):
-    CITY_BUREAU = "CITY_BUREAU"
-    COMMISSION = "COMMISSION"
-    STATE_ENTERPRISE = "STATE_ENTERPRISE"
+strawberry.enum(BureauKind)
 
 
 @strawberry.federation.type(keys=["id"], description="A bureau of the city, or a state enterprise.")
@@ -48,12 +43,12 @@ class Bureau(relay.Node):
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Bureau | None]:
-        records = await info.context.loaders.bureaus.by_id.load_many([int(i) for i in node_ids])
+        records = await BureauById.of(info).load_many([int(i) for i in node_ids])
         return [cls.from_record(r) if r else None for r in records]
 
     @classmethod
     async def resolve_reference(cls, info: Info, **representation: Any) -> Bureau | None:
-        record = await info.context.loaders.bureaus.by_id.load(
+        record = await BureauById.of(info).load(
             decode_id(str(representation["id"]), "Bureau", "id")
         )
         return cls.from_record(record) if record else None
@@ -68,7 +63,7 @@ class IncidentCategory:
     name_en: str
     sla_working_days: int | None
     sla_hours: int | None
-    responsible_bureau_id: strawberry.Private[int]
+    record: strawberry.Private[CategoryRecord]
 
     @classmethod
     def from_record(cls, record: CategoryRecord) -> IncidentCategory:
@@ -78,19 +73,9 @@ class IncidentCategory:
             name_en=record.name_en,
             sla_working_days=record.sla_working_days,
             sla_hours=record.sla_hours,
-            responsible_bureau_id=record.responsible_bureau_id,
+            record=record,
         )
 
-    @strawberry.field
-    def responsible_bureau(self, info: Info) -> Bureau | None:
-        loader = info.context.loaders.bureaus.by_id
-        return resolved(loader, self.responsible_bureau_id, Bureau.from_record)  # type: ignore[return-value]
-
-
-reference(
-    "IncidentCategory",
-    "responsibleBureau",
-    "Bureau",
-    lambda x: x.bureaus.by_id,
-    "responsible_bureau_id",
-)
+    responsible_bureau: Bureau | None = related(
+        BureauById, "responsible_bureau_id", Bureau.from_record
+    )

@@ -9,25 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 
 from api.domain import lifecycle
 from api.domain.errors import DomainError
 from api.domain.models import IncidentRecord, WorkOrderRecord
-from api.graph import errors
-from api.graph.context import Info
-from api.graph.geo import PointInput, to_point
-from api.graph.ids import decode_id
+from api.graph.core import errors
+from api.graph.core.context import Info
+from api.graph.core.geo import PointInput, to_point
+from api.graph.core.ids import decode_id
 from api.graph.incidents.types import (
     ClosingReason,
     Incident,
     IncidentSource,
     IncidentTransfer,
     WorkOrder,
+    WorkOrderStatus,
 )
-from api.services.incidents import IncidentReport, WorkOrderSpec
+from api.services.incidents.common import IncidentCommand
+from api.services.incidents.lifecycle import IncidentLifecycle
+from api.services.incidents.reporting import IncidentReport, IncidentReporting
+from api.services.incidents.sharing import IncidentSharing
+from api.services.incidents.work_orders import WorkOrders, WorkOrderSpec
+
+C = TypeVar("C", bound=IncidentCommand)
 
 # --- inputs ---------------------------------------------------------------------------------
 
@@ -215,6 +222,14 @@ FinishWorkOrderResult = Annotated[
 ]
 
 
+def _command(info: Info, command: type[C]) -> C:
+    """An incident command acting for the caller, in the operation's transaction."""
+    resources = info.context.resources
+    return command(
+        info.context.access, resources.calendar, resources.settings.city.idempotency_key_ttl_hours
+    )
+
+
 async def _typed(call: Callable[[], Awaitable[Any]]) -> Any:
     """Run a use case; an expected failure becomes the schema's error object."""
     try:
@@ -247,7 +262,7 @@ async def _step(
     info: Info, input: IncidentStepInput, action: lifecycle.IncidentAction
 ) -> UpdateIncidentResult:
     async def run() -> IncidentUpdated:
-        record = await info.context.workflow().act(
+        record = await _command(info, IncidentLifecycle).act(
             _incident_id(input.id), input.expected_version, action, input.note
         )
         return IncidentUpdated(incident=_returned(info, record))
@@ -255,9 +270,11 @@ async def _step(
     return await _typed(run)  # type: ignore[no-any-return]
 
 
-async def _finish(info: Info, input: FinishWorkOrderInput, outcome: str) -> FinishWorkOrderResult:
+async def _finish(
+    info: Info, input: FinishWorkOrderInput, outcome: WorkOrderStatus
+) -> FinishWorkOrderResult:
     async def run() -> WorkOrderUpdated:
-        order = await info.context.workflow().finish_work_order(
+        order = await _command(info, WorkOrders).finish(
             decode_id(input.id, "WorkOrder", "input.id"), outcome, input.note
         )
         return WorkOrderUpdated(work_order=_returned_order(info, order))
@@ -280,7 +297,7 @@ class IncidentMutations:
             report = IncidentReport(
                 title=input.title,
                 category=input.category,
-                source=input.source.value,
+                source=input.source,
                 description=input.description,
                 location=to_point(input.location, info, "input.location")
                 if input.location
@@ -294,7 +311,9 @@ class IncidentMutations:
                 reporter_email=reporter.email,
                 reporter_note=reporter.personal_note,
             )
-            record, replayed = await info.context.workflow().report(report, idempotency_key)
+            record, replayed = await _command(info, IncidentReporting).report(
+                report, idempotency_key
+            )
             return IncidentCreated(incident=_returned(info, record), replayed=replayed)
 
         return await _typed(run)  # type: ignore[no-any-return]
@@ -338,7 +357,7 @@ class IncidentMutations:
     )
     async def close_incident(self, info: Info, input: CloseIncidentInput) -> UpdateIncidentResult:
         async def run() -> IncidentUpdated:
-            record = await info.context.workflow().act(
+            record = await _command(info, IncidentLifecycle).act(
                 _incident_id(input.id),
                 input.expected_version,
                 lifecycle.IncidentAction.CLOSE,
@@ -358,7 +377,7 @@ class IncidentMutations:
         self, info: Info, input: DispatchIncidentInput, idempotency_key: str | None = None
     ) -> DispatchIncidentResult:
         async def run() -> IncidentDispatched:
-            record, order, replayed = await info.context.workflow().dispatch(
+            record, order, replayed = await _command(info, IncidentLifecycle).dispatch(
                 _incident_id(input.id),
                 input.expected_version,
                 _work_order(input.work_order),
@@ -382,7 +401,7 @@ class IncidentMutations:
         self, info: Info, input: TransferIncidentInput
     ) -> TransferIncidentResult:
         async def run() -> IncidentTransferred:
-            record, transfer = await info.context.workflow().transfer(
+            record, transfer = await _command(info, IncidentLifecycle).transfer(
                 _incident_id(input.id),
                 input.expected_version,
                 decode_id(input.to_bureau_id, "Bureau", "input.toBureauId"),
@@ -402,7 +421,7 @@ class IncidentMutations:
     )
     async def mark_duplicate(self, info: Info, input: MarkDuplicateInput) -> UpdateIncidentResult:
         async def run() -> IncidentUpdated:
-            record = await info.context.workflow().mark_duplicate(
+            record = await _command(info, IncidentLifecycle).mark_duplicate(
                 _incident_id(input.id),
                 input.expected_version,
                 _incident_id(input.duplicate_of, "input.duplicateOf"),
@@ -419,7 +438,7 @@ class IncidentMutations:
     )
     async def share_incident(self, info: Info, input: ShareIncidentInput) -> UpdateIncidentResult:
         async def run() -> IncidentUpdated:
-            record = await info.context.workflow().share(
+            record = await _command(info, IncidentSharing).share(
                 _incident_id(input.id),
                 input.expected_version,
                 decode_id(input.bureau_id, "Bureau", "input.bureauId"),
@@ -438,7 +457,7 @@ class IncidentMutations:
         self, info: Info, input: CreateWorkOrderInput, idempotency_key: str | None = None
     ) -> CreateWorkOrderResult:
         async def run() -> WorkOrderCreated:
-            order, replayed = await info.context.workflow().add_work_order(
+            order, replayed = await _command(info, WorkOrders).add(
                 _incident_id(input.incident_id, "input.incidentId"),
                 _work_order(input.work_order),
                 idempotency_key,
@@ -455,7 +474,7 @@ class IncidentMutations:
     async def complete_work_order(
         self, info: Info, input: FinishWorkOrderInput
     ) -> FinishWorkOrderResult:
-        return await _finish(info, input, "COMPLETED")
+        return await _finish(info, input, WorkOrderStatus.COMPLETED)
 
     @strawberry.federation.mutation(
         authenticated=True,
@@ -465,4 +484,4 @@ class IncidentMutations:
     async def cancel_work_order(
         self, info: Info, input: FinishWorkOrderInput
     ) -> FinishWorkOrderResult:
-        return await _finish(info, input, "CANCELLED")
+        return await _finish(info, input, WorkOrderStatus.CANCELLED)

@@ -9,10 +9,12 @@ import strawberry
 
 from api.domain import lifecycle
 from api.domain.errors import InvalidInput
-from api.graph.connections import build_connection
-from api.graph.context import Info
-from api.graph.geo import BoundingBoxInput, NearInput, to_box, to_circle
-from api.graph.ids import decode_id, decode_ids
+from api.graph.core.connections import build_connection
+from api.graph.core.context import Info
+from api.graph.core.geo import BoundingBoxInput, NearInput, to_box, to_circle
+from api.graph.core.ids import decode_id, decode_ids
+from api.graph.core.prefetch import node_selections, prefetch
+from api.graph.incidents.loaders import IncidentById, WorkOrderById
 from api.graph.incidents.types import (
     Incident,
     IncidentConnection,
@@ -21,10 +23,9 @@ from api.graph.incidents.types import (
     WorkOrder,
     load_incident,
 )
-from api.graph.prefetch import node_selections, prefetch
-from api.policy import resources
-from api.repositories.incidents import INCIDENT_ORDERINGS, IncidentFilter, IncidentRepository
+from api.repositories.incidents import INCIDENT_ORDERINGS, IncidentFilter
 from api.repositories.sql import page_request
+from api.services.incidents.reads import IncidentReads
 
 
 @strawberry.enum
@@ -113,7 +114,6 @@ class IncidentQueries:
         filter: IncidentFilterInput | None = None,
         order_by: IncidentOrder = IncidentOrder.NEWEST_FIRST,
     ) -> IncidentConnection:
-        info.context.authorize("ListIncidents", resources.INCIDENTS)
         settings = info.context.resources.settings
         ordering = INCIDENT_ORDERINGS[order_by.value]
         request = page_request(
@@ -122,23 +122,21 @@ class IncidentQueries:
             after=after,
             last=last,
             before=before,
-            default_size=min(20, settings.max_page_size),
-            max_size=settings.max_page_size,
+            default_size=min(20, settings.graph.max_page_size),
+            max_size=settings.graph.max_page_size,
         )
         where = incident_filter(filter, info)
-        repository = IncidentRepository(info.context.uow)
-        page = await repository.page(where, ordering, request)
-        loaders = info.context.loaders
-        loaders.incidents.prime(page.items)
-        info.context.audit.saw("Incident", [record.id for record in page.items])
-        await prefetch(loaders, "Incident", page.items, node_selections(info, "edges", "node"))
+        reads = IncidentReads(info.context.access)
+        page = await reads.page(where, ordering, request)
+        IncidentById.of(info).prime_many({record.id: record for record in page.items})
+        await prefetch(info, "Incident", page.items, "edges", "node")
         edge_fields = {field.name for field in node_selections(info, "edges")}
         return build_connection(
             IncidentConnection,
             page,
             ordering,
             Incident.from_record,
-            lambda: repository.count(where),
+            lambda: reads.count(where),
             edge_cursors="cursor" in edge_fields,
         )
 
@@ -156,8 +154,5 @@ class IncidentQueries:
         requires_scopes=[["incidents:read"]],
     )
     async def work_order(self, info: Info, id: strawberry.ID) -> WorkOrder | None:
-        info.context.authorize("ListIncidents", resources.INCIDENTS)
-        record = await info.context.loaders.incidents.work_order.load(
-            decode_id(id, "WorkOrder", "id")
-        )
+        record = await WorkOrderById.of(info).load(decode_id(id, "WorkOrder", "id"))
         return WorkOrder.from_record(record) if record else None

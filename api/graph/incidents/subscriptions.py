@@ -7,8 +7,10 @@ from enum import Enum
 
 import strawberry
 
-from api.graph.context import Info, OperationDescription
-from api.graph.ids import decode_ids
+from api.access.scope import OperationDescription
+from api.graph.core.context import Info
+from api.graph.core.ids import decode_ids
+from api.graph.incidents.loaders import IncidentById
 from api.graph.incidents.types import Incident
 
 
@@ -55,13 +57,12 @@ class IncidentSubscriptions:
                     continue
                 # The event's fields resolve while this generator waits at `yield`, inside the
                 # event's own transaction and loaders.
-                async with context.open_scope(_event, check_token=True) as scope:
-                    record = await scope.loaders.incidents.by_id.load(notice.incident_id)
+                async with context.event_scope(_event) as scope:
+                    record = await scope.loaders.get(IncidentById).load(notice.incident_id)
                     if record is None:
                         # Not visible to this subscriber (row-level security): nothing to send.
-                        scope.audit.silent = True
+                        scope.access.audit.silent = True
                         continue
-                    scope.audit.saw("Incident", record.id)
                     kind = (
                         ChangeKind.CREATED if notice.operation == "INSERT" else ChangeKind.UPDATED
                     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, cast
@@ -12,15 +12,31 @@ from strawberry import relay
 from strawberry.scalars import JSON
 
 from api.domain import lifecycle
-from api.domain.errors import InvalidInput, PersonalDataMasked
+from api.domain.errors import InvalidInput
 from api.domain.models import EventRecord, IncidentRecord, TransferRecord, WorkOrderRecord
+from api.graph.assets.loaders import AssetById
 from api.graph.assets.types import Asset
+from api.graph.bureaus.loaders import BureauById, CategoryByCode
 from api.graph.bureaus.types import Bureau, IncidentCategory
-from api.graph.context import Info, Loaders
-from api.graph.geo import Location
-from api.graph.ids import decode_id
-from api.graph.prefetch import children, prefetcher, preload, reference, resolved, resolved_list
-from api.policy import resources
+from api.graph.core.context import Info
+from api.graph.core.geo import Location
+from api.graph.core.ids import decode_id
+from api.graph.core.prefetch import (
+    Children,
+    prefetched,
+    related,
+    related_list,
+    resolved_list,
+)
+from api.graph.incidents.loaders import (
+    DuplicatesOf,
+    EventsOf,
+    IncidentById,
+    ReporterOf,
+    TransfersOf,
+    WorkOrderById,
+    WorkOrdersOf,
+)
 
 # The domain's enums are the schema's (registered in place, so annotations use the classes).
 strawberry.enum(lifecycle.IncidentStatus)
@@ -29,26 +45,14 @@ strawberry.enum(
 )
 strawberry.enum(lifecycle.ClosingReason)
 strawberry.enum(lifecycle.IncidentAction)
+strawberry.enum(lifecycle.IncidentSource)
+strawberry.enum(lifecycle.WorkOrderStatus)
 IncidentStatus = lifecycle.IncidentStatus
 StatusClass = lifecycle.StatusClass
 ClosingReason = lifecycle.ClosingReason
 IncidentAction = lifecycle.IncidentAction
-
-
-@strawberry.enum
-class IncidentSource(Enum):
-    VLM = "VLM"
-    CITIZEN_1999 = "CITIZEN_1999"
-    STAFF = "STAFF"
-    SENSOR = "SENSOR"
-
-
-@strawberry.enum
-class WorkOrderStatus(Enum):
-    OPEN = "OPEN"
-    IN_PROGRESS = "IN_PROGRESS"
-    COMPLETED = "COMPLETED"
-    CANCELLED = "CANCELLED"
+IncidentSource = lifecycle.IncidentSource
+WorkOrderStatus = lifecycle.WorkOrderStatus
 
 
 @strawberry.enum
@@ -110,8 +114,7 @@ class WorkOrder(relay.Node):
     created_at: datetime
     created_by: str
     finished_at: datetime | None
-    incident_id: strawberry.Private[int]
-    bureau_id: strawberry.Private[int]
+    record: strawberry.Private[WorkOrderRecord]
 
     @classmethod
     def from_record(cls, record: WorkOrderRecord) -> WorkOrder:
@@ -124,27 +127,19 @@ class WorkOrder(relay.Node):
             created_at=record.created_at,
             created_by=record.created_by,
             finished_at=record.finished_at,
-            incident_id=record.incident_id,
-            bureau_id=record.bureau_id,
+            record=record,
         )
 
-    @strawberry.field
-    def bureau(self, info: Info) -> Bureau | None:
-        return resolved(info.context.loaders.bureaus.by_id, self.bureau_id, Bureau.from_record)  # type: ignore[return-value]
-
-    @strawberry.field
-    def incident(self, info: Info) -> Incident | None:
-        return resolved(
-            info.context.loaders.incidents.by_id, self.incident_id, Incident.from_record
-        )  # type: ignore[return-value]
+    bureau: Bureau | None = related(BureauById, "bureau_id", Bureau.from_record)
+    incident: Incident | None = related(
+        IncidentById, "incident_id", lambda record: Incident.from_record(record)
+    )
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[WorkOrder | None]:
-        info.context.authorize("ListIncidents", resources.INCIDENTS)
-        loader = info.context.loaders.incidents.work_order
-        records = await preload(loader, [int(i) for i in node_ids])
+        records = await WorkOrderById.of(info).load_many([int(i) for i in node_ids])
         return [cls.from_record(r) if r else None for r in records]
 
     @classmethod
@@ -159,8 +154,7 @@ class IncidentTransfer:
     reason: str
     actor: str
     transferred_at: datetime
-    from_bureau_id: strawberry.Private[int]
-    to_bureau_id: strawberry.Private[int]
+    record: strawberry.Private[TransferRecord]
 
     @classmethod
     def from_record(cls, record: TransferRecord) -> IncidentTransfer:
@@ -169,17 +163,48 @@ class IncidentTransfer:
             reason=record.reason,
             actor=record.actor,
             transferred_at=record.transferred_at,
-            from_bureau_id=record.from_bureau_id,
-            to_bureau_id=record.to_bureau_id,
+            record=record,
         )
 
-    @strawberry.field
-    def from_bureau(self, info: Info) -> Bureau | None:
-        return resolved(info.context.loaders.bureaus.by_id, self.from_bureau_id, Bureau.from_record)  # type: ignore[return-value]
+    from_bureau: Bureau | None = related(BureauById, "from_bureau_id", Bureau.from_record)
+    to_bureau: Bureau | None = related(BureauById, "to_bureau_id", Bureau.from_record)
 
-    @strawberry.field
-    def to_bureau(self, info: Info) -> Bureau | None:
-        return resolved(info.context.loaders.bureaus.by_id, self.to_bureau_id, Bureau.from_record)  # type: ignore[return-value]
+
+# The resolvers of Incident's computed fields (the root is an Incident).
+
+
+def _overdue(root: Any) -> bool:
+    return bool(root.status_class is lifecycle.StatusClass.OPEN and root.due_at < datetime.now(UTC))
+
+
+def _allowed_actions(root: Any) -> list[IncidentAction]:
+    return lifecycle.allowed_actions(IncidentStatus(root.record.status))
+
+
+async def _reporter(root: Any, info: Info) -> Reporter | None:
+    record = await ReporterOf.of(info).load(root.record.id)
+    if record is None:
+        return None
+    return Reporter(
+        name=record.name,
+        phone=record.phone,
+        email=record.email,
+        personal_note=record.personal_note,
+    )
+
+
+def _events(
+    root: Any, info: Info, limit: int = EVENTS_LIMIT, order: EventOrder = EventOrder.NEWEST_FIRST
+) -> Any:
+    if not 1 <= limit <= MAX_EVENTS:
+        raise InvalidInput("limit", f"must be between 1 and {MAX_EVENTS}")
+    loader = EventsOf.of(info, limit, order is EventOrder.NEWEST_FIRST)
+    return resolved_list(loader, root.record.id, IncidentEvent.from_record)
+
+
+def _work_orders(root: Any, info: Info, status: list[WorkOrderStatus] | None = None) -> Any:
+    statuses = tuple(sorted(s.value for s in (status or list(WorkOrderStatus))))
+    return resolved_list(WorkOrdersOf.of(info, statuses), root.record.id, WorkOrder.from_record)
 
 
 @strawberry.federation.type(
@@ -227,43 +252,42 @@ class Incident(relay.Node):
             record=record,
         )
 
-    @strawberry.field(description="Past its due date and not yet fixed or closed.")
-    def overdue(self) -> bool:
-        return self.status_class is lifecycle.StatusClass.OPEN and self.due_at < datetime.now(UTC)
-
-    @strawberry.field(description="What can be done to the incident now (the state machine).")
-    def allowed_actions(self) -> list[IncidentAction]:
-        return lifecycle.allowed_actions(lifecycle.IncidentStatus(self.record.status))
-
-    # Nested fields resolve at once when the page prefetched them (see api.graph.prefetch),
-    # and load through the request's DataLoaders otherwise.
-
-    @strawberry.field
-    def category(self, info: Info) -> IncidentCategory | None:
-        loader = info.context.loaders.bureaus.category
-        return resolved(loader, self.record.category, IncidentCategory.from_record)  # type: ignore[return-value]
-
-    @strawberry.field(description="The bureau that must act on the incident now.")
-    def responsible_bureau(self, info: Info) -> Bureau | None:
-        loader = info.context.loaders.bureaus.by_id
-        return resolved(loader, self.record.responsible_bureau_id, Bureau.from_record)  # type: ignore[return-value]
-
-    @strawberry.field(description="The bureau whose staff or camera raised the incident.")
-    def reporting_bureau(self, info: Info) -> Bureau | None:
-        loader = info.context.loaders.bureaus.by_id
-        return resolved(loader, self.record.reporting_bureau_id, Bureau.from_record)  # type: ignore[return-value]
-
-    @strawberry.federation.field(
-        description="The asset the incident concerns, if any.", requires_scopes=[["assets:read"]]
+    overdue: bool = strawberry.field(
+        resolver=_overdue, description="Past its due date and not yet fixed or closed."
     )
-    def asset(self, info: Info) -> Asset | None:
-        if self.record.asset_id is None:
-            return None
-        info.context.authorize("ListAssets", resources.ASSETS)
-        loader = info.context.loaders.assets.by_id
-        return resolved(loader, self.record.asset_id, Asset.from_record)  # type: ignore[return-value]
+    allowed_actions: list[IncidentAction] = strawberry.field(
+        resolver=_allowed_actions,
+        description="What can be done to the incident now (the state machine).",
+    )
 
-    @strawberry.federation.field(
+    # Nested fields resolve at once when the page prefetched them (see api.graph.core.prefetch),
+    # and load through the scope's DataLoaders otherwise.
+
+    category: IncidentCategory | None = related(
+        CategoryByCode, "category", IncidentCategory.from_record
+    )
+    responsible_bureau: Bureau | None = related(
+        BureauById,
+        "responsible_bureau_id",
+        Bureau.from_record,
+        description="The bureau that must act on the incident now.",
+    )
+    reporting_bureau: Bureau | None = related(
+        BureauById,
+        "reporting_bureau_id",
+        Bureau.from_record,
+        description="The bureau whose staff or camera raised the incident.",
+    )
+    asset: Asset | None = related(
+        AssetById,
+        "asset_id",
+        Asset.from_record,
+        description="The asset the incident concerns, if any.",
+        field=strawberry.federation.field,
+        requires_scopes=[["assets:read"]],
+    )
+    reporter: Reporter | None = strawberry.federation.field(
+        resolver=_reporter,
         description=(
             "Who reported it (personal data): shown only to the responsible bureau's staff "
             "with pii:read; elsewhere null, with a PERSONAL_DATA_MASKED error on this field."
@@ -271,88 +295,49 @@ class Incident(relay.Node):
         policy=[["ViewPersonalData"]],
         requires_scopes=[["pii:read"]],
     )
-    async def reporter(self, info: Info) -> Reporter | None:
-        context = info.context
-        facts = await context.loaders.incidents.facts.load(self.record.id)
-        if facts is None:
-            return None
-        decision = context.authorizer.decide("ViewPersonalData", resources.incident_entity(facts))
-        if not decision.allowed:
-            raise PersonalDataMasked()
-        record = await context.loaders.incidents.reporter.load(self.record.id)
-        if record is None:
-            return None
-        context.audit.saw_personal_data("Incident", self.record.id)
-        return Reporter(
-            name=record.name,
-            phone=record.phone,
-            email=record.email,
-            personal_note=record.personal_note,
-        )
-
-    @strawberry.field(description="The history, newest first by default (at most 100 entries).")
-    def events(
-        self, info: Info, limit: int = EVENTS_LIMIT, order: EventOrder = EventOrder.NEWEST_FIRST
-    ) -> list[IncidentEvent]:
-        if not 1 <= limit <= MAX_EVENTS:
-            raise InvalidInput("limit", f"must be between 1 and {MAX_EVENTS}")
-        loader = info.context.loaders.incidents.events(limit, order is EventOrder.NEWEST_FIRST)
-        return resolved_list(loader, self.record.id, IncidentEvent.from_record)  # type: ignore[return-value]
-
-    @strawberry.field(description="Work orders, optionally only those in the given statuses.")
-    def work_orders(
-        self, info: Info, status: list[WorkOrderStatus] | None = None
-    ) -> list[WorkOrder]:
-        statuses = [s.value for s in (status or list(WorkOrderStatus))]
-        loader = info.context.loaders.incidents.work_orders(statuses)
-        return resolved_list(loader, self.record.id, WorkOrder.from_record)  # type: ignore[return-value]
-
-    @strawberry.field
-    def transfers(self, info: Info) -> list[IncidentTransfer]:
-        loader = info.context.loaders.incidents.transfers
-        return resolved_list(loader, self.record.id, IncidentTransfer.from_record)  # type: ignore[return-value]
-
-    @strawberry.field(description="The incident this one duplicates, when closed as DUPLICATE.")
-    def duplicate_of(self, info: Info) -> Incident | None:
-        loader = info.context.loaders.incidents.by_id
-        return resolved(loader, self.record.duplicate_of_id, _seen(info))  # type: ignore[return-value]
-
-    @strawberry.field(description="Incidents closed as duplicates of this one.")
-    def duplicates(self, info: Info) -> list[Incident]:
-        loader = info.context.loaders.incidents.duplicates
-        return resolved_list(loader, self.record.id, _seen(info))  # type: ignore[return-value]
+    events: list[IncidentEvent] = strawberry.field(
+        resolver=_events,
+        description="The history, newest first by default (at most 100 entries).",
+        metadata=prefetched(Children(EventsOf, lambda arguments: _events_arguments(arguments))),
+    )
+    work_orders: list[WorkOrder] = strawberry.field(
+        resolver=_work_orders,
+        description="Work orders, optionally only those in the given statuses.",
+        metadata=prefetched(
+            Children(WorkOrdersOf, lambda arguments: _work_order_arguments(arguments))
+        ),
+    )
+    transfers: list[IncidentTransfer] = related_list(TransfersOf, IncidentTransfer.from_record)
+    duplicate_of: Incident | None = related(
+        IncidentById,
+        "duplicate_of_id",
+        lambda record: Incident.from_record(record),
+        description="The incident this one duplicates, when closed as DUPLICATE.",
+    )
+    duplicates: list[Incident] = related_list(
+        DuplicatesOf,
+        lambda record: Incident.from_record(record),
+        description="Incidents closed as duplicates of this one.",
+    )
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
         cls, *, info: Info, node_ids: Iterable[str], required: bool = False
     ) -> list[Incident | None]:
-        info.context.authorize("ListIncidents", resources.INCIDENTS)
-        records = await info.context.loaders.incidents.by_id.load_many([int(i) for i in node_ids])
-        return [_seen(info)(r) if r else None for r in records]
+        records = await IncidentById.of(info).load_many([int(i) for i in node_ids])
+        return [cls.from_record(r) if r else None for r in records]
 
     @classmethod
     async def resolve_reference(cls, info: Info, **representation: Any) -> Incident | None:
         return await load_incident(info, decode_id(str(representation["id"]), "Incident", "id"))
 
 
-def _seen(info: Info) -> Callable[[IncidentRecord], Incident]:
-    """Converts records to the schema's type, noting each one returned in the audit record."""
-    audit = info.context.audit
-
-    def convert(record: IncidentRecord) -> Incident:
-        audit.saw("Incident", record.id)
-        return Incident.from_record(record)
-
-    return convert
-
-
 async def load_incident(info: Info, incident_id: int | None) -> Incident | None:
     """An incident the caller may see (the row policy decides which), or None."""
     if incident_id is None:
         return None
-    info.context.authorize("ListIncidents", resources.INCIDENTS)
-    record = await info.context.loaders.incidents.by_id.load(incident_id)
-    return _seen(info)(record) if record else None
+    record = await IncidentById.of(info).load(incident_id)
+    return Incident.from_record(record) if record else None
 
 
 @strawberry.type
@@ -364,44 +349,19 @@ class IncidentConnection(relay.Connection[Incident]):
         return await self.count()
 
 
-# --- how the nested fields above load for a whole page (api.graph.prefetch) ------------------
-
-reference(
-    "Incident", "responsibleBureau", "Bureau", lambda x: x.bureaus.by_id, "responsible_bureau_id"
-)
-reference("Incident", "reportingBureau", "Bureau", lambda x: x.bureaus.by_id, "reporting_bureau_id")
-reference("Incident", "asset", "Asset", lambda x: x.assets.by_id, "asset_id")
-reference("Incident", "category", "IncidentCategory", lambda x: x.bureaus.category, "category")
-reference("Incident", "duplicateOf", "Incident", lambda x: x.incidents.by_id, "duplicate_of_id")
-children("Incident", "transfers", "IncidentTransfer", lambda x: x.incidents.transfers)
-children("Incident", "duplicates", "Incident", lambda x: x.incidents.duplicates)
-reference("WorkOrder", "bureau", "Bureau", lambda x: x.bureaus.by_id, "bureau_id")
-reference("IncidentTransfer", "fromBureau", "Bureau", lambda x: x.bureaus.by_id, "from_bureau_id")
-reference("IncidentTransfer", "toBureau", "Bureau", lambda x: x.bureaus.by_id, "to_bureau_id")
-
-
-@prefetcher("Incident", "events")
-async def _events(
-    loaders: Loaders, parents: Sequence[Any], arguments: Mapping[str, Any]
-) -> tuple[str, list[Any]]:
-    try:  # literals arrive as text, variables as numbers
+def _events_arguments(arguments: Mapping[str, Any]) -> tuple[Hashable, ...] | None:
+    """The events loader's arguments for a field's raw arguments (literals arrive as text,
+    variables as numbers); None when they are not valid (the field reports it itself)."""
+    try:
         limit = int(arguments.get("limit", EVENTS_LIMIT))
     except (TypeError, ValueError):
-        return "IncidentEvent", []
+        return None
     if not 1 <= limit <= MAX_EVENTS:
-        return "IncidentEvent", []  # the field reports the bad argument itself
-    newest_first = (
-        arguments.get("order", EventOrder.NEWEST_FIRST.value) == EventOrder.NEWEST_FIRST.value
-    )
-    await preload(loaders.incidents.events(limit, newest_first), [p.id for p in parents])
-    return "IncidentEvent", []
+        return None
+    order = arguments.get("order", EventOrder.NEWEST_FIRST.value)
+    return limit, order == EventOrder.NEWEST_FIRST.value
 
 
-@prefetcher("Incident", "workOrders")
-async def _work_orders(
-    loaders: Loaders, parents: Sequence[Any], arguments: Mapping[str, Any]
-) -> tuple[str, list[Any]]:
+def _work_order_arguments(arguments: Mapping[str, Any]) -> tuple[Hashable, ...]:
     statuses = arguments.get("status") or [s.value for s in WorkOrderStatus]
-    loader = loaders.incidents.work_orders([str(s) for s in statuses])
-    found = await preload(loader, [p.id for p in parents])
-    return "WorkOrder", [record for records in found for record in records]
+    return (tuple(sorted(str(s) for s in statuses)),)

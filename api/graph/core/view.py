@@ -16,7 +16,8 @@ from strawberry.types.unset import UnsetType
 
 from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
-from api.graph.context import Context
+from api.graph.core.context import Context
+from api.http.transaction import request_transaction, unauthenticated
 from api.resources import resources_of
 
 JSON_TYPES = ("application/json", "application/graphql-response+json")
@@ -54,13 +55,23 @@ class GraphQLView(GraphQL[Context, None]):
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
     ) -> Context:
         request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
-        principal = getattr(request.state, "principal", None) or Principal.anonymous()
+        if isinstance(request, WebSocket):
+            # The caller authenticates at connection_init (on_ws_connect).
+            return Context(
+                request=request,
+                response=response,
+                resources=resources_of(request),
+                principal=Principal.anonymous(),
+                request_id=request_id,
+            )
+        transaction = request_transaction(request)
         return Context(
             request=request,
             response=response,
             resources=resources_of(request),
-            principal=principal,
+            principal=transaction.principal,
             request_id=request_id,
+            transaction=transaction,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
@@ -70,13 +81,27 @@ class GraphQLView(GraphQL[Context, None]):
         authorization = params.get("Authorization") or params.get("authorization")
         if not isinstance(authorization, str):
             authorization = context.request.headers.get("authorization")
-        resources = context.resources
+        gate = context.resources.gate
         try:
-            context.principal = await resources.authenticator.authenticate(authorization)
+            principal = await gate.authenticator.verify(authorization)
+            async with gate.unit_of_work(principal, lambda: "connection") as uow:
+                await gate.authenticator.check(uow, principal)
         except InvalidToken as error:
-            await resources.audit_refusal(context.request_id, context.request.scope, error.reason)
+            client = context.request.client
+            await gate.record_refusal(
+                context.request_id,
+                client.host if client else "unknown",
+                context.request.url.path,
+                error.reason,
+            )
             raise ConnectionRejectionError({"message": error.reason}) from None
+        context.principal = principal
         return await super().on_ws_connect(context)
+
+
+def graphql_refusal(reason: str) -> Response:
+    """A refused token, answered as GraphQL clients expect (and with RFC 6750's challenge)."""
+    return unauthenticated(reason)
 
 
 def graphql_view(schema: object, *, graphiql: bool, max_subscriptions: int) -> GraphQLView:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from api.graph.context import Info
+from api.graph.core.context import Info
 
 
 @strawberry.type(description="Who is asking, as this service understood the access token.")

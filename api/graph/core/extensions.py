@@ -12,8 +12,9 @@ from strawberry.extensions import SchemaExtension
 from strawberry.relay.types import GlobalIDValueError
 from strawberry.types import ExecutionContext
 
+from api.access.scope import OperationDescription
 from api.domain.errors import DomainError, InvalidInput
-from api.graph.context import Context, OperationDescription
+from api.graph.core.context import Context
 from api.policy.resources import POLICY_STORE, principal_entity
 from api.settings import Environment
 
@@ -36,11 +37,14 @@ def operation_kind(execution: ExecutionContext) -> str:
         return "invalid"
 
 
-class UnitOfWorkExtension(SchemaExtension):
-    """Opens the operation's transaction (lazily, on first statement) and commits it at the end.
+class OperationScopeExtension(SchemaExtension):
+    """Runs the operation in its access scope, and ends it with its audit record.
 
-    If the commit fails, the response says so and carries no data: nothing is reported as done
-    that the database did not keep.
+    Over HTTP the scope is the request's transaction (owned by the request-transaction
+    middleware); the operation commits it when it is done. If the commit fails the response
+    says so and carries no data: nothing is reported as done that the database did not keep.
+    On a WebSocket each operation runs in a transaction of its own (and each subscription event
+    in another, see ``Context.event_scope``).
     """
 
     async def on_operation(self) -> AsyncIterator[None]:
@@ -56,16 +60,18 @@ class UnitOfWorkExtension(SchemaExtension):
                 variables=execution.variables,
             )
 
-        scope_manager = context.open_scope(describe)
-        await scope_manager.__aenter__()
-        try:
+        transaction = context.transaction
+        if transaction is None:
+            gate = context.resources.gate
+            opened = gate.transaction(context.principal, context.request_id, describe)
+            async with opened as access, context.enter(access):
+                yield
+            return
+        async with context.enter(transaction.access(describe)):
             yield
-        except BaseException as error:
-            await scope_manager.__aexit__(type(error), error, error.__traceback__)
-            raise
         try:
-            await scope_manager.__aexit__(None, None, None)
-        except Exception as error:  # the commit itself failed
+            await transaction.commit()
+        except Exception as error:  # the audit append or the commit itself failed
             log.error("graphql.commit_failed", error=repr(error))
             result = self.execution_context.result
             if result is not None:

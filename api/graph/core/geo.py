@@ -6,7 +6,7 @@ import strawberry
 
 from api.domain import geo
 from api.domain.errors import InvalidInput
-from api.graph.context import Info
+from api.graph.core.context import Info
 
 
 @strawberry.type(description="A point in TWD97 / TM2 zone 121 (EPSG:3826), metres.")
