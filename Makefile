@@ -6,9 +6,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean graphiql-assets
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed graphiql-assets
+
+# GraphiQL's browser assets come from npm at build time and are served by the gateway itself.
+graphiql-assets:
+	@scripts/vendor-graphiql
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Lighthouse needs Python 3.11 or newer (set PYTHON=...)")'

@@ -33,6 +33,7 @@ from api.graph.core.bundle import DomainBundle
 from api.graph.core.schema import build_schema
 from api.graph.core.view import graphql_refusal, graphql_view
 from api.graph.domains import DOMAINS
+from api.http.graphiql import ASSET_ROUTE_PATH, graphiql_asset
 from api.http.health import healthz, readyz
 from api.http.health import metrics as metrics_endpoint
 from api.http.oauth import oauth_routes
@@ -176,6 +177,7 @@ def create_app(
             protected("/graphql", view, methods=["GET", "POST"], refuse=graphql_refusal),
             WebSocketRoute("/graphql", view),
             *oauth_routes(),
+            *([Route(ASSET_ROUTE_PATH, graphiql_asset)] if settings.graphiql_enabled else []),
             *(route for domain in domains for route in domain.routes),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

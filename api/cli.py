@@ -353,6 +353,7 @@ def serve(
         host=host or settings.http.host,
         port=port or settings.http.port,
         workers=workers or settings.http.workers,
+        loop=settings.http.event_loop,
         log_config=None,
         access_log=False,
         lifespan="on",

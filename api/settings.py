@@ -132,6 +132,9 @@ class HttpSettings(SettingsGroup):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
     workers: Annotated[int, Field(ge=1, le=64)] = 1
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        default="auto", description="The event loop uvicorn runs (auto: uvloop when installed)."
+    )
     graphiql: bool | None = Field(
         default=None, description="Serve GraphiQL; defaults to on outside production."
     )

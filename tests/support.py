@@ -101,3 +101,41 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(5)
+
+
+class InProcessGateway:
+    """The gateway app served by uvicorn inside the test's own event loop, so a test can add
+    routes of its own (a domain bundle of probes) and share objects with them."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        import uvicorn
+
+        self.base_url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            lifespan="on",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        self._server = uvicorn.Server(config)
+        self._task: Any = None
+
+    async def __aenter__(self) -> InProcessGateway:
+        import asyncio
+
+        self._task = asyncio.create_task(self._server.serve())
+        for _ in range(600):
+            if self._server.started:
+                return self
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the gateway stopped at start-up")
+            await asyncio.sleep(0.05)
+        raise RuntimeError("the gateway did not start in 30 s")
+
+    async def __aexit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        await self._task

@@ -17,6 +17,7 @@ from strawberry.types.unset import UnsetType
 from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
 from api.graph.core.context import Context
+from api.http.graphiql import graphiql_page_response
 from api.http.transaction import request_transaction, unauthenticated
 from api.resources import resources_of
 
@@ -47,6 +48,10 @@ class GraphQLView(GraphQL[Context, None]):
                 await response(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL from the gateway's own assets: the page names no other host."""
+        return graphiql_page_response()
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)

@@ -1,0 +1,211 @@
+"""The request's unit of work has one owner: protected routes get it from the middleware, and a
+route may instead run short transactions of its own, holding no connection between them, each
+under the caller's identity (row-level security) and re-checking the caller's token."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import asyncpg
+import httpx
+import pytest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from api.access.scope import OperationDescription
+from api.app import create_app
+from api.auth.tokens import InvalidToken
+from api.graph.core.bundle import DomainBundle
+from api.graph.domains import DOMAINS
+from api.http.transaction import TransactionMode, protected, request_transaction
+from api.settings import (
+    DatabaseSettings,
+    Environment,
+    LoggingSettings,
+    OAuthSettings,
+    load_settings,
+)
+from tests.support import DatabaseUnderTest, InProcessGateway, free_port
+from tests.tokens import TokenFactory
+
+pytestmark = pytest.mark.db
+
+POOL_SIZE = 2
+HOLD_SECONDS = 1.0
+
+
+@dataclass
+class Probe:
+    """What the probe routes saw, shared with the test (same process, same loop)."""
+
+    between: asyncio.Event = field(default_factory=asyncio.Event)
+    resume: asyncio.Event = field(default_factory=asyncio.Event)
+    hold_started: list[float] = field(default_factory=list)
+    all_holding: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def describe(name: str) -> OperationDescription:
+    return OperationDescription(category="probe", name=name, kind="rest")
+
+
+def probe_bundle(probe: Probe) -> DomainBundle:
+    async def short(request: Request) -> Response:
+        transaction = request_transaction(request)
+        seen: list[dict[str, object]] = []
+        try:
+            for step in ("reserve", "settle"):
+                async with transaction.transaction(lambda step=step: describe(step)) as access:
+                    row = await access.uow.fetchrow(
+                        "SELECT current_setting('lighthouse.subject') AS subject,"
+                        " (SELECT count(*) FROM incident) AS visible,"
+                        " pg_backend_pid() AS backend"
+                    )
+                    assert row is not None
+                    seen.append(dict(row))
+                if step == "reserve":
+                    # The long part: no transaction, no pooled connection.
+                    probe.between.set()
+                    await probe.resume.wait()
+        except InvalidToken as error:
+            return JSONResponse({"refused": error.reason, "seen": seen}, status_code=401)
+        return JSONResponse({"seen": seen})
+
+    async def hold(request: Request) -> Response:
+        transaction = request_transaction(request)
+        access = transaction.access(lambda: describe("hold"))
+        probe.hold_started.append(time.monotonic())
+        if len(probe.hold_started) == POOL_SIZE:
+            probe.all_holding.set()
+        await access.uow.fetchval("SELECT pg_sleep($1)", HOLD_SECONDS)
+        await transaction.commit()
+        return JSONResponse({"held": True})
+
+    return DomainBundle(
+        name="probe",
+        routes=(
+            protected("/probe/short", short, methods=["POST"], mode=TransactionMode.SHORT),
+            protected("/probe/hold", hold, methods=["POST"]),
+        ),
+    )
+
+
+@pytest.fixture
+async def served(database: DatabaseUnderTest) -> AsyncIterator[tuple[str, Probe, TokenFactory]]:
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    settings = load_settings(
+        environment=Environment.TEST,
+        database=DatabaseSettings(
+            url=database.app_url,
+            owner_url=database.owner_url,
+            migrate_on_start=False,
+            pool_min_size=0,
+            pool_max_size=POOL_SIZE,
+        ),
+        oauth=OAuthSettings(issuer=issuer),
+        logging=LoggingSettings(),
+    )
+    probe = Probe()
+    app = create_app(settings, [*DOMAINS.values(), probe_bundle(probe)])
+    async with InProcessGateway(app, port) as gateway:
+        try:
+            yield gateway.base_url, probe, TokenFactory(database.owner_url, issuer)
+        finally:
+            probe.resume.set()  # a failed test must not leave a route waiting
+
+
+async def test_a_short_route_holds_no_connection_between_its_transactions(
+    served: tuple[str, Probe, TokenFactory], database: DatabaseUnderTest, clean: None
+) -> None:
+    base_url, probe, tokens = served
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        await owner.execute(
+            "INSERT INTO lighthouse.incident (title, category, status, source, responsible_bureau_id,"
+            " latitude, longitude, reported_at, due_at, created_by)"
+            " SELECT 'probe', 'POTHOLE', 'VERIFIED', 'STAFF', b.id, 22.6, 120.3, now(), now(), 'test'"
+            " FROM lighthouse.bureau b WHERE b.code IN ('PUBLIC_WORKS', 'POLICE')"
+        )
+    finally:
+        await owner.close()
+    police = tokens.named("police-viewer")
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        short = asyncio.create_task(
+            http.post("/probe/short", headers={"authorization": f"Bearer {police}"})
+        )
+        await asyncio.wait_for(probe.between.wait(), timeout=10)
+        # While the short route works, others take the whole pool: both get a connection at
+        # once, so the short route holds none.
+        city = tokens.named("city-viewer")
+        fired = time.monotonic()
+        holds = [
+            asyncio.create_task(
+                http.post("/probe/hold", headers={"authorization": f"Bearer {city}"})
+            )
+            for _ in range(POOL_SIZE)
+        ]
+        await asyncio.wait_for(probe.all_holding.wait(), timeout=10)
+        assert max(probe.hold_started) - fired < HOLD_SECONDS / 2, "a hold waited for a connection"
+        # The pool is exhausted now; the short route's next transaction waits for it, then runs.
+        probe.resume.set()
+        responses = await asyncio.gather(*holds)
+        assert all(r.status_code == 200 for r in responses)
+        answer = await short
+    assert answer.status_code == 200, answer.text
+    seen = answer.json()["seen"]
+    # Both transactions ran as the caller, and row-level security applied to each.
+    assert [s["subject"] for s in seen] == ["police-viewer", "police-viewer"]
+    assert [s["visible"] for s in seen] == [1, 1]
+
+
+async def test_each_short_transaction_checks_the_token_again(
+    served: tuple[str, Probe, TokenFactory], database: DatabaseUnderTest
+) -> None:
+    base_url, probe, tokens = served
+    token = tokens.custom(
+        subject="revoked-midway", kind="staff", bureau="POLICE", scopes=["incidents:read"]
+    )
+    payload = token.split(".")[1]
+    jti = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        short = asyncio.create_task(
+            http.post("/probe/short", headers={"authorization": f"Bearer {token}"})
+        )
+        await asyncio.wait_for(probe.between.wait(), timeout=10)
+        owner = await asyncpg.connect(database.owner_url)
+        try:
+            await owner.execute(
+                "INSERT INTO lighthouse.revoked_token (jti, client_id, expires_at)"
+                " VALUES ($1, 'lighthouse-tests', now() + interval '1 hour')",
+                jti,
+            )
+            probe.resume.set()
+            answer = await short
+            audited = await owner.fetch(
+                "SELECT operation FROM lighthouse.audit_record WHERE subject = 'revoked-midway'"
+                " AND category = 'probe'"
+            )
+        finally:
+            await owner.close()
+    assert answer.status_code == 401
+    assert answer.json() == {
+        "refused": "the token has been revoked",
+        "seen": [answer.json()["seen"][0]],
+    }
+    # The first step committed with its audit record; the refused one left nothing.
+    assert [r["operation"] for r in audited] == ["reserve"]
+
+
+async def test_an_unprotected_handler_cannot_reach_a_transaction(
+    served: tuple[str, Probe, TokenFactory],
+) -> None:
+    base_url, _, _ = served
+    async with httpx.AsyncClient(base_url=base_url) as http:
+        refused = await http.post("/probe/short", headers={"authorization": "Bearer nonsense"})
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"].startswith('Bearer realm="lighthouse"')
