@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import pyproj.network
 from pyproj import Transformer
+from pyproj.network import set_network_enabled  # type: ignore[attr-defined]
 
 from api.domain.errors import InvalidInput
 
@@ -88,7 +88,7 @@ class CoordinateConverter:
     def __init__(self) -> None:
         # PROJ may fetch transformation grids from a CDN when its network access is on
         # (PROJ_NETWORK=ON); this conversion needs none, and nothing leaves the city's machines.
-        pyproj.network.set_network_enabled(False)
+        set_network_enabled(False)
         self._to_twd97 = Transformer.from_crs(WGS84, TWD97, always_xy=True)
         self._to_wgs84 = Transformer.from_crs(TWD97, WGS84, always_xy=True)
 
