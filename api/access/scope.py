@@ -19,10 +19,10 @@ from api.auth.authenticate import Authenticator
 from api.auth.principal import Principal
 from api.db.database import Database
 from api.db.unit_of_work import UnitOfWork
-from api.http.timing import Timings
 from api.policy.authorizer import Authorizer
 from api.policy.engine import Entity, PolicyEngine
 from api.repositories.audit import AuditRepository
+from api.timing import Timings
 
 
 @dataclass(frozen=True, slots=True)

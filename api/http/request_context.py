@@ -9,7 +9,7 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.http.timing import Timings
+from api.timing import Timings
 
 log = structlog.get_logger("api.access")
 

@@ -31,7 +31,7 @@ from api.access.scope import AccessGate, AccessScope, OperationDescription
 from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
 from api.db.unit_of_work import UnitOfWork
-from api.http.timing import Timings
+from api.timing import Timings
 
 STATE_KEY = "request_transaction"
 

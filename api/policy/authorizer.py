@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from api.audit.collector import AuditCollector
 from api.auth.principal import Principal
 from api.domain.errors import Forbidden
-from api.http.timing import Timings
 from api.policy.engine import Decision, Entity, PolicyEngine
 from api.policy.resources import principal_entity
+from api.timing import Timings
 
 
 class Authorizer:

@@ -2,19 +2,56 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import asyncpg
 
 from api.domain.sla import ServiceLevel
-from api.seed.demo import (
-    ASSET_COLUMNS,
-    EVENT_COLUMNS,
-    INCIDENT_COLUMNS,
-    REPORTER_COLUMNS,
-    TRANSFER_COLUMNS,
-    WORK_ORDER_COLUMNS,
-    DemoData,
-    IdStart,
-)
+
+
+# The rows the seeder generates, in the column order they are copied in.
+@dataclass
+class DemoData:
+    assets: list[tuple[Any, ...]] = field(default_factory=list)
+    incidents: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    work_orders: list[tuple[Any, ...]] = field(default_factory=list)
+    transfers: list[tuple[Any, ...]] = field(default_factory=list)
+    reporters: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+ASSET_COLUMNS = (
+    "id", "code", "kind", "name", "bureau_id", "latitude", "longitude", "installed_on",
+    "created_at", "created_by",
+)  # fmt: skip
+INCIDENT_COLUMNS = (
+    "id", "title", "description", "category", "status", "closing_reason", "source",
+    "responsible_bureau_id", "reporting_bureau_id", "asset_id", "latitude", "longitude",
+    "reported_at", "due_at", "closed_at", "duplicate_of_id", "version", "created_at",
+    "updated_at", "created_by", "involved_bureau_ids",
+)  # fmt: skip
+REPORTER_COLUMNS = ("incident_id", "name", "phone", "email", "personal_note")
+EVENT_COLUMNS = (
+    "id", "incident_id", "kind", "from_status", "to_status", "actor", "note", "data", "occurred_at",
+)  # fmt: skip
+WORK_ORDER_COLUMNS = (
+    "id", "incident_id", "bureau_id", "status", "crew", "instructions", "due_at", "created_at",
+    "created_by", "finished_at",
+)  # fmt: skip
+TRANSFER_COLUMNS = (
+    "id", "incident_id", "from_bureau_id", "to_bureau_id", "reason", "actor", "transferred_at",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class IdStart:
+    asset: int
+    incident: int
+    event: int
+    work_order: int
+    transfer: int
+
 
 BUREAU_CODES = "SELECT code, id FROM lighthouse.bureau"
 CATEGORIES = "SELECT code, responsible_bureau_id, sla_working_days, sla_hours FROM lighthouse.incident_category"

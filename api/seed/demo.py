@@ -8,13 +8,13 @@ deterministic for a given random seed.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from api.domain import lifecycle
 from api.domain.lifecycle import ClosingReason, IncidentAction, IncidentStatus
 from api.domain.sla import ServiceLevel, SlaCalendar
+from api.repositories.demo import DemoData, IdStart
 
 # District centres (WGS84) of Kaohsiung's urban core.
 DISTRICTS: list[tuple[str, float, float]] = [
@@ -65,48 +65,6 @@ CATEGORIES: dict[str, tuple[list[str], list[str], int]] = {
 CREWS = ["養護一隊", "養護二隊", "搶修班", "夜間巡修組", "外包廠商甲", "外包廠商乙"]
 ACTORS = ["dispatcher.kh", "supervisor.kh", "staff.1999", "field.crew"]
 NAMES = ["王小明", "陳美玲", "林志強", "張淑芬", "李建宏"]
-
-
-@dataclass
-class DemoData:
-    assets: list[tuple[Any, ...]] = field(default_factory=list)
-    incidents: list[tuple[Any, ...]] = field(default_factory=list)
-    events: list[tuple[Any, ...]] = field(default_factory=list)
-    work_orders: list[tuple[Any, ...]] = field(default_factory=list)
-    transfers: list[tuple[Any, ...]] = field(default_factory=list)
-    reporters: list[tuple[Any, ...]] = field(default_factory=list)
-
-
-ASSET_COLUMNS = (
-    "id", "code", "kind", "name", "bureau_id", "latitude", "longitude", "installed_on",
-    "created_at", "created_by",
-)  # fmt: skip
-INCIDENT_COLUMNS = (
-    "id", "title", "description", "category", "status", "closing_reason", "source",
-    "responsible_bureau_id", "reporting_bureau_id", "asset_id", "latitude", "longitude",
-    "reported_at", "due_at", "closed_at", "duplicate_of_id", "version", "created_at",
-    "updated_at", "created_by", "involved_bureau_ids",
-)  # fmt: skip
-REPORTER_COLUMNS = ("incident_id", "name", "phone", "email", "personal_note")
-EVENT_COLUMNS = (
-    "id", "incident_id", "kind", "from_status", "to_status", "actor", "note", "data", "occurred_at",
-)  # fmt: skip
-WORK_ORDER_COLUMNS = (
-    "id", "incident_id", "bureau_id", "status", "crew", "instructions", "due_at", "created_at",
-    "created_by", "finished_at",
-)  # fmt: skip
-TRANSFER_COLUMNS = (
-    "id", "incident_id", "from_bureau_id", "to_bureau_id", "reason", "actor", "transferred_at",
-)  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class IdStart:
-    asset: int
-    incident: int
-    event: int
-    work_order: int
-    transfer: int
 
 
 class DemoCity:

@@ -27,10 +27,10 @@ from api.auth.tokens import InvalidToken
 from api.db.unit_of_work import UnitOfWork
 from api.domain.errors import Unauthenticated
 from api.graph.core.loaders import LoaderRegistry
-from api.http.timing import Timings
 from api.http.transaction import RequestTransaction
 from api.policy.authorizer import Authorizer
 from api.policy.engine import Entity
+from api.timing import Timings
 
 if TYPE_CHECKING:
     from api.resources import Resources
