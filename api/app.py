@@ -65,8 +65,11 @@ async def check_application_role(pool: asyncpg.Pool) -> None:
         )
 
 
-async def prepare_database(settings: Settings) -> DatabaseEndpoints:
-    endpoints = await run_in_threadpool(resolve_endpoints, settings)
+@asynccontextmanager
+async def _serving(
+    settings: Settings, endpoints: DatabaseEndpoints
+) -> AsyncIterator[dict[str, Any]]:
+    """The process's resources, for as long as it serves."""
     if settings.should_migrate_on_start:
         await run_in_threadpool(
             partial(
@@ -76,7 +79,79 @@ async def prepare_database(settings: Settings) -> DatabaseEndpoints:
                 settings.database.app_role,
             )
         )
-    return endpoints
+    try:
+        pool = await create_pool(endpoints.app_url, settings)
+    except (OSError, asyncpg.PostgresError) as error:
+        raise StartupError(
+            f"cannot connect to {redact(endpoints.app_url)}: {error}. "
+            "Check LIGHTHOUSE_DATABASE_URL and that the server is running."
+        ) from error
+    metrics = Metrics()
+    metrics.watch_pool(lambda: (pool.get_size(), pool.get_idle_size(), pool.get_max_size()))
+    database = Database(pool, metrics.record_statements)
+    changes = IncidentChangeHub(
+        lambda: connect(endpoints.app_url, settings, "lighthouse-change-listener")
+    )
+    issuers = IssuerRegistry(settings.oauth.trusted_issuers, settings.oauth.jwks_refresh_seconds)
+    try:
+        await check_application_role(pool)
+        bureaus = await SystemRepository(pool).bureaus()
+        try:
+            policy = PolicyEngine(
+                settings.policy.dir, [(b.code, b.joint_service_centre) for b in bureaus]
+            )
+        except PolicySetInvalid as error:
+            raise StartupError(f"{error}. Fix the policies (see policies/README.md).") from error
+        await AuditRepository(pool).record_policy_version(policy.version, policy.text)
+        oauth = OAuthRepository(pool)
+        keys = KeyRing(settings)
+        await keys.ensure_signing_key(oauth)
+        await issuers.start()
+        verifier = TokenVerifier(settings, keys, issuers, {b.code: b.id for b in bureaus})
+        authenticator = Authenticator(
+            verifier, oauth, settings.issuer, keys, settings.oauth.clock_skew_seconds
+        )
+        gate = AccessGate(database, policy, authenticator)
+        await changes.start()
+        resources = Resources(
+            settings=settings,
+            endpoints=endpoints,
+            database=database,
+            head_revision=migrations.head_revision(settings.database.migrations_dir),
+            calendar=SlaCalendar(settings.city.timezone),
+            converter=CoordinateConverter(),
+            changes=changes,
+            metrics=metrics,
+            policy=policy,
+            keys=keys,
+            issuers=issuers,
+            authenticator=authenticator,
+            gate=gate,
+            authorization_server=AuthorizationServer(settings, keys, oauth, gate),
+        )
+        # Start-up objects (schema, settings, pools) live as long as the process: move them out
+        # of the collector's way, and collect young objects less often (a page of incidents
+        # allocates tens of thousands of short-lived objects per request).
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
+        log.info(
+            "gateway.started",
+            database=redact(endpoints.app_url),
+            embedded=endpoints.embedded,
+            environment=settings.environment.value,
+            policy_version=policy.version,
+            issuer=settings.issuer,
+        )
+        refresher = asyncio.create_task(_refresh_keys(keys, oauth))
+        try:
+            yield {"resources": resources}
+        finally:
+            refresher.cancel()
+    finally:
+        await issuers.stop()
+        await changes.stop()
+        await pool.close()
+        log.info("gateway.stopped")
 
 
 def create_app(
@@ -88,84 +163,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        endpoints = await prepare_database(settings)
+        endpoints = await run_in_threadpool(resolve_endpoints, settings)
         try:
-            pool = await create_pool(endpoints.app_url, settings)
-        except (OSError, asyncpg.PostgresError) as error:
-            raise StartupError(
-                f"cannot connect to {redact(endpoints.app_url)}: {error}. "
-                "Check LIGHTHOUSE_DATABASE_URL and that the server is running."
-            ) from error
-        metrics = Metrics()
-        metrics.watch_pool(lambda: (pool.get_size(), pool.get_idle_size(), pool.get_max_size()))
-        database = Database(pool, metrics.record_statements)
-        changes = IncidentChangeHub(
-            lambda: connect(endpoints.app_url, settings, "lighthouse-change-listener")
-        )
-        issuers = IssuerRegistry(
-            settings.oauth.trusted_issuers, settings.oauth.jwks_refresh_seconds
-        )
-        try:
-            await check_application_role(pool)
-            bureaus = await SystemRepository(pool).bureaus()
-            try:
-                policy = PolicyEngine(
-                    settings.policy.dir, [(b.code, b.joint_service_centre) for b in bureaus]
-                )
-            except PolicySetInvalid as error:
-                raise StartupError(
-                    f"{error}. Fix the policies (see policies/README.md)."
-                ) from error
-            await AuditRepository(pool).record_policy_version(policy.version, policy.text)
-            oauth = OAuthRepository(pool)
-            keys = KeyRing(settings)
-            await keys.ensure_signing_key(oauth)
-            await issuers.start()
-            verifier = TokenVerifier(settings, keys, issuers, {b.code: b.id for b in bureaus})
-            authenticator = Authenticator(
-                verifier, oauth, settings.issuer, keys, settings.oauth.clock_skew_seconds
-            )
-            gate = AccessGate(database, policy, authenticator)
-            await changes.start()
-            resources = Resources(
-                settings=settings,
-                endpoints=endpoints,
-                database=database,
-                head_revision=migrations.head_revision(settings.database.migrations_dir),
-                calendar=SlaCalendar(settings.city.timezone),
-                converter=CoordinateConverter(),
-                changes=changes,
-                metrics=metrics,
-                policy=policy,
-                keys=keys,
-                issuers=issuers,
-                authenticator=authenticator,
-                gate=gate,
-                authorization_server=AuthorizationServer(settings, keys, oauth, gate),
-            )
-            # Start-up objects (schema, settings, pools) live as long as the process: move them out
-            # of the collector's way, and collect young objects less often (a page of incidents
-            # allocates tens of thousands of short-lived objects per request).
-            gc.freeze()
-            gc.set_threshold(20_000, 20, 20)
-            log.info(
-                "gateway.started",
-                database=redact(endpoints.app_url),
-                embedded=endpoints.embedded,
-                environment=settings.environment.value,
-                policy_version=policy.version,
-                issuer=settings.issuer,
-            )
-            refresher = asyncio.create_task(_refresh_keys(keys, oauth))
-            try:
-                yield {"resources": resources}
-            finally:
-                refresher.cancel()
+            async with _serving(settings, endpoints) as state:
+                yield state
         finally:
-            await issuers.stop()
-            await changes.stop()
-            await pool.close()
-            log.info("gateway.stopped")
+            await run_in_threadpool(endpoints.release)
 
     view = graphql_view(
         schema,

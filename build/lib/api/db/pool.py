@@ -1,0 +1,58 @@
+"""The asyncpg pool the gateway uses, as the application role."""
+
+from __future__ import annotations
+
+import asyncpg
+import orjson
+
+from api.settings import Settings
+
+JSONB_VERSION = b"\x01"
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    # jsonb travels in binary form (a version byte, then the JSON text), which COPY needs too.
+    await connection.set_type_codec(
+        "jsonb",
+        encoder=lambda value: JSONB_VERSION + orjson.dumps(value),
+        decoder=lambda data: orjson.loads(data[1:]),
+        schema="pg_catalog",
+        format="binary",
+    )
+    await connection.set_type_codec(
+        "json",
+        encoder=lambda value: orjson.dumps(value).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+    )
+
+
+def connection_settings(settings: Settings) -> dict[str, str]:
+    # Session-level settings here are connection plumbing only; the caller's identity is never
+    # set per session but per transaction (see UnitOfWork).
+    return {
+        "search_path": "lighthouse, public",
+        "application_name": "lighthouse-gateway",
+        "statement_timeout": str(settings.database.statement_timeout_ms),
+        "idle_in_transaction_session_timeout": str(settings.database.statement_timeout_ms * 2),
+        "timezone": "UTC",
+    }
+
+
+async def create_pool(url: str, settings: Settings) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn=url,
+        min_size=settings.database.pool_min_size,
+        max_size=settings.database.pool_max_size,
+        init=_init_connection,
+        server_settings=connection_settings(settings),
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(url: str, settings: Settings, application_name: str) -> asyncpg.Connection:
+    server_settings = connection_settings(settings) | {"application_name": application_name}
+    connection = await asyncpg.connect(dsn=url, server_settings=server_settings)
+    await _init_connection(connection)
+    return connection

@@ -1,0 +1,1 @@
+"""Change notifications between gateway processes (PostgreSQL LISTEN/NOTIFY)."""

@@ -1,0 +1,1 @@
+"""The GraphQL graph: one package per domain, combined in ``schema.py``."""

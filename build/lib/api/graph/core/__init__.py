@@ -1,0 +1,1 @@
+"""The graph core: context, schema composition, loaders, prefetch, errors. It names no domain."""

@@ -1,0 +1,100 @@
+"""Expected failures in the schema: typed error objects for mutations, coded errors for queries.
+
+Mutations return a union of their success type and the error types below (the caller switches
+on ``__typename``). Queries raise ``GraphQLError`` with ``extensions.code`` set; everything
+unexpected is masked by ``ErrorPolicyExtension``.
+"""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+
+from api.domain import errors as domain
+
+
+@strawberry.interface(description="An expected failure: nothing was changed.")
+class Error:
+    message: str
+    code: str
+
+
+@strawberry.type
+class NotFound(Error):
+    entity: str
+
+
+@strawberry.type
+class InvalidInput(Error):
+    field: str
+
+
+@strawberry.type
+class TransitionRejected(Error):
+    status: str
+    action: str
+    allowed_actions: list[str]
+
+
+@strawberry.type
+class VersionConflict(Error):
+    expected_version: int
+    current_version: int | None
+
+
+@strawberry.type
+class IdempotencyKeyReused(Error):
+    idempotency_key: str
+
+
+@strawberry.type
+class Forbidden(Error):
+    pass
+
+
+ErrorType = (
+    NotFound
+    | InvalidInput
+    | TransitionRejected
+    | VersionConflict
+    | IdempotencyKeyReused
+    | Forbidden
+)
+
+
+def to_graphql(error: domain.DomainError) -> ErrorType:
+    """The schema's error object for a domain error."""
+    message, code = error.message, error.code
+    match error:
+        case domain.NotFound():
+            return NotFound(message=message, code=code, entity=error.entity)
+        case domain.InvalidInput():
+            return InvalidInput(message=message, code=code, field=error.field)
+        case domain.TransitionRejected():
+            return TransitionRejected(
+                message=message,
+                code=code,
+                status=error.status,
+                action=error.action,
+                allowed_actions=error.allowed,
+            )
+        case domain.VersionConflict():
+            return VersionConflict(
+                message=message,
+                code=code,
+                expected_version=error.expected,
+                current_version=error.current,
+            )
+        case domain.IdempotencyKeyReused():
+            return IdempotencyKeyReused(message=message, code=code, idempotency_key=error.key)
+        case domain.Forbidden():
+            return Forbidden(message=message, code=code)
+    raise error
+
+
+def query_error(error: domain.DomainError) -> GraphQLError:
+    """A coded GraphQL error for a query that cannot be answered as asked."""
+    extensions: dict[str, object] = {"code": error.code}
+    if isinstance(error, domain.InvalidInput):
+        extensions["field"] = error.field
+    return GraphQLError(error.message, extensions=extensions, original_error=error)

@@ -1,0 +1,182 @@
+"""Schema extensions: the request's unit of work, error policy and per-operation metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import structlog
+from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
+from strawberry.extensions import SchemaExtension
+from strawberry.relay.types import GlobalIDValueError
+from strawberry.types import ExecutionContext
+
+from api.access.scope import OperationDescription
+from api.domain.errors import DomainError, InvalidInput
+from api.graph.core.context import Context
+from api.policy.resources import POLICY_STORE, principal_entity
+from api.settings import Environment
+
+log = structlog.get_logger(__name__)
+
+OPERATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def operation_label(name: str | None) -> str:
+    return name if name and OPERATION_NAME.match(name) else "anonymous"
+
+
+def operation_kind(execution: ExecutionContext) -> str:
+    """query, mutation or subscription; "invalid" when the document did not parse or name one."""
+    if not execution.graphql_document:
+        return "invalid"
+    try:
+        return execution.operation_type.value
+    except Exception:  # strawberry raises several types for a missing or unknown operation
+        return "invalid"
+
+
+class OperationScopeExtension(SchemaExtension):
+    """Runs the operation in its access scope, and ends it with its audit record.
+
+    Over HTTP the scope is the request's transaction (owned by the request-transaction
+    middleware); the operation commits it when it is done. If the commit fails the response
+    says so and carries no data: nothing is reported as done that the database did not keep.
+    On a WebSocket each operation runs in a transaction of its own (and each subscription event
+    in another, see ``Context.event_scope``).
+    """
+
+    async def on_operation(self) -> AsyncIterator[None]:
+        context: Context = self.execution_context.context
+        execution = self.execution_context
+
+        def describe() -> OperationDescription:
+            return OperationDescription(
+                category="graphql",
+                name=operation_label(execution.operation_name),
+                kind=operation_kind(execution),
+                document=execution.query,
+                variables=execution.variables,
+            )
+
+        transaction = context.transaction
+        if transaction is None:
+            gate = context.resources.gate
+            opened = gate.transaction(context.principal, context.request_id, describe)
+            async with opened as access, context.enter(access):
+                yield
+            return
+        async with context.enter(transaction.access(describe)):
+            yield
+        try:
+            await transaction.commit()
+        except Exception as error:  # the audit append or the commit itself failed
+            log.error("graphql.commit_failed", error=repr(error))
+            result = self.execution_context.result
+            if result is not None:
+                result.data = None
+                result.errors = [
+                    GraphQLError(
+                        "the request could not be committed; nothing was changed — retry it",
+                        extensions={"code": "SERVICE_UNAVAILABLE"},
+                    )
+                ]
+
+
+class ErrorPolicyExtension(SchemaExtension):
+    """Expected errors keep their message and gain ``extensions.code``; the rest are masked.
+
+    An unexpected error is logged with the request id and replaced by a message that carries
+    only that id, so nothing about the internals reaches the caller.
+    """
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        context: Context = self.execution_context.context
+        result.errors = [self._format(error, context.request_id) for error in result.errors]
+
+    @staticmethod
+    def _format(error: GraphQLError, request_id: str) -> GraphQLError:
+        original = error.original_error
+        if isinstance(original, GlobalIDValueError):
+            original = InvalidInput("id", "is not an ID this API issued")
+        if isinstance(original, DomainError):
+            extensions: dict[str, object] = {"code": original.code}
+            if isinstance(original, InvalidInput):
+                extensions["field"] = original.field
+            return GraphQLError(
+                original.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions=extensions,
+            )
+        if original is None or isinstance(original, GraphQLError):
+            if error.extensions and "code" in error.extensions:
+                return error
+            code = "GRAPHQL_VALIDATION_FAILED" if error.path is None else "BAD_REQUEST"
+            return GraphQLError(
+                error.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={**(error.extensions or {}), "code": code},
+            )
+        log.error(
+            "graphql.unexpected_error",
+            path=error.path,
+            error=repr(original),
+            exc_info=original,
+        )
+        return GraphQLError(
+            f"internal error; quote request id {request_id} when you report it",
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": "INTERNAL_ERROR", "requestId": request_id},
+        )
+
+
+class MetricsExtension(SchemaExtension):
+    """Counts operations and errors and times them, labelled by operation name and type."""
+
+    def on_operation(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        context: Context = self.execution_context.context
+        metrics = context.resources.metrics
+        name = metrics.operation_name(operation_label(self.execution_context.operation_name))
+        kind = operation_kind(self.execution_context)
+        metrics.graphql_seconds.labels(name, kind).observe(time.perf_counter() - started)
+        result = self.execution_context.result
+        outcome = "error" if result is not None and result.errors else "ok"
+        metrics.graphql_operations.labels(name, kind, outcome).inc()
+
+
+class IntrospectionPolicy(SchemaExtension):
+    """Outside production the schema is open to introspection; in production only to callers the
+    policies allow (IntrospectSchema: developers and auditors)."""
+
+    def on_operation(self) -> Iterator[None]:
+        context: Context = self.execution_context.context
+        resources = context.resources
+        if resources.settings.environment is Environment.PRODUCTION:
+            decision = resources.policy.decide(
+                principal_entity(context.principal),
+                "IntrospectSchema",
+                POLICY_STORE,
+                context.principal.scopes,
+            )
+            if not decision.allowed:
+                self.execution_context.validation_rules = (
+                    *self.execution_context.validation_rules,
+                    NoSchemaIntrospectionCustomRule,
+                )
+        yield

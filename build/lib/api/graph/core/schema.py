@@ -1,0 +1,85 @@
+"""The root schema: it only combines the domain bundles it is given."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry import relay
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+
+from api.graph.core.bundle import DomainBundle
+from api.graph.core.extensions import (
+    ErrorPolicyExtension,
+    IntrospectionPolicy,
+    MetricsExtension,
+    OperationScopeExtension,
+)
+from api.graph.core.prefetch import PrefetchPlan
+from api.graph.core.viewer import ViewerQueries
+from api.settings import Settings
+
+
+def _core_queries() -> type:
+    """The fields every schema has. Made afresh for each schema: Strawberry's relay ``node``
+    field is bound to the first schema built with it."""
+
+    @strawberry.type
+    class CoreQueries(ViewerQueries):
+        node: relay.Node | None = relay.node(description="Any object by its global ID.")
+
+    return CoreQueries
+
+
+class LighthouseSchema(strawberry.federation.Schema):
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.prefetch_plan = PrefetchPlan.of(self)
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """Strawberry logs every error at ERROR level; expected ones (a caller's bad input, a
+        denial) are not faults. ErrorPolicyExtension logs the unexpected ones."""
+
+
+def _root(name: str, parts: Sequence[type]) -> type | None:
+    if not parts:
+        return None
+    return strawberry.type(type(name, tuple(parts), {}))
+
+
+def build_schema(settings: Settings, domains: Sequence[DomainBundle]) -> LighthouseSchema:
+    """The graph of ``domains``, as a federation v2 subgraph schema (``_service``,
+    ``_entities``): all of them make the unified graph, one of them a subgraph."""
+    names = [domain.name for domain in domains]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a domain is given twice: {names}")
+    # Strawberry's annotation admits only classes and factories; instances work the same.
+    extensions: list[Any] = [
+        MetricsExtension,
+        ErrorPolicyExtension,
+        MaxTokensLimiter(max_token_count=settings.graph.max_tokens),
+        ParserCache(maxsize=256),
+        QueryDepthLimiter(max_depth=settings.graph.max_query_depth),
+        MaxAliasesLimiter(max_alias_count=settings.graph.max_aliases),
+        IntrospectionPolicy,
+        ValidationCache(maxsize=256),
+        OperationScopeExtension,
+    ]
+    query = _root("Query", [d.query for d in domains if d.query] + [_core_queries()])
+    return LighthouseSchema(
+        query=query,
+        mutation=_root("Mutation", [d.mutation for d in domains if d.mutation]),
+        subscription=_root("Subscription", [d.subscription for d in domains if d.subscription]),
+        types=[t for d in domains for t in d.types],
+        config=StrawberryConfig(auto_camel_case=True),
+        extensions=extensions,
+    )

@@ -1,0 +1,80 @@
+"""Per-scope DataLoaders for incidents and what hangs off them.
+
+A nested list (events, work orders) is loaded for every incident on the page in one statement,
+whatever the page size; loaders for the same field with different arguments are kept apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from api.access.scope import AccessScope
+from api.domain.errors import PersonalDataMasked
+from api.domain.models import (
+    EventRecord,
+    IncidentRecord,
+    ReporterRecord,
+    TransferRecord,
+    WorkOrderRecord,
+)
+from api.graph.core.loaders import ScopedLoader
+from api.services.incidents.reads import IncidentReads
+
+
+class IncidentById(ScopedLoader[int, IncidentRecord | None]):
+    async def load_batch(self, keys: Sequence[int]) -> list[IncidentRecord | None]:
+        found = await IncidentReads(self.access).by_ids(keys)
+        return [found.get(key) for key in keys]
+
+
+class DuplicatesOf(ScopedLoader[int, list[IncidentRecord]]):
+    async def load_batch(self, keys: Sequence[int]) -> list[list[IncidentRecord]]:
+        found = await IncidentReads(self.access).duplicates_of(keys)
+        return [found.get(key, []) for key in keys]
+
+
+class TransfersOf(ScopedLoader[int, list[TransferRecord]]):
+    async def load_batch(self, keys: Sequence[int]) -> list[list[TransferRecord]]:
+        found = await IncidentReads(self.access).transfers_for(keys)
+        return [found.get(key, []) for key in keys]
+
+
+class WorkOrderById(ScopedLoader[int, WorkOrderRecord | None]):
+    async def load_batch(self, keys: Sequence[int]) -> list[WorkOrderRecord | None]:
+        found = await IncidentReads(self.access).work_orders_by_ids(keys)
+        return [found.get(key) for key in keys]
+
+
+class ReporterOf(ScopedLoader[int, ReporterRecord | None]):
+    """Who reported each incident; a key the caller may not see personal data of fails with
+    PersonalDataMasked (the field is null and carries the error)."""
+
+    async def load_batch(
+        self, keys: Sequence[int]
+    ) -> list[ReporterRecord | PersonalDataMasked | None]:
+        return await IncidentReads(self.access).reporters(keys)
+
+
+class EventsOf(ScopedLoader[int, list[EventRecord]]):
+    """An incident's newest (or oldest) ``limit`` events."""
+
+    def __init__(self, access: AccessScope, limit: int, newest_first: bool) -> None:
+        super().__init__(access)
+        self._limit = limit
+        self._newest_first = newest_first
+
+    async def load_batch(self, keys: Sequence[int]) -> list[list[EventRecord]]:
+        found = await IncidentReads(self.access).events_for(keys, self._limit, self._newest_first)
+        return [found.get(key, []) for key in keys]
+
+
+class WorkOrdersOf(ScopedLoader[int, list[WorkOrderRecord]]):
+    """An incident's work orders in the given statuses (a sorted tuple)."""
+
+    def __init__(self, access: AccessScope, statuses: tuple[str, ...]) -> None:
+        super().__init__(access)
+        self._statuses = statuses
+
+    async def load_batch(self, keys: Sequence[int]) -> list[list[WorkOrderRecord]]:
+        found = await IncidentReads(self.access).work_orders_for(keys, self._statuses)
+        return [found.get(key, []) for key in keys]

@@ -1,0 +1,35 @@
+"""The incidents domain's part of the graph."""
+
+from __future__ import annotations
+
+from api.graph.core.bundle import DomainBundle
+from api.graph.incidents.loaders import (
+    DuplicatesOf,
+    EventsOf,
+    IncidentById,
+    ReporterOf,
+    TransfersOf,
+    WorkOrderById,
+    WorkOrdersOf,
+)
+from api.graph.incidents.mutations import IncidentMutations
+from api.graph.incidents.queries import IncidentQueries
+from api.graph.incidents.subscriptions import IncidentSubscriptions
+from api.graph.incidents.types import Incident, WorkOrder
+
+bundle = DomainBundle(
+    name="incidents",
+    query=IncidentQueries,
+    mutation=IncidentMutations,
+    subscription=IncidentSubscriptions,
+    types=(Incident, WorkOrder),
+    loaders=(
+        IncidentById,
+        DuplicatesOf,
+        TransfersOf,
+        WorkOrderById,
+        ReporterOf,
+        EventsOf,
+        WorkOrdersOf,
+    ),
+)

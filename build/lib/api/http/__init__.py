@@ -1,0 +1,1 @@
+"""Plain HTTP endpoints and ASGI middleware."""

@@ -1,0 +1,47 @@
+"""Liveness, readiness and metrics endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from api.db.migrations import current_revision
+from api.resources import resources_of
+
+
+async def healthz(request: Request) -> Response:
+    """Alive: the process answers. It does not look at its dependencies."""
+    return JSONResponse({"status": "alive"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready: the database answers and its schema is at the revision this code expects."""
+    resources = resources_of(request)
+    try:
+        revision = await asyncio.wait_for(current_revision(resources.database.pool), timeout=2)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        return JSONResponse(
+            {"status": "unavailable", "database": "unreachable", "detail": type(error).__name__},
+            status_code=503,
+        )
+    checks = {
+        "database": "ok",
+        "migrations": "current" if revision == resources.head_revision else "pending",
+        "revision": revision,
+        "expectedRevision": resources.head_revision,
+        "changeFeed": "listening" if resources.changes.listening else "reconnecting",
+    }
+    ready = checks["migrations"] == "current" and resources.changes.listening
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", **checks},
+        status_code=200 if ready else 503,
+    )
+
+
+async def metrics(request: Request) -> Response:
+    registry = resources_of(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

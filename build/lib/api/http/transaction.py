@@ -1,0 +1,217 @@
+"""The request's unit of work, and the one middleware that owns it.
+
+A route that reads or writes on a caller's behalf is declared ``protected`` (per route, not by
+path). Its middleware authenticates the bearer token, refuses a bad one with 401 before the
+route runs (and audits the refusal), and hands the route a typed ``RequestTransaction``:
+
+- ``TransactionMode.REQUEST`` (the default): one transaction for the whole request, opened by
+  the statement that sets the caller's identity and checks the token, committed by the route
+  when its work is done (``commit``) and rolled back by the middleware otherwise;
+- ``TransactionMode.SHORT``: no transaction is held for the request. The route runs short
+  transactions of its own (``transaction``), each under the caller's identity and re-checking
+  the token — authorise and reserve, work with no connection held, settle and audit — so a
+  request that lasts a minute (a streamed inference answer) does not pin a pooled connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from starlette.middleware import Middleware
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from api.access.scope import AccessGate, AccessScope, OperationDescription
+from api.auth.principal import Principal
+from api.auth.tokens import InvalidToken
+from api.db.unit_of_work import UnitOfWork
+from api.timing import Timings
+
+STATE_KEY = "request_transaction"
+
+
+class TransactionMode(StrEnum):
+    REQUEST = "request"
+    SHORT = "short"
+
+
+class RequestTransaction:
+    """The caller of one request and the transactions it runs in."""
+
+    __slots__ = (
+        "_describe",
+        "_gate",
+        "_scope",
+        "_uow",
+        "mode",
+        "principal",
+        "request_id",
+        "timings",
+    )
+
+    def __init__(
+        self,
+        gate: AccessGate,
+        principal: Principal,
+        request_id: str,
+        timings: Timings,
+        mode: TransactionMode,
+        uow: UnitOfWork | None,
+    ) -> None:
+        self._gate = gate
+        self.principal = principal
+        self.request_id = request_id
+        self.timings = timings
+        self.mode = mode
+        self._uow = uow
+        self._scope: AccessScope | None = None
+        self._describe: Callable[[], OperationDescription] | None = None
+
+    def operation_name(self) -> str:
+        """The name the request's statements are counted under (once the route said it)."""
+        return self._describe().name if self._describe is not None else "unknown"
+
+    def access(self, describe: Callable[[], OperationDescription]) -> AccessScope:
+        """The request's access scope, over its one transaction (``REQUEST`` routes), for the
+        operation ``describe`` tells of (read when the request commits)."""
+        if self._uow is None:
+            raise RuntimeError("this route runs short transactions; use transaction()")
+        self._describe = describe
+        if self._scope is None:
+            self._scope = self._gate.over(self.principal, self.request_id, self._uow, self.timings)
+        return self._scope
+
+    async def commit(self) -> None:
+        """Append the request's audit record and commit. If the commit fails this raises, and
+        nothing the request did was kept: the route must not report success."""
+        if self._scope is None or self._describe is None:
+            raise RuntimeError("commit() before access(): nothing to commit")
+        await self._scope.record(self._describe())
+        await self._scope.uow.close(commit=True)
+
+    @asynccontextmanager
+    async def transaction(
+        self, describe: Callable[[], OperationDescription]
+    ) -> AsyncIterator[AccessScope]:
+        """A short transaction under the caller's identity (``SHORT`` routes): the token is
+        checked again as it opens, the body runs, its audit record is appended, it commits."""
+        if self.mode is not TransactionMode.SHORT:
+            raise RuntimeError("this route holds one transaction for the request; use access()")
+        async with self._gate.transaction(
+            self.principal, self.request_id, describe, timings=self.timings, check_token=True
+        ) as scope:
+            yield scope
+
+
+def request_transaction(connection: HTTPConnection) -> RequestTransaction:
+    """The request's transaction; only protected routes have one."""
+    value = connection.scope.get("state", {}).get(STATE_KEY)
+    if not isinstance(value, RequestTransaction):
+        raise RuntimeError(f"{connection.url.path} is not a protected route")
+    return value
+
+
+Refusal = Callable[[str], Response]
+
+
+def unauthenticated(reason: str) -> Response:
+    """The default refusal: a JSON error with an RFC 6750 challenge."""
+    body = {"errors": [{"message": reason, "extensions": {"code": "UNAUTHENTICATED"}}]}
+    return Response(
+        orjson.dumps(body),
+        status_code=401,
+        media_type="application/json",
+        headers={"WWW-Authenticate": challenge(reason)},
+    )
+
+
+def challenge(reason: str) -> str:
+    description = reason.replace('"', "'")
+    return f'Bearer realm="lighthouse", error="invalid_token", error_description="{description}"'
+
+
+class RequestTransactionMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        mode: TransactionMode = TransactionMode.REQUEST,
+        refuse: Refusal = unauthenticated,
+    ) -> None:
+        self.app = app
+        self._mode = mode
+        self._refuse = refuse
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        resources = state["resources"]
+        gate: AccessGate = resources.gate
+        authenticator = gate.authenticator
+        timings: Timings = state["timings"]
+        request_id: str = state.get("request_id", "")
+        uow: UnitOfWork | None = None
+        transaction: RequestTransaction | None = None
+
+        def operation() -> str:
+            return transaction.operation_name() if transaction is not None else "unknown"
+
+        try:
+            with timings.measure("auth"):
+                principal = await authenticator.verify(_authorization(scope))
+            # Reported apart: every request opens its transaction and sets its identity.
+            with timings.measure("begin"):
+                if self._mode is TransactionMode.REQUEST:
+                    uow = gate.unit_of_work(principal, operation)
+                    await authenticator.check(uow, principal)
+                elif authenticator.needs_status_check(principal):
+                    async with gate.unit_of_work(principal, lambda: "token-check") as check:
+                        await authenticator.check(check, principal)
+        except InvalidToken as error:
+            client = scope.get("client")
+            await gate.record_refusal(
+                request_id, client[0] if client else "unknown", scope["path"], error.reason
+            )
+            await self._refuse(error.reason)(scope, receive, send)
+            return
+        transaction = RequestTransaction(gate, principal, request_id, timings, self._mode, uow)
+        state[STATE_KEY] = transaction
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if uow is not None:
+                # Normally the route committed it; a request that did not is rolled back.
+                await uow.close(commit=False)
+
+
+def protected(
+    path: str,
+    endpoint: Callable[..., Any],
+    *,
+    methods: Sequence[str] | None = None,
+    mode: TransactionMode = TransactionMode.REQUEST,
+    refuse: Refusal = unauthenticated,
+    name: str | None = None,
+) -> Route:
+    """A route whose requests run under their caller's identity (see the module docstring)."""
+    return Route(
+        path,
+        endpoint,
+        methods=list(methods) if methods is not None else None,
+        name=name,
+        middleware=[Middleware(RequestTransactionMiddleware, mode=mode, refuse=refuse)],
+    )
+
+
+def _authorization(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            return str(value.decode("latin-1"))
+    return None

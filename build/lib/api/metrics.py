@@ -1,0 +1,83 @@
+"""Prometheus metrics, on a registry owned by the application (no process-global state)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STATEMENT_BUCKETS = (1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100)
+MAX_OPERATION_NAMES = 200
+
+
+class PoolCollector(Collector):
+    """Reads the pool's size and idle connections at scrape time."""
+
+    def __init__(self, read: Callable[[], tuple[int, int, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        size, idle, maximum = self._read()
+        yield GaugeMetricFamily("lighthouse_db_pool_connections", "Connections open", value=size)
+        yield GaugeMetricFamily(
+            "lighthouse_db_pool_idle", "Connections idle in the pool", value=idle
+        )
+        yield GaugeMetricFamily("lighthouse_db_pool_max", "Pool size limit", value=maximum)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_requests = Counter(
+            "lighthouse_http_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_seconds = Histogram(
+            "lighthouse_http_request_seconds",
+            "HTTP request latency",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.graphql_operations = Counter(
+            "lighthouse_graphql_operations",
+            "GraphQL operations by name, type and outcome (ok or error)",
+            ["operation", "type", "outcome"],
+            registry=self.registry,
+        )
+        self.graphql_seconds = Histogram(
+            "lighthouse_graphql_operation_seconds",
+            "GraphQL operation latency",
+            ["operation", "type"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.db_statements = Histogram(
+            "lighthouse_db_statements_per_operation",
+            "SQL statements one operation (or subscription event) sent, besides BEGIN/COMMIT",
+            ["operation"],
+            buckets=STATEMENT_BUCKETS,
+            registry=self.registry,
+        )
+        self._names: set[str] = set()
+
+    def operation_name(self, name: str) -> str:
+        """Bound label cardinality: names past the first few hundred are counted as 'other'."""
+        if name in self._names:
+            return name
+        if len(self._names) >= MAX_OPERATION_NAMES:
+            return "other"
+        self._names.add(name)
+        return name
+
+    def record_statements(self, operation: str, statements: int) -> None:
+        """How many statements one operation (or subscription event) sent."""
+        self.db_statements.labels(self.operation_name(operation)).observe(statements)
+
+    def watch_pool(self, read: Callable[[], tuple[int, int, int]]) -> None:
+        self.registry.register(PoolCollector(read))

@@ -1,0 +1,1 @@
+"""Cedar policies: who may take which action on which resource."""

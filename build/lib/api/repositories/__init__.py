@@ -1,0 +1,1 @@
+"""Repositories: the only modules that hold SQL, one per domain."""

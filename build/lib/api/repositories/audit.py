@@ -1,0 +1,157 @@
+"""The audit trail: appended through append_audit(), searched by auditors, verified end to end."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from api.audit.entries import MIRRORED, AuditEntry, StoredRecord
+from api.db.unit_of_work import UnitOfWork
+from api.repositories.sql import Conditions, Ordering, Page, PageRequest, finish_page
+
+APPEND = """
+SELECT lighthouse.append_audit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+"""
+RECORD_COLUMNS = ", ".join(("seq", *MIRRORED, "payload", "prev_hash", "hash"))
+CHAIN_SLICE = f"""
+SELECT {RECORD_COLUMNS} FROM audit_record WHERE seq >= $1 ORDER BY seq LIMIT $2
+"""
+PREVIOUS_HASH = "SELECT hash FROM audit_record WHERE seq = $1"
+LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM audit_record"
+UPSERT_POLICY_VERSION = """
+INSERT INTO policy_version (version, policies) VALUES ($1, $2)
+ON CONFLICT (version) DO UPDATE SET last_seen_at = now()
+"""
+POLICY_VERSIONS = """
+SELECT version, first_seen_at, last_seen_at FROM policy_version ORDER BY first_seen_at
+"""
+POLICY_TEXT = "SELECT policies FROM policy_version WHERE version = $1"
+
+NEWEST_FIRST = Ordering("NEWEST_FIRST", ("seq",), descending=True)
+
+
+def append_arguments(entry: AuditEntry) -> tuple[object, ...]:
+    return (
+        entry.occurred_at,
+        entry.request_id,
+        entry.subject,
+        entry.client_id,
+        entry.bureau,
+        entry.principal_kind,
+        entry.category,
+        entry.operation,
+        entry.document_hash,
+        entry.resource_ids,
+        entry.decision,
+        entry.policy_ids,
+        entry.policy_version,
+        entry.personal_data,
+        entry.payload(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    subject: str | None = None
+    resource: str | None = None
+    decision: str | None = None
+    category: str | None = None
+    occurred_from: datetime | None = None
+    occurred_before: datetime | None = None
+
+    def conditions(self) -> Conditions:
+        where = Conditions()
+        if self.subject is not None:
+            where.add("subject = {}", self.subject)
+        if self.resource is not None:
+            where.add("resource_ids @> ARRAY[{}]::text[]", self.resource)
+        if self.decision is not None:
+            where.add("decision = {}", self.decision)
+        if self.category is not None:
+            where.add("category = {}", self.category)
+        if self.occurred_from is not None:
+            where.add("occurred_at >= {}", self.occurred_from)
+        if self.occurred_before is not None:
+            where.add("occurred_at < {}", self.occurred_before)
+        return where
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecordRow:
+    seq: int
+    occurred_at: datetime
+    request_id: str
+    subject: str
+    client_id: str | None
+    bureau: str | None
+    principal_kind: str
+    category: str
+    operation: str
+    document_hash: str | None
+    resource_ids: list[str]
+    decision: str
+    policy_ids: list[str]
+    policy_version: str
+    personal_data: bool
+    payload: str
+    prev_hash: bytes
+    hash: bytes
+
+
+class AuditRepository:
+    def __init__(self, db: UnitOfWork | asyncpg.Connection | asyncpg.Pool) -> None:
+        self._db = db
+
+    async def append(self, entry: AuditEntry) -> int:
+        return int(await self._db.fetchval(APPEND, *append_arguments(entry)))
+
+    async def page(self, where: AuditFilter, request: PageRequest) -> Page[AuditRecordRow]:
+        conditions = where.conditions()
+        if request.cursor is not None:
+            NEWEST_FIRST.after(conditions, request.cursor, request.backward)
+        limit = conditions.param(request.limit + 1)
+        query = (
+            f"SELECT {RECORD_COLUMNS} FROM audit_record WHERE {conditions.sql()}"
+            f" ORDER BY {NEWEST_FIRST.order_by(request.backward)} LIMIT {limit}"
+        )
+        rows = await self._db.fetch(query, *conditions.args)
+        return finish_page([AuditRecordRow(**row) for row in rows], request)
+
+    async def head(self) -> int:
+        """The newest record's sequence number (as of this transaction)."""
+        return int(await self._db.fetchval(LAST_SEQ))
+
+    async def previous_hash(self, seq: int) -> bytes | None:
+        value = await self._db.fetchval(PREVIOUS_HASH, seq)
+        return bytes(value) if value is not None else None
+
+    async def stream(
+        self, first_seq: int, last_seq: int, chunk: int = 2000
+    ) -> AsyncIterator[StoredRecord]:
+        seq = first_seq
+        while seq <= last_seq:
+            rows = await self._db.fetch(CHAIN_SLICE, seq, min(chunk, last_seq - seq + 1))
+            if not rows:
+                return
+            for row in rows:
+                yield StoredRecord(
+                    seq=row["seq"],
+                    columns={name: row[name] for name in MIRRORED},
+                    payload=row["payload"],
+                    prev_hash=bytes(row["prev_hash"]),
+                    hash=bytes(row["hash"]),
+                )
+            seq = rows[-1]["seq"] + 1
+
+    async def record_policy_version(self, version: str, text: str) -> None:
+        await self._db.execute(UPSERT_POLICY_VERSION, version, text)
+
+    async def policy_versions(self) -> Sequence[asyncpg.Record]:
+        return await self._db.fetch(POLICY_VERSIONS)
+
+    async def policy_text(self, version: str) -> str | None:
+        value = await self._db.fetchval(POLICY_TEXT, version)
+        return str(value) if value is not None else None

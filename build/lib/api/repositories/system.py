@@ -1,0 +1,36 @@
+"""Queries the service runs about itself and its reference data outside any request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+ROLE_CHECK = """
+SELECT r.rolsuper, r.rolbypassrls,
+       (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'lighthouse' AND c.relowner = r.oid) AS owned
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+BUREAUS = "SELECT id, code, joint_service_centre FROM lighthouse.bureau ORDER BY id"
+
+
+@dataclass(frozen=True, slots=True)
+class BureauReference:
+    id: int
+    code: str
+    joint_service_centre: bool
+
+
+class SystemRepository:
+    def __init__(self, db: asyncpg.Connection | asyncpg.Pool) -> None:
+        self._db = db
+
+    async def role_is_privileged(self) -> bool:
+        """Whether the connected role could step around row-level security."""
+        row = await self._db.fetchrow(ROLE_CHECK)
+        assert row is not None
+        return bool(row["rolsuper"] or row["rolbypassrls"] or row["owned"])
+
+    async def bureaus(self) -> list[BureauReference]:
+        return [BureauReference(**row) for row in await self._db.fetch(BUREAUS)]

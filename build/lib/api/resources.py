@@ -1,0 +1,44 @@
+"""The long-lived resources of one gateway process, created in the Starlette lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from api.access.scope import AccessGate
+from api.auth.authenticate import Authenticator
+from api.auth.issuers import IssuerRegistry
+from api.auth.keys import KeyRing
+from api.auth.server import AuthorizationServer
+from api.db.database import Database
+from api.db.endpoints import DatabaseEndpoints
+from api.domain.geo import CoordinateConverter
+from api.domain.sla import SlaCalendar
+from api.events.incident_changes import IncidentChangeHub
+from api.metrics import Metrics
+from api.policy.engine import PolicyEngine
+from api.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    settings: Settings
+    endpoints: DatabaseEndpoints
+    database: Database
+    head_revision: str
+    calendar: SlaCalendar
+    converter: CoordinateConverter
+    changes: IncidentChangeHub
+    metrics: Metrics
+    policy: PolicyEngine
+    keys: KeyRing
+    issuers: IssuerRegistry
+    authenticator: Authenticator
+    gate: AccessGate
+    authorization_server: AuthorizationServer
+
+
+def resources_of(connection: HTTPConnection) -> Resources:
+    resources: Resources = connection.state.resources
+    return resources

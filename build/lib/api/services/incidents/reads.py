@@ -1,0 +1,106 @@
+"""What the caller may see of incidents, for the graph and REST alike.
+
+The policies decide first (may the caller list incidents at all?); row-level security then
+filters every row; and each incident returned is noted for the operation's audit record.
+Personal data is decided per incident and noted apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from api.access.scope import AccessScope
+from api.domain.errors import PersonalDataMasked
+from api.domain.models import (
+    EventRecord,
+    IncidentFacts,
+    IncidentRecord,
+    ReporterRecord,
+    TransferRecord,
+    WorkOrderRecord,
+)
+from api.policy import resources
+from api.repositories.incidents import IncidentFilter, IncidentRepository
+from api.repositories.sql import Ordering, Page, PageRequest
+
+
+class IncidentReads:
+    def __init__(self, access: AccessScope) -> None:
+        self._access = access
+        self._repository = IncidentRepository(access.uow)
+
+    def _may_list(self) -> None:
+        self._access.authorize("ListIncidents", resources.INCIDENTS)
+
+    def _returned(self, records: Sequence[IncidentRecord]) -> None:
+        self._access.audit.saw("Incident", [record.id for record in records])
+
+    async def page(
+        self, where: IncidentFilter, ordering: Ordering, request: PageRequest
+    ) -> Page[IncidentRecord]:
+        self._may_list()
+        page = await self._repository.page(where, ordering, request)
+        self._returned(page.items)
+        return page
+
+    async def count(self, where: IncidentFilter) -> int:
+        self._may_list()
+        return await self._repository.count(where)
+
+    async def by_ids(self, ids: Sequence[int]) -> dict[int, IncidentRecord]:
+        """The incidents among ``ids`` the caller may see."""
+        self._may_list()
+        found = await self._repository.by_ids(ids)
+        self._returned(list(found.values()))
+        return found
+
+    async def duplicates_of(self, ids: Sequence[int]) -> dict[int, list[IncidentRecord]]:
+        found = await self._repository.duplicates_of(ids)
+        self._returned([record for records in found.values() for record in records])
+        return found
+
+    async def work_orders_by_ids(self, ids: Sequence[int]) -> dict[int, WorkOrderRecord]:
+        self._may_list()
+        return await self._repository.work_orders_by_ids(ids)
+
+    async def work_orders_for(
+        self, ids: Sequence[int], statuses: Sequence[str]
+    ) -> dict[int, list[WorkOrderRecord]]:
+        return await self._repository.work_orders_for(ids, statuses)
+
+    async def events_for(
+        self, ids: Sequence[int], limit: int, newest_first: bool
+    ) -> dict[int, list[EventRecord]]:
+        return await self._repository.events_for(ids, limit, newest_first)
+
+    async def transfers_for(self, ids: Sequence[int]) -> dict[int, list[TransferRecord]]:
+        return await self._repository.transfers_for(ids)
+
+    async def facts(self, ids: Sequence[int]) -> dict[int, IncidentFacts]:
+        """What the policies need to know about each visible incident (not shown to anyone)."""
+        return await self._repository.facts(ids)
+
+    async def reporters(
+        self, ids: Sequence[int]
+    ) -> list[ReporterRecord | PersonalDataMasked | None]:
+        """Who reported each incident, where the policies let the caller see personal data;
+        ``PersonalDataMasked`` where they do not; None where there is nothing to show."""
+        facts = await self._repository.facts(ids)
+        visible = [i for i in dict.fromkeys(ids) if i in facts]
+        decisions = self._access.authorizer.decide_many(
+            "ViewPersonalData", [resources.incident_entity(facts[i]) for i in visible]
+        )
+        allowed = {i for i, decision in zip(visible, decisions, strict=True) if decision.allowed}
+        records = await self._repository.reporters(sorted(allowed)) if allowed else {}
+        answers: list[ReporterRecord | PersonalDataMasked | None] = []
+        for incident_id in ids:
+            if incident_id not in facts:
+                answers.append(None)
+            elif incident_id not in allowed:
+                answers.append(PersonalDataMasked())
+            else:
+                record = records.get(incident_id)
+                if record is not None:
+                    self._access.audit.saw_personal_data("Incident", incident_id)
+                answers.append(record)
+        return answers

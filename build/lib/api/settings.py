@@ -1,0 +1,376 @@
+"""The one settings object, validated once at start-up.
+
+Settings are grouped by concern (``settings.database``, ``settings.http``, ``settings.graph``,
+``settings.city``, ``settings.oauth``, ``settings.policy``, ``settings.logging``); each group
+reads its own ``LIGHTHOUSE_*`` variables from the environment (or a ``.env`` file). A missing or
+malformed value stops start-up with a message that names the variable. New concerns (serving,
+licensing, Open311) add a group of their own here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from api import bundled
+
+
+def _postgres_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("must be a postgresql:// URL")
+    if not parts.path.strip("/"):
+        raise ValueError("must name a database (postgresql://user@host:port/DATABASE)")
+    if not parts.hostname and "host=" not in parts.query:
+        raise ValueError("must name a host, or a socket directory with ?host=/path")
+    return value
+
+
+# A PostgreSQL URL; unlike pydantic's PostgresDsn it admits Unix-socket URLs (?host=/dir).
+PostgresUrl = Annotated[str, AfterValidator(_postgres_url)]
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class SettingsError(Exception):
+    """Raised when the environment does not describe a valid configuration."""
+
+
+def _env(name: str) -> Any:
+    """A field read from ``LIGHTHOUSE_<NAME>`` whatever its group's prefix (the variable names
+    predate the grouping and stay as they are)."""
+    return Field(validation_alias=f"LIGHTHOUSE_{name}")
+
+
+class SettingsGroup(BaseSettings):
+    """One concern's settings; ``env_prefix`` names its variables unless a field says otherwise."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LIGHTHOUSE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    @classmethod
+    def variable(cls, location: str) -> str:
+        """The environment variable behind an error's location: a field named by its own
+        variable (an alias) or by its name under the group's prefix."""
+        if location.startswith("LIGHTHOUSE_"):
+            return location
+        return f"{cls.model_config.get('env_prefix', '')}{location}".upper()
+
+
+class DatabaseSettings(SettingsGroup):
+    model_config = SettingsConfigDict(env_prefix="LIGHTHOUSE_DATABASE_")
+
+    url: PostgresUrl | None = Field(
+        default=None,
+        description=(
+            "Connection URL of the application role (no table ownership, no BYPASSRLS). "
+            "Unset: an embedded PostgreSQL is started under data_dir."
+        ),
+    )
+    owner_url: PostgresUrl | None = Field(
+        default=None,
+        description="Connection URL of the role that owns the schema; used by migrations and seeding.",
+    )
+    app_role: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")] = "lighthouse_app"
+    pool_min_size: Annotated[int, Field(ge=0, le=100)] = 2
+    pool_max_size: Annotated[int, Field(ge=1, le=500)] = 10
+    statement_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 15_000
+    data_dir: Path = Field(default=Path(".lighthouse"), validation_alias="LIGHTHOUSE_DATA_DIR")
+    migrate_on_start: bool | None = Field(
+        default=None,
+        validation_alias="LIGHTHOUSE_MIGRATE_ON_START",
+        description="Run migrations when the server starts; defaults to on for the embedded database.",
+    )
+    migrations_dir: Path = Field(
+        default_factory=lambda: bundled.directory("migrations"),
+        validation_alias="LIGHTHOUSE_MIGRATIONS_DIR",
+    )
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> DatabaseSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(
+                "LIGHTHOUSE_DATABASE_POOL_MIN_SIZE must not exceed LIGHTHOUSE_DATABASE_POOL_MAX_SIZE"
+            )
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.url is None
+
+
+class HttpSettings(SettingsGroup):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        default="auto", description="The event loop uvicorn runs (auto: uvloop when installed)."
+    )
+    graphiql: bool | None = Field(
+        default=None, description="Serve GraphiQL; defaults to on outside production."
+    )
+    server_timing: bool | None = Field(
+        default=None,
+        description="Report auth, policy and audit time in a Server-Timing header; on outside production.",
+    )
+
+
+class GraphSettings(SettingsGroup):
+    max_query_depth: Annotated[int, Field(ge=2, le=50)] = 10
+    max_aliases: Annotated[int, Field(ge=1, le=1000)] = 30
+    max_tokens: Annotated[int, Field(ge=50, le=100_000)] = 2_000
+    max_page_size: Annotated[int, Field(ge=1, le=1000)] = 100
+    max_subscriptions_per_connection: Annotated[int, Field(ge=1, le=1000)] = 20
+
+
+class CitySettings(SettingsGroup):
+    model_config = SettingsConfigDict(env_prefix="LIGHTHOUSE_CITY_")
+
+    timezone: str = "Asia/Taipei"
+    idempotency_key_ttl_hours: Annotated[int, Field(ge=1, le=24 * 90)] = Field(
+        default=72, validation_alias="LIGHTHOUSE_IDEMPOTENCY_KEY_TTL_HOURS"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {value!r}") from error
+        return value
+
+
+class TrustedIssuer(BaseModel):
+    """An external OpenID Connect / OAuth issuer whose access tokens this API accepts.
+
+    Claims are mapped to a principal by configuration: ``bureau_claim`` names the claim that
+    holds the bureau's code (``bureau_map`` translates the issuer's codes to Lighthouse's),
+    ``roles_claim`` the list of roles, ``scope_claim`` the space-separated scopes.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    issuer: str
+    audience: str
+    jwks_uri: str | None = None
+    algorithms: list[Literal["RS256", "ES256", "PS256", "EdDSA"]] = ["RS256"]
+    subject_claim: str = "sub"
+    bureau_claim: str = "bureau"
+    bureau_map: dict[str, str] = Field(default_factory=dict)
+    roles_claim: str = "roles"
+    scope_claim: str = "scope"
+    kind: Literal["staff", "service"] = "staff"
+
+    @field_validator("issuer", "jwks_uri")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("https", "http"):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
+class OAuthSettings(SettingsGroup):
+    model_config = SettingsConfigDict(env_prefix="LIGHTHOUSE_OAUTH_")
+
+    issuer: str | None = Field(
+        default=None, description="This service's issuer URL; defaults to http://HOST:PORT."
+    )
+    audience: str = Field(
+        default="urn:lighthouse:api", description="The audience of access tokens for this API."
+    )
+    access_token_ttl_seconds: Annotated[int, Field(ge=60, le=86_400)] = Field(
+        default=900, validation_alias="LIGHTHOUSE_ACCESS_TOKEN_TTL_SECONDS"
+    )
+    signing_algorithm: Literal["ES256", "RS256"] = Field(
+        default="ES256", validation_alias="LIGHTHOUSE_SIGNING_ALGORITHM"
+    )
+    key_encryption_key: SecretStr | None = Field(
+        default=None,
+        validation_alias="LIGHTHOUSE_KEY_ENCRYPTION_KEY",
+        description="Base64 of 32 random bytes; encrypts signing keys at rest. Required in production.",
+    )
+    key_activation_delay_seconds: Annotated[int, Field(ge=0, le=86_400)] = Field(
+        default=600, validation_alias="LIGHTHOUSE_KEY_ACTIVATION_DELAY_SECONDS"
+    )
+    token_requests_per_minute: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=60, validation_alias="LIGHTHOUSE_TOKEN_REQUESTS_PER_MINUTE"
+    )
+    trusted_issuers: list[TrustedIssuer] = Field(
+        default_factory=list, validation_alias="LIGHTHOUSE_TRUSTED_ISSUERS"
+    )
+    jwks_refresh_seconds: Annotated[int, Field(ge=10, le=86_400)] = Field(
+        default=300, validation_alias="LIGHTHOUSE_JWKS_REFRESH_SECONDS"
+    )
+    clock_skew_seconds: Annotated[int, Field(ge=0, le=300)] = Field(
+        default=30, validation_alias="LIGHTHOUSE_CLOCK_SKEW_SECONDS"
+    )
+
+    @model_validator(mode="after")
+    def _key_encryption_key(self) -> OAuthSettings:
+        if self.key_encryption_key is not None:
+            import base64
+            import binascii
+
+            try:
+                raw = base64.b64decode(self.key_encryption_key.get_secret_value(), validate=True)
+            except binascii.Error:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError("LIGHTHOUSE_KEY_ENCRYPTION_KEY must be base64 of exactly 32 bytes")
+        return self
+
+
+class PolicySettings(SettingsGroup):
+    model_config = SettingsConfigDict(env_prefix="LIGHTHOUSE_POLICIES_")
+
+    dir: Path = Field(default_factory=lambda: bundled.directory("policies"))
+
+
+class LoggingSettings(SettingsGroup):
+    model_config = SettingsConfigDict(env_prefix="LIGHTHOUSE_LOG_")
+
+    level: Annotated[str, Field(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
+    format: LogFormat = LogFormat.JSON
+
+
+class Settings(BaseModel):
+    """Every group, and the checks that span groups."""
+
+    model_config = ConfigDict(frozen=True)
+
+    GROUPS: ClassVar[dict[str, type[SettingsGroup]]] = {
+        "database": DatabaseSettings,
+        "http": HttpSettings,
+        "graph": GraphSettings,
+        "city": CitySettings,
+        "oauth": OAuthSettings,
+        "policy": PolicySettings,
+        "logging": LoggingSettings,
+    }
+
+    environment: Environment = Environment.DEVELOPMENT
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    graph: GraphSettings = Field(default_factory=GraphSettings)
+    city: CitySettings = Field(default_factory=CitySettings)
+    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.environment is Environment.PRODUCTION and self.database.url is None:
+            raise ValueError(
+                "LIGHTHOUSE_DATABASE_URL is required in production "
+                "(the embedded PostgreSQL is for development, tests and the demo)"
+            )
+        if self.environment is Environment.PRODUCTION and self.oauth.key_encryption_key is None:
+            raise ValueError(
+                "LIGHTHOUSE_KEY_ENCRYPTION_KEY is required in production "
+                "(base64 of 32 random bytes: python -c 'import os,base64;"
+                "print(base64.b64encode(os.urandom(32)).decode())')"
+            )
+        return self
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database.embedded
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        if self.http.graphiql is not None:
+            return self.http.graphiql
+        return self.environment is not Environment.PRODUCTION
+
+    @property
+    def server_timing_enabled(self) -> bool:
+        if self.http.server_timing is not None:
+            return self.http.server_timing
+        return self.environment is not Environment.PRODUCTION
+
+    @property
+    def issuer(self) -> str:
+        return self.oauth.issuer or f"http://{self.http.host}:{self.http.port}"
+
+    @property
+    def should_migrate_on_start(self) -> bool:
+        if self.database.migrate_on_start is not None:
+            return self.database.migrate_on_start
+        return self.database.embedded
+
+
+class _EnvironmentSetting(SettingsGroup):
+    environment: Environment = Environment.DEVELOPMENT
+
+
+def load_settings(**groups: Any) -> Settings:
+    """Build the settings from the environment, turning every validation error of every group
+    into one message that names the variables. ``groups`` replaces whole groups
+    (``database=DatabaseSettings(url=...)``) or the ``environment``."""
+    problems: list[str] = []
+    built: dict[str, Any] = {}
+    everything: dict[str, type[SettingsGroup]] = {"environment": _EnvironmentSetting}
+    everything.update(Settings.GROUPS)
+    for name, group in everything.items():
+        if name in groups:
+            built[name] = groups[name]
+            continue
+        try:
+            value = group()
+        except ValidationError as error:
+            problems.extend(_describe(group, error))
+            continue
+        built[name] = value.environment if isinstance(value, _EnvironmentSetting) else value
+    if not problems:
+        try:
+            return Settings(**built)
+        except ValidationError as error:
+            problems.extend(
+                str(item["msg"]).removeprefix("Value error, ") for item in error.errors()
+            )
+    raise SettingsError(
+        "invalid configuration:\n  " + "\n  ".join(problems) + "\nSee README.md, 'Configuration'."
+    )
+
+
+def _describe(group: type[SettingsGroup], error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if not item["loc"]:
+            problems.append(message)  # a check across the group's fields names them itself
+            continue
+        problems.append(f"{group.variable(str(item['loc'][0]))}: {message}")
+    return problems
