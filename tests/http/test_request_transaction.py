@@ -20,9 +20,13 @@ from starlette.responses import JSONResponse, Response
 from api.access.scope import OperationDescription
 from api.app import create_app
 from api.auth.tokens import InvalidToken
+from api.domain.errors import Forbidden
 from api.graph.core.bundle import DomainBundle
 from api.graph.domains import DOMAINS
 from api.http.transaction import TransactionMode, protected, request_transaction
+from api.repositories.incidents import NEWEST_FIRST, IncidentFilter
+from api.repositories.sql import page_request
+from api.services.incidents.reads import IncidentReads
 from api.settings import (
     DatabaseSettings,
     Environment,
@@ -30,6 +34,7 @@ from api.settings import (
     OAuthSettings,
     load_settings,
 )
+from tests.graph.helpers import key_of
 from tests.support import DatabaseUnderTest, InProcessGateway, free_port
 from tests.tokens import TokenFactory
 
@@ -85,11 +90,36 @@ def probe_bundle(probe: Probe) -> DomainBundle:
         await transaction.commit()
         return JSONResponse({"held": True})
 
+    async def incidents(request: Request) -> Response:
+        """A REST read of the incident board, through the graph's own read service."""
+        transaction = request_transaction(request)
+        access = transaction.access(lambda: describe("incidents"))
+        try:
+            page = await IncidentReads(access).page(
+                IncidentFilter(),
+                NEWEST_FIRST,
+                page_request(
+                    NEWEST_FIRST,
+                    first=50,
+                    after=None,
+                    last=None,
+                    before=None,
+                    default_size=50,
+                    max_size=50,
+                ),
+            )
+        except Forbidden as error:
+            await transaction.commit()
+            return JSONResponse({"error": error.message}, status_code=403)
+        await transaction.commit()
+        return JSONResponse({"ids": [record.id for record in page.items]})
+
     return DomainBundle(
         name="probe",
         routes=(
             protected("/probe/short", short, methods=["POST"], mode=TransactionMode.SHORT),
             protected("/probe/hold", hold, methods=["POST"]),
+            protected("/probe/incidents", incidents, methods=["GET"]),
         ),
     )
 
@@ -209,3 +239,49 @@ async def test_an_unprotected_handler_cannot_reach_a_transaction(
         refused = await http.post("/probe/short", headers={"authorization": "Bearer nonsense"})
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"].startswith('Bearer realm="lighthouse"')
+
+
+async def test_a_rest_read_is_authorized_and_audited_as_the_graph_read_is(
+    served: tuple[str, Probe, TokenFactory], database: DatabaseUnderTest, clean: None
+) -> None:
+    base_url, _, tokens = served
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        await owner.execute(
+            "INSERT INTO lighthouse.incident (title, category, status, source, responsible_bureau_id,"
+            " latitude, longitude, reported_at, due_at, created_by)"
+            " SELECT 'board', 'POTHOLE', 'VERIFIED', 'STAFF', b.id, 22.6, 120.3, now(), now(), 'test'"
+            " FROM lighthouse.bureau b"
+        )
+        answers = {}
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+            for name in ("police-viewer", "auditor"):
+                headers = {"authorization": f"Bearer {tokens.named(name)}"}
+                rest = await http.get("/probe/incidents", headers=headers)
+                graph = await http.post(
+                    "/graphql",
+                    json={"query": "{ incidents(first: 50) { edges { node { id } } } }"},
+                    headers=headers,
+                )
+                answers[name] = (rest, graph)
+        records = {
+            row["request_id"]: row
+            for row in await owner.fetch(
+                "SELECT request_id, resource_ids, decision, policy_ids FROM lighthouse.audit_record"
+            )
+        }
+    finally:
+        await owner.close()
+    rest, graph = answers["police-viewer"]
+    assert rest.status_code == 200
+    graph_ids = [key_of(e["node"]["id"]) for e in graph.json()["data"]["incidents"]["edges"]]
+    assert rest.json()["ids"] == graph_ids and len(graph_ids) == 1
+    for name, decision in (("police-viewer", "ALLOW"), ("auditor", "DENY")):
+        rest, graph = answers[name]
+        rest_record = records[rest.headers["x-request-id"]]
+        graph_record = records[graph.headers["x-request-id"]]
+        assert rest_record["decision"] == graph_record["decision"] == decision
+        assert rest_record["policy_ids"] == graph_record["policy_ids"]
+        assert rest_record["resource_ids"] == graph_record["resource_ids"]
+    assert answers["auditor"][0].status_code == 403
+    assert answers["auditor"][1].json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
