@@ -124,6 +124,21 @@ def probe_bundle(probe: Probe) -> DomainBundle:
     )
 
 
+async def one_incident_per_bureau(database: DatabaseUnderTest, *codes: str) -> None:
+    """An incident responsible to each bureau named (every bureau if none is)."""
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        await owner.execute(
+            "INSERT INTO lighthouse.incident (title, category, status, source, responsible_bureau_id,"
+            " latitude, longitude, reported_at, due_at, created_by)"
+            " SELECT 'probe', 'POTHOLE', 'VERIFIED', 'STAFF', b.id, 22.6, 120.3, now(), now(), 'test'"
+            " FROM lighthouse.bureau b WHERE cardinality($1::text[]) = 0 OR b.code = ANY($1)",
+            list(codes),
+        )
+    finally:
+        await owner.close()
+
+
 @pytest.fixture
 async def served(database: DatabaseUnderTest) -> AsyncIterator[tuple[str, Probe, TokenFactory]]:
     port = free_port()
@@ -153,16 +168,7 @@ async def test_a_short_route_holds_no_connection_between_its_transactions(
     served: tuple[str, Probe, TokenFactory], database: DatabaseUnderTest, clean: None
 ) -> None:
     base_url, probe, tokens = served
-    owner = await asyncpg.connect(database.owner_url)
-    try:
-        await owner.execute(
-            "INSERT INTO lighthouse.incident (title, category, status, source, responsible_bureau_id,"
-            " latitude, longitude, reported_at, due_at, created_by)"
-            " SELECT 'probe', 'POTHOLE', 'VERIFIED', 'STAFF', b.id, 22.6, 120.3, now(), now(), 'test'"
-            " FROM lighthouse.bureau b WHERE b.code IN ('PUBLIC_WORKS', 'POLICE')"
-        )
-    finally:
-        await owner.close()
+    await one_incident_per_bureau(database, "PUBLIC_WORKS", "POLICE")
     police = tokens.named("police-viewer")
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
         short = asyncio.create_task(
@@ -245,14 +251,9 @@ async def test_a_rest_read_is_authorized_and_audited_as_the_graph_read_is(
     served: tuple[str, Probe, TokenFactory], database: DatabaseUnderTest, clean: None
 ) -> None:
     base_url, _, tokens = served
+    await one_incident_per_bureau(database)
     owner = await asyncpg.connect(database.owner_url)
     try:
-        await owner.execute(
-            "INSERT INTO lighthouse.incident (title, category, status, source, responsible_bureau_id,"
-            " latitude, longitude, reported_at, due_at, created_by)"
-            " SELECT 'board', 'POTHOLE', 'VERIFIED', 'STAFF', b.id, 22.6, 120.3, now(), now(), 'test'"
-            " FROM lighthouse.bureau b"
-        )
         answers = {}
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
             for name in ("police-viewer", "auditor"):

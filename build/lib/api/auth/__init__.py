@@ -1,1 +1,0 @@
-"""Who is calling: principals, tokens and issuers."""

@@ -1,1 +1,0 @@
-"""PostgreSQL access: where the server is, the pool, the unit of work and migrations."""

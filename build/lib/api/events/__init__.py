@@ -1,1 +1,0 @@
-"""Change notifications between gateway processes (PostgreSQL LISTEN/NOTIFY)."""

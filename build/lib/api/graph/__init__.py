@@ -1,1 +1,0 @@
-"""The GraphQL graph: one package per domain, combined in ``schema.py``."""

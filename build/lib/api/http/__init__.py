@@ -1,1 +1,0 @@
-"""Plain HTTP endpoints and ASGI middleware."""

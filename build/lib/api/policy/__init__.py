@@ -1,1 +1,0 @@
-"""Cedar policies: who may take which action on which resource."""

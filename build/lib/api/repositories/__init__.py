@@ -1,1 +1,0 @@
-"""Repositories: the only modules that hold SQL, one per domain."""

@@ -1,1 +1,0 @@
-"""Demo data for development and the demo."""
