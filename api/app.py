@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from functools import partial
 from typing import Any
 
@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
+from api.access.refusals import RefusalLedger
 from api.access.scope import AccessGate
 from api.auth.authenticate import Authenticator
 from api.auth.issuers import IssuerRegistry
@@ -33,11 +34,13 @@ from api.graph.core.bundle import DomainBundle
 from api.graph.core.schema import build_schema
 from api.graph.core.view import graphql_refusal, graphql_view
 from api.graph.domains import DOMAINS
+from api.http.body_limit import BodyLimitMiddleware
 from api.http.graphiql import ASSET_ROUTE_PATH, graphiql_asset
 from api.http.health import healthz, readyz
 from api.http.health import metrics as metrics_endpoint
 from api.http.oauth import oauth_routes
 from api.http.request_context import RequestContextMiddleware
+from api.http.sockets import SocketBudget
 from api.http.transaction import protected
 from api.metrics import Metrics
 from api.policy.engine import PolicyEngine, PolicySetInvalid
@@ -45,6 +48,7 @@ from api.repositories.audit import AuditRepository
 from api.repositories.oauth import OAuthRepository
 from api.repositories.system import SystemRepository
 from api.resources import Resources
+from api.services.audit_chain import AuditAnchors, anchored
 from api.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -69,7 +73,7 @@ async def check_application_role(pool: asyncpg.Pool) -> None:
 async def _serving(
     settings: Settings, endpoints: DatabaseEndpoints
 ) -> AsyncIterator[dict[str, Any]]:
-    """The process's resources, for as long as it serves."""
+    """The process's resources, for as long as it serves; each is stopped on the way out."""
     if settings.should_migrate_on_start:
         await run_in_threadpool(
             partial(
@@ -86,14 +90,11 @@ async def _serving(
             f"cannot connect to {redact(endpoints.app_url)}: {error}. "
             "Check LIGHTHOUSE_DATABASE_URL and that the server is running."
         ) from error
-    metrics = Metrics()
-    metrics.watch_pool(lambda: (pool.get_size(), pool.get_idle_size(), pool.get_max_size()))
-    database = Database(pool, metrics.record_statements)
-    changes = IncidentChangeHub(
-        lambda: connect(endpoints.app_url, settings, "lighthouse-change-listener")
-    )
-    issuers = IssuerRegistry(settings.oauth.trusted_issuers, settings.oauth.jwks_refresh_seconds)
-    try:
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(pool.close)
+        metrics = Metrics()
+        metrics.watch_pool(lambda: (pool.get_size(), pool.get_idle_size(), pool.get_max_size()))
+        database = Database(pool, metrics.record_statements)
         await check_application_role(pool)
         bureaus = await SystemRepository(pool).bureaus()
         try:
@@ -106,12 +107,23 @@ async def _serving(
         oauth = OAuthRepository(pool)
         keys = KeyRing(settings)
         await keys.ensure_signing_key(oauth)
+        issuers = IssuerRegistry(
+            settings.oauth.trusted_issuers, settings.oauth.jwks_refresh_seconds
+        )
+        stack.push_async_callback(issuers.stop)
         await issuers.start()
         verifier = TokenVerifier(settings, keys, issuers, {b.code: b.id for b in bureaus})
         authenticator = Authenticator(
             verifier, oauth, settings.issuer, keys, settings.oauth.clock_skew_seconds
         )
         gate = AccessGate(database, policy, authenticator)
+        refusals = RefusalLedger(gate, limit=settings.oauth.refusals_per_minute)
+        stack.push_async_callback(refusals.stop)
+        await refusals.start()
+        changes = IncidentChangeHub(
+            lambda: connect(endpoints.app_url, settings, "lighthouse-change-listener")
+        )
+        stack.push_async_callback(changes.stop)
         await changes.start()
         resources = Resources(
             settings=settings,
@@ -127,8 +139,15 @@ async def _serving(
             issuers=issuers,
             authenticator=authenticator,
             gate=gate,
-            authorization_server=AuthorizationServer(settings, keys, oauth, gate),
+            refusals=refusals,
+            sockets=SocketBudget(
+                settings.graph.max_websockets, settings.graph.max_websockets_per_principal
+            ),
+            authorization_server=AuthorizationServer(settings, keys, oauth, gate, refusals),
         )
+        stack.enter_context(_background(_refresh_keys(keys, oauth)))
+        anchors = AuditAnchors(AuditRepository(pool), oauth, keys, settings.issuer)
+        await stack.enter_async_context(anchored(anchors, settings.oauth.audit_anchor_seconds))
         # Start-up objects (schema, settings, pools) live as long as the process: move them out
         # of the collector's way, and collect young objects less often (a page of incidents
         # allocates tens of thousands of short-lived objects per request).
@@ -142,16 +161,18 @@ async def _serving(
             policy_version=policy.version,
             issuer=settings.issuer,
         )
-        refresher = asyncio.create_task(_refresh_keys(keys, oauth))
-        try:
-            yield {"resources": resources}
-        finally:
-            refresher.cancel()
+        yield {"resources": resources}
+    log.info("gateway.stopped")
+
+
+@contextmanager
+def _background(work: Coroutine[Any, Any, None]) -> Iterator[None]:
+    """Run ``work`` while the block runs; cancel it after."""
+    task = asyncio.create_task(work)
+    try:
+        yield
     finally:
-        await issuers.stop()
-        await changes.stop()
-        await pool.close()
-        log.info("gateway.stopped")
+        task.cancel()
 
 
 def create_app(
@@ -174,6 +195,8 @@ def create_app(
         schema,
         graphiql=settings.graphiql_enabled,
         max_subscriptions=settings.graph.max_subscriptions_per_connection,
+        max_document_bytes=settings.graph.max_document_bytes,
+        connection_init_seconds=settings.graph.connection_init_seconds,
     )
     return Starlette(
         routes=[
@@ -186,7 +209,10 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
         ],
-        middleware=[Middleware(RequestContextMiddleware)],
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.http.max_body_bytes),
+        ],
         lifespan=lifespan,
     )
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Annotated, TypeVar
 
 import asyncpg
@@ -146,6 +147,82 @@ async def _seed(
         )
     finally:
         await connection.close()
+
+
+audit_app = typer.Typer(help="The audit chain's external anchors.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@asynccontextmanager
+async def _auditing(connection: asyncpg.Connection) -> AsyncIterator[None]:
+    """A transaction in which the audit trail reads as it does for an auditor."""
+    async with connection.transaction():
+        await connection.execute(
+            "SELECT set_config('lighthouse.scopes', 'audit:read', true),"
+            " set_config('lighthouse.kind', 'auditor', true)"
+        )
+        yield
+
+
+@audit_app.command("anchor")
+def audit_anchor() -> None:
+    """Sign the audit chain's head now and print the anchor; keep a copy outside this database.
+    (The gateway publishes one every LIGHTHOUSE_AUDIT_ANCHOR_SECONDS too.)"""
+    from api.auth.keys import KeyRing
+    from api.repositories.audit import AuditRepository
+    from api.repositories.oauth import OAuthRepository
+    from api.services.audit_chain import AuditAnchors
+
+    settings = _settings()
+
+    async def publish(connection: asyncpg.Connection) -> str:
+        oauth = OAuthRepository(connection)
+        keys = KeyRing(settings)
+        await keys.load(oauth)
+        anchors = AuditAnchors(AuditRepository(connection), oauth, keys, settings.issuer)
+        return (await anchors.publish()).token
+
+    print(asyncio.run(_with_owner(settings, publish)))
+
+
+@audit_app.command("check-anchor")
+def audit_check_anchor(
+    anchor: Annotated[str, typer.Argument(help="The anchor, or a file holding it (- for stdin).")],
+) -> None:
+    """Check that the audit chain still holds the record an anchor signed, unchanged, and is
+    intact to its head. Exits 1 if not, saying what is wrong."""
+    import sys
+    from pathlib import Path
+
+    from api.repositories.audit import AuditRepository
+    from api.repositories.oauth import OAuthRepository
+    from api.services.audit_chain import AnchorCheck, AuditAnchors
+
+    settings = _settings()
+    if anchor == "-":
+        token = sys.stdin.read()
+    elif Path(anchor).is_file():
+        token = Path(anchor).read_text()
+    else:
+        token = anchor
+
+    async def check(connection: asyncpg.Connection) -> AnchorCheck:
+        from api.auth.keys import KeyRing
+
+        async with _auditing(connection):
+            anchors = AuditAnchors(
+                AuditRepository(connection),
+                OAuthRepository(connection),
+                KeyRing(settings),
+                settings.issuer,
+            )
+            return await anchors.check(token)
+
+    outcome = asyncio.run(_with_owner(settings, check))
+    if not outcome.holds:
+        console.print(f"[red]The anchor does not hold: {outcome.reason}.[/red]")
+        raise typer.Exit(1)
+    console.print(f"[green]The anchor holds: {outcome.reason}.[/green]")
 
 
 keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
@@ -354,6 +431,8 @@ def serve(
         port=port or settings.http.port,
         workers=workers or settings.http.workers,
         loop=settings.http.event_loop,
+        # A WebSocket message carries one GraphQL document and its variables.
+        ws_max_size=settings.graph.max_document_bytes + 64 * 1024,
         log_config=None,
         access_log=False,
         lifespan="on",

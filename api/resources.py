@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
 
+from api.access.refusals import RefusalLedger
 from api.access.scope import AccessGate
 from api.auth.authenticate import Authenticator
 from api.auth.issuers import IssuerRegistry
@@ -16,6 +17,7 @@ from api.db.endpoints import DatabaseEndpoints
 from api.domain.geo import CoordinateConverter
 from api.domain.sla import SlaCalendar
 from api.events.incident_changes import IncidentChangeHub
+from api.http.sockets import SocketBudget
 from api.metrics import Metrics
 from api.policy.engine import PolicyEngine
 from api.settings import Settings
@@ -36,6 +38,8 @@ class Resources:
     issuers: IssuerRegistry
     authenticator: Authenticator
     gate: AccessGate
+    refusals: RefusalLedger
+    sockets: SocketBudget
     authorization_server: AuthorizationServer
 
 

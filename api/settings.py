@@ -142,6 +142,10 @@ class HttpSettings(SettingsGroup):
         default=None,
         description="Report auth, policy and audit time in a Server-Timing header; on outside production.",
     )
+    max_body_bytes: Annotated[int, Field(ge=1024, le=512 * 1024 * 1024)] = Field(
+        default=1024 * 1024,
+        description="The largest request body any route reads; larger ones get 413 unread.",
+    )
 
 
 class GraphSettings(SettingsGroup):
@@ -150,6 +154,23 @@ class GraphSettings(SettingsGroup):
     max_tokens: Annotated[int, Field(ge=50, le=100_000)] = 2_000
     max_page_size: Annotated[int, Field(ge=1, le=1000)] = 100
     max_subscriptions_per_connection: Annotated[int, Field(ge=1, le=1000)] = 20
+    max_document_bytes: Annotated[int, Field(ge=256, le=1024 * 1024)] = Field(
+        default=64 * 1024,
+        description="The largest GraphQL document (comments included), refused before parsing.",
+    )
+    document_cache_entries: Annotated[int, Field(ge=0, le=100_000)] = 512
+    document_cache_bytes: Annotated[int, Field(ge=0, le=256 * 1024 * 1024)] = Field(
+        default=4 * 1024 * 1024, description="Bytes of document text the parse cache may keep."
+    )
+    max_websockets: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=1000, description="Open WebSocket connections per gateway process."
+    )
+    max_websockets_per_principal: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=8, description="Open WebSocket connections per caller, per gateway process."
+    )
+    connection_init_seconds: Annotated[int, Field(ge=1, le=300)] = Field(
+        default=10, description="How long a WebSocket may wait before connection_init."
+    )
 
 
 class CitySettings(SettingsGroup):
@@ -225,7 +246,24 @@ class OAuthSettings(SettingsGroup):
         default=600, validation_alias="LIGHTHOUSE_KEY_ACTIVATION_DELAY_SECONDS"
     )
     token_requests_per_minute: Annotated[int, Field(ge=1, le=100_000)] = Field(
-        default=60, validation_alias="LIGHTHOUSE_TOKEN_REQUESTS_PER_MINUTE"
+        default=60,
+        validation_alias="LIGHTHOUSE_TOKEN_REQUESTS_PER_MINUTE",
+        description="Tokens one authenticated client may be issued per minute.",
+    )
+    failed_token_requests_per_minute: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=30,
+        validation_alias="LIGHTHOUSE_FAILED_TOKEN_REQUESTS_PER_MINUTE",
+        description="Failed token requests (bad credentials) one source address may make per minute.",
+    )
+    refusals_per_minute: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=60,
+        validation_alias="LIGHTHOUSE_REFUSALS_PER_MINUTE",
+        description="Refused requests (bad tokens, bad bodies) one source may make per minute before 429.",
+    )
+    audit_anchor_seconds: Annotated[int, Field(ge=0, le=7 * 86_400)] = Field(
+        default=3600,
+        validation_alias="LIGHTHOUSE_AUDIT_ANCHOR_SECONDS",
+        description="How often the audit chain's head is signed and published (0: never).",
     )
     trusted_issuers: list[TrustedIssuer] = Field(
         default_factory=list, validation_alias="LIGHTHOUSE_TRUSTED_ISSUERS"

@@ -70,6 +70,10 @@ class AccessScope:
             details["personal_data"] = sorted(audit.personal_data)
         if audit.notes:
             details["notes"] = audit.notes
+        if audit.outcome is not None:
+            details["outcome"] = audit.outcome
+        if audit.refusal is not None:
+            details["refused"] = audit.refusal
         document_hash = (
             hashlib.sha256(operation.document.encode()).hexdigest() if operation.document else None
         )
@@ -80,7 +84,7 @@ class AccessScope:
             operation=operation.name,
             decision=audit.decision,
             policy_version=self.authorizer.policy_version,
-            resource_ids=audit.resources | audit.personal_data,
+            resource_ids=audit.resources | audit.personal_data | audit.targets,
             policy_ids=audit.policy_ids,
             personal_data=bool(audit.personal_data),
             document_hash=document_hash,
@@ -143,18 +147,3 @@ class AccessGate:
         system = Principal.system(entry.category)
         async with self.unit_of_work(system, lambda: entry.category) as uow:
             await AuditRepository(uow).append(entry)
-
-    async def record_refusal(self, request_id: str, address: str, path: str, reason: str) -> None:
-        """Record a request refused at authentication (no principal, so no operation ran)."""
-        caller = Principal.anonymous(f"unauthenticated@{address}")
-        await self.append(
-            AuditEntry.of(
-                caller,
-                request_id=request_id,
-                category="authentication",
-                operation=path,
-                decision="DENY",
-                policy_version=self.policy.version,
-                details={"reason": reason},
-            )
-        )

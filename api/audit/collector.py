@@ -14,6 +14,13 @@ class AuditCollector:
     denials: int = 0
     grants: int = 0
     notes: list[str] = field(default_factory=list)
+    # What the caller aimed at (its input, so never a disclosure): recorded whatever the outcome,
+    # so an auditor finds attempts on a resource, probing included.
+    targets: set[str] = field(default_factory=set)
+    # How an operation that ran ended, when not in success (a domain error's code).
+    outcome: str | None = None
+    # Why the operation was refused before it ran (a document the limits or validation refused).
+    refusal: str | None = None
     # Set when the scope turned out to deliver nothing worth recording (a subscription event
     # about an incident the subscriber may not see).
     silent: bool = False
@@ -24,6 +31,9 @@ class AuditCollector:
             self.resources.add(f"{type_name}:{keys}")
         else:
             self.resources.update(f"{type_name}:{key}" for key in keys)  # type: ignore[attr-defined]
+
+    def targeted(self, type_name: str, key: object) -> None:
+        self.targets.add(f"{type_name}:{key}")
 
     def saw_personal_data(self, type_name: str, key: int) -> None:
         self.personal_data.add(f"{type_name}:{key}")
@@ -38,6 +48,8 @@ class AuditCollector:
 
     @property
     def decision(self) -> str:
+        if self.refusal is not None:
+            return "DENY"
         if self.denials and self.grants:
             return "PARTIAL"
         return "DENY" if self.denials else "ALLOW"

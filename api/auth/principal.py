@@ -24,6 +24,7 @@ ROLES = (
     "developer",
     "auditor",
     "introspector",
+    "router",
 )
 
 

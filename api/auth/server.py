@@ -23,6 +23,7 @@ from joserfc.errors import JoseError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from api.access.refusals import RefusalLedger
 from api.access.scope import AccessGate
 from api.audit.entries import AuditEntry
 from api.auth.clients import ClientRegistry, ClientRejected
@@ -100,30 +101,49 @@ def _credentials(request: Request, form: dict[str, str]) -> ClientCredentials | 
 
 
 class AuthorizationServer:
+    """The endpoints. Rate limits are counted in PostgreSQL, so they hold across processes:
+    failed client authentications per source address (a stranger guessing, or just sending
+    wrong secrets, spends only its own address's budget — client ids are not secret), and tokens
+    issued per authenticated client."""
+
     def __init__(
-        self, settings: Settings, keys: KeyRing, oauth: OAuthRepository, gate: AccessGate
+        self,
+        settings: Settings,
+        keys: KeyRing,
+        oauth: OAuthRepository,
+        gate: AccessGate,
+        refusals: RefusalLedger,
     ) -> None:
         self._settings = settings
         self._keys = keys
         self._oauth = oauth
         self._clients = ClientRegistry(oauth)
         self._gate = gate
+        self._refusals = refusals
 
     # --- client authentication and rate limits --------------------------------------------
 
     async def _authenticate(self, request: Request, form: dict[str, str]) -> ClientRecord:
+        """The client the request's credentials belong to. A source address past its budget of
+        failed attempts is refused before its credentials are even looked at."""
+        source = f"fail:{_address(request)}"
+        failures, retry_after = await self._oauth.window_count(source)
+        if failures >= self._settings.oauth.failed_token_requests_per_minute:
+            raise _TooMany(max(1, int(retry_after) + 1))
         credentials = _credentials(request, form)
-        if credentials is None:
-            raise OAuthError("invalid_client", "client authentication is required", 401)
         try:
-            return await self._clients.authenticate(credentials.client_id, credentials.secret)
-        except ClientRejected as rejected:
-            raise OAuthError("invalid_client", rejected.reason, 401) from None
+            if credentials is None:
+                raise OAuthError("invalid_client", "client authentication is required", 401)
+            try:
+                return await self._clients.authenticate(credentials.client_id, credentials.secret)
+            except ClientRejected as rejected:
+                raise OAuthError("invalid_client", rejected.reason, 401) from None
+        except OAuthError:
+            await self._oauth.count_request(source)
+            raise
 
-    async def _limit(self, request: Request, form: dict[str, str]) -> None:
-        credentials = _credentials(request, form)
-        caller = f"client:{credentials.client_id}" if credentials else f"ip:{_address(request)}"
-        count, retry_after = await self._oauth.count_request(caller)
+    async def _limit_issuance(self, client: ClientRecord) -> None:
+        count, retry_after = await self._oauth.count_request(f"issue:{client.client_id}")
         if count > self._settings.oauth.token_requests_per_minute:
             raise _TooMany(max(1, int(retry_after) + 1))
         if count == 1 and secrets.randbelow(50) == 0:
@@ -135,8 +155,8 @@ class AuthorizationServer:
         client: ClientRecord | None = None
         try:
             form = await _form(request)
-            await self._limit(request, form)
             client = await self._authenticate(request, form)
+            await self._limit_issuance(client)
             if form.get("grant_type") != "client_credentials":
                 raise OAuthError("unsupported_grant_type", "only client_credentials is offered")
             resource = form.get("resource") or form.get("audience")
@@ -165,12 +185,8 @@ class AuthorizationServer:
                 roles=client.roles,
             )
         except _TooMany as limited:
-            await self._audit(request, None, "token", "DENY", {"reason": "rate limited"})
-            return JSONResponse(
-                {"error": "slow_down", "error_description": "too many token requests; retry later"},
-                status_code=429,
-                headers={**NO_STORE, "Retry-After": str(limited.retry_after)},
-            )
+            await self._audit(request, client, "token", "DENY", {"reason": "rate limited"})
+            return limited.response()
         except OAuthError as error:
             await self._audit(request, client, "token", "DENY", {"reason": error.error})
             return error.response()
@@ -209,6 +225,8 @@ class AuthorizationServer:
             token = form.get("token")
             if not token:
                 raise OAuthError("invalid_request", "token is required")
+        except _TooMany as limited:
+            return limited.response()
         except OAuthError as error:
             return error.response()
         claims = self._read_own_token(token)
@@ -256,6 +274,8 @@ class AuthorizationServer:
             token = form.get("token")
             if not token:
                 raise OAuthError("invalid_request", "token is required")
+        except _TooMany as limited:
+            return limited.response()
         except OAuthError as error:
             return error.response()
         claims = self._read_own_token(token)
@@ -311,19 +331,22 @@ class AuthorizationServer:
         decision: str,
         details: dict[str, object],
     ) -> None:
-        if client is not None:
-            caller = Principal(
-                subject=client.client_id,
-                kind=PrincipalKind(client.kind),
-                bureau_code=client.bureau_code,
-                client_id=client.client_id,
-            )
-        else:
-            caller = Principal.anonymous(f"unauthenticated@{_address(request)}")
+        request_id = getattr(request.state, "request_id", "")
+        if client is None:
+            # Not authenticated: counted per source address, so a flood writes few rows.
+            reason = str(details.get("reason", "refused"))
+            await self._refusals.refuse(_address(request), request.url.path, reason, request_id)
+            return
+        caller = Principal(
+            subject=client.client_id,
+            kind=PrincipalKind(client.kind),
+            bureau_code=client.bureau_code,
+            client_id=client.client_id,
+        )
         await self._gate.append(
             AuditEntry.of(
                 caller,
-                request_id=getattr(request.state, "request_id", ""),
+                request_id=request_id,
                 category=category,
                 operation=request.url.path,
                 decision=decision,
@@ -336,6 +359,13 @@ class AuthorizationServer:
 class _TooMany(Exception):
     def __init__(self, retry_after: int) -> None:
         self.retry_after = retry_after
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(
+            {"error": "slow_down", "error_description": "too many token requests; retry later"},
+            status_code=429,
+            headers={**NO_STORE, "Retry-After": str(self.retry_after)},
+        )
 
 
 def _address(request: Request) -> str:

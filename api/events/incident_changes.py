@@ -17,6 +17,8 @@ import asyncpg
 import orjson
 import structlog
 
+from api.domain.models import IncidentFacts
+
 log = structlog.get_logger(__name__)
 
 CHANNEL = "lighthouse_incident_changes"
@@ -29,6 +31,8 @@ class IncidentChangeNotice:
     operation: str  # INSERT or UPDATE
     status: str
     responsible_bureau_id: int
+    # What the visibility rules judge the incident by, as of the change (bureau codes).
+    facts: IncidentFacts | None = None
 
 
 class SubscriberLagged(Exception):
@@ -90,14 +94,25 @@ class IncidentChangeHub:
     def _on_notify(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
         try:
             data = orjson.loads(payload)
+            facts = data.get("facts")
             notice = IncidentChangeNotice(
                 incident_id=int(data["id"]),
                 version=int(data["version"]),
                 operation=str(data["op"]),
                 status=str(data["status"]),
                 responsible_bureau_id=int(data["responsible_bureau_id"]),
+                facts=IncidentFacts(
+                    incident_id=int(data["id"]),
+                    responsible_bureau=str(facts["responsible"]),
+                    reporting_bureau=facts.get("reporting"),
+                    asset_bureau=facts.get("asset"),
+                    held_by=frozenset(facts.get("held_by") or ()),
+                    shared_with=frozenset(facts.get("shared_with") or ()),
+                )
+                if isinstance(facts, dict)
+                else None,
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             log.error("incident_changes.bad_payload", payload=payload[:200])
             return
         for queue in list(self._subscribers):

@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.access.refusals import RefusalLedger, Verdict
 from api.access.scope import AccessGate, AccessScope, OperationDescription
 from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
@@ -175,11 +176,13 @@ class RequestTransactionMiddleware:
                     async with gate.unit_of_work(principal, lambda: "token-check") as check:
                         await authenticator.check(check, principal)
         except InvalidToken as error:
-            client = scope.get("client")
-            await gate.record_refusal(
-                request_id, client[0] if client else "unknown", scope["path"], error.reason
-            )
-            await self._refuse(error.reason)(scope, receive, send)
+            ledger: RefusalLedger = resources.refusals
+            source = client_address(scope)
+            verdict = await ledger.refuse(source, scope["path"], error.reason, request_id)
+            if verdict is Verdict.THROTTLED:
+                await too_many(ledger.retry_after(source))(scope, receive, send)
+            else:
+                await self._refuse(error.reason)(scope, receive, send)
             return
         transaction = RequestTransaction(gate, principal, request_id, timings, self._mode, uow)
         state[STATE_KEY] = transaction
@@ -208,6 +211,28 @@ def protected(
         name=name,
         middleware=[Middleware(RequestTransactionMiddleware, mode=mode, refuse=refuse)],
     )
+
+
+def too_many(retry_after: int) -> Response:
+    body = {
+        "errors": [
+            {
+                "message": "too many refused requests from this address; retry later",
+                "extensions": {"code": "RATE_LIMITED", "retryAfter": retry_after},
+            }
+        ]
+    }
+    return Response(
+        orjson.dumps(body),
+        status_code=429,
+        media_type="application/json",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _authorization(scope: Scope) -> str | None:

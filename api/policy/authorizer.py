@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from api.audit.collector import AuditCollector
 from api.auth.principal import Principal
@@ -27,19 +27,21 @@ class Authorizer:
         self._timings = timings or Timings()
         # A request asks the same question many times (a nested field on every row): the
         # first answer is kept for the rest of the request, and audited once.
-        self._answers: dict[tuple[str, Entity], Decision] = {}
+        self._answers: dict[tuple[str, Entity, tuple[tuple[str, str], ...]], Decision] = {}
 
     @property
     def policy_version(self) -> str:
         return self._engine.version
 
-    def decide(self, action: str, resource: Entity) -> Decision:
-        key = (action, resource)
+    def decide(
+        self, action: str, resource: Entity, context: Mapping[str, str] | None = None
+    ) -> Decision:
+        key = (action, resource, tuple(sorted(context.items())) if context else ())
         decision = self._answers.get(key)
         if decision is None:
             with self._timings.measure("policy"):
                 decision = self._engine.decide(
-                    self._entity, action, resource, self._principal.scopes
+                    self._entity, action, resource, self._principal.scopes, context
                 )
             self._answers[key] = decision
             self._audit.decided(decision.allowed, decision.policy_ids)
@@ -54,7 +56,9 @@ class Authorizer:
             self._audit.decided(decision.allowed, decision.policy_ids)
         return decisions
 
-    def require(self, action: str, resource: Entity) -> None:
+    def require(
+        self, action: str, resource: Entity, context: Mapping[str, str] | None = None
+    ) -> None:
         """Raise Forbidden unless the policies allow ``action`` on ``resource``."""
-        if not self.decide(action, resource).allowed:
+        if not self.decide(action, resource, context).allowed:
             raise Forbidden(f"your access does not permit {action} here")

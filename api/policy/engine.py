@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,19 +136,27 @@ class PolicyEngine:
         return documents
 
     def decide(
-        self, principal: Entity, action: str, resource: Entity, scopes: frozenset[str]
+        self,
+        principal: Entity,
+        action: str,
+        resource: Entity,
+        scopes: frozenset[str],
+        context: Mapping[str, str] | None = None,
     ) -> Decision:
-        return self.decide_many(principal, [(action, resource)], scopes)[0]
+        return self.decide_many(principal, [(action, resource)], scopes, context)[0]
 
     def decide_many(
         self,
         principal: Entity,
         questions: Sequence[tuple[str, Entity]],
         scopes: frozenset[str],
+        context: Mapping[str, str] | None = None,
     ) -> list[Decision]:
-        """Decide several (action, resource) questions for one principal in one Cedar call."""
+        """Decide several (action, resource) questions for one principal in one Cedar call;
+        ``context`` adds what the action would do (``closingReason``) to the token's scopes."""
         scope_key = tuple(sorted(scopes))
-        keys = [(principal, action, resource, scope_key) for action, resource in questions]
+        extra = tuple(sorted((context or {}).items()))
+        keys = [(principal, action, resource, scope_key, extra) for action, resource in questions]
         answers: list[Decision | None] = [self._cache.get(key) for key in keys]
         missing = [i for i, answer in enumerate(answers) if answer is None]
         if missing:
@@ -160,13 +168,13 @@ class PolicyEngine:
             store = self._base.with_added_json_str(
                 orjson.dumps([e.as_json() for e in entities.values()]).decode()
             )
-            context = {"scopes": list(scope_key)}
+            request_context: dict[str, Any] = {"scopes": list(scope_key), **dict(extra)}
             requests = [
                 {
                     "principal": principal.uid,
                     "action": f'Lighthouse::Action::"{questions[i][0]}"',
                     "resource": questions[i][1].uid,
-                    "context": context,
+                    "context": request_context,
                 }
                 for i in missing
             ]

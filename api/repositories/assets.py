@@ -23,7 +23,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING {ASSET_COLUMNS}
 """
 
-BY_CODE = Ordering("CODE", ("code", "id"), descending=False)
+BY_CODE = Ordering("CODE", ("code", "id"), descending=False, types=(str, int))
 ASSET_ORDERINGS = {ordering.name: ordering for ordering in (BY_CODE,)}
 
 

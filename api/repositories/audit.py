@@ -20,7 +20,15 @@ CHAIN_SLICE = f"""
 SELECT {RECORD_COLUMNS} FROM audit_record WHERE seq >= $1 ORDER BY seq LIMIT $2
 """
 PREVIOUS_HASH = "SELECT hash FROM audit_record WHERE seq = $1"
+HEAD = "SELECT last_seq, last_hash FROM lighthouse.audit_head()"
 LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM audit_record"
+RECORD_HASH = "SELECT hash FROM audit_record WHERE seq = $1"
+INSERT_ANCHOR = """
+INSERT INTO audit_anchor (seq, hash, anchored_at, signature) VALUES ($1, $2, $3, $4)
+"""
+ANCHORS = """
+SELECT seq, hash, anchored_at, signature FROM audit_anchor ORDER BY anchored_at DESC LIMIT $1
+"""
 UPSERT_POLICY_VERSION = """
 INSERT INTO policy_version (version, policies) VALUES ($1, $2)
 ON CONFLICT (version) DO UPDATE SET last_seen_at = now()
@@ -30,7 +38,7 @@ SELECT version, first_seen_at, last_seen_at FROM policy_version ORDER BY first_s
 """
 POLICY_TEXT = "SELECT policies FROM policy_version WHERE version = $1"
 
-NEWEST_FIRST = Ordering("NEWEST_FIRST", ("seq",), descending=True)
+NEWEST_FIRST = Ordering("NEWEST_FIRST", ("seq",), descending=True, types=(int,))
 
 
 def append_arguments(entry: AuditEntry) -> tuple[object, ...]:
@@ -101,6 +109,14 @@ class AuditRecordRow:
     hash: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class AnchorRow:
+    seq: int
+    hash: bytes
+    anchored_at: datetime
+    signature: str
+
+
 class AuditRepository:
     def __init__(self, db: UnitOfWork | asyncpg.Connection | asyncpg.Pool) -> None:
         self._db = db
@@ -120,9 +136,25 @@ class AuditRepository:
         rows = await self._db.fetch(query, *conditions.args)
         return finish_page([AuditRecordRow(**row) for row in rows], request)
 
-    async def head(self) -> int:
-        """The newest record's sequence number (as of this transaction)."""
+    async def head(self) -> tuple[int, bytes]:
+        """The chain's head: the sequence number and hash the next record will link to."""
+        row = await self._db.fetchrow(HEAD)
+        assert row is not None
+        return int(row["last_seq"]), bytes(row["last_hash"])
+
+    async def last_seq(self) -> int:
+        """The largest sequence number stored (records past the head mean tampering)."""
         return int(await self._db.fetchval(LAST_SEQ))
+
+    async def record_hash(self, seq: int) -> bytes | None:
+        value = await self._db.fetchval(RECORD_HASH, seq)
+        return bytes(value) if value is not None else None
+
+    async def add_anchor(self, seq: int, hash: bytes, at: datetime, signature: str) -> None:
+        await self._db.execute(INSERT_ANCHOR, seq, hash, at, signature)
+
+    async def anchors(self, limit: int) -> list[AnchorRow]:
+        return [AnchorRow(**row) for row in await self._db.fetch(ANCHORS, limit)]
 
     async def previous_hash(self, seq: int) -> bytes | None:
         value = await self._db.fetchval(PREVIOUS_HASH, seq)

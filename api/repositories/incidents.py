@@ -31,9 +31,10 @@ WORK_ORDER_COLUMNS = columns(WorkOrderRecord)
 TRANSFER_COLUMNS = columns(TransferRecord)
 REPORTER_COLUMNS = columns(ReporterRecord)
 
-NEWEST_FIRST = Ordering("NEWEST_FIRST", ("reported_at", "id"), descending=True)
-OLDEST_FIRST = Ordering("OLDEST_FIRST", ("reported_at", "id"), descending=False)
-DUE_SOONEST = Ordering("DUE_SOONEST", ("due_at", "id"), descending=False)
+AT_AND_ID = (datetime, int)
+NEWEST_FIRST = Ordering("NEWEST_FIRST", ("reported_at", "id"), descending=True, types=AT_AND_ID)
+OLDEST_FIRST = Ordering("OLDEST_FIRST", ("reported_at", "id"), descending=False, types=AT_AND_ID)
+DUE_SOONEST = Ordering("DUE_SOONEST", ("due_at", "id"), descending=False, types=AT_AND_ID)
 INCIDENT_ORDERINGS = {o.name: o for o in (NEWEST_FIRST, OLDEST_FIRST, DUE_SOONEST)}
 
 INCIDENTS_BY_ID = f"SELECT {INCIDENT_COLUMNS} FROM incident WHERE id = ANY($1::bigint[])"

@@ -31,6 +31,7 @@ PUBLISHED_KEYS = """
 SELECT kid, algorithm, public_jwk, private_jwk_encrypted, activates_at, retires_at, expires_at
 FROM signing_key WHERE expires_at IS NULL OR expires_at > now() ORDER BY activates_at
 """
+KEY_BY_KID = "SELECT algorithm, public_jwk FROM signing_key WHERE kid = $1"
 INSERT_KEY = """
 INSERT INTO signing_key (kid, algorithm, public_jwk, private_jwk_encrypted, activates_at)
 VALUES ($1, $2, $3, $4, $5)
@@ -65,6 +66,11 @@ INSERT INTO token_request_count (caller, window_start, requests)
 VALUES ($1, date_trunc('minute', now()), 1)
 ON CONFLICT (caller, window_start) DO UPDATE SET requests = token_request_count.requests + 1
 RETURNING requests, extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now())
+"""
+WINDOW_COUNT = """
+SELECT coalesce((SELECT requests FROM token_request_count
+                 WHERE caller = $1 AND window_start = date_trunc('minute', now())), 0),
+       extract(epoch FROM date_trunc('minute', now()) + interval '1 minute' - now())
 """
 FORGET_OLD_COUNTS = (
     "DELETE FROM token_request_count WHERE window_start < now() - interval '10 minutes'"
@@ -143,6 +149,11 @@ class OAuthRepository:
     async def published_keys(self) -> list[KeyRecord]:
         return [KeyRecord(**row) for row in await self._db.fetch(PUBLISHED_KEYS)]
 
+    async def public_key(self, kid: str) -> tuple[str, dict[str, Any]] | None:
+        """A signing key's algorithm and public half, published or long retired."""
+        row = await self._db.fetchrow(KEY_BY_KID, kid)
+        return (str(row["algorithm"]), dict(row["public_jwk"])) if row is not None else None
+
     async def add_key(
         self,
         kid: str,
@@ -176,6 +187,13 @@ class OAuthRepository:
         """Count one token request for ``caller`` in this minute; return the count and the
         seconds until the window ends."""
         row = await self._db.fetchrow(COUNT_REQUEST, caller)
+        assert row is not None
+        return int(row[0]), float(row[1])
+
+    async def window_count(self, caller: str) -> tuple[int, float]:
+        """How many requests ``caller`` made in this minute (without counting one more), and
+        the seconds until the window ends."""
+        row = await self._db.fetchrow(WINDOW_COUNT, caller)
         assert row is not None
         return int(row[0]), float(row[1])
 

@@ -68,6 +68,12 @@ class Ordering:
     name: str
     columns: tuple[str, ...]
     descending: bool
+    # The Python type of each column's value, so a cursor's values are checked on the way in.
+    types: tuple[type, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.types) != len(self.columns):
+            raise ValueError(f"ordering {self.name}: give a type for each column")
 
     def order_by(self, backward: bool) -> str:
         descending = self.descending != backward
@@ -103,7 +109,7 @@ def _encode_value(value: Any) -> Any:
 
 
 def _decode_value(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"t"}:
+    if isinstance(value, dict) and set(value) == {"t"} and isinstance(value["t"], str):
         return datetime.fromisoformat(value["t"])
     return value
 
@@ -126,7 +132,21 @@ def decode_cursor(ordering: Ordering, cursor: str, field: str) -> tuple[Any, ...
         raise InvalidInput(field, f"was issued for ordering {name}, not {ordering.name}")
     if len(values) != len(ordering.columns):
         raise InvalidInput(field, "is not a cursor this API issued")
+    for value, expected in zip(values, ordering.types, strict=True):
+        if not _fits(value, expected):
+            raise InvalidInput(field, "is not a cursor this API issued")
     return values
+
+
+def _fits(value: Any, expected: type) -> bool:
+    """Whether a decoded cursor value can stand for a column of type ``expected``."""
+    if expected is int:
+        return type(value) is int and -(2**63) <= value < 2**63
+    if expected is datetime:
+        return isinstance(value, datetime) and value.tzinfo is not None
+    if expected is str:
+        return isinstance(value, str) and len(value) <= 1000 and "\x00" not in value
+    return isinstance(value, expected)
 
 
 def page_request(

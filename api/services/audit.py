@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import asyncpg
 
 from api.access.scope import AccessScope
-from api.audit.entries import GENESIS_HASH, ChainBreak, StoredRecord, check_links
 from api.auth.principal import Principal
 from api.domain.errors import InvalidInput, NotFound
 from api.policy import resources
@@ -18,24 +17,14 @@ from api.repositories.audit import AuditFilter, AuditRecordRow, AuditRepository
 from api.repositories.bureaus import BureauRepository
 from api.repositories.incidents import IncidentRepository
 from api.repositories.sql import Page, PageRequest
+from api.services.audit_chain import ChainVerification, verify_chain
 
-VERIFY_BATCH = 1000
 COLLECTIONS = {
     "incidents": resources.INCIDENTS,
     "assets": resources.ASSETS,
     "audit": resources.AUDIT_TRAIL,
     "policies": resources.POLICY_STORE,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ChainVerification:
-    intact: bool
-    checked: int
-    first_seq: int
-    last_seq: int
-    first_broken_seq: int | None = None
-    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,39 +47,10 @@ class AuditTrail:
         return await self._repository.page(where, request)
 
     async def verify(self, from_seq: int, to_seq: int | None) -> ChainVerification:
-        """Recompute the chain from ``from_seq`` to ``to_seq`` (the newest record by default)
-        and report the first broken link."""
+        """Recompute the chain from ``from_seq`` to ``to_seq`` (the head by default) and report
+        the first broken link."""
         self._access.authorize("ReadAuditTrail", resources.AUDIT_TRAIL)
-        repository = self._repository
-        last = await repository.head()
-        to_seq = last if to_seq is None else min(to_seq, last)
-        if from_seq < 1 or from_seq > max(to_seq, 1):
-            raise InvalidInput("fromSeq", f"must be between 1 and {max(to_seq, 1)}")
-        previous = GENESIS_HASH if from_seq == 1 else await repository.previous_hash(from_seq - 1)
-        if previous is None:
-            return ChainVerification(
-                False, 0, from_seq, to_seq, from_seq - 1, "the record before the range is missing"
-            )
-        checked = 0
-        expected = from_seq
-        batch: list[StoredRecord] = []
-        async for record in repository.stream(from_seq, to_seq):
-            batch.append(record)
-            if len(batch) >= VERIFY_BATCH:
-                outcome = check_links(batch, previous, expected)
-                if isinstance(outcome, ChainBreak):
-                    return _broken(outcome, from_seq, to_seq)
-                checked += outcome
-                previous, expected, batch = batch[-1].hash, batch[-1].seq + 1, []
-        outcome = check_links(batch, previous, expected)
-        if isinstance(outcome, ChainBreak):
-            return _broken(outcome, from_seq, to_seq)
-        checked += outcome
-        if checked != to_seq - from_seq + 1 and to_seq >= from_seq:
-            return ChainVerification(
-                False, checked, from_seq, to_seq, from_seq + checked, "records are missing"
-            )
-        return ChainVerification(True, checked, from_seq, to_seq)
+        return await verify_chain(self._repository, from_seq, to_seq)
 
     def policy_set(self) -> PolicyEngine:
         self._access.authorize("ReadPolicies", resources.POLICY_STORE)
@@ -133,8 +93,3 @@ class AuditTrail:
         if record is None:
             raise NotFound("bureau", resource.bureau_id)
         return resources.bureau(record.code)
-
-
-def _broken(outcome: ChainBreak, first: int, last: int) -> ChainVerification:
-    # Records are checked in order, so every record before the broken one was sound.
-    return ChainVerification(False, outcome.seq - first, first, last, outcome.seq, outcome.reason)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import subprocess
 import sys
+import time
 import uuid
 import warnings
 from collections.abc import Callable
@@ -41,6 +43,10 @@ def cli(
         text=True,
         timeout=60,
     )
+
+
+FAILED_PER_MINUTE = 30  # LIGHTHOUSE_FAILED_TOKEN_REQUESTS_PER_MINUTE's default
+ISSUED_PER_MINUTE = 60  # LIGHTHOUSE_TOKEN_REQUESTS_PER_MINUTE's default
 
 
 @pytest.fixture
@@ -263,20 +269,70 @@ async def test_disabled_client_gets_no_tokens_and_its_tokens_stop(
         await fetch_token(gateway, client_id, secret)
 
 
-async def test_token_endpoint_is_rate_limited(
-    http: httpx.AsyncClient, register: Callable[..., tuple[str, str]]
+def from_address(gateway: GatewayProcess, address: str) -> httpx.AsyncClient:
+    """A client whose requests come from ``address`` (any 127.0.0.0/8 address is this host):
+    a stranger, as far as the gateway can tell."""
+    transport = httpx.AsyncHTTPTransport(local_address=address)
+    return httpx.AsyncClient(base_url=gateway.base_url, transport=transport, timeout=30)
+
+
+async def fresh_minute() -> None:
+    """Wait, if the minute is nearly over, for the next: rate limits count per clock minute."""
+    now = time.time()
+    if 60 - now % 60 < 20:
+        await asyncio.sleep(60 - now % 60 + 0.5)
+
+
+def stranger_address() -> str:
+    """A source address no other test (or earlier run in this minute) used."""
+    return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
+
+
+async def test_a_stranger_cannot_lock_a_client_out(
+    gateway: GatewayProcess, register: Callable[..., tuple[str, str]]
 ) -> None:
     client_id, secret = register("incidents:read")
-    statuses = []
-    for _ in range(62):
-        response = await http.post(
-            "/oauth/token",
-            data={"grant_type": "client_credentials"},
-            auth=(client_id, secret + "wrong"),
+    await fresh_minute()
+    async with from_address(gateway, stranger_address()) as stranger:
+        statuses = []
+        for _ in range(FAILED_PER_MINUTE + 2):
+            response = await stranger.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(client_id, secret + "wrong"),
+            )
+            statuses.append(response.status_code)
+        assert statuses[:FAILED_PER_MINUTE] == [401] * FAILED_PER_MINUTE
+        assert statuses[FAILED_PER_MINUTE:] == [429, 429]
+        assert int(response.headers["retry-after"]) >= 1
+        # The stranger's address is spent, even with the right secret...
+        right = await stranger.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
         )
+        assert right.status_code == 429
+    # ...but the client itself, from its own address, is not locked out.
+    async with from_address(gateway, stranger_address()) as owner:
+        response = await owner.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+        )
+    assert response.status_code == 200, response.text
+
+
+async def test_tokens_issued_to_one_client_are_rate_limited_wherever_it_asks_from(
+    gateway: GatewayProcess, register: Callable[..., tuple[str, str]]
+) -> None:
+    client_id, secret = register("incidents:read")
+    await fresh_minute()
+    statuses = []
+    for _ in range(ISSUED_PER_MINUTE + 1):
+        # Each request from another address: the limit is the client's, not its address's.
+        async with from_address(gateway, stranger_address()) as http:
+            response = await http.post(
+                "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+            )
         statuses.append(response.status_code)
-    assert statuses[:60] == [401] * 60  # failures count too
-    assert statuses[60:] == [429, 429]
+    assert statuses[:ISSUED_PER_MINUTE] == [200] * ISSUED_PER_MINUTE
+    assert statuses[ISSUED_PER_MINUTE] == 429
     assert int(response.headers["retry-after"]) >= 1
 
 

@@ -70,5 +70,6 @@ class AssetMutations:
             )
             record, replayed = await registry.register(registration, idempotency_key)
         except DomainError as error:
+            info.context.audit.outcome = error.code
             return errors.to_graphql(error)  # type: ignore[return-value]
         return AssetCreated(asset=Asset.from_record(record), replayed=replayed)

@@ -7,12 +7,19 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import structlog
-from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
+from graphql import (
+    FieldNode,
+    GraphQLError,
+    NoSchemaIntrospectionCustomRule,
+    OperationDefinitionNode,
+    ValidationRule,
+)
 from strawberry.extensions import SchemaExtension
 from strawberry.relay.types import GlobalIDValueError
 from strawberry.types import ExecutionContext
 
 from api.access.scope import OperationDescription
+from api.audit.collector import AuditCollector
 from api.domain.errors import DomainError, InvalidInput
 from api.graph.core.context import Context
 from api.policy.resources import POLICY_STORE, principal_entity
@@ -21,6 +28,7 @@ from api.settings import Environment
 log = structlog.get_logger(__name__)
 
 OPERATION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
 
 
 def operation_label(name: str | None) -> str:
@@ -66,9 +74,12 @@ class OperationScopeExtension(SchemaExtension):
             opened = gate.transaction(context.principal, context.request_id, describe)
             async with opened as access, context.enter(access):
                 yield
+                self._note_refusal(access.audit)
             return
-        async with context.enter(transaction.access(describe)):
+        access = transaction.access(describe)
+        async with context.enter(access):
             yield
+            self._note_refusal(access.audit)
         try:
             await transaction.commit()
         except Exception as error:  # the audit append or the commit itself failed
@@ -82,6 +93,44 @@ class OperationScopeExtension(SchemaExtension):
                         extensions={"code": "SERVICE_UNAVAILABLE"},
                     )
                 ]
+
+    _refused: str | None = None
+
+    def on_parse(self) -> Iterator[None]:
+        yield
+        if self.execution_context.graphql_document is None:
+            self._refused = "the document did not parse"
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        errors = self.execution_context.pre_execution_errors
+        if errors:
+            self._refused = errors[0].message[:200]
+
+    def _note_refusal(self, audit: AuditCollector) -> None:
+        """A document the limits or validation refused never ran: audited as refused."""
+        if self._refused is not None:
+            audit.refusal = self._refused
+
+
+class OperationNameRequired(SchemaExtension):
+    """A document with several operations must say which to run (GraphQL, §6.1 GetOperation)."""
+
+    def on_validate(self) -> Iterator[None]:
+        # Before validation: errors set here stand (the schema then skips its own validation).
+        execution = self.execution_context
+        document = execution.graphql_document
+        if document is not None and not execution.operation_name:
+            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+            if len(operations) > 1:
+                execution.pre_execution_errors = [
+                    *(execution.pre_execution_errors or []),
+                    GraphQLError(
+                        "Must provide operation name if query contains multiple operations.",
+                        extensions={"code": "GRAPHQL_VALIDATION_FAILED"},
+                    ),
+                ]
+        yield
 
 
 class ErrorPolicyExtension(SchemaExtension):
@@ -97,11 +146,16 @@ class ErrorPolicyExtension(SchemaExtension):
         if result is None or not result.errors:
             return
         context: Context = self.execution_context.context
-        result.errors = [self._format(error, context.request_id) for error in result.errors]
+        production = context.resources.settings.environment is Environment.PRODUCTION
+        result.errors = [
+            self._format(error, context.request_id, production) for error in result.errors
+        ]
 
     @staticmethod
-    def _format(error: GraphQLError, request_id: str) -> GraphQLError:
+    def _format(error: GraphQLError, request_id: str, production: bool = False) -> GraphQLError:
         original = error.original_error
+        if isinstance(original, RecursionError):
+            original = InvalidInput("query", "the document is nested too deeply")
         if isinstance(original, GlobalIDValueError):
             original = InvalidInput("id", "is not an ID this API issued")
         if isinstance(original, DomainError):
@@ -120,8 +174,13 @@ class ErrorPolicyExtension(SchemaExtension):
             if error.extensions and "code" in error.extensions:
                 return error
             code = "GRAPHQL_VALIDATION_FAILED" if error.path is None else "BAD_REQUEST"
+            message = error.message
+            if production:
+                # "Did you mean …?" would list the schema's names to a caller who may not
+                # introspect it.
+                message = SUGGESTION.sub("", message)
             return GraphQLError(
-                error.message,
+                message,
                 nodes=error.nodes,
                 source=error.source,
                 positions=error.positions,
@@ -160,9 +219,24 @@ class MetricsExtension(SchemaExtension):
         metrics.graphql_operations.labels(name, kind, outcome).inc()
 
 
+class NoSubgraphSchemaRule(ValidationRule):
+    """Refuses ``_service`` (the subgraph's SDL, for a federation router) to those who may not
+    read the schema: it is introspection by another name."""
+
+    def enter_field(self, node: FieldNode, *_: object) -> None:
+        if node.name.value == "_service":
+            self.report_error(
+                GraphQLError(
+                    "the subgraph schema (_service) is only for the federation router",
+                    node,
+                    extensions={"code": "FORBIDDEN"},
+                )
+            )
+
+
 class IntrospectionPolicy(SchemaExtension):
     """Outside production the schema is open to introspection; in production only to callers the
-    policies allow (IntrospectSchema: developers and auditors)."""
+    policies allow (IntrospectSchema: developers, auditors and the federation router)."""
 
     def on_operation(self) -> Iterator[None]:
         context: Context = self.execution_context.context
@@ -178,5 +252,6 @@ class IntrospectionPolicy(SchemaExtension):
                 self.execution_context.validation_rules = (
                     *self.execution_context.validation_rules,
                     NoSchemaIntrospectionCustomRule,
+                    NoSubgraphSchemaRule,
                 )
         yield

@@ -11,17 +11,18 @@ from strawberry import relay
 from strawberry.extensions import (
     MaxAliasesLimiter,
     MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 
 from api.graph.core.bundle import DomainBundle
+from api.graph.core.documents import CachedDocuments, DocumentCache
 from api.graph.core.extensions import (
     ErrorPolicyExtension,
     IntrospectionPolicy,
     MetricsExtension,
+    OperationNameRequired,
     OperationScopeExtension,
 )
 from api.graph.core.prefetch import PrefetchPlan
@@ -41,9 +42,10 @@ def _core_queries() -> type:
 
 
 class LighthouseSchema(strawberry.federation.Schema):
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, documents: DocumentCache | None = None, **options: Any) -> None:
         super().__init__(**options)
         self.prefetch_plan = PrefetchPlan.of(self)
+        self.documents = documents
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Strawberry logs every error at ERROR level; expected ones (a caller's bad input, a
@@ -62,20 +64,24 @@ def build_schema(settings: Settings, domains: Sequence[DomainBundle]) -> Lightho
     names = [domain.name for domain in domains]
     if len(set(names)) != len(names):
         raise ValueError(f"a domain is given twice: {names}")
-    # Strawberry's annotation admits only classes and factories; instances work the same.
+    graph = settings.graph
+    documents = DocumentCache(graph.document_cache_entries, graph.document_cache_bytes)
+    # Factories: a fresh extension per operation; the caches they share live in this schema.
     extensions: list[Any] = [
         MetricsExtension,
         ErrorPolicyExtension,
-        MaxTokensLimiter(max_token_count=settings.graph.max_tokens),
-        ParserCache(maxsize=256),
-        QueryDepthLimiter(max_depth=settings.graph.max_query_depth),
-        MaxAliasesLimiter(max_alias_count=settings.graph.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=graph.max_tokens),
+        lambda: CachedDocuments(documents),
+        lambda: QueryDepthLimiter(max_depth=graph.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=graph.max_aliases),
         IntrospectionPolicy,
-        ValidationCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+        OperationNameRequired,
         OperationScopeExtension,
     ]
     query = _root("Query", [d.query for d in domains if d.query] + [_core_queries()])
     return LighthouseSchema(
+        documents=documents,
         query=query,
         mutation=_root("Mutation", [d.mutation for d in domains if d.mutation]),
         subscription=_root("Subscription", [d.subscription for d in domains if d.subscription]),

@@ -1,60 +1,119 @@
-"""The GraphQL endpoint: Strawberry's ASGI view with Lighthouse's context and guards."""
+"""The GraphQL endpoint: Strawberry's ASGI view with Lighthouse's context and guards.
+
+Over HTTP a request that is not GraphQL — a form post (cross-site request forgery), a body
+that is not JSON or is nested past orjson's limit, a batch, a document larger than the limit —
+is refused with a coded JSON error before anything is parsed, and the refusal is audited (per
+source address, see ``api.access.refusals``). A WebSocket must authenticate in its
+``connection_init``; connections are bounded in all and per caller.
+"""
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
+from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
+from api.access.refusals import Verdict
 from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
 from api.graph.core.context import Context
 from api.http.graphiql import graphiql_page_response
-from api.http.transaction import request_transaction, unauthenticated
+from api.http.transaction import (
+    client_address,
+    request_transaction,
+    too_many,
+    unauthenticated,
+)
 from api.resources import resources_of
 
 JSON_TYPES = ("application/json", "application/graphql-response+json")
+CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "DOCUMENT_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+}
+SOCKET_SUBJECT = "lighthouse_socket_subject"
 
 
 class GraphQLView(GraphQL[Context, None]):
+    def __init__(self, schema: Any, *, max_document_bytes: int, **options: Any) -> None:
+        super().__init__(schema, **options)
+        self.max_document_bytes = max_document_bytes
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Cross-site request forgery: a browser form can POST text/plain, multipart or urlencoded
-        # bodies without a preflight; only JSON is taken (and GET carries queries only).
-        if scope["type"] == "http" and scope.get("method") == "POST":
-            content_type = ""
-            for name, value in scope.get("headers", []):
-                if name == b"content-type":
-                    content_type = value.decode("latin-1").split(";")[0].strip().lower()
-            if content_type not in JSON_TYPES:
-                response = JSONResponse(
+        if scope["type"] == "websocket":
+            await self._socket(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            # Cross-site request forgery: a browser form can POST text/plain, multipart or
+            # urlencoded bodies without a preflight; only JSON is taken (GET carries queries).
+            if request.method == "POST" and _content_type(scope) not in JSON_TYPES:
+                raise HTTPException(415, "POST GraphQL documents as application/json")
+            response = await self.run(request)
+        except HTTPException as error:
+            response = await self._refused(request, error.status_code, error.reason)
+        await response(scope, receive, send)
+
+    async def _refused(self, request: Request, status: int, reason: str) -> Response:
+        """A coded JSON error for a request that is not GraphQL, audited as a refusal."""
+        resources = resources_of(request)
+        transaction = request_transaction(request)
+        source = client_address(request.scope)
+        verdict = await resources.refusals.refuse(
+            source, request.url.path, reason, transaction.request_id, transaction.principal
+        )
+        if verdict is Verdict.THROTTLED:
+            return too_many(resources.refusals.retry_after(source))
+        code = CODES.get(status, "BAD_REQUEST")
+        return JSONResponse(
+            {
+                "errors": [
                     {
-                        "errors": [
-                            {
-                                "message": "POST GraphQL documents as application/json",
-                                "extensions": {"code": "UNSUPPORTED_MEDIA_TYPE"},
-                            }
-                        ]
-                    },
-                    status_code=415,
+                        "message": reason,
+                        "extensions": {"code": code, "requestId": transaction.request_id},
+                    }
+                ]
+            },
+            status_code=status,
+        )
+
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson refuses nesting past 1,024 levels with a decode error (answered 400), where
+        # the standard library would exhaust the interpreter's recursion limit.
+        return orjson.loads(data)
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        # Refused before parsing: the token limit does not count comments, and a document is
+        # held (and cached) as text.
+        for item in data if isinstance(data, list) else [data]:
+            if item.query is not None and len(item.query) > self.max_document_bytes:
+                raise HTTPException(
+                    413, f"the GraphQL document is longer than {self.max_document_bytes} bytes"
                 )
-                await response(scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
+        return data
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL from the gateway's own assets: the page names no other host."""
         return graphiql_page_response()
-
-    def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket | None = None
@@ -79,29 +138,61 @@ class GraphQLView(GraphQL[Context, None]):
             transaction=transaction,
         )
 
+    # --- WebSockets ---------------------------------------------------------------------------
+
+    async def _socket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hold one of the process's connection slots for the socket's life (and the caller's
+        slot, once it authenticated)."""
+        sockets = scope["state"]["resources"].sockets
+        if not sockets.open():
+            await WebSocket(scope, receive, send).close(1013, "too many connections; retry later")
+            return
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            sockets.close()
+            subject = scope["state"].pop(SOCKET_SUBJECT, None)
+            if subject is not None:
+                sockets.release(subject)
+
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """A subscription's caller authenticates with the handshake's Authorization header or
-        an ``Authorization`` entry in the connection_init payload (browsers cannot set headers)."""
+        an ``Authorization`` entry in the connection_init payload (browsers cannot set headers).
+        Anonymous connections are refused: every subscription event costs the service work."""
         params = context.connection_params or {}
         authorization = params.get("Authorization") or params.get("authorization")
         if not isinstance(authorization, str):
             authorization = context.request.headers.get("authorization")
-        gate = context.resources.gate
+        resources = context.resources
+        gate = resources.gate
         try:
+            if not authorization:
+                raise InvalidToken("authenticate in connection_init (Authorization: Bearer …)")
             principal = await gate.authenticator.verify(authorization)
             async with gate.unit_of_work(principal, lambda: "connection") as uow:
                 await gate.authenticator.check(uow, principal)
         except InvalidToken as error:
-            client = context.request.client
-            await gate.record_refusal(
-                context.request_id,
-                client.host if client else "unknown",
+            await resources.refusals.refuse(
+                client_address(context.request.scope),
                 context.request.url.path,
                 error.reason,
+                context.request_id,
             )
             raise ConnectionRejectionError({"message": error.reason}) from None
+        if not resources.sockets.claim(principal.subject):
+            raise ConnectionRejectionError(
+                {"message": "too many open connections for this caller; close one first"}
+            )
+        context.request.scope["state"][SOCKET_SUBJECT] = principal.subject
         context.principal = principal
         return await super().on_ws_connect(context)
+
+
+def _content_type(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            return str(value.decode("latin-1").split(";")[0].strip().lower())
+    return ""
 
 
 def graphql_refusal(reason: str) -> Response:
@@ -109,10 +200,19 @@ def graphql_refusal(reason: str) -> Response:
     return unauthenticated(reason)
 
 
-def graphql_view(schema: object, *, graphiql: bool, max_subscriptions: int) -> GraphQLView:
+def graphql_view(
+    schema: object,
+    *,
+    graphiql: bool,
+    max_subscriptions: int,
+    max_document_bytes: int,
+    connection_init_seconds: int,
+) -> GraphQLView:
     return GraphQLView(
-        schema,  # type: ignore[arg-type]
+        schema,
+        max_document_bytes=max_document_bytes,
         graphql_ide="graphiql" if graphiql else None,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         max_subscriptions_per_connection=max_subscriptions,
+        connection_init_wait_timeout=timedelta(seconds=connection_init_seconds),
     )

@@ -230,11 +230,13 @@ def _command(info: Info, command: type[C]) -> C:
     )
 
 
-async def _typed(call: Callable[[], Awaitable[Any]]) -> Any:
-    """Run a use case; an expected failure becomes the schema's error object."""
+async def _typed(info: Info, call: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a use case; an expected failure becomes the schema's error object, and its code the
+    outcome in the operation's audit record."""
     try:
         return await call()
     except DomainError as error:
+        info.context.audit.outcome = error.code
         return errors.to_graphql(error)
 
 
@@ -267,7 +269,7 @@ async def _step(
         )
         return IncidentUpdated(incident=_returned(info, record))
 
-    return await _typed(run)  # type: ignore[no-any-return]
+    return await _typed(info, run)  # type: ignore[no-any-return]
 
 
 async def _finish(
@@ -279,7 +281,7 @@ async def _finish(
         )
         return WorkOrderUpdated(work_order=_returned_order(info, order))
 
-    return await _typed(run)  # type: ignore[no-any-return]
+    return await _typed(info, run)  # type: ignore[no-any-return]
 
 
 @strawberry.type
@@ -316,7 +318,7 @@ class IncidentMutations:
             )
             return IncidentCreated(incident=_returned(info, record), replayed=replayed)
 
-        return await _typed(run)  # type: ignore[no-any-return]
+        return await _typed(info, run)  # type: ignore[no-any-return]
 
     @strawberry.federation.mutation(
         authenticated=True,
@@ -366,7 +368,7 @@ class IncidentMutations:
             )
             return IncidentUpdated(incident=_returned(info, record))
 
-        return await _typed(run)  # type: ignore[no-any-return]
+        return await _typed(info, run)  # type: ignore[no-any-return]
 
     @strawberry.federation.mutation(
         authenticated=True,
@@ -390,7 +392,7 @@ class IncidentMutations:
                 replayed=replayed,
             )
 
-        return await _typed(run)  # type: ignore[no-any-return]
+        return await _typed(info, run)  # type: ignore[no-any-return]
 
     @strawberry.federation.mutation(
         authenticated=True,
@@ -412,7 +414,7 @@ class IncidentMutations:
                 transfer=IncidentTransfer.from_record(transfer),
             )
 
-        return await _typed(run)  # type: ignore[no-any-return]
+        return await _typed(info, run)  # type: ignore[no-any-return]
 
     @strawberry.federation.mutation(
         authenticated=True,
@@ -429,7 +431,7 @@ class IncidentMutations:
             )
             return IncidentUpdated(incident=_returned(info, record))
 
-        return await _typed(run)  # type: ignore[no-any-return]
+        return await _typed(info, run)  # type: ignore[no-any-return]
 
     @strawberry.federation.mutation(
         authenticated=True,
@@ -446,7 +448,7 @@ class IncidentMutations:
             )
             return IncidentUpdated(incident=_returned(info, record))
 
-        return await _typed(run)  # type: ignore[no-any-return]
+        return await _typed(info, run)  # type: ignore[no-any-return]
 
     @strawberry.federation.mutation(
         authenticated=True,
@@ -464,7 +466,7 @@ class IncidentMutations:
             )
             return WorkOrderCreated(work_order=_returned_order(info, order), replayed=replayed)
 
-        return await _typed(run)  # type: ignore[no-any-return]
+        return await _typed(info, run)  # type: ignore[no-any-return]
 
     @strawberry.federation.mutation(
         authenticated=True,

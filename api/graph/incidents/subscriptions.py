@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator
 from enum import Enum
 
 import strawberry
 
 from api.access.scope import OperationDescription
+from api.domain.errors import Unauthenticated
 from api.graph.core.context import Info
 from api.graph.core.ids import decode_ids
 from api.graph.incidents.loaders import IncidentById
 from api.graph.incidents.types import Incident
+from api.policy import resources
 
 
 def _event() -> OperationDescription:
@@ -49,11 +52,24 @@ class IncidentSubscriptions:
         bureau_ids = set(decode_ids(bureau, "Bureau", "bureau") or ())
         incident_ids = set(decode_ids(incident, "Incident", "incident") or ())
         context = info.context
+        principal = context.principal
+        policy = context.resources.policy
+        subscriber = resources.principal_entity(principal)
         async with context.resources.changes.subscribe() as notices:
             async for notice in notices:
                 if bureau_ids and notice.responsible_bureau_id not in bureau_ids:
                     continue
                 if incident_ids and notice.incident_id not in incident_ids:
+                    continue
+                if principal.expires_at is not None and principal.expires_at < time.time():
+                    raise Unauthenticated("the access token has expired; reconnect with a new one")
+                # A change the subscriber may not see is passed over here, on the facts the
+                # notice carries, without a transaction; one it may see is read under row-level
+                # security in a transaction of its own, which still decides.
+                if notice.facts is not None and not policy.decide(
+                    subscriber, "ViewIncident", resources.incident_entity(notice.facts),
+                    principal.scopes,
+                ).allowed:  # fmt: skip
                     continue
                 # The event's fields resolve while this generator waits at `yield`, inside the
                 # event's own transaction and loaders.

@@ -72,21 +72,29 @@ class IncidentCommand:
         self._keys = IdempotencyRepository(access.uow, key_ttl_hours)
 
     async def _current(
-        self, incident_id: int, expected_version: int, policy_action: str
+        self,
+        incident_id: int,
+        expected_version: int,
+        policy_action: str,
+        context: dict[str, str] | None = None,
     ) -> IncidentRecord:
         """The incident, if the caller may see it, may take ``policy_action`` on it, and read
         the version it is at now."""
+        self._access.audit.targeted("Incident", incident_id)
         incident = await self.incidents.get(incident_id)
-        await self._require(policy_action, incident.id)
+        await self._require(policy_action, incident.id, context)
         if incident.version != expected_version:
             raise VersionConflict("incident", expected_version, incident.version)
         return incident
 
-    async def _require(self, policy_action: str, incident_id: int) -> None:
+    async def _require(
+        self, policy_action: str, incident_id: int, context: dict[str, str] | None = None
+    ) -> None:
+        self._access.audit.targeted("Incident", incident_id)
         facts = (await self.incidents.facts([incident_id])).get(incident_id)
         if facts is None:
             raise NotFound("incident", incident_id)
-        self._authorizer.require(policy_action, resources.incident_entity(facts))
+        self._authorizer.require(policy_action, resources.incident_entity(facts), context)
 
     async def _move(
         self,

@@ -43,7 +43,10 @@ class IncidentLifecycle(IncidentCommand):
         if action in (A.DISPATCH, A.TRANSFER, A.MARK_DUPLICATE):
             raise ValueError(f"{action} has its own method")
         async with self._uow.savepoint():
-            incident = await self._current(incident_id, expected_version, POLICY_ACTIONS[action])
+            context = {"closingReason": closing_reason.value} if closing_reason else None
+            incident = await self._current(
+                incident_id, expected_version, POLICY_ACTIONS[action], context
+            )
             # Check the transition before touching work orders.
             lifecycle.plan(IncidentStatus(incident.status), action, closing_reason)
             moved: list[WorkOrderRecord] = []
@@ -139,10 +142,14 @@ class IncidentLifecycle(IncidentCommand):
             if canonical is None:
                 raise NotFound("incident", canonical_id)
             if canonical.duplicate_of_id is not None:
+                # Name the original only if the caller may see it: an error must not tell of
+                # anything outside the caller's view.
+                original = canonical.duplicate_of_id
+                seen = original in await self.incidents.by_ids([original])
                 raise InvalidInput(
                     "duplicateOf",
-                    f"incident {canonical_id} is itself a duplicate of "
-                    f"{canonical.duplicate_of_id}; link to that one",
+                    f"incident {canonical_id} is itself a duplicate"
+                    + (f" of {original}; link to that one" if seen else "; link to its original"),
                 )
             cancelled = await self.incidents.move_work_orders(
                 incident.id, ACTIVE_WORK_ORDERS, WorkOrderStatus.CANCELLED

@@ -84,6 +84,7 @@ class WorkOrders(IncidentCommand):
         """Complete or cancel one work order; the incident's own status is not changed."""
         if outcome not in (WorkOrderStatus.COMPLETED, WorkOrderStatus.CANCELLED):
             raise ValueError(outcome)
+        self._access.audit.targeted("WorkOrder", work_order_id)
         async with self._uow.savepoint():
             existing = (await self.incidents.work_orders_by_ids([work_order_id])).get(work_order_id)
             if existing is None:
