@@ -358,6 +358,13 @@ def token(
     scopes: Annotated[str, typer.Option(help="Space-separated scopes.")] = "",
     subject: Annotated[str, typer.Option(help="The token's subject.")] = "developer",
     ttl: Annotated[int, typer.Option(min=60, max=86_400, help="Lifetime in seconds.")] = 3600,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="The gateway the token is for (its issuer is read from its metadata); "
+            "defaults to LIGHTHOUSE_OAUTH_ISSUER, or http://HOST:PORT."
+        ),
+    ] = None,
 ) -> None:
     """Mint an access token for development and the demo; refused in production."""
     from api.auth.dev_principals import DEV_PRINCIPALS
@@ -385,6 +392,9 @@ def token(
         role_list, scope_list = list(named.roles), list(named.scopes)
     else:
         role_list, scope_list = [r for r in roles.split(",") if r], scopes.split()
+    if url is not None:
+        settings = _for_gateway(settings, url)
+    console.print(f"A token for {settings.issuer} (pass --url to mint for another gateway).")
 
     async def sign(connection: asyncpg.Connection) -> str:
         ring = KeyRing(settings)
@@ -403,6 +413,23 @@ def token(
         return issued.access_token
 
     print(asyncio.run(_with_owner(settings, sign)))
+
+
+def _for_gateway(settings: Settings, url: str) -> Settings:
+    """The settings with the issuer of the gateway at ``url`` (from its RFC 8414 metadata)."""
+    import httpx
+
+    metadata_url = url.rstrip("/") + "/.well-known/oauth-authorization-server"
+    try:
+        issuer = httpx.get(metadata_url, timeout=5).json()["issuer"]
+    except (httpx.HTTPError, ValueError, KeyError) as error:
+        console.print(
+            f"[red]Cannot read {metadata_url} ({error}); is the gateway running there?[/red]"
+        )
+        raise typer.Exit(2) from None
+    return settings.model_copy(
+        update={"oauth": settings.oauth.model_copy(update={"issuer": str(issuer)})}
+    )
 
 
 @app.command()
@@ -452,9 +479,11 @@ def demo(
         raise typer.Exit(2)
     _migrate(settings)
     seed(assets=300, incidents=400, random_seed=7, reset=False, if_empty=True)
+    where = f"http://{settings.http.host}:{port or settings.http.port}"
     console.print(
-        "Queries need an access token: `.venv/bin/lighthouse token --as pwb-supervisor` "
-        "(`--list` shows the demo principals); send it as `Authorization: Bearer …`."
+        f"Queries need an access token: `.venv/bin/lighthouse token --as pwb-supervisor "
+        f"--url {where}` (`--list` shows the demo principals); send it as "
+        "`Authorization: Bearer …`."
     )
     serve(host=None, port=port, workers=None)
 

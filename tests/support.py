@@ -139,3 +139,17 @@ class InProcessGateway:
     async def __aexit__(self, *_: object) -> None:
         self._server.should_exit = True
         await self._task
+
+
+def stranger_address() -> str:
+    """A source address on this host (all of 127.0.0.0/8 is) that no other test uses: what the
+    gateway counts per address starts at zero for it."""
+    import random
+
+    return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
+
+
+def client_from(base_url: str, address: str) -> httpx.AsyncClient:
+    """An HTTP client whose requests come from ``address``."""
+    transport = httpx.AsyncHTTPTransport(local_address=address)
+    return httpx.AsyncClient(base_url=base_url, transport=transport, timeout=30)

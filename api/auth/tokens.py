@@ -137,6 +137,11 @@ class TokenVerifier:
         header, unverified_claims = _unverified(token)
         if str(header.get("typ", "")).lower() not in TOKEN_TYPES:
             raise InvalidToken("the token is not an access token (typ must be at+jwt)")
+        if "crit" in header:
+            # RFC 7515 §4.1.11: a recipient must refuse extensions it does not understand.
+            raise InvalidToken(
+                "the token's header lists critical extensions (crit) this service does not support"
+            )
         issuer = unverified_claims.get("iss")
         if issuer == self._settings.issuer:
             algorithms: tuple[str, ...] = LOCAL_ALGORITHMS
@@ -146,7 +151,11 @@ class TokenVerifier:
         else:
             external = self._issuers.get(str(issuer))
             if external is None:
-                raise InvalidToken("the token's issuer is not trusted")
+                raise InvalidToken(
+                    f"the token's issuer is not trusted: {str(issuer)[:200]!r}; this gateway "
+                    f"issues its own tokens as {self._settings.issuer} (see "
+                    f"{self._settings.issuer}/.well-known/oauth-authorization-server)"
+                )
             algorithms = tuple(external.config.algorithms)
             keys = external.keys
             audience = external.config.audience

@@ -7,8 +7,13 @@ fails, and the caller gets 413 — never a half-read request acted upon.
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LINGER_BYTES = 256 * 1024
+LINGER_SECONDS = 1.0
 
 
 class BodyTooLarge(Exception):
@@ -50,6 +55,7 @@ class BodyLimitMiddleware:
             await self.app(scope, counted_receive, watched_send)
         except BodyTooLarge:
             if not started:
+                await _linger(receive)
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
@@ -75,6 +81,24 @@ class BodyLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+async def _linger(receive: Receive) -> None:
+    """Read (and drop) a little more of a refused body, so that a caller that went just past
+    the limit is reading when the answer comes, not cut off mid-send; a large body is not
+    waited for."""
+    drained = 0
+    try:
+        async with asyncio.timeout(LINGER_SECONDS):
+            while drained < LINGER_BYTES:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                drained += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -1,5 +1,6 @@
 """Hardening: personal data for staff only, the joint service centre closes only false reports,
-incident notices carry their visibility facts, and the audit chain gains external anchors.
+writes that hang off an incident checked against who may make them, incident notices carry
+their visibility facts, and the audit chain gains external anchors.
 
 Revision ID: 0004
 Revises: 0003
@@ -41,6 +42,62 @@ CREATE POLICY incident_change ON lighthouse.incident FOR UPDATE USING (
          OR closing_reason IS NULL
          OR closing_reason IN ('FALSE_POSITIVE', 'DUPLICATE')
          OR NOT (SELECT lighthouse.in_joint_service_centre())));
+
+-- What the joint service centre may do to another bureau's incident, checked against the row
+-- before and after (a policy's WITH CHECK sees only the row after): verify it, route it to
+-- another bureau, close it as a false report or a duplicate — not take it over and close it
+-- as FIXED in the same statement. Sessions without a caller's identity (the schema owner's)
+-- are not judged here.
+CREATE FUNCTION lighthouse.guard_incident_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF lighthouse.current_kind() NOT IN ('staff', 'service')
+       OR OLD.responsible_bureau_id = lighthouse.current_bureau() THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.responsible_bureau_id <> OLD.responsible_bureau_id THEN
+        IF NEW.closing_reason IS NULL AND NEW.status IN (OLD.status, 'VERIFIED') THEN
+            RETURN NEW;  -- routed to another bureau
+        END IF;
+    ELSIF NEW.status IN (OLD.status, 'VERIFIED') AND NEW.closing_reason IS NULL
+          OR NEW.status = 'CLOSED' AND NEW.closing_reason IN ('FALSE_POSITIVE', 'DUPLICATE') THEN
+        RETURN NEW;  -- verified, shared, closed as a false report or a duplicate
+    END IF;
+    RAISE EXCEPTION 'a change to another bureau''s incident that only its bureau may make'
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+CREATE TRIGGER incident_change_guard BEFORE UPDATE ON lighthouse.incident
+    FOR EACH ROW EXECUTE FUNCTION lighthouse.guard_incident_change();
+
+-- History is appended by whoever may change the incident (and by its reporter, once, as it is
+-- created); transfers are recorded by the bureau handing the incident on (or the joint service
+-- centre), from the bureau responsible now; work orders by the responsible bureau for its own
+-- crews; reporters by the bureau that reported.
+DROP POLICY incident_event_append ON lighthouse.incident_event;
+CREATE POLICY incident_event_append ON lighthouse.incident_event FOR INSERT WITH CHECK (
+    lighthouse.has_scope('incidents:write') AND lighthouse.current_kind() IN ('staff', 'service')
+    AND EXISTS (SELECT 1 FROM lighthouse.incident i WHERE i.id = incident_id
+                AND (i.responsible_bureau_id = lighthouse.current_bureau()
+                     OR lighthouse.in_joint_service_centre()
+                     OR (kind = 'CREATED' AND i.reporting_bureau_id = lighthouse.current_bureau()))));
+DROP POLICY incident_transfer_create ON lighthouse.incident_transfer;
+CREATE POLICY incident_transfer_create ON lighthouse.incident_transfer FOR INSERT WITH CHECK (
+    lighthouse.has_scope('incidents:write') AND lighthouse.current_kind() IN ('staff', 'service')
+    AND EXISTS (SELECT 1 FROM lighthouse.incident i WHERE i.id = incident_id
+                AND i.responsible_bureau_id = from_bureau_id
+                AND (from_bureau_id = lighthouse.current_bureau()
+                     OR lighthouse.in_joint_service_centre())));
+DROP POLICY work_order_create ON lighthouse.work_order;
+CREATE POLICY work_order_create ON lighthouse.work_order FOR INSERT WITH CHECK (
+    lighthouse.has_scope('incidents:write') AND bureau_id = lighthouse.current_bureau()
+    AND EXISTS (SELECT 1 FROM lighthouse.incident i WHERE i.id = incident_id
+                AND i.responsible_bureau_id = bureau_id));
+DROP POLICY incident_reporter_create ON lighthouse.incident_reporter;
+CREATE POLICY incident_reporter_create ON lighthouse.incident_reporter FOR INSERT WITH CHECK (
+    lighthouse.has_scope('incidents:write')
+    AND EXISTS (SELECT 1 FROM lighthouse.incident i WHERE i.id = incident_id
+                AND i.reporting_bureau_id = lighthouse.current_bureau()));
 
 -- Notices of changed incidents carry the facts the visibility rules judge them by, so a
 -- subscriber the change is not for is passed over without a database transaction.
