@@ -178,7 +178,7 @@ def audit_anchor() -> None:
     async def publish(connection: asyncpg.Connection) -> str:
         oauth = OAuthRepository(connection)
         keys = KeyRing(settings)
-        await keys.load(oauth)
+        await keys.ensure_signing_key(oauth)
         anchors = AuditAnchors(AuditRepository(connection), oauth, keys, settings.issuer)
         return (await anchors.publish()).token
 
@@ -201,10 +201,13 @@ def audit_check_anchor(
     settings = _settings()
     if anchor == "-":
         token = sys.stdin.read()
+    elif anchor.count(".") == 2 and "/" not in anchor:
+        token = anchor  # a compact JWS, not a path
     elif Path(anchor).is_file():
         token = Path(anchor).read_text()
     else:
-        token = anchor
+        console.print(f"[red]{anchor!r} is neither an anchor nor a file holding one.[/red]")
+        raise typer.Exit(2)
 
     async def check(connection: asyncpg.Connection) -> AnchorCheck:
         from api.auth.keys import KeyRing

@@ -90,3 +90,36 @@ def test_an_invalid_policy_set_stops_start_up(database: DatabaseUnderTest, tmp_p
     )
     with pytest.raises(RuntimeError, match="fail validation"):
         process.start(timeout=30)
+
+
+async def test_the_subgraph_schema_in_production_is_for_the_router(
+    production: tuple[GatewayProcess, TokenFactory],
+) -> None:
+    gateway, tokens = production
+    service = "{ _service { sdl } }"
+    async with httpx.AsyncClient(base_url=gateway.base_url) as http:
+        for client in (
+            GraphQLClient(http),  # anonymous
+            GraphQLClient(http, tokens.named("pwb-supervisor")),
+            GraphQLClient(http, tokens.named("camera-gateway")),  # a service, but not the router
+        ):
+            body = await client.execute(service)
+            assert body.get("data") is None, body
+            assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        router = tokens.custom(subject="router", kind="service", roles=["router"], scopes=[])
+        body = await GraphQLClient(http, router).execute(service)
+        assert "type Incident" in body["data"]["_service"]["sdl"]
+
+
+async def test_validation_errors_in_production_suggest_no_names(
+    production: tuple[GatewayProcess, TokenFactory], gateway: GatewayProcess
+) -> None:
+    typo = "{ incidentz(first: 1) { edges { node { id } } } }"
+    production_gateway, _ = production
+    async with httpx.AsyncClient(base_url=production_gateway.base_url) as http:
+        message = (await GraphQLClient(http).execute(typo))["errors"][0]["message"]
+    assert "incidentz" in message and "Did you mean" not in message and "incidents" not in message
+    # Outside production, suggestions help developers.
+    async with httpx.AsyncClient(base_url=gateway.base_url) as http:
+        message = (await GraphQLClient(http).execute(typo))["errors"][0]["message"]
+    assert "Did you mean" in message

@@ -120,7 +120,9 @@ class OperationNameRequired(SchemaExtension):
         # Before validation: errors set here stand (the schema then skips its own validation).
         execution = self.execution_context
         document = execution.graphql_document
-        if document is not None and not execution.operation_name:
+        # Strawberry's operation_name falls back to the first operation's: ask what was sent.
+        provided = getattr(execution, "_provided_operation_name", None)
+        if document is not None and not provided:
             operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
             if len(operations) > 1:
                 execution.pre_execution_errors = [

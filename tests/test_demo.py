@@ -1,0 +1,112 @@
+"""``lighthouse demo`` on the embedded PostgreSQL: however it ends — SIGTERM, Ctrl-C, a failed
+start — the embedded server it started stops with it; and its tokens are for the gateway it
+serves, whatever port that is on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import REPOSITORY, free_port
+
+
+def demo_env(data: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTHOUSE_")}
+    return env | {"LIGHTHOUSE_DATA_DIR": str(data), "LIGHTHOUSE_LOG_FORMAT": "json"}
+
+
+def postmaster(data: Path) -> Path:
+    return data / "postgres" / "postmaster.pid"
+
+
+def start_demo(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "demo", "--port", str(port)],
+        cwd=REPOSITORY,
+        env=demo_env(data),
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise AssertionError(log.read_text()[-3000:])
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_the_demo_stops_its_database_however_it_is_stopped(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    port, log = free_port(), tmp_path / "demo.log"
+    process = start_demo(tmp_path, port, log)
+    try:
+        wait_ready(process, port, log)
+        assert postmaster(tmp_path).exists()
+        # The token command mints for the gateway it is pointed at (here not on 8000).
+        token = subprocess.run(
+            [sys.executable, "-m", "api.cli", "token", "--as", "city-viewer", "--url",
+             f"http://127.0.0.1:{port}"],
+            cwd=REPOSITORY, env=demo_env(tmp_path), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert token.returncode == 0, token.stderr
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": "{ incidents(first: 1) { totalCount } }"},
+            headers={"authorization": f"Bearer {token.stdout.strip()}"},
+        ).json()
+        assert answer["data"]["incidents"]["totalCount"] == 400, answer
+    finally:
+        process.send_signal(stop)
+        process.wait(60)
+    assert not postmaster(tmp_path).exists(), log.read_text()[-3000:]
+
+
+def test_a_demo_that_cannot_start_stops_its_database(tmp_path: Path) -> None:
+    port, log = free_port(), tmp_path / "demo.log"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        process = start_demo(tmp_path, port, log)
+        assert process.wait(180) != 0
+    assert not postmaster(tmp_path).exists(), log.read_text()[-3000:]
+
+
+def test_a_token_for_another_gateway_says_what_to_do(tmp_path: Path) -> None:
+    port, log = free_port(), tmp_path / "demo.log"
+    process = start_demo(tmp_path, port, log)
+    try:
+        wait_ready(process, port, log)
+        # Minted for http://127.0.0.1:8000 (the default), not for this gateway.
+        token = subprocess.run(
+            [sys.executable, "-m", "api.cli", "token", "--as", "city-viewer"],
+            cwd=REPOSITORY, env=demo_env(tmp_path), capture_output=True, text=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        refused = httpx.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": "{ me { subject } }"},
+            headers={"authorization": f"Bearer {token}"},
+        )
+        assert refused.status_code == 401
+        message = refused.json()["errors"][0]["message"]
+        assert f"http://127.0.0.1:{port}" in message and "oauth-authorization-server" in message
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
