@@ -69,6 +69,11 @@ class TokenFactory:
             ttl=ttl,
         ).access_token
 
+    def signing_key(self) -> Any:
+        """The gateway's current signing key (a ``SigningKey``), for tokens made by hand."""
+        ring = asyncio.run(self._ring()) if not _in_loop() else _run_in_thread(self._ring())
+        return ring.current()
+
     def signed(
         self,
         claims: dict[str, Any],

@@ -221,3 +221,15 @@ async def test_policies_and_explanations_for_auditors(
     assert {"id": "incidents.view.own-bureau"} in allowed["policies"]
     refused = await client.execute(explain, {"p": pwb, "a": "ViewIncident", "r": incident["id"]})
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_a_document_the_limits_refuse_is_recorded_as_refused(
+    client: GraphQLClient, owner: asyncpg.Connection
+) -> None:
+    deep = "query Deep { incidents { edges { node { " + "duplicateOf { " * 12 + "id"
+    deep += " }" * 12 + " } } } }"
+    body = await client.execute(deep)
+    assert body["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    record = await _last(owner)
+    assert (record["operation"], record["decision"]) == ("Deep", "DENY")
+    assert "depth" in orjson.loads(record["payload"])["details"]["refused"]

@@ -21,6 +21,23 @@ pytestmark = pytest.mark.db
 QUERY = {"query": "{ incidents(first: 1) { totalCount } }"}
 
 
+def _with_header(tokens: TokenFactory, extra: dict[str, Any]) -> str:
+    """A valid token, signed with the gateway's key, whose protected header also carries
+    ``extra`` — signed by hand: JOSE libraries refuse to produce headers they would refuse."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    key = tokens.signing_key()
+    assert key.algorithm == "ES256"
+    header = {"alg": "ES256", "typ": "at+jwt", "kid": key.kid, **extra}
+    signing_input = f"{_b64(header)}.{_b64(tokens.valid_claims())}"
+    der = key.key.private_key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+    r, s = decode_dss_signature(der)
+    signature = base64.urlsafe_b64encode(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+    return f"{signing_input}.{signature.decode().rstrip('=')}"
+
+
 def _b64(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
 
@@ -53,6 +70,10 @@ CASES: dict[str, tuple[Callable[[TokenFactory], str], str]] = {
             key=ECKey.generate_key("P-256", parameters={"kid": "not-ours"}),
         ),
         "unknown key",
+    ),
+    "critical extensions": (
+        lambda t: _with_header(t, {"crit": ["x-city"], "x-city": True}),
+        "critical extensions (crit)",
     ),
     "signed by another key with our kid": (
         lambda t: t.signed(t.valid_claims(), key=ECKey.generate_key("P-256")),
