@@ -29,7 +29,7 @@ class ExternalIssuer:
         self.keys = KeySet([])
         self.fetched_at: float | None = None
         self._wanted = asyncio.Event()
-        self._last_early = 0.0
+        self._last_early = float("-inf")
 
     def request_refresh(self) -> None:
         """Ask for an early refresh (a token used an unknown key); throttled."""
@@ -59,6 +59,7 @@ class IssuerRegistry:
         self._refresh_seconds = refresh_seconds
         self._tasks: list[asyncio.Task[None]] = []
         self._http: httpx.AsyncClient | None = None
+        self._stopping = False
 
     def get(self, issuer: str) -> ExternalIssuer | None:
         return self._issuers.get(issuer)
@@ -79,20 +80,26 @@ class IssuerRegistry:
 
     async def _keep_fresh(self, issuer: ExternalIssuer) -> None:
         assert self._http is not None
-        while True:
+        while not self._stopping:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the event is set, and stop() would wait for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(issuer._wanted.wait(), timeout=self._refresh_seconds)
+                async with asyncio.timeout(self._refresh_seconds):
+                    await issuer._wanted.wait()
             issuer._wanted.clear()
+            if self._stopping:
+                return
             try:
                 await issuer.refresh(self._http)
             except (httpx.HTTPError, KeyError, ValueError) as error:
                 log.warning("issuers.refresh_failed", issuer=issuer.config.issuer, error=str(error))
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # gather, not awaiting each task under suppress(CancelledError): a cancellation aimed at
+        # the caller of stop() must not be swallowed with the tasks'.
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._http is not None:
             await self._http.aclose()

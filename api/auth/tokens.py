@@ -113,27 +113,39 @@ class TokenVerifier:
         self._issuers = issuers
         self._bureau_ids = bureau_ids
         # Verified tokens, by their text: a repeat costs a dictionary lookup, not a signature
-        # check. Expiry is still checked on every use.
-        self._verified: OrderedDict[str, Principal] = OrderedDict()
+        # check is still checked on every use, and so is that its key is still published: a key
+        # its issuer withdrew (a leaked key) stops its tokens at once.
+        self._verified: OrderedDict[str, tuple[Principal, str]] = OrderedDict()
 
     def verify(self, token: str) -> Principal:
         cached = self._verified.get(token)
         if cached is not None:
+            principal, kid = cached
             self._verified.move_to_end(token)
-            if cached.expires_at is not None and cached.expires_at + self._skew < time.time():
+            if principal.expires_at is not None and principal.expires_at + self._skew < time.time():
                 raise InvalidToken("the token has expired")
-            return cached
-        principal = self._verify(token)
-        self._verified[token] = principal
+            if not self._still_published(principal, kid):
+                del self._verified[token]
+                raise InvalidToken("the token was signed with a key its issuer has withdrawn")
+            return principal
+        principal, kid = self._verify(token)
+        self._verified[token] = (principal, kid)
         if len(self._verified) > CACHE_SIZE:
             self._verified.popitem(last=False)
         return principal
+
+    def _still_published(self, principal: Principal, kid: str) -> bool:
+        if principal.issuer == self._settings.issuer:
+            return self._keys.has_kid(kid)
+        external = self._issuers.get(principal.issuer or "")
+        return external is not None and any(key.kid == kid for key in external.keys.keys)
 
     @property
     def _skew(self) -> int:
         return self._settings.oauth.clock_skew_seconds
 
-    def _verify(self, token: str) -> Principal:
+    def _verify(self, token: str) -> tuple[Principal, str]:
+        """The token's principal and the id of the key that signed it."""
         header, unverified_claims = _unverified(token)
         if str(header.get("typ", "")).lower() not in TOKEN_TYPES:
             raise InvalidToken("the token is not an access token (typ must be at+jwt)")
@@ -183,8 +195,8 @@ class TokenVerifier:
         except JoseError as error:
             raise InvalidToken(_claim_problem(error)) from None
         if external is not None:
-            return self._external_principal(external, claims)
-        return self._local_principal(claims)
+            return self._external_principal(external, claims), kid
+        return self._local_principal(claims), kid
 
     def _bureau(self, code: object) -> tuple[int | None, str | None]:
         if not isinstance(code, str) or code not in self._bureau_ids:

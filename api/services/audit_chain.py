@@ -49,6 +49,8 @@ async def verify_chain(
 ) -> ChainVerification:
     """Recompute the chain from ``from_seq`` to ``to_seq`` (the head by default) and report
     the first broken link."""
+    if to_seq is not None and to_seq < max(from_seq, 1):
+        raise InvalidInput("toSeq", f"must be at least fromSeq ({from_seq}) and 1")
     head_seq, head_hash = await repository.head()
     to_seq = head_seq if to_seq is None else min(to_seq, head_seq)
     if from_seq < 1 or from_seq > max(to_seq, 1):

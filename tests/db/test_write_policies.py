@@ -625,7 +625,6 @@ async def test_the_audit_trail_is_written_only_through_append_audit(
 # --- writes that only the caller's bureau's rights allow ------------------------------------------
 
 
-
 @pytest.mark.parametrize(
     ("caller", "sql", "args"),
     [
