@@ -22,15 +22,21 @@ class TokenFactory:
         self._owner_url = owner_url
         self.settings = Settings(oauth=OAuthSettings(issuer=issuer))
         self._cache: dict[str, str] = {}
+        self._ring_loaded: tuple[float, KeyRing] | None = None
 
     async def _ring(self) -> KeyRing:
+        """The gateway's keys, reloaded at most every few seconds (a test may rotate them;
+        thousands of tokens a run must not each open a connection)."""
+        if self._ring_loaded is not None and time.monotonic() - self._ring_loaded[0] < 5:
+            return self._ring_loaded[1]
         connection = await connect(self._owner_url, self.settings, "lighthouse-tests")
         try:
             ring = KeyRing(self.settings)
             await ring.ensure_signing_key(OAuthRepository(connection))
-            return ring
         finally:
             await connection.close()
+        self._ring_loaded = (time.monotonic(), ring)
+        return ring
 
     def named(self, name: str) -> str:
         """A token for a named development principal (``api.auth.dev_principals``)."""

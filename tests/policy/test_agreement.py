@@ -413,6 +413,7 @@ def harness(
     built.close()
 
 
+@pytest.mark.timeout(1800)  # 2,000 examples; slower under coverage
 def test_the_rule_book_cedar_rls_and_api_agree(harness: Harness) -> None:
     exercised: Counter[str] = Counter()
     compared = Counter[str]()
