@@ -296,6 +296,68 @@ class PolicySettings(SettingsGroup):
     dir: Path = Field(default_factory=lambda: bundled.directory("policies"))
 
 
+class ServingSettings(SettingsGroup):
+    """The serving tier (Ray Serve LLM), reached over its OpenAI-compatible HTTP API."""
+
+    model_config = SettingsConfigDict(env_prefix="LIGHTHOUSE_SERVING_")
+
+    url: str = Field(default="http://127.0.0.1:8100", description="The tier's base URL.")
+    model: str = Field(
+        default="lighthouse-tiny-vlm", description="The served vision model the workers use."
+    )
+    model_version: str = Field(
+        default="1", description="The version recorded with each analysis (the model registry)."
+    )
+    timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    config: Path | None = Field(
+        default=None,
+        description="The serving config `lighthouse serving up` starts (default: the CPU tiny one).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
+class VisionSettings(SettingsGroup):
+    """Camera frames: intake limits, storage, the analysis workers and when findings count."""
+
+    model_config = SettingsConfigDict(env_prefix="LIGHTHOUSE_VISION_")
+
+    frames_dir: Path = Field(
+        default=Path(".lighthouse/frames"),
+        description="Where frames are stored, by the SHA-256 of their bytes.",
+    )
+    max_frame_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 8 * 1024 * 1024
+    max_frame_pixels: Annotated[int, Field(ge=1024, le=200_000_000)] = 40_000_000
+    worker_concurrency: Annotated[int, Field(ge=1, le=256)] = Field(
+        default=4, description="Frames analysed at once, across all workers."
+    )
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=5,
+        description="Failed analyses (not counting a serving outage) before a frame is dead-lettered.",
+    )
+    threshold: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.5, description="The confidence a finding needs to open or join an incident."
+    )
+    thresholds: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict, description="Per category, overriding the threshold (JSON)."
+    )
+    dedup_meters: Annotated[float, Field(gt=0, le=10_000)] = Field(
+        default=50.0, description="An open incident of the same category this near is joined."
+    )
+    dedup_hours: Annotated[float, Field(gt=0, le=24 * 30)] = Field(
+        default=24.0, description="...if it was reported within these hours."
+    )
+
+    def threshold_for(self, category: str) -> float:
+        return self.thresholds.get(category, self.threshold)
+
+
 class LoggingSettings(SettingsGroup):
     model_config = SettingsConfigDict(env_prefix="LIGHTHOUSE_LOG_")
 
@@ -315,6 +377,8 @@ class Settings(BaseModel):
         "city": CitySettings,
         "oauth": OAuthSettings,
         "policy": PolicySettings,
+        "serving": ServingSettings,
+        "vision": VisionSettings,
         "logging": LoggingSettings,
     }
 
@@ -325,6 +389,8 @@ class Settings(BaseModel):
     city: CitySettings = Field(default_factory=CitySettings)
     oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+    vision: VisionSettings = Field(default_factory=VisionSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @model_validator(mode="after")

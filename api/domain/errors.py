@@ -92,3 +92,14 @@ class ServiceUnavailable(DomainError):
     """A dependency (the database) is briefly unable to serve; the caller may retry."""
 
     code = "SERVICE_UNAVAILABLE"
+
+
+class FrameRejected(DomainError):
+    """An uploaded frame is not taken (too large, not an image, corrupt, a foreign camera...);
+    ``reason`` is a stable code, the message says what to do."""
+
+    code = "FRAME_REJECTED"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -1,0 +1,446 @@
+"""Frames, their analyses, detections, the model registry and the frames queue."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import orjson
+
+from api.db.unit_of_work import UnitOfWork
+from api.domain.errors import InvalidInput
+from api.domain.models import columns
+from api.repositories.sql import Conditions, Ordering, Page, PageRequest, finish_page
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRecord:
+    sha256: bytes
+    camera_id: int
+    bureau_id: int
+    media_type: str
+    size_bytes: int
+    width: int
+    height: int
+    captured_at: datetime
+    received_at: datetime
+    uploaded_by: str
+    status: str
+    analysed_at: datetime | None
+
+    @property
+    def key(self) -> str:
+        return self.sha256.hex()
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisRecord:
+    id: int
+    frame_sha256: bytes
+    bureau_id: int
+    model: str
+    model_version: str
+    prompt_version: str
+    outcome: str
+    failure: str | None
+    raw_answer: str
+    latency_ms: int
+    analysed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionRecord:
+    id: int
+    analysis_id: int
+    frame_sha256: bytes
+    camera_id: int
+    bureau_id: int
+    category: str
+    confidence: float
+    note: str
+    latitude: float
+    longitude: float
+    outcome: str
+    incident_id: int | None
+    detected_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewDetection:
+    analysis_id: int
+    frame_sha256: bytes
+    camera_id: int
+    bureau_id: int
+    category: str
+    confidence: float
+    note: str
+    latitude: float
+    longitude: float
+    outcome: str
+    incident_id: int | None
+
+
+T = TypeVar("T")
+FRAME_COLUMNS = columns(FrameRecord)
+ANALYSIS_COLUMNS = columns(AnalysisRecord)
+DETECTION_COLUMNS = columns(DetectionRecord)
+
+INSERT_FRAME = f"""
+INSERT INTO frame (sha256, camera_id, bureau_id, media_type, size_bytes, width, height,
+                   captured_at, uploaded_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (sha256) DO NOTHING
+RETURNING {FRAME_COLUMNS}
+"""
+CAMERA_BUREAU = "SELECT lighthouse.camera_bureau($1)"
+FRAMES_BY_SHA = f"SELECT {FRAME_COLUMNS} FROM frame WHERE sha256 = ANY($1::bytea[])"
+FRAME_ANALYSED = """
+UPDATE frame SET status = $2, analysed_at = now() WHERE sha256 = $1
+"""
+# PgQueuer's own enqueue statement (pgqueuer 1.6.0, QueryQueueBuilder.build_enqueue_query
+# ("skip")), run in the caller's transaction so that a frame and its job commit together.
+ENQUEUE = """
+WITH input AS MATERIALIZED (
+    SELECT nextval((SELECT pg_get_serial_sequence('pgqueuer', 'id'))) AS id,
+           priority, entrypoint, payload, execute_after, dedupe_key, headers, ord
+    FROM UNNEST($1::int[], $2::text[], $3::bytea[], $4::interval[], $5::text[], $6::jsonb[])
+         WITH ORDINALITY AS t(priority, entrypoint, payload, execute_after, dedupe_key, headers, ord)
+), inserted AS (
+    INSERT INTO pgqueuer AS job
+        (id, priority, entrypoint, payload, execute_after, dedupe_key, headers, status)
+    SELECT id, priority, entrypoint, payload, execute_after + NOW(), dedupe_key, headers, 'queued'
+    FROM input
+    ON CONFLICT (dedupe_key)
+        WHERE ((status = ANY (ARRAY['queued'::pgqueuer_status, 'picked'::pgqueuer_status]))
+               AND (dedupe_key IS NOT NULL))
+        DO NOTHING
+    RETURNING id, entrypoint, priority, dedupe_key
+), logged AS (
+    INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority)
+    SELECT id, 'queued', entrypoint, priority FROM inserted
+)
+SELECT count(*) FROM inserted
+"""
+INSERT_ANALYSIS = f"""
+INSERT INTO frame_analysis (frame_sha256, bureau_id, model, model_version, prompt_version,
+                            outcome, failure, raw_answer, latency_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (frame_sha256, model, model_version, prompt_version) DO NOTHING
+RETURNING {ANALYSIS_COLUMNS}
+"""
+ANALYSIS_DONE = """
+SELECT EXISTS (SELECT 1 FROM frame_analysis WHERE frame_sha256 = $1 AND model = $2
+               AND model_version = $3 AND prompt_version = $4)
+"""
+ANALYSES_OF = f"""
+SELECT {ANALYSIS_COLUMNS} FROM frame_analysis WHERE frame_sha256 = ANY($1::bytea[]) ORDER BY id
+"""
+INSERT_DETECTIONS = f"""
+INSERT INTO detection (analysis_id, frame_sha256, camera_id, bureau_id, category, confidence,
+                       note, latitude, longitude, outcome, incident_id)
+SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bigint[], $4::int[], $5::text[],
+                     $6::float8[], $7::text[], $8::float8[], $9::float8[], $10::text[],
+                     $11::bigint[])
+RETURNING {DETECTION_COLUMNS}
+"""
+DETECTIONS_BY_ID = f"SELECT {DETECTION_COLUMNS} FROM detection WHERE id = ANY($1::bigint[])"
+DETECTIONS_OF_INCIDENTS = f"""
+SELECT {DETECTION_COLUMNS} FROM detection WHERE incident_id = ANY($1::bigint[])
+ORDER BY incident_id, id
+"""
+DETECTIONS_OF_FRAMES = f"""
+SELECT {DETECTION_COLUMNS} FROM detection WHERE frame_sha256 = ANY($1::bytea[])
+ORDER BY frame_sha256, id
+"""
+# The nearest open incident of a category within a distance and a time window, whoever may
+# see it (lighthouse.nearby_open_incident is a definer function: a camera's finding joins an
+# incident of any bureau).
+NEARBY_OPEN = """
+SELECT c.ord, lighthouse.nearby_open_incident(c.category, c.latitude, c.longitude, $4, $5)
+FROM unnest($1::text[], $2::float8[], $3::float8[]) WITH ORDINALITY
+     AS c(category, latitude, longitude, ord)
+ORDER BY c.ord
+"""
+LOCK_CELLS = """
+SELECT pg_advisory_xact_lock(hashtext('lighthouse.detections:' || cell))
+FROM unnest($1::text[]) AS cell ORDER BY cell
+"""
+UPSERT_MODEL = """
+INSERT INTO vision_model (name, version) VALUES ($1, $2)
+ON CONFLICT (name, version) DO UPDATE SET last_used_at = now()
+"""
+UPSERT_PROMPT = """
+INSERT INTO vision_prompt (version, text, schema) VALUES ($1, $2, $3)
+ON CONFLICT (version) DO NOTHING
+"""
+MODELS = (
+    "SELECT name, version, first_used_at, last_used_at FROM vision_model ORDER BY name, version"
+)
+PROMPTS = "SELECT version, text, schema, created_at FROM vision_prompt ORDER BY created_at"
+
+FRAMES_NEWEST_FIRST = Ordering(
+    "NEWEST_FIRST", ("received_at", "sha256"), descending=True, types=(datetime, str)
+)
+DETECTIONS_NEWEST_FIRST = Ordering(
+    "NEWEST_FIRST", ("detected_at", "id"), descending=True, types=(datetime, int)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionFilter:
+    categories: Sequence[str] | None = None
+    bureau_ids: Sequence[int] | None = None
+    camera_ids: Sequence[int] | None = None
+    outcomes: Sequence[str] | None = None
+    min_confidence: float | None = None
+    detected_from: datetime | None = None
+    detected_before: datetime | None = None
+
+    def conditions(self) -> Conditions:
+        where = Conditions()
+        if self.categories is not None:
+            where.add("category = ANY({}::text[])", list(self.categories))
+        if self.bureau_ids is not None:
+            where.add("bureau_id = ANY({}::int[])", list(self.bureau_ids))
+        if self.camera_ids is not None:
+            where.add("camera_id = ANY({}::bigint[])", list(self.camera_ids))
+        if self.outcomes is not None:
+            where.add("outcome = ANY({}::text[])", list(self.outcomes))
+        if self.min_confidence is not None:
+            where.add("confidence >= {}", self.min_confidence)
+        if self.detected_from is not None:
+            where.add("detected_at >= {}", self.detected_from)
+        if self.detected_before is not None:
+            where.add("detected_at < {}", self.detected_before)
+        return where
+
+
+class VisionRepository:
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    # --- frames ---------------------------------------------------------------------------
+
+    async def add_frame(
+        self,
+        sha256: bytes,
+        camera_id: int,
+        bureau_id: int,
+        media_type: str,
+        size_bytes: int,
+        width: int,
+        height: int,
+        captured_at: datetime,
+        uploaded_by: str,
+    ) -> FrameRecord | None:
+        """The new frame, or None if these bytes were stored before."""
+        row = await self._uow.fetchrow(
+            INSERT_FRAME,
+            sha256,
+            camera_id,
+            bureau_id,
+            media_type,
+            size_bytes,
+            width,
+            height,
+            captured_at,
+            uploaded_by,
+        )
+        return FrameRecord(**row) if row is not None else None
+
+    async def camera_bureau(self, camera_id: int) -> int | None:
+        """The bureau a camera belongs to (None if there is no such camera), whoever asks."""
+        value = await self._uow.fetchval(CAMERA_BUREAU, camera_id)
+        return int(value) if value is not None else None
+
+    async def frames(self, digests: Sequence[bytes]) -> dict[bytes, FrameRecord]:
+        rows = await self._uow.fetch(FRAMES_BY_SHA, list(digests))
+        return {bytes(row["sha256"]): FrameRecord(**row) for row in rows}
+
+    async def mark_frame(self, sha256: bytes, status: str) -> None:
+        await self._uow.execute(FRAME_ANALYSED, sha256, status)
+
+    async def frames_page(
+        self, camera_ids: Sequence[int] | None, request: PageRequest
+    ) -> Page[FrameRecord]:
+        where = Conditions()
+        if camera_ids is not None:
+            where.add("camera_id = ANY({}::bigint[])", list(camera_ids))
+        return await self._page(
+            "frame", FRAME_COLUMNS, FrameRecord, where, FRAMES_NEWEST_FIRST, request
+        )
+
+    async def enqueue(self, entrypoint: str, payload: bytes, dedupe_key: str) -> bool:
+        """Queue a job in this transaction; False if the same key is already waiting."""
+        count = await self._uow.fetchval(
+            ENQUEUE, [0], [entrypoint], [payload], [timedelta(0)], [dedupe_key], [None]
+        )
+        return bool(count)
+
+    # --- analyses ---------------------------------------------------------------------------
+
+    async def analysis_done(
+        self, sha256: bytes, model: str, model_version: str, prompt_version: str
+    ) -> bool:
+        return bool(
+            await self._uow.fetchval(ANALYSIS_DONE, sha256, model, model_version, prompt_version)
+        )
+
+    async def add_analysis(
+        self,
+        sha256: bytes,
+        bureau_id: int,
+        model: str,
+        model_version: str,
+        prompt_version: str,
+        outcome: str,
+        failure: str | None,
+        raw_answer: str,
+        latency_ms: int,
+    ) -> AnalysisRecord | None:
+        """The new analysis, or None if this frame was analysed so before (a retried job)."""
+        row = await self._uow.fetchrow(
+            INSERT_ANALYSIS,
+            sha256,
+            bureau_id,
+            model,
+            model_version,
+            prompt_version,
+            outcome,
+            failure,
+            raw_answer[:65536],
+            latency_ms,
+        )
+        return AnalysisRecord(**row) if row is not None else None
+
+    async def analyses_of(self, digests: Sequence[bytes]) -> dict[bytes, list[AnalysisRecord]]:
+        found: dict[bytes, list[AnalysisRecord]] = {}
+        for row in await self._uow.fetch(ANALYSES_OF, list(digests)):
+            found.setdefault(bytes(row["frame_sha256"]), []).append(AnalysisRecord(**row))
+        return found
+
+    # --- detections -------------------------------------------------------------------------
+
+    async def lock_cells(self, cells: Sequence[str]) -> None:
+        """Serialise detections of the same place and category (until commit)."""
+        await self._uow.execute(LOCK_CELLS, sorted(set(cells)))
+
+    async def nearby_open(
+        self,
+        points: Sequence[tuple[str, float, float]],
+        meters: float,
+        since: datetime,
+    ) -> list[int | None]:
+        """For each (category, latitude, longitude): the nearest open incident to join."""
+        rows = await self._uow.fetch(
+            NEARBY_OPEN,
+            [p[0] for p in points],
+            [p[1] for p in points],
+            [p[2] for p in points],
+            meters,
+            since,
+        )
+        return [row[1] for row in rows]
+
+    async def add_detections(self, items: Sequence[NewDetection]) -> list[DetectionRecord]:
+        if not items:
+            return []
+        rows = await self._uow.fetch(
+            INSERT_DETECTIONS,
+            [d.analysis_id for d in items],
+            [d.frame_sha256 for d in items],
+            [d.camera_id for d in items],
+            [d.bureau_id for d in items],
+            [d.category for d in items],
+            [d.confidence for d in items],
+            [d.note for d in items],
+            [d.latitude for d in items],
+            [d.longitude for d in items],
+            [d.outcome for d in items],
+            [d.incident_id for d in items],
+        )
+        return [DetectionRecord(**row) for row in rows]
+
+    async def detections(self, ids: Sequence[int]) -> dict[int, DetectionRecord]:
+        rows = await self._uow.fetch(DETECTIONS_BY_ID, list(ids))
+        return {row["id"]: DetectionRecord(**row) for row in rows}
+
+    async def detections_of_incidents(self, ids: Sequence[int]) -> dict[int, list[DetectionRecord]]:
+        found: dict[int, list[DetectionRecord]] = {}
+        for row in await self._uow.fetch(DETECTIONS_OF_INCIDENTS, list(ids)):
+            found.setdefault(row["incident_id"], []).append(DetectionRecord(**row))
+        return found
+
+    async def detections_of_frames(
+        self, digests: Sequence[bytes]
+    ) -> dict[bytes, list[DetectionRecord]]:
+        found: dict[bytes, list[DetectionRecord]] = {}
+        for row in await self._uow.fetch(DETECTIONS_OF_FRAMES, list(digests)):
+            found.setdefault(bytes(row["frame_sha256"]), []).append(DetectionRecord(**row))
+        return found
+
+    async def detections_page(
+        self, where: DetectionFilter, request: PageRequest
+    ) -> Page[DetectionRecord]:
+        return await self._page(
+            "detection",
+            DETECTION_COLUMNS,
+            DetectionRecord,
+            where.conditions(),
+            DETECTIONS_NEWEST_FIRST,
+            request,
+        )
+
+    async def detections_count(self, where: DetectionFilter) -> int:
+        conditions = where.conditions()
+        query = f"SELECT count(*) FROM detection WHERE {conditions.sql()}"
+        return int(await self._uow.fetchval(query, *conditions.args))
+
+    # --- the model registry -------------------------------------------------------------------
+
+    async def register_use(self, model: str, version: str) -> None:
+        await self._uow.execute(UPSERT_MODEL, model, version)
+
+    async def register_prompt(self, version: str, text: str, schema: dict[str, Any]) -> None:
+        await self._uow.execute(UPSERT_PROMPT, version, text, schema)
+
+    async def models(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in await self._uow.fetch(MODELS)]
+
+    async def prompts(self) -> list[dict[str, Any]]:
+        return [dict(row) for row in await self._uow.fetch(PROMPTS)]
+
+    async def _page(
+        self,
+        table: str,
+        selected: str,
+        record: Callable[..., T],
+        where: Conditions,
+        ordering: Ordering,
+        request: PageRequest,
+    ) -> Page[T]:
+        if request.cursor is not None:
+            ordering.after(where, _cursor_values(ordering, request.cursor), request.backward)
+        limit = where.param(request.limit + 1)
+        query = (
+            f"SELECT {selected} FROM {table} WHERE {where.sql()}"
+            f" ORDER BY {ordering.order_by(request.backward)} LIMIT {limit}"
+        )
+        rows = await self._uow.fetch(query, *where.args)
+        return finish_page([record(**row) for row in rows], request)
+
+
+def _cursor_values(ordering: Ordering, cursor: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Frames page by their hash, written in cursors as hex."""
+    if ordering is FRAMES_NEWEST_FIRST:
+        try:
+            return (cursor[0], bytes.fromhex(cursor[1]))
+        except ValueError:
+            raise InvalidInput("after", "is not a cursor this API issued") from None
+    return cursor
+
+
+def payload(sha256: bytes, bureau_id: int) -> bytes:
+    return orjson.dumps({"frame": sha256.hex(), "bureau": bureau_id})

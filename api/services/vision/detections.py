@@ -1,0 +1,153 @@
+"""Findings become detections; a detection above its category's threshold opens a DETECTED
+incident routed by the routing table, or joins an open incident of the same category nearby.
+
+Concurrent workers do not open two incidents for one problem: the places a batch touches are
+locked (advisory locks on a grid of about a kilometre, the point's cell and its neighbours)
+until the transaction commits, and the search for an incident to join runs under that lock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from api.access.scope import AccessScope
+from api.domain.findings import Finding
+from api.domain.geo import Wgs84Point
+from api.domain.lifecycle import IncidentSource
+from api.domain.sla import SlaCalendar
+from api.repositories.bureaus import BureauRepository
+from api.repositories.vision import DetectionRecord, NewDetection, VisionRepository
+from api.services.incidents.reporting import IncidentReport, IncidentReporting
+from api.settings import VisionSettings
+
+EARTH_METRES_PER_DEGREE = 111_320.0
+CELL_DEGREES = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A finding, where and from what it was seen."""
+
+    analysis_id: int
+    frame_sha256: bytes
+    camera_id: int
+    camera_code: str
+    bureau_id: int
+    latitude: float
+    longitude: float
+    captured_at: datetime
+    finding: Finding
+
+
+class DetectionIngest:
+    def __init__(
+        self,
+        access: AccessScope,
+        calendar: SlaCalendar,
+        settings: VisionSettings,
+        key_ttl_hours: int,
+    ) -> None:
+        self._access = access
+        self._settings = settings
+        self._repository = VisionRepository(access.uow)
+        self._bureaus = BureauRepository(access.uow)
+        self._reporting = IncidentReporting(access, calendar, key_ttl_hours)
+
+    async def ingest(self, observations: Sequence[Observation]) -> list[DetectionRecord]:
+        """Record ``observations`` as detections, opening or joining incidents for those above
+        their threshold; in the caller's transaction."""
+        settings = self._settings
+        counted = [
+            o
+            for o in observations
+            if o.finding.confidence >= settings.threshold_for(o.finding.category)
+        ]
+        incidents: dict[int, int] = {}  # index in observations -> incident id
+        outcomes: dict[int, str] = {}
+        if counted:
+            await self._repository.lock_cells(
+                [
+                    cell
+                    for o in counted
+                    for cell in _cells(o.finding.category, o.latitude, o.longitude)
+                ]
+            )
+            since = datetime.now(UTC) - timedelta(hours=settings.dedup_hours)
+            matches = await self._repository.nearby_open(
+                [(o.finding.category, o.latitude, o.longitude) for o in counted],
+                settings.dedup_meters,
+                since,
+            )
+            opened: list[tuple[Observation, int]] = []  # opened in this batch, to be joined too
+            names = await self._bureaus.categories_by_code(
+                sorted({o.finding.category for o in counted})
+            )
+            for observation, match in zip(counted, matches, strict=True):
+                index = observations.index(observation)
+                if match is None:
+                    match = next(
+                        (
+                            incident
+                            for earlier, incident in opened
+                            if earlier.finding.category == observation.finding.category
+                            and _metres(earlier, observation) <= settings.dedup_meters
+                        ),
+                        None,
+                    )
+                if match is not None:
+                    incidents[index], outcomes[index] = match, "ATTACHED"
+                    continue
+                category = names[observation.finding.category]
+                record, _ = await self._reporting.report(
+                    IncidentReport(
+                        title=f"{category.name_zh}（{observation.camera_code}）",
+                        category=category.code,
+                        source=IncidentSource.VLM,
+                        description=observation.finding.note,
+                        location=Wgs84Point(observation.latitude, observation.longitude),
+                        asset_id=observation.camera_id,
+                        reported_at=min(observation.captured_at, datetime.now(UTC)),
+                    ),
+                    None,
+                )
+                opened.append((observation, record.id))
+                incidents[index], outcomes[index] = record.id, "OPENED"
+        detections = await self._repository.add_detections(
+            [
+                NewDetection(
+                    analysis_id=o.analysis_id,
+                    frame_sha256=o.frame_sha256,
+                    camera_id=o.camera_id,
+                    bureau_id=o.bureau_id,
+                    category=o.finding.category,
+                    confidence=o.finding.confidence,
+                    note=o.finding.note,
+                    latitude=o.latitude,
+                    longitude=o.longitude,
+                    outcome=outcomes.get(index, "BELOW_THRESHOLD"),
+                    incident_id=incidents.get(index),
+                )
+                for index, o in enumerate(observations)
+            ]
+        )
+        self._access.audit.saw("Detection", [d.id for d in detections])
+        self._access.audit.saw("Incident", sorted(set(incidents.values())))
+        return detections
+
+
+def _cells(category: str, latitude: float, longitude: float) -> list[str]:
+    """The grid cell of a point and its neighbours: any two points closer than a cell's size
+    share at least one of them."""
+    row, column = math.floor(latitude / CELL_DEGREES), math.floor(longitude / CELL_DEGREES)
+    return [f"{category}:{row + dr}:{column + dc}" for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
+
+
+def _metres(a: Observation, b: Observation) -> float:
+    """Distance on a small scale (equirectangular: exact enough within the dedup radius)."""
+    mean = math.radians((a.latitude + b.latitude) / 2)
+    dx = (a.longitude - b.longitude) * math.cos(mean) * EARTH_METRES_PER_DEGREE
+    dy = (a.latitude - b.latitude) * EARTH_METRES_PER_DEGREE
+    return math.hypot(dx, dy)
