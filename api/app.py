@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Scope
 
 from api.access.refusals import RefusalLedger
 from api.access.scope import AccessGate
@@ -32,7 +33,7 @@ from api.domain.sla import SlaCalendar
 from api.events.incident_changes import IncidentChangeHub
 from api.graph.core.bundle import DomainBundle
 from api.graph.core.schema import build_schema
-from api.graph.core.view import graphql_refusal, graphql_view
+from api.graph.core.view import graphql_refusal, graphql_view, is_upload
 from api.graph.domains import DOMAINS
 from api.http.body_limit import BodyLimitMiddleware
 from api.http.graphiql import ASSET_ROUTE_PATH, graphiql_asset
@@ -42,16 +43,22 @@ from api.http.oauth import oauth_routes
 from api.http.request_context import RequestContextMiddleware
 from api.http.sockets import SocketBudget
 from api.http.transaction import protected
+from api.inference.client import ServingClient
 from api.metrics import Metrics
 from api.policy.engine import PolicyEngine, PolicySetInvalid
 from api.repositories.audit import AuditRepository
 from api.repositories.oauth import OAuthRepository
 from api.repositories.system import SystemRepository
-from api.resources import Resources
+from api.resources import Resources, VisionResources
 from api.services.audit_chain import AuditAnchors, anchored
+from api.services.vision.analysis import VisionModel
 from api.settings import Settings
+from api.vision.store import FrameStore
 
 log = structlog.get_logger(__name__)
+
+# A multipart request's boundaries, headers and operations document around the file.
+UPLOAD_OVERHEAD = 64 * 1024
 
 
 class StartupError(RuntimeError):
@@ -144,6 +151,7 @@ async def _serving(
                 settings.graph.max_websockets, settings.graph.max_websockets_per_principal
             ),
             authorization_server=AuthorizationServer(settings, keys, oauth, gate, refusals),
+            vision=await stack.enter_async_context(_vision(settings)),
         )
         stack.enter_context(_background(_refresh_keys(keys, oauth)))
         anchors = AuditAnchors(AuditRepository(pool), oauth, keys, settings.issuer)
@@ -163,6 +171,26 @@ async def _serving(
         )
         yield {"resources": resources}
     log.info("gateway.stopped")
+
+
+@asynccontextmanager
+async def _vision(settings: Settings) -> AsyncIterator[VisionResources]:
+    serving, vision = settings.serving, settings.vision
+    client = ServingClient(
+        serving.url, timeout_seconds=serving.timeout_seconds, retries=serving.retries
+    )
+    try:
+        yield VisionResources(
+            store=FrameStore(vision.frames_dir),
+            decoding=asyncio.Semaphore(vision.max_concurrent_decodes),
+            serving=client,
+            model=VisionModel(
+                client, serving.model, serving.model_version, vision.max_answer_tokens
+            ),
+            analyses=asyncio.Semaphore(vision.max_concurrent_analyses),
+        )
+    finally:
+        await client.close()
 
 
 @contextmanager
@@ -211,10 +239,22 @@ def create_app(
         ],
         middleware=[
             Middleware(RequestContextMiddleware),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.http.max_body_bytes),
+            Middleware(
+                BodyLimitMiddleware,
+                max_bytes=settings.http.max_body_bytes,
+                larger=partial(_upload_limit, settings.vision.max_frame_bytes + UPLOAD_OVERHEAD),
+            ),
         ],
         lifespan=lifespan,
     )
+
+
+def _upload_limit(limit: int, scope: Scope) -> int | None:
+    """Frame uploads (REST, or a GraphQL multipart request) may be as large as a frame."""
+    path, method = scope.get("path"), scope.get("method")
+    if method == "POST" and (path == "/frames" or (path == "/graphql" and is_upload(scope))):
+        return limit
+    return None
 
 
 async def _refresh_keys(keys: KeyRing, oauth: OAuthRepository) -> None:

@@ -228,6 +228,116 @@ def audit_check_anchor(
     console.print(f"[green]The anchor holds: {outcome.reason}.[/green]")
 
 
+worker_app = typer.Typer(help="Background workers.", no_args_is_help=True)
+app.add_typer(worker_app, name="worker")
+
+
+@worker_app.command("vision")
+def worker_vision(
+    drain: Annotated[
+        bool, typer.Option(help="Stop once the queue is empty (for scripts and tests).")
+    ] = False,
+) -> None:
+    """Analyse queued camera frames with the serving tier's vision model. Run as many as you
+    like, on any machine that reaches the database; stop with Ctrl-C (frames under way finish)."""
+    from api.vision.worker import run_until_signalled
+
+    settings = _settings()
+    console.print(
+        f"Vision worker: frames from the queue, analysed by {settings.serving.model} at "
+        f"{settings.serving.url} (at most {settings.vision.worker_concurrency} at once)."
+    )
+    asyncio.run(run_until_signalled(settings, drain=drain))
+
+
+@worker_app.command("status")
+def worker_status() -> None:
+    """Frames waiting, under way, and held as failed (dead letters)."""
+    from api.vision.worker import QueueCounts, queue_counts, queue_queries
+
+    settings = _settings()
+
+    async def counts(connection: asyncpg.Connection) -> QueueCounts:
+        return await queue_counts(queue_queries(connection))
+
+    found = asyncio.run(_with_owner(settings, counts))
+    print(f"queued {found.queued}, under way {found.picked}, failed {found.failed}")
+
+
+@worker_app.command("requeue")
+def worker_requeue(
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many.")] = 1000,
+) -> None:
+    """Send frames held as failed round again (after fixing what failed them)."""
+    from api.vision.worker import queue_queries, requeue_failed
+
+    settings = _settings()
+
+    async def requeue(connection: asyncpg.Connection) -> int:
+        return await requeue_failed(queue_queries(connection), limit)
+
+    count = asyncio.run(_with_owner(settings, requeue))
+    console.print(f"[green]{count} frame(s) queued again.[/green]")
+
+
+serving_app = typer.Typer(
+    help="The serving tier on this machine (Ray Serve LLM with vLLM, in its own environment).",
+    no_args_is_help=True,
+)
+app.add_typer(serving_app, name="serving")
+
+
+def _serving(*arguments: str) -> None:
+    from pathlib import Path
+
+    from api.vision.serving import ServingEnvMissing, run
+
+    try:
+        code = run(Path.cwd(), *arguments)
+    except ServingEnvMissing as missing:
+        console.print(f"[red]{missing}[/red]")
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@serving_app.command("up")
+def serving_up(
+    config: Annotated[
+        str | None,
+        typer.Option(
+            help="A serving config (default: LIGHTHOUSE_SERVING_CONFIG, else the tiny "
+            "CPU model's, serving/configs/cpu-tiny.yaml)."
+        ),
+    ] = None,
+) -> None:
+    """Start Ray (bounded CPUs and memory, dashboard on loopback only) and the serving app on
+    the port of LIGHTHOUSE_SERVING_URL; returns once the models answer."""
+    from api.vision.serving import DEFAULT_CONFIG, port_of
+
+    settings = _settings()
+    chosen = config or (str(settings.serving.config) if settings.serving.config else None)
+    _serving(
+        "up",
+        "--config",
+        chosen or str(DEFAULT_CONFIG),
+        "--port",
+        str(port_of(settings.serving.url)),
+    )
+
+
+@serving_app.command("down")
+def serving_down() -> None:
+    """Stop the serving app and the Ray it started."""
+    _serving("down")
+
+
+@serving_app.command("status")
+def serving_status() -> None:
+    """Whether the serving tier answers, and what it serves (exit 1 if it does not answer)."""
+    settings = _settings()
+    _serving("status", "--url", settings.serving.url)
+
+
 keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
 clients_app = typer.Typer(help="OAuth clients (machine principals).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from starlette.requests import HTTPConnection
@@ -18,9 +19,25 @@ from api.domain.geo import CoordinateConverter
 from api.domain.sla import SlaCalendar
 from api.events.incident_changes import IncidentChangeHub
 from api.http.sockets import SocketBudget
+from api.inference.client import ServingClient
 from api.metrics import Metrics
 from api.policy.engine import PolicyEngine
+from api.services.vision.analysis import VisionModel
 from api.settings import Settings
+from api.vision.store import FrameStore
+
+
+@dataclass(frozen=True, slots=True)
+class VisionResources:
+    """Frames in, and the serving tier for analyses on the spot."""
+
+    store: FrameStore
+    # Uploaded images being decoded and checked at once (each takes its pixels in memory).
+    decoding: asyncio.Semaphore
+    serving: ServingClient
+    model: VisionModel
+    # analyzeImage calls waiting on the serving tier at once; more are refused, not queued.
+    analyses: asyncio.Semaphore
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +58,7 @@ class Resources:
     refusals: RefusalLedger
     sockets: SocketBudget
     authorization_server: AuthorizationServer
+    vision: VisionResources
 
 
 def resources_of(connection: HTTPConnection) -> Resources:

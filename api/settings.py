@@ -334,6 +334,15 @@ class VisionSettings(SettingsGroup):
     )
     max_frame_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 8 * 1024 * 1024
     max_frame_pixels: Annotated[int, Field(ge=1024, le=200_000_000)] = 40_000_000
+    max_concurrent_decodes: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=2,
+        description="Uploaded images checked at once per gateway process (each may take "
+        "max_frame_pixels × 4 bytes while it decodes); more wait their turn.",
+    )
+    max_concurrent_analyses: Annotated[int, Field(ge=1, le=256)] = Field(
+        default=4,
+        description="analyzeImage calls per gateway process at once; more are refused (429).",
+    )
     worker_concurrency: Annotated[int, Field(ge=1, le=256)] = Field(
         default=4, description="Frames analysed at once, across all workers."
     )
@@ -341,13 +350,23 @@ class VisionSettings(SettingsGroup):
         default=5,
         description="Failed analyses (not counting a serving outage) before a frame is dead-lettered.",
     )
+    max_answer_tokens: Annotated[int, Field(ge=1, le=4096)] = Field(
+        default=300,
+        description="Tokens the model may answer with; an answer cut short is UNUSABLE.",
+    )
+    outage_retry_max_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=60.0,
+        description="While the serving tier is down, frames are retried at most this far apart.",
+    )
     threshold: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.5, description="The confidence a finding needs to open or join an incident."
     )
     thresholds: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
         default_factory=dict, description="Per category, overriding the threshold (JSON)."
     )
-    dedup_meters: Annotated[float, Field(gt=0, le=10_000)] = Field(
+    # At most 500 m: detections lock the grid cells (0.01°) around them, and two points closer
+    # than a cell must share one (0.01° of longitude is over 500 m up to latitude 60°).
+    dedup_meters: Annotated[float, Field(gt=0, le=500)] = Field(
         default=50.0, description="An open incident of the same category this near is joined."
     )
     dedup_hours: Annotated[float, Field(gt=0, le=24 * 30)] = Field(

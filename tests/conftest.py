@@ -28,7 +28,9 @@ DATA_TABLES = (
 )
 CLEAN = f"""
 ALTER TABLE lighthouse.incident_event DISABLE TRIGGER incident_event_no_truncate;
-TRUNCATE {DATA_TABLES}, lighthouse.incident_share, lighthouse.incident_reporter RESTART IDENTITY;
+TRUNCATE {DATA_TABLES}, lighthouse.incident_share, lighthouse.incident_reporter,
+    lighthouse.detection, lighthouse.frame_analysis, lighthouse.frame, lighthouse.pgqueuer,
+    lighthouse.pgqueuer_log RESTART IDENTITY;
 ALTER TABLE lighthouse.incident_event ENABLE TRIGGER incident_event_no_truncate;
 """
 
@@ -148,6 +150,7 @@ def gateway(
 ) -> Iterator[GatewayProcess]:
     process = GatewayProcess({}, tmp_path_factory.mktemp("logs") / "gateway.log")
     process.configure(gateway_env(database, issuer=process.base_url))
+    process.configure({"LIGHTHOUSE_VISION_FRAMES_DIR": str(tmp_path_factory.mktemp("frames"))})
     process.configure({"LIGHTHOUSE_TRUSTED_ISSUERS": trusted_issuers(sso)})
     process.start()
     yield process

@@ -102,10 +102,23 @@ class AccessScope:
 class AccessGate:
     """Opens access scopes on the database under a caller's identity, and records refusals."""
 
-    def __init__(self, database: Database, policy: PolicyEngine, authenticator: Authenticator):
+    def __init__(
+        self,
+        database: Database,
+        policy: PolicyEngine,
+        authenticator: Authenticator | None = None,
+    ) -> None:
+        """``authenticator`` re-checks callers' tokens; a process with no callers (the vision
+        worker acts as itself) has none."""
         self.database = database
         self.policy = policy
-        self.authenticator = authenticator
+        self._authenticator = authenticator
+
+    @property
+    def authenticator(self) -> Authenticator:
+        if self._authenticator is None:
+            raise RuntimeError("this gate has no callers whose tokens it could check")
+        return self._authenticator
 
     def unit_of_work(self, principal: Principal, operation: Callable[[], str]) -> UnitOfWork:
         return self.database.unit_of_work(principal.database_settings(), operation)

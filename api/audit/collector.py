@@ -27,7 +27,7 @@ class AuditCollector:
 
     def saw(self, type_name: str, keys: object) -> None:
         """Record resources returned to, or changed for, the caller."""
-        if isinstance(keys, int):
+        if isinstance(keys, int | str):
             self.resources.add(f"{type_name}:{keys}")
         else:
             self.resources.update(f"{type_name}:{key}" for key in keys)  # type: ignore[attr-defined]
@@ -35,7 +35,7 @@ class AuditCollector:
     def targeted(self, type_name: str, key: object) -> None:
         self.targets.add(f"{type_name}:{key}")
 
-    def saw_personal_data(self, type_name: str, key: int) -> None:
+    def saw_personal_data(self, type_name: str, key: object) -> None:
         self.personal_data.add(f"{type_name}:{key}")
 
     def decided(self, allowed: bool, policy_ids: tuple[str, ...]) -> None:

@@ -78,9 +78,9 @@ class PersonalDataMasked(DomainError):
 
     code = "PERSONAL_DATA_MASKED"
 
-    def __init__(self) -> None:
+    def __init__(self, message: str | None = None) -> None:
         super().__init__(
-            "personal data is shown only to the responsible bureau's staff with pii:read"
+            message or "personal data is shown only to the responsible bureau's staff with pii:read"
         )
 
 
@@ -92,6 +92,16 @@ class ServiceUnavailable(DomainError):
     """A dependency (the database) is briefly unable to serve; the caller may retry."""
 
     code = "SERVICE_UNAVAILABLE"
+
+
+class TooBusy(DomainError):
+    """The service is doing as much of this as it takes at once; retry after a moment."""
+
+    code = "TOO_BUSY"
+
+    def __init__(self, message: str, retry_after_seconds: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class FrameRejected(DomainError):

@@ -1,9 +1,11 @@
-"""Fan PostgreSQL notifications about incidents out to this process's subscribers.
+"""Fan PostgreSQL notifications about incidents, and the detections that open or join them, out
+to this process's subscribers.
 
-A trigger on ``incident`` calls ``pg_notify`` in the writing transaction; PostgreSQL delivers
-the notice on commit to every listening connection, so a change made through any gateway
-process (or any other client) reaches the subscribers of every process. One dedicated
-connection per process listens; it reconnects with backoff if the server goes away.
+A trigger on ``incident`` (and on ``detection``) calls ``pg_notify`` in the writing transaction;
+PostgreSQL delivers the notice on commit to every listening connection, so a change made through
+any gateway process, a vision worker or any other client reaches the subscribers of every
+process. One dedicated connection per process listens to both channels; it reconnects with
+backoff if the server goes away.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import orjson
@@ -22,6 +25,7 @@ from api.domain.models import IncidentFacts
 log = structlog.get_logger(__name__)
 
 CHANNEL = "lighthouse_incident_changes"
+DETECTIONS = "lighthouse_detections"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,17 @@ class IncidentChangeNotice:
     responsible_bureau_id: int
     # What the visibility rules judge the incident by, as of the change (bureau codes).
     facts: IncidentFacts | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionNotice:
+    detection_id: int
+    bureau_id: int
+    incident_id: int | None
+    category: str
+
+
+Notice = IncidentChangeNotice | DetectionNotice
 
 
 class SubscriberLagged(Exception):
@@ -48,7 +63,7 @@ class IncidentChangeHub:
     ) -> None:
         self._connect = connect
         self._queue_size = queue_size
-        self._subscribers: set[asyncio.Queue[IncidentChangeNotice | SubscriberLagged]] = set()
+        self._subscribers: dict[str, set[asyncio.Queue[Any]]] = {CHANNEL: set(), DETECTIONS: set()}
         self._task: asyncio.Task[None] | None = None
         self._connection: asyncpg.Connection | None = None
         self._listening = asyncio.Event()
@@ -77,7 +92,8 @@ class IncidentChangeHub:
             try:
                 connection = await self._connect()
                 connection.add_termination_listener(lambda _, lost=closed: lost.set())
-                await connection.add_listener(CHANNEL, self._on_notify)
+                for channel in self._subscribers:
+                    await connection.add_listener(channel, self._on_notify)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 log.warning("incident_changes.connect_failed", error=str(error), retry_in=delay)
                 await asyncio.sleep(delay)
@@ -85,55 +101,48 @@ class IncidentChangeHub:
                 continue
             self._connection = connection
             self._listening.set()
-            log.info("incident_changes.listening", channel=CHANNEL)
+            log.info("incident_changes.listening", channels=sorted(self._subscribers))
             delay = 0.5
             await closed.wait()
             self._listening.clear()
             log.warning("incident_changes.connection_lost", retry_in=delay)
 
-    def _on_notify(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, _connection: object, _pid: int, channel: str, payload: str) -> None:
         try:
             data = orjson.loads(payload)
-            facts = data.get("facts")
-            notice = IncidentChangeNotice(
-                incident_id=int(data["id"]),
-                version=int(data["version"]),
-                operation=str(data["op"]),
-                status=str(data["status"]),
-                responsible_bureau_id=int(data["responsible_bureau_id"]),
-                facts=IncidentFacts(
-                    incident_id=int(data["id"]),
-                    responsible_bureau=str(facts["responsible"]),
-                    reporting_bureau=facts.get("reporting"),
-                    asset_bureau=facts.get("asset"),
-                    held_by=frozenset(facts.get("held_by") or ()),
-                    shared_with=frozenset(facts.get("shared_with") or ()),
-                )
-                if isinstance(facts, dict)
-                else None,
-            )
+            notice = _incident_notice(data) if channel == CHANNEL else _detection_notice(data)
         except (ValueError, KeyError, TypeError, AttributeError):
-            log.error("incident_changes.bad_payload", payload=payload[:200])
+            log.error("incident_changes.bad_payload", channel=channel, payload=payload[:200])
             return
-        for queue in list(self._subscribers):
+        subscribers = self._subscribers.get(channel, set())
+        for queue in list(subscribers):
             try:
                 queue.put_nowait(notice)
             except asyncio.QueueFull:
-                self._subscribers.discard(queue)
+                subscribers.discard(queue)
                 with contextlib.suppress(asyncio.QueueEmpty):
                     queue.get_nowait()
                 queue.put_nowait(
                     SubscriberLagged("subscriber fell behind; re-read and resubscribe")
                 )
 
-    @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[AsyncIterator[IncidentChangeNotice]]:
-        queue: asyncio.Queue[IncidentChangeNotice | SubscriberLagged] = asyncio.Queue(
-            self._queue_size
-        )
-        self._subscribers.add(queue)
+    def subscribe(
+        self,
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[IncidentChangeNotice]]:
+        """Incidents as they are created or change."""
+        return self._subscribe(CHANNEL)
 
-        async def notices() -> AsyncIterator[IncidentChangeNotice]:
+    def detections(self) -> contextlib.AbstractAsyncContextManager[AsyncIterator[DetectionNotice]]:
+        """Detections as they are recorded."""
+        return self._subscribe(DETECTIONS)
+
+    @contextlib.asynccontextmanager
+    async def _subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[Any]]:
+        queue: asyncio.Queue[Any] = asyncio.Queue(self._queue_size)
+        subscribers = self._subscribers[channel]
+        subscribers.add(queue)
+
+        async def notices() -> AsyncIterator[Any]:
             while True:
                 item = await queue.get()
                 if isinstance(item, SubscriberLagged):
@@ -143,4 +152,35 @@ class IncidentChangeHub:
         try:
             yield notices()
         finally:
-            self._subscribers.discard(queue)
+            subscribers.discard(queue)
+
+
+def _incident_notice(data: dict[str, Any]) -> IncidentChangeNotice:
+    facts = data.get("facts")
+    return IncidentChangeNotice(
+        incident_id=int(data["id"]),
+        version=int(data["version"]),
+        operation=str(data["op"]),
+        status=str(data["status"]),
+        responsible_bureau_id=int(data["responsible_bureau_id"]),
+        facts=IncidentFacts(
+            incident_id=int(data["id"]),
+            responsible_bureau=str(facts["responsible"]),
+            reporting_bureau=facts.get("reporting"),
+            asset_bureau=facts.get("asset"),
+            held_by=frozenset(facts.get("held_by") or ()),
+            shared_with=frozenset(facts.get("shared_with") or ()),
+        )
+        if isinstance(facts, dict)
+        else None,
+    )
+
+
+def _detection_notice(data: dict[str, Any]) -> DetectionNotice:
+    incident = data.get("incident_id")
+    return DetectionNotice(
+        detection_id=int(data["id"]),
+        bureau_id=int(data["bureau_id"]),
+        incident_id=int(incident) if incident is not None else None,
+        category=str(data["category"]),
+    )

@@ -2,12 +2,14 @@
 
 A declared ``Content-Length`` over the limit is answered 413 at once, unread. A body sent
 without one (chunked) is counted as it arrives; the moment it passes the limit the route's read
-fails, and the caller gets 413 — never a half-read request acted upon.
+fails, and the caller gets 413 — never a half-read request acted upon. Uploads (camera frames)
+are allowed a larger limit of their own, named per request by ``larger``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,17 +23,24 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        larger: Callable[[Scope], int | None] = lambda scope: None,
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_bytes = max_bytes
+        self.larger = larger
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger(scope) or self.default_bytes
         declared = _content_length(scope)
-        if declared is not None and (declared < 0 or declared > self.max_bytes):
-            await self._refuse(send)
+        if declared is not None and (declared < 0 or declared > limit):
+            await self._refuse(send, limit)
             return
         received = 0
         started = False
@@ -41,7 +50,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise BodyTooLarge
             return message
 
@@ -56,15 +65,15 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if not started:
                 await _linger(receive)
-                await self._refuse(send)
+                await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
         body = orjson.dumps(
             {
                 "errors": [
                     {
-                        "message": f"the request body is larger than {self.max_bytes} bytes",
-                        "extensions": {"code": "PAYLOAD_TOO_LARGE", "limit": self.max_bytes},
+                        "message": f"the request body is larger than {limit} bytes",
+                        "extensions": {"code": "PAYLOAD_TOO_LARGE", "limit": limit},
                     }
                 ]
             }

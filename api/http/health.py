@@ -35,6 +35,10 @@ async def readyz(request: Request) -> Response:
         "expectedRevision": resources.head_revision,
         "changeFeed": "listening" if resources.changes.listening else "reconnecting",
     }
+    # The serving tier is reported, not required: without it frames queue and wait, and the
+    # rest of the graph serves as before.
+    serving = await resources.vision.serving.healthy()
+    checks["serving"] = "ok" if serving else "unavailable"
     ready = checks["migrations"] == "current" and resources.changes.listening
     return JSONResponse(
         {"status": "ready" if ready else "unavailable", **checks},

@@ -17,6 +17,7 @@ PRINCIPAL_TYPES = {
 
 INCIDENTS = Entity("Collection", "incidents")
 ASSETS = Entity("Collection", "assets")
+MODELS = Entity("Collection", "models")
 AUDIT_TRAIL = Entity("AuditTrail", "lighthouse")
 POLICY_STORE = Entity("PolicyStore", "lighthouse")
 

@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 import orjson
 
 from api.db.unit_of_work import UnitOfWork
-from api.domain.errors import InvalidInput
 from api.domain.models import columns
 from api.repositories.sql import Conditions, Ordering, Page, PageRequest, finish_page
 
@@ -18,6 +17,7 @@ from api.repositories.sql import Conditions, Ordering, Page, PageRequest, finish
 @dataclass(frozen=True, slots=True)
 class FrameRecord:
     sha256: bytes
+    id: int
     camera_id: int
     bureau_id: int
     media_type: str
@@ -95,6 +95,7 @@ ON CONFLICT (sha256) DO NOTHING
 RETURNING {FRAME_COLUMNS}
 """
 CAMERA_BUREAU = "SELECT lighthouse.camera_bureau($1)"
+CAMERA_BY_CODE = "SELECT lighthouse.camera_by_code($1)"
 FRAMES_BY_SHA = f"SELECT {FRAME_COLUMNS} FROM frame WHERE sha256 = ANY($1::bytea[])"
 FRAME_ANALYSED = """
 UPDATE frame SET status = $2, analysed_at = now() WHERE sha256 = $1
@@ -181,7 +182,7 @@ MODELS = (
 PROMPTS = "SELECT version, text, schema, created_at FROM vision_prompt ORDER BY created_at"
 
 FRAMES_NEWEST_FIRST = Ordering(
-    "NEWEST_FIRST", ("received_at", "sha256"), descending=True, types=(datetime, str)
+    "NEWEST_FIRST", ("received_at", "id"), descending=True, types=(datetime, int)
 )
 DETECTIONS_NEWEST_FIRST = Ordering(
     "NEWEST_FIRST", ("detected_at", "id"), descending=True, types=(datetime, int)
@@ -255,6 +256,11 @@ class VisionRepository:
         value = await self._uow.fetchval(CAMERA_BUREAU, camera_id)
         return int(value) if value is not None else None
 
+    async def camera_by_code(self, code: str) -> int | None:
+        """The camera with this asset code (None if there is none), whoever asks."""
+        value = await self._uow.fetchval(CAMERA_BY_CODE, code)
+        return int(value) if value is not None else None
+
     async def frames(self, digests: Sequence[bytes]) -> dict[bytes, FrameRecord]:
         rows = await self._uow.fetch(FRAMES_BY_SHA, list(digests))
         return {bytes(row["sha256"]): FrameRecord(**row) for row in rows}
@@ -265,11 +271,14 @@ class VisionRepository:
     async def frames_page(
         self, camera_ids: Sequence[int] | None, request: PageRequest
     ) -> Page[FrameRecord]:
-        where = Conditions()
-        if camera_ids is not None:
-            where.add("camera_id = ANY({}::bigint[])", list(camera_ids))
         return await self._page(
-            "frame", FRAME_COLUMNS, FrameRecord, where, FRAMES_NEWEST_FIRST, request
+            "frame", FRAME_COLUMNS, FrameRecord, _cameras(camera_ids), FRAMES_NEWEST_FIRST, request
+        )
+
+    async def frames_count(self, camera_ids: Sequence[int] | None) -> int:
+        where = _cameras(camera_ids)
+        return int(
+            await self._uow.fetchval(f"SELECT count(*) FROM frame WHERE {where.sql()}", *where.args)
         )
 
     async def enqueue(self, entrypoint: str, payload: bytes, dedupe_key: str) -> bool:
@@ -422,7 +431,7 @@ class VisionRepository:
         request: PageRequest,
     ) -> Page[T]:
         if request.cursor is not None:
-            ordering.after(where, _cursor_values(ordering, request.cursor), request.backward)
+            ordering.after(where, request.cursor, request.backward)
         limit = where.param(request.limit + 1)
         query = (
             f"SELECT {selected} FROM {table} WHERE {where.sql()}"
@@ -432,14 +441,11 @@ class VisionRepository:
         return finish_page([record(**row) for row in rows], request)
 
 
-def _cursor_values(ordering: Ordering, cursor: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Frames page by their hash, written in cursors as hex."""
-    if ordering is FRAMES_NEWEST_FIRST:
-        try:
-            return (cursor[0], bytes.fromhex(cursor[1]))
-        except ValueError:
-            raise InvalidInput("after", "is not a cursor this API issued") from None
-    return cursor
+def _cameras(camera_ids: Sequence[int] | None) -> Conditions:
+    where = Conditions()
+    if camera_ids is not None:
+        where.add("camera_id = ANY({}::bigint[])", list(camera_ids))
+    return where
 
 
 def payload(sha256: bytes, bureau_id: int) -> bytes:

@@ -68,7 +68,7 @@ def clean(data: bytes, *, max_bytes: int, max_pixels: int) -> CleanImage:
         pixels.save(out, format="JPEG", quality=92, optimize=False, progressive=False)
     else:
         pixels.save(out, format="PNG", optimize=False)
-    return CleanImage(out.getvalue(), FORMATS[kind], width, height)
+    return CleanImage(out.getvalue(), FORMATS[kind], pixels.width, pixels.height)
 
 
 def _without_metadata(image: Image.Image) -> Image.Image:

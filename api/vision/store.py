@@ -14,6 +14,16 @@ from pathlib import Path
 EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png"}
 
 
+def parse_digest(key: str) -> bytes | None:
+    """The SHA-256 a frame's key (64 hex digits) names, or None if it names none."""
+    if len(key) != 64:
+        return None
+    try:
+        return bytes.fromhex(key)
+    except ValueError:
+        return None
+
+
 class FrameStore:
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -21,6 +21,7 @@ VISION = """
 -- A camera frame, stored once by the SHA-256 of its (metadata-free) bytes.
 CREATE TABLE lighthouse.frame (
     sha256        bytea PRIMARY KEY CHECK (length(sha256) = 32),
+    id            bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
     camera_id     bigint NOT NULL REFERENCES lighthouse.asset (id),
     bureau_id     integer NOT NULL REFERENCES lighthouse.bureau (id),
     media_type    text NOT NULL CHECK (media_type IN ('image/jpeg', 'image/png')),
@@ -34,8 +35,9 @@ CREATE TABLE lighthouse.frame (
                   CHECK (status IN ('QUEUED', 'ANALYSED', 'FAILED')),
     analysed_at   timestamptz
 );
-CREATE INDEX frame_camera_idx ON lighthouse.frame (camera_id, received_at DESC);
-CREATE INDEX frame_bureau_idx ON lighthouse.frame (bureau_id, received_at DESC);
+CREATE INDEX frame_received_idx ON lighthouse.frame (received_at DESC, id DESC);
+CREATE INDEX frame_camera_idx ON lighthouse.frame (camera_id, received_at DESC, id DESC);
+CREATE INDEX frame_bureau_idx ON lighthouse.frame (bureau_id, received_at DESC, id DESC);
 
 -- The model registry: the served models the workers used, and the prompts they asked with.
 CREATE TABLE lighthouse.vision_model (
@@ -149,6 +151,11 @@ CREATE FUNCTION lighthouse.camera_bureau(camera bigint) RETURNS integer
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = lighthouse, public, pg_temp AS $$
     SELECT bureau_id FROM lighthouse.asset WHERE id = camera AND kind = 'CAMERA'
 $$;
+-- A camera gateway names its cameras by code.
+CREATE FUNCTION lighthouse.camera_by_code(wanted text) RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = lighthouse, public, pg_temp AS $$
+    SELECT id FROM lighthouse.asset WHERE code = wanted AND kind = 'CAMERA'
+$$;
 CREATE POLICY frame_create ON lighthouse.frame FOR INSERT WITH CHECK (
     lighthouse.has_scope('incidents:write') AND lighthouse.current_kind() IN ('staff', 'service')
     AND bureau_id = lighthouse.current_bureau()
@@ -186,6 +193,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON lighthouse.pgqueuer, lighthouse.pgqueuer
     lighthouse.pgqueuer_schedules, lighthouse.pgqueuer_statistics TO {role};
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA lighthouse TO {role};
 REVOKE ALL ON FUNCTION lighthouse.camera_bureau FROM PUBLIC;
+REVOKE ALL ON FUNCTION lighthouse.camera_by_code FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lighthouse.camera_by_code TO {role};
 REVOKE ALL ON FUNCTION lighthouse.nearby_open_incident FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lighthouse.nearby_open_incident TO {role};
 GRANT EXECUTE ON FUNCTION lighthouse.camera_bureau TO {role};
@@ -207,6 +216,7 @@ def downgrade() -> None:
             lighthouse.vision_model, lighthouse.frame;
         DROP FUNCTION lighthouse.announce_detection();
         DROP FUNCTION lighthouse.camera_bureau(bigint);
+        DROP FUNCTION lighthouse.camera_by_code(text);
         DROP FUNCTION lighthouse.nearby_open_incident(text, float8, float8, float8, timestamptz);
         DROP INDEX lighthouse.incident_open_category_idx;
         DROP TABLE lighthouse.pgqueuer, lighthouse.pgqueuer_log, lighthouse.pgqueuer_schedules,

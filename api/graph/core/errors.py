@@ -52,6 +52,23 @@ class Forbidden(Error):
     pass
 
 
+@strawberry.type(description="A dependency cannot serve now (the serving tier); retry later.")
+class ServiceUnavailable(Error):
+    pass
+
+
+@strawberry.type(description="As much of this is under way as the service takes at once.")
+class TooBusy(Error):
+    retry_after_seconds: int
+
+
+@strawberry.type(description="An uploaded image was not taken; nothing was stored.")
+class FrameRejected(Error):
+    reason: str = strawberry.field(
+        description="EMPTY, TOO_LARGE, NOT_AN_IMAGE, CORRUPT or SENT_ELSEWHERE: what to fix before sending again."
+    )
+
+
 ErrorType = (
     NotFound
     | InvalidInput
@@ -59,6 +76,9 @@ ErrorType = (
     | VersionConflict
     | IdempotencyKeyReused
     | Forbidden
+    | FrameRejected
+    | ServiceUnavailable
+    | TooBusy
 )
 
 
@@ -89,6 +109,14 @@ def to_graphql(error: domain.DomainError) -> ErrorType:
             return IdempotencyKeyReused(message=message, code=code, idempotency_key=error.key)
         case domain.Forbidden():
             return Forbidden(message=message, code=code)
+        case domain.FrameRejected():
+            return FrameRejected(message=message, code=code, reason=error.reason)
+        case domain.ServiceUnavailable():
+            return ServiceUnavailable(message=message, code=code)
+        case domain.TooBusy():
+            return TooBusy(
+                message=message, code=code, retry_after_seconds=error.retry_after_seconds
+            )
     raise error
 
 

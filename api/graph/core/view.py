@@ -39,6 +39,8 @@ from api.http.transaction import (
 from api.resources import resources_of
 
 JSON_TYPES = ("application/json", "application/graphql-response+json")
+MULTIPART = "multipart/form-data"
+PREFLIGHT_HEADERS = (b"graphql-require-preflight", b"apollo-require-preflight")
 CODES = {
     400: "BAD_REQUEST",
     404: "NOT_FOUND",
@@ -61,9 +63,21 @@ class GraphQLView(GraphQL[Context, None]):
         request = Request(scope, receive)
         try:
             # Cross-site request forgery: a browser form can POST text/plain, multipart or
-            # urlencoded bodies without a preflight; only JSON is taken (GET carries queries).
-            if request.method == "POST" and _content_type(scope) not in JSON_TYPES:
-                raise HTTPException(415, "POST GraphQL documents as application/json")
+            # urlencoded bodies without a preflight. JSON is taken; a multipart request (a file
+            # upload) only with a header no form can send, which makes a browser ask first.
+            if request.method == "POST":
+                content_type = _content_type(scope)
+                if content_type == MULTIPART:
+                    if not _has_preflight_header(scope):
+                        raise HTTPException(
+                            400,
+                            "a multipart request must carry the header "
+                            "GraphQL-Require-Preflight: 1",
+                        )
+                elif content_type not in JSON_TYPES:
+                    raise HTTPException(
+                        415, "POST GraphQL documents as application/json (uploads as multipart)"
+                    )
             response = await self.run(request)
         except HTTPException as error:
             response = await self._refused(request, error.status_code, error.reason)
@@ -195,6 +209,15 @@ def _content_type(scope: Scope) -> str:
     return ""
 
 
+def _has_preflight_header(scope: Scope) -> bool:
+    return any(name in PREFLIGHT_HEADERS and value for name, value in scope.get("headers", []))
+
+
+def is_upload(scope: Scope) -> bool:
+    """A GraphQL multipart request (a file upload), which the body limit lets be larger."""
+    return scope.get("method") == "POST" and _content_type(scope) == MULTIPART
+
+
 def graphql_refusal(reason: str) -> Response:
     """A refused token, answered as GraphQL clients expect (and with RFC 6750's challenge)."""
     return unauthenticated(reason)
@@ -213,6 +236,7 @@ def graphql_view(
         max_document_bytes=max_document_bytes,
         graphql_ide="graphiql" if graphiql else None,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        multipart_uploads_enabled=True,
         max_subscriptions_per_connection=max_subscriptions,
         connection_init_wait_timeout=timedelta(seconds=connection_init_seconds),
     )

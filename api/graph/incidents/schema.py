@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import strawberry
+
 from api.graph.core.bundle import DomainBundle
+from api.graph.incidents.frames import DetectionSubscriptions, FrameMutations, FrameQueries
 from api.graph.incidents.loaders import (
+    AnalysesOf,
+    DetectionById,
+    DetectionsInFrame,
+    DetectionsOf,
     DuplicatesOf,
     EventsOf,
+    FrameBySha,
     IncidentById,
     ReporterOf,
     TransfersOf,
@@ -15,14 +23,32 @@ from api.graph.incidents.loaders import (
 from api.graph.incidents.mutations import IncidentMutations
 from api.graph.incidents.queries import IncidentQueries
 from api.graph.incidents.subscriptions import IncidentSubscriptions
-from api.graph.incidents.types import Incident, WorkOrder
+from api.graph.incidents.types import Detection, Frame, Incident, WorkOrder
+from api.http.frames import frame_routes
+
+
+# Incidents and the evidence the vision models find for them: one subgraph.
+@strawberry.type
+class Queries(IncidentQueries, FrameQueries):
+    pass
+
+
+@strawberry.type
+class Mutations(IncidentMutations, FrameMutations):
+    pass
+
+
+@strawberry.type
+class Subscriptions(IncidentSubscriptions, DetectionSubscriptions):
+    pass
+
 
 bundle = DomainBundle(
     name="incidents",
-    query=IncidentQueries,
-    mutation=IncidentMutations,
-    subscription=IncidentSubscriptions,
-    types=(Incident, WorkOrder),
+    query=Queries,
+    mutation=Mutations,
+    subscription=Subscriptions,
+    types=(Incident, WorkOrder, Frame, Detection),
     loaders=(
         IncidentById,
         DuplicatesOf,
@@ -31,5 +57,11 @@ bundle = DomainBundle(
         ReporterOf,
         EventsOf,
         WorkOrdersOf,
+        FrameBySha,
+        AnalysesOf,
+        DetectionById,
+        DetectionsOf,
+        DetectionsInFrame,
     ),
+    routes=tuple(frame_routes()),
 )

@@ -61,8 +61,8 @@ class DetectionIngest:
         their threshold; in the caller's transaction."""
         settings = self._settings
         counted = [
-            o
-            for o in observations
+            (index, o)
+            for index, o in enumerate(observations)
             if o.finding.confidence >= settings.threshold_for(o.finding.category)
         ]
         incidents: dict[int, int] = {}  # index in observations -> incident id
@@ -71,22 +71,21 @@ class DetectionIngest:
             await self._repository.lock_cells(
                 [
                     cell
-                    for o in counted
+                    for _, o in counted
                     for cell in _cells(o.finding.category, o.latitude, o.longitude)
                 ]
             )
             since = datetime.now(UTC) - timedelta(hours=settings.dedup_hours)
             matches = await self._repository.nearby_open(
-                [(o.finding.category, o.latitude, o.longitude) for o in counted],
+                [(o.finding.category, o.latitude, o.longitude) for _, o in counted],
                 settings.dedup_meters,
                 since,
             )
             opened: list[tuple[Observation, int]] = []  # opened in this batch, to be joined too
             names = await self._bureaus.categories_by_code(
-                sorted({o.finding.category for o in counted})
+                sorted({o.finding.category for _, o in counted})
             )
-            for observation, match in zip(counted, matches, strict=True):
-                index = observations.index(observation)
+            for (index, observation), match in zip(counted, matches, strict=True):
                 if match is None:
                     match = next(
                         (

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from api.access.scope import AccessScope
-from api.domain.errors import Forbidden, FrameRejected, InvalidInput, NotFound
+from api.domain.errors import FrameRejected, InvalidInput, NotFound
 from api.policy import resources
 from api.repositories.bureaus import BureauRepository
 from api.repositories.vision import FrameRecord, VisionRepository, payload
@@ -23,62 +23,96 @@ MAX_AGE = timedelta(days=30)
 
 @dataclass(frozen=True, slots=True)
 class FrameUpload:
+    """A frame from a camera, named by its asset ID or (camera gateways) its asset code."""
+
     data: bytes
-    camera_id: int
+    camera: int | str
     captured_at: datetime
 
 
-class FrameIntake:
-    def __init__(self, access: AccessScope, store: FrameStore, settings: VisionSettings) -> None:
-        self._access = access
-        self._store = store
-        self._settings = settings
-        self._frames = VisionRepository(access.uow)
-        self._bureaus = BureauRepository(access.uow)
+@dataclass(frozen=True, slots=True)
+class CheckedFrame:
+    """A frame whose image passed the checks, re-encoded without its metadata."""
 
-    async def accept(self, upload: FrameUpload) -> tuple[FrameRecord, bool]:
-        """The frame recorded (and queued), and whether it had been sent before. Every refusal
-        leaves nothing behind: nothing is written before every check has passed."""
-        bureau_id = await self._frames.camera_bureau(upload.camera_id)
-        if bureau_id is None:
-            raise NotFound("camera", upload.camera_id)
-        bureau = (await self._bureaus.by_ids([bureau_id]))[bureau_id]
-        self._access.authorize("UploadFrame", resources.bureau(bureau.code))
-        if self._access.principal.bureau_id != bureau_id:
-            raise Forbidden("the camera belongs to another bureau; send its frames from there")
-        captured_at = upload.captured_at
-        now = datetime.now(UTC)
-        if captured_at.tzinfo is None:
-            raise InvalidInput("capturedAt", "must include a time zone offset")
-        if captured_at > now + MAX_CLOCK_SKEW:
-            raise InvalidInput("capturedAt", "is in the future")
-        if captured_at < now - MAX_AGE:
-            raise InvalidInput("capturedAt", "is more than 30 days ago")
+    image: images.CleanImage
+    camera: int | str
+    captured_at: datetime
+
+
+async def check(
+    upload: FrameUpload, settings: VisionSettings, decoding: asyncio.Semaphore
+) -> CheckedFrame:
+    """The upload's own checks, which need no database: run them before a transaction opens
+    (no connection is held while an image decodes), a few at a time (a large image takes its
+    pixels' worth of memory)."""
+    captured_at = upload.captured_at
+    now = datetime.now(UTC)
+    if captured_at.tzinfo is None:
+        raise InvalidInput("capturedAt", "must include a time zone offset")
+    if captured_at > now + MAX_CLOCK_SKEW:
+        raise InvalidInput("capturedAt", "is in the future")
+    if captured_at < now - MAX_AGE:
+        raise InvalidInput("capturedAt", "is more than 30 days ago")
+    if isinstance(upload.camera, str) and not 1 <= len(upload.camera) <= 64:
+        raise InvalidInput("camera", "must be a camera's asset code (1 to 64 characters)")
+    async with decoding:
         try:
             clean = await asyncio.to_thread(
                 images.clean,
                 upload.data,
-                max_bytes=self._settings.max_frame_bytes,
-                max_pixels=self._settings.max_frame_pixels,
+                max_bytes=settings.max_frame_bytes,
+                max_pixels=settings.max_frame_pixels,
             )
         except images.ImageRejected as rejected:
             raise FrameRejected(rejected.code, rejected.reason) from None
+    return CheckedFrame(clean, upload.camera, captured_at)
+
+
+class FrameIntake:
+    def __init__(self, access: AccessScope, store: FrameStore) -> None:
+        self._access = access
+        self._store = store
+        self._frames = VisionRepository(access.uow)
+        self._bureaus = BureauRepository(access.uow)
+
+    async def accept(self, frame: CheckedFrame) -> tuple[FrameRecord, bool]:
+        """The frame recorded (and queued), and whether these pixels had been sent before.
+        Every refusal leaves nothing behind: nothing is written before every check passed."""
+        camera_id = (
+            frame.camera
+            if isinstance(frame.camera, int)
+            else await self._frames.camera_by_code(frame.camera)
+        )
+        bureau_id = await self._frames.camera_bureau(camera_id) if camera_id else None
+        if camera_id is None or bureau_id is None:
+            raise NotFound("camera", frame.camera)
+        bureau = (await self._bureaus.by_ids([bureau_id]))[bureau_id]
+        self._access.authorize("UploadFrame", resources.bureau(bureau.code))
+        clean = frame.image
         digest = await asyncio.to_thread(self._store.put, clean.data, clean.media_type)
         async with self._access.uow.savepoint():
             record = await self._frames.add_frame(
                 digest,
-                upload.camera_id,
+                camera_id,
                 bureau_id,
                 clean.media_type,
                 len(clean.data),
                 clean.width,
                 clean.height,
-                captured_at,
+                frame.captured_at,
                 self._access.principal.subject,
             )
             replayed = record is None
             if record is None:
-                record = (await self._frames.frames([digest]))[digest]
+                record = (await self._frames.frames([digest])).get(digest)
+                if record is None or record.bureau_id != bureau_id:
+                    # The same pixels, sent before from another bureau's camera (a blank frame
+                    # from a broken camera, say): a frame is stored once, under its first camera.
+                    raise FrameRejected(
+                        "SENT_ELSEWHERE",
+                        "this image was sent before from another bureau's camera; "
+                        "check that the camera is working",
+                    )
             else:
                 await self._frames.enqueue(ANALYSE, payload(digest, bureau_id), digest.hex())
         self._access.audit.saw("Frame", record.key)
