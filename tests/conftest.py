@@ -145,12 +145,21 @@ def trusted_issuers(sso: OidcProvider) -> str:
 
 
 @pytest.fixture(scope="session")
+def frames_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's gateway (and the vision workers of the tests) keep frames."""
+    return tmp_path_factory.mktemp("frames")
+
+
+@pytest.fixture(scope="session")
 def gateway(
-    database: DatabaseUnderTest, sso: OidcProvider, tmp_path_factory: pytest.TempPathFactory
+    database: DatabaseUnderTest,
+    sso: OidcProvider,
+    frames_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayProcess]:
     process = GatewayProcess({}, tmp_path_factory.mktemp("logs") / "gateway.log")
     process.configure(gateway_env(database, issuer=process.base_url))
-    process.configure({"LIGHTHOUSE_VISION_FRAMES_DIR": str(tmp_path_factory.mktemp("frames"))})
+    process.configure({"LIGHTHOUSE_VISION_FRAMES_DIR": str(frames_dir)})
     process.configure({"LIGHTHOUSE_TRUSTED_ISSUERS": trusted_issuers(sso)})
     process.start()
     yield process

@@ -117,17 +117,20 @@ async def post_frame(request: Request) -> Response:
     resources = resources_of(request)
     vision = resources.vision
     description = _describe("POST /frames")
-    try:
-        data = await request.body()  # bounded by the body limit for uploads
-    except ClientDisconnect:
-        return Response(status_code=400)
+    principal = transaction.principal
+    if not principal.is_authenticated:
+        return unauthenticated("send frames with an access token (Authorization: Bearer ...)")
     refusal: DomainError | None = None
+    if not intake.may_upload(resources.policy, principal):
+        refusal = Forbidden("this caller may not send frames (a bureau's incidents:write)")
     try:
-        try:
-            upload = _upload(request, data)
-            checked = await intake.check(upload, resources.settings.vision, vision.decoding)
-        except DomainError as error:
-            refusal = error
+        if refusal is None:
+            try:
+                data = await request.body()  # bounded by the body limit for uploads
+                upload = _upload(request, data)
+                checked = await intake.check(upload, resources.settings.vision, vision.decoding)
+            except DomainError as error:
+                refusal = error
         # A short transaction: the frame and its job, or the refusal, in the audit record.
         async with transaction.transaction(lambda: description) as access:
             if refusal is None:
@@ -141,6 +144,8 @@ async def post_frame(request: Request) -> Response:
         return _error(error, transaction.request_id)
     except InvalidToken as error:
         return unauthenticated(error.reason)
+    except ClientDisconnect:
+        return Response(status_code=400)
     if refusal is not None:
         return _error(refusal, transaction.request_id)
     return _json({"frame": frame_json(record), "replayed": replayed}, 200 if replayed else 201)
@@ -148,6 +153,8 @@ async def post_frame(request: Request) -> Response:
 
 async def get_frame_image(request: Request) -> Response:
     transaction = request_transaction(request)
+    if not transaction.principal.is_authenticated:
+        return unauthenticated("frames are shown with an access token (Authorization: Bearer ...)")
     resources = resources_of(request)
     digest = parse_digest(request.path_params["sha256"])
     access = transaction.access(lambda: _describe("GET /frames/{sha256}"))

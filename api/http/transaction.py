@@ -133,7 +133,9 @@ def unauthenticated(reason: str) -> Response:
 
 
 def challenge(reason: str) -> str:
-    description = reason.replace('"', "'")
+    # A header is Latin-1: whatever else a reason holds is dropped from the challenge (the
+    # body carries it whole).
+    description = reason.replace('"', "'").encode("ascii", "replace").decode()
     return f'Bearer realm="lighthouse", error="invalid_token", error_description="{description}"'
 
 

@@ -12,7 +12,7 @@ import strawberry
 from strawberry.file_uploads import Upload
 
 from api.access.scope import OperationDescription
-from api.domain.errors import DomainError, InvalidInput, Unauthenticated
+from api.domain.errors import DomainError, Forbidden, InvalidInput, Unauthenticated
 from api.graph.core import errors
 from api.graph.core.connections import build_connection
 from api.graph.core.context import Info
@@ -203,6 +203,8 @@ class FrameMutations:
         vision = context.resources.vision
         try:
             settings = context.resources.settings.vision
+            if not intake.may_upload(context.resources.policy, context.principal):
+                raise Forbidden("this caller may not send frames (a bureau's incidents:write)")
             data = await read_upload(file, settings.max_frame_bytes)
             upload = FrameUpload(data, decode_id(camera, "Asset", "camera"), captured_at)
             checked = await intake.check(upload, settings, vision.decoding)

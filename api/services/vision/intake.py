@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from api.access.scope import AccessScope
+from api.auth.principal import Principal
 from api.domain.errors import FrameRejected, InvalidInput, NotFound
 from api.policy import resources
+from api.policy.engine import PolicyEngine
 from api.repositories.bureaus import BureauRepository
 from api.repositories.vision import FrameRecord, VisionRepository, payload
 from api.settings import VisionSettings
@@ -37,6 +39,20 @@ class CheckedFrame:
     image: images.CleanImage
     camera: int | str
     captured_at: datetime
+
+
+def may_upload(policy: PolicyEngine, principal: Principal) -> bool:
+    """Whether the caller may send frames at all (the rules let a bureau send its own cameras'
+    only): asked before an upload is read or decoded, so that no one else can make the service
+    spend its memory and processors on images."""
+    if principal.bureau_code is None:
+        return False
+    return policy.decide(
+        resources.principal_entity(principal),
+        "UploadFrame",
+        resources.bureau(principal.bureau_code),
+        principal.scopes,
+    ).allowed
 
 
 async def check(

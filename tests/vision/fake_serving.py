@@ -1,0 +1,154 @@
+"""A stand-in for the serving tier's OpenAI-compatible API, for the unit and service tests of the
+gateway's side (the pipeline tests use the real tier): it answers chat completions with findings
+it is told to give, with token log-probabilities, and can be made to fail or go away.
+
+It is served over real HTTP (uvicorn in the test's loop), so the gateway's client, its retries
+and its timeouts are exercised as they are against the real tier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.support import free_port
+
+
+@dataclass
+class Said:
+    """One finding the fake model gives, and the probability it gives its category."""
+
+    category: str
+    note: str = "seen"
+    probability: float = 0.9
+
+
+@dataclass
+class Script:
+    findings: list[Said] = field(default_factory=list)
+    # An answer's text given as is (to test unusable answers); overrides findings.
+    text: str | None = None
+    finish_reason: str = "stop"
+    # Statuses to answer, one per request, before answering normally (503, 429, 400, 404…).
+    failures: list[int] = field(default_factory=list)
+    delay_seconds: float = 0.0
+
+
+def answer_tokens(text: str, findings: Sequence[Said]) -> list[dict[str, Any]]:
+    """The answer's text as tokens with log-probabilities: each category spelled by two tokens
+    whose probabilities multiply to the finding's probability; every other token certain."""
+    tokens: list[dict[str, Any]] = []
+    position = 0
+    for said in findings:
+        start = text.find(f'"{said.category}"', position) + 1
+        if start > position:
+            tokens.extend(_plain(text[position:start]))
+        half = max(1, len(said.category) // 2)
+        share = math.log(max(said.probability, 1e-12)) / 2
+        tokens.append({"token": said.category[:half], "logprob": share})
+        tokens.append({"token": said.category[half:], "logprob": share})
+        position = start + len(said.category)
+    tokens.extend(_plain(text[position:]))
+    tokens.append({"token": "</s>", "logprob": 0.0})
+    return tokens
+
+
+def _plain(text: str) -> list[dict[str, Any]]:
+    return [{"token": text[i : i + 3], "logprob": 0.0} for i in range(0, len(text), 3)]
+
+
+class FakeServing:
+    """``async with FakeServing() as fake``: the fake tier at ``fake.url``."""
+
+    def __init__(self, model: str = "lighthouse-tiny-vlm") -> None:
+        self.model = model
+        self.script = Script()
+        self.requests: list[dict[str, Any]] = []
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def app(self) -> Starlette:
+        async def models(request: Request) -> Response:
+            return _json({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+
+        async def chat(request: Request) -> Response:
+            body = orjson.loads(await request.body())
+            self.requests.append(body)
+            script = self.script
+            if script.delay_seconds:
+                await asyncio.sleep(script.delay_seconds)
+            if script.failures:
+                status = script.failures.pop(0)
+                return _json({"error": {"message": f"scripted {status}"}}, status)
+            if body.get("model") != self.model:
+                return _json({"error": {"message": "no such model"}}, 404)
+            findings = [] if script.text is not None else script.findings
+            text = script.text if script.text is not None else _answer(findings)
+            return _json(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "model": self.model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": script.finish_reason,
+                            "logprobs": {"content": answer_tokens(text, findings)},
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70},
+                }
+            )
+
+        return Starlette(
+            routes=[
+                Route("/v1/models", models),
+                Route("/v1/chat/completions", chat, methods=["POST"]),
+            ]
+        )
+
+    async def start(self) -> None:
+        config = uvicorn.Config(
+            self.app(), host="127.0.0.1", port=self.port, log_config=None, access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
+            self._server = self._task = None
+
+    async def __aenter__(self) -> FakeServing:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+
+def _answer(findings: Sequence[Said]) -> str:
+    items = [{"category": f.category, "note": f.note} for f in findings]
+    return orjson.dumps({"findings": items}).decode()
+
+
+def _json(value: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(value), status_code=status, media_type="application/json")

@@ -1,0 +1,294 @@
+"""Frames in, over REST (camera gateways) and the GraphQL multipart request: checked by their
+content, stored once without metadata, recorded and queued together; every refusal typed and
+leaving nothing behind. The image itself only for those who may see personal data."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from PIL import Image
+
+from tests.graph.helpers import global_id
+from tests.support import GatewayProcess
+from tests.tokens import TokenFactory
+from tests.vision.conftest import (
+    UPLOAD_FRAME,
+    Camera,
+    CameraFactory,
+    frame_rows,
+    graphql_upload,
+    now_iso,
+    post_frame,
+    queue_rows,
+)
+from tests.vision.images import bomb_png, gif, photo, with_exif_gps
+
+pytestmark = pytest.mark.db
+
+
+def stored_files(frames_dir: Path) -> set[Path]:
+    return {path for path in frames_dir.rglob("*") if path.is_file()}
+
+
+@pytest.fixture
+async def police_camera(cameras: CameraFactory) -> Camera:
+    camera: Camera = await cameras("POLICE")
+    return camera
+
+
+@pytest.fixture
+def gateway_token(tokens: TokenFactory) -> str:
+    return tokens.named("camera-gateway")  # a POLICE service with incidents:write
+
+
+async def test_a_camera_gateway_sends_a_frame_which_is_stored_once_and_queued(
+    http: httpx.AsyncClient,
+    gateway_token: str,
+    police_camera: Camera,
+    owner: asyncpg.Connection,
+    frames_dir: Path,
+) -> None:
+    original = with_exif_gps(seed=11)
+    first = await post_frame(http, gateway_token, police_camera.code, original)
+    assert first.status_code == 201, first.text
+    frame = first.json()["frame"]
+    assert first.json()["replayed"] is False
+    assert (frame["mediaType"], frame["status"], frame["cameraId"]) == (
+        "image/jpeg", "QUEUED", police_camera.id,
+    )  # fmt: skip
+    stored = next(p for p in stored_files(frames_dir) if p.stem == frame["sha256"])
+    data = stored.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == frame["sha256"]
+    assert b"SERIAL-12345" not in data and not Image.open(io.BytesIO(data)).getexif()
+    assert await frame_rows(owner) == [{"sha": frame["sha256"], "status": "QUEUED"}]
+    assert await queue_rows(owner) == [
+        {"status": "queued", "attempts": 0, "dedupe_key": frame["sha256"]}
+    ]
+
+    again = await post_frame(http, gateway_token, police_camera.code, original)
+    assert again.status_code == 200, again.text
+    assert again.json()["replayed"] is True
+    assert again.json()["frame"]["sha256"] == frame["sha256"]
+    assert len(await frame_rows(owner)) == 1 and len(await queue_rows(owner)) == 1
+
+
+async def test_a_frame_arrives_through_the_graphql_multipart_request(
+    http: httpx.AsyncClient,
+    gateway_token: str,
+    police_camera: Camera,
+    owner: asyncpg.Connection,
+) -> None:
+    variables = {"camera": global_id("Asset", police_camera.id), "at": now_iso()}
+    png = photo(21, kind="PNG")
+    response = await graphql_upload(http, gateway_token, UPLOAD_FRAME, variables, png)
+    assert response.status_code == 200, response.text
+    result = response.json()["data"]["uploadFrame"]
+    assert result["__typename"] == "FrameUploaded", result
+    assert result["replayed"] is False
+    assert (result["frame"]["mediaType"], result["frame"]["status"]) == ("image/png", "QUEUED")
+    assert (result["frame"]["width"], result["frame"]["height"]) == (64, 48)
+    assert [r["sha"] for r in await frame_rows(owner)] == [result["frame"]["sha256"]]
+    assert len(await queue_rows(owner)) == 1
+
+
+async def test_a_multipart_request_needs_the_preflight_header(
+    http: httpx.AsyncClient, gateway_token: str, police_camera: Camera, owner: asyncpg.Connection
+) -> None:
+    variables = {"camera": global_id("Asset", police_camera.id), "at": now_iso()}
+    response = await graphql_upload(
+        http, gateway_token, UPLOAD_FRAME, variables, photo(22), preflight=False
+    )
+    assert response.status_code == 400
+    assert "GraphQL-Require-Preflight" in response.json()["errors"][0]["message"]
+    assert await frame_rows(owner) == []
+
+
+REFUSED_IMAGES = [
+    pytest.param(b"", 400, "EMPTY", id="empty"),
+    pytest.param(b"%PDF-1.7\n1 0 obj <<>> endobj", 415, "NOT_AN_IMAGE", id="pdf-named-jpeg"),
+    pytest.param(gif(), 415, "NOT_AN_IMAGE", id="gif"),
+    pytest.param(photo(3)[:500], 422, "CORRUPT", id="truncated-jpeg"),
+    pytest.param(bomb_png(), 413, "TOO_LARGE", id="decompression-bomb"),
+]
+
+
+@pytest.mark.parametrize(("data", "status", "reason"), REFUSED_IMAGES)
+async def test_what_is_not_a_usable_image_is_refused_by_content_and_leaves_nothing(
+    http: httpx.AsyncClient,
+    gateway_token: str,
+    police_camera: Camera,
+    owner: asyncpg.Connection,
+    frames_dir: Path,
+    data: bytes,
+    status: int,
+    reason: str,
+) -> None:
+    before = stored_files(frames_dir)
+    rest = await post_frame(http, gateway_token, police_camera.code, data)
+    assert rest.status_code == status, rest.text
+    assert rest.json()["error"]["code"] == "FRAME_REJECTED"
+    assert rest.json()["error"]["reason"] == reason
+
+    variables = {"camera": global_id("Asset", police_camera.id), "at": now_iso()}
+    graph = await graphql_upload(http, gateway_token, UPLOAD_FRAME, variables, data)
+    result = graph.json()["data"]["uploadFrame"]
+    assert (result["__typename"], result["code"], result["reason"]) == (
+        "FrameRejected", "FRAME_REJECTED", reason,
+    )  # fmt: skip
+    assert await frame_rows(owner) == [] and await queue_rows(owner) == []
+    assert stored_files(frames_dir) == before
+
+
+async def test_a_frame_over_the_limit_is_refused_and_a_body_past_it_is_not_read(
+    http: httpx.AsyncClient,
+    gateway: GatewayProcess,
+    gateway_token: str,
+    police_camera: Camera,
+    owner: asyncpg.Connection,
+) -> None:
+    just_over = b"\xff\xd8" + b"\x00" * (8 * 1024 * 1024)  # the frame limit is 8 MiB
+    rest = await post_frame(http, gateway_token, police_camera.code, just_over)
+    assert rest.status_code == 413
+    assert rest.json()["error"]["reason"] == "TOO_LARGE"
+    # Past the upload limit (the frame limit and room for a multipart request's parts), a
+    # declared body is answered 413 before it is sent; other routes keep the 1 MiB limit.
+    for path, content_type, declared in (
+        (f"/frames?camera={police_camera.code}", "image/jpeg", 9 * 1024 * 1024),
+        ("/graphql", "multipart/form-data; boundary=x", 9 * 1024 * 1024),
+        ("/graphql", "application/json", 2 * 1024 * 1024),
+    ):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        try:
+            writer.write(
+                f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                f"Authorization: Bearer {gateway_token}\r\n"
+                f"Content-Length: {declared}\r\n\r\n".encode()
+            )
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+            assert head.startswith(b"HTTP/1.1 413"), (path, head)
+        finally:
+            writer.close()
+    assert await frame_rows(owner) == []
+
+
+async def test_a_camera_of_another_bureau_or_none_at_all_is_refused(
+    http: httpx.AsyncClient,
+    gateway_token: str,
+    cameras: CameraFactory,
+    owner: asyncpg.Connection,
+    frames_dir: Path,
+) -> None:
+    public_works = await cameras("PUBLIC_WORKS")
+    before = stored_files(frames_dir)
+    foreign = await post_frame(http, gateway_token, public_works.code, photo(31))
+    assert foreign.status_code == 403, foreign.text
+    assert foreign.json()["error"]["code"] == "FORBIDDEN"
+    unknown = await post_frame(http, gateway_token, "CAM-NO-SUCH", photo(32))
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "NOT_FOUND"
+
+    variables = {"camera": global_id("Asset", public_works.id), "at": now_iso()}
+    graph = await graphql_upload(http, gateway_token, UPLOAD_FRAME, variables, photo(33))
+    assert graph.json()["data"]["uploadFrame"]["__typename"] == "Forbidden"
+    # A street light is not a camera.
+    light = await owner.fetchval(
+        "INSERT INTO asset (code, kind, name, bureau_id, latitude, longitude, created_by)"
+        " SELECT 'LIGHT-T1', 'STREET_LIGHT', 'light', id, 22.6, 120.3, 'tests' FROM bureau"
+        " WHERE code = 'POLICE' RETURNING id"
+    )
+    variables = {"camera": global_id("Asset", light), "at": now_iso()}
+    graph = await graphql_upload(http, gateway_token, UPLOAD_FRAME, variables, photo(34))
+    assert graph.json()["data"]["uploadFrame"]["__typename"] == "NotFound"
+    assert await frame_rows(owner) == [] and await queue_rows(owner) == []
+    assert stored_files(frames_dir) == before
+
+
+@pytest.mark.parametrize(
+    ("captured_at", "field"),
+    [
+        ((datetime.now(UTC) + timedelta(hours=1)).isoformat(), "capturedAt"),
+        ((datetime.now(UTC) - timedelta(days=40)).isoformat(), "capturedAt"),
+        ("2026-11-30T10:00:00", "capturedAt"),  # no offset
+        ("yesterday", "capturedAt"),
+    ],
+    ids=["future", "too-old", "no-offset", "not-a-time"],
+)
+async def test_a_capture_time_that_cannot_be_is_refused(
+    http: httpx.AsyncClient,
+    gateway_token: str,
+    police_camera: Camera,
+    owner: asyncpg.Connection,
+    captured_at: str,
+    field: str,
+) -> None:
+    response = await post_frame(http, gateway_token, police_camera.code, photo(41), captured_at)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["field"] == field
+    assert await frame_rows(owner) == []
+
+
+async def test_callers_without_the_right_token_send_nothing(
+    http: httpx.AsyncClient, tokens: TokenFactory, police_camera: Camera, owner: asyncpg.Connection
+) -> None:
+    anonymous = await http.post(
+        "/frames", params={"camera": police_camera.code, "capturedAt": now_iso()}, content=photo(51)
+    )
+    assert anonymous.status_code == 401
+    viewer = await post_frame(http, tokens.named("police-viewer"), police_camera.code, photo(52))
+    assert viewer.status_code == 403  # no incidents:write
+    assert await frame_rows(owner) == []
+
+
+async def test_the_image_is_shown_only_to_whom_may_see_personal_data(
+    http: httpx.AsyncClient,
+    tokens: TokenFactory,
+    gateway_token: str,
+    police_camera: Camera,
+    owner: asyncpg.Connection,
+) -> None:
+    sent = await post_frame(http, gateway_token, police_camera.code, photo(61))
+    sha = sent.json()["frame"]["sha256"]
+
+    def get(token: str) -> Any:
+        return http.get(f"/frames/{sha}", headers={"authorization": f"Bearer {token}"})
+
+    police_pii = tokens.custom(
+        subject="police-officer", kind="staff", bureau="POLICE", roles=["viewer"],
+        scopes=["incidents:read", "pii:read"],
+    )  # fmt: skip
+    shown = await get(police_pii)
+    assert shown.status_code == 200, shown.text
+    assert hashlib.sha256(shown.content).hexdigest() == sha
+    assert shown.headers["content-type"] == "image/jpeg"
+    assert shown.headers["cache-control"] == "private, no-store"
+    recorded = await owner.fetchrow(
+        "SELECT personal_data, resource_ids FROM audit_record"
+        " WHERE subject = 'police-officer' ORDER BY seq DESC LIMIT 1"
+    )
+    assert recorded["personal_data"] is True
+
+    masked = await get(tokens.named("police-viewer"))  # the camera's bureau, no pii:read
+    assert masked.status_code == 403
+    assert masked.json()["error"]["code"] == "PERSONAL_DATA_MASKED"
+    # Another bureau does not see the frame at all; an auditor without incidents:read and a
+    # licensee (whatever its token says) may not look at frames.
+    assert (await get(tokens.named("pwb-viewer"))).status_code == 404
+    licensee = tokens.custom(
+        subject="acme", kind="licensee", scopes=["incidents:read", "pii:read", "inference:invoke"]
+    )
+    for refused in (tokens.named("auditor"), licensee):
+        answer = await get(refused)
+        assert answer.status_code == 403 and answer.json()["error"]["code"] == "FORBIDDEN"
+    assert (await http.get(f"/frames/{sha}")).status_code == 401
+    assert await get(police_pii.replace(police_pii, police_pii))  # still shown
+    bad = await http.get("/frames/not-a-hash", headers={"authorization": f"Bearer {police_pii}"})
+    assert bad.status_code == 404
