@@ -269,12 +269,12 @@ def worker_requeue(
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many.")] = 1000,
 ) -> None:
     """Send frames held as failed round again (after fixing what failed them)."""
-    from api.vision.worker import queue_queries, requeue_failed
+    from api.vision.worker import requeue_failed
 
     settings = _settings()
 
     async def requeue(connection: asyncpg.Connection) -> int:
-        return await requeue_failed(queue_queries(connection), limit)
+        return await requeue_failed(connection, limit)
 
     count = asyncio.run(_with_owner(settings, requeue))
     console.print(f"[green]{count} frame(s) queued again.[/green]")

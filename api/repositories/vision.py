@@ -29,6 +29,8 @@ class FrameRecord:
     uploaded_by: str
     status: str
     analysed_at: datetime | None
+    failures: int
+    last_failure: str | None
 
     @property
     def key(self) -> str:
@@ -99,6 +101,17 @@ CAMERA_BY_CODE = "SELECT lighthouse.camera_by_code($1)"
 FRAMES_BY_SHA = f"SELECT {FRAME_COLUMNS} FROM frame WHERE sha256 = ANY($1::bytea[])"
 FRAME_ANALYSED = """
 UPDATE frame SET status = $2, analysed_at = now() WHERE sha256 = $1
+"""
+FRAME_FAILED = """
+UPDATE frame SET failures = failures + 1, last_failure = left($2, 2000),
+                 status = CASE WHEN failures + 1 >= $3 THEN 'FAILED' ELSE status END
+WHERE sha256 = $1
+RETURNING failures
+"""
+# Failed frames sent round again (`lighthouse worker requeue`) start with a clean count.
+FRAMES_RETRIED = """
+UPDATE frame SET failures = 0, last_failure = NULL, status = 'QUEUED'
+WHERE sha256 = ANY($1::bytea[]) AND status = 'FAILED'
 """
 # PgQueuer's own enqueue statement (pgqueuer 1.6.0, QueryQueueBuilder.build_enqueue_query
 # ("skip")), run in the caller's transaction so that a frame and its job commit together.
@@ -267,6 +280,12 @@ class VisionRepository:
 
     async def mark_frame(self, sha256: bytes, status: str) -> None:
         await self._uow.execute(FRAME_ANALYSED, sha256, status)
+
+    async def count_failure(self, sha256: bytes, failure: str, limit: int) -> int | None:
+        """Count a failed analysis of the frame; its failures so far (None: no such frame).
+        At ``limit`` the frame is FAILED."""
+        value = await self._uow.fetchval(FRAME_FAILED, sha256, failure, limit)
+        return int(value) if value is not None else None
 
     async def frames_page(
         self, camera_ids: Sequence[int] | None, request: PageRequest

@@ -21,9 +21,8 @@ from datetime import timedelta
 import asyncpg
 import orjson
 import structlog
-from pgqueuer import DatabaseRetryEntrypointExecutor, Queries, QueueManager, RetryRequested
+from pgqueuer import Queries, QueueManager, RetryRequested
 from pgqueuer.db import AsyncpgDriver, AsyncpgPoolDriver
-from pgqueuer.executors import EntrypointExecutorParameters
 from pgqueuer.models import Job
 from pgqueuer.types import QueueExecutionMode
 
@@ -38,9 +37,15 @@ from api.metrics import Metrics
 from api.policy.engine import PolicyEngine
 from api.repositories.audit import AuditRepository
 from api.repositories.system import SystemRepository
+from api.repositories.vision import FRAMES_RETRIED
 from api.services.vision.analysis import VisionModel
 from api.services.vision.intake import ANALYSE
-from api.services.vision.pipeline import Bureau, FramePipeline, Processed, current_prompt
+from api.services.vision.pipeline import (
+    Bureau,
+    FramePipeline,
+    current_prompt,
+    worker_principal,
+)
 from api.settings import Settings
 from api.vision.store import FrameStore
 
@@ -65,16 +70,24 @@ class VisionWorker:
             ANALYSE,
             concurrency_limit=vision.worker_concurrency,
             on_failure="hold",
-            executor_factory=lambda parameters: _retrying(parameters, vision.max_attempts),
         )(self.analyse)
 
     async def analyse(self, job: Job) -> None:
-        payload = orjson.loads(job.payload or b"{}")
-        digest, bureau = bytes.fromhex(payload["frame"]), int(payload["bureau"])
         try:
-            outcome = await self.pipeline.process(digest, bureau, f"job-{job.id}")
+            payload = orjson.loads(job.payload or b"{}")
+            digest, bureau = bytes.fromhex(payload["frame"]), int(payload["bureau"])
+        except (ValueError, KeyError, TypeError):
+            # Not a job this worker could ever do: held as failed at once, for an operator.
+            log.error("vision.bad_job", job=job.id, payload=(job.payload or b"")[:200])
+            raise
+        name = f"job-{job.id}"
+        vision = self.settings.vision
+        try:
+            await self.pipeline.process(digest, bureau, name)
         except ServingUnavailable as unavailable:
-            delay = min(self.settings.vision.outage_retry_max_seconds, 2.0 ** min(job.attempts, 12))
+            # The tier is down or busy: not the frame's fault, so not counted; the frame waits
+            # in the queue, retried further apart up to the ceiling, for as long as it takes.
+            delay = min(vision.outage_retry_max_seconds, 2.0 ** min(job.attempts, 12))
             log.warning(
                 "vision.serving_unavailable",
                 frame=digest.hex(),
@@ -84,9 +97,29 @@ class VisionWorker:
             raise RetryRequested(
                 delay=timedelta(seconds=delay), reason=str(unavailable)
             ) from unavailable
-        if outcome is Processed.MISSING:
-            # Nothing to retry: the frame is not there for its bureau (already logged).
-            return
+        except Exception as error:
+            failure = f"{type(error).__name__}: {error}"
+            try:
+                failures = await self.pipeline.count_failure(digest, bureau, failure, name)
+            except Exception:
+                # The database itself is failing: retry later, uncounted.
+                log.exception("vision.failure_not_counted", frame=digest.hex())
+                raise RetryRequested(delay=timedelta(seconds=30), reason=failure) from error
+            if failures is None or failures >= vision.max_attempts:
+                log.error(
+                    "vision.frame_failed", frame=digest.hex(), failures=failures, failure=failure
+                )
+                raise  # held as failed: `lighthouse worker requeue` sends it round again
+            delay = min(300.0, 2.0**failures)
+            log.warning(
+                "vision.retry",
+                frame=digest.hex(),
+                failures=failures,
+                failure=failure,
+                retry_in_seconds=delay,
+                exc_info=True,
+            )
+            raise RetryRequested(delay=timedelta(seconds=delay), reason=failure) from error
 
     async def run(self, *, drain: bool = False, stop: asyncio.Event | None = None) -> None:
         """Process frames until ``stop`` is set (or, with ``drain``, until the queue is empty).
@@ -107,17 +140,6 @@ class VisionWorker:
         return await queue_counts(self.queries)
 
 
-def _retrying(
-    parameters: EntrypointExecutorParameters, max_attempts: int
-) -> DatabaseRetryEntrypointExecutor:
-    return DatabaseRetryEntrypointExecutor(
-        parameters=parameters,
-        max_attempts=max_attempts,
-        initial_delay=timedelta(seconds=1),
-        max_delay=timedelta(minutes=5),
-    )
-
-
 async def _forward(source: asyncio.Event, target: asyncio.Event) -> None:
     await source.wait()
     target.set()
@@ -127,12 +149,31 @@ def queue_queries(connection: asyncpg.Connection) -> Queries:
     return Queries(AsyncpgDriver(connection))
 
 
-async def requeue_failed(queries: Queries, limit: int) -> int:
-    """Frames held as failed, queued again (attempts reset); how many."""
-    failed = [job.id for job in await queries.list_failed_jobs(limit) if job.entrypoint == ANALYSE]
-    if failed:
-        await queries.requeue_jobs(failed)
-    return len(failed)
+async def requeue_failed(connection: asyncpg.Connection, limit: int) -> int:
+    """Frames held as failed, queued again with a clean count; how many."""
+    queries = queue_queries(connection)
+    failed = [job for job in await queries.list_failed_jobs(limit) if job.entrypoint == ANALYSE]
+    by_bureau: dict[int, list[bytes]] = {}
+    for job in failed:
+        try:
+            payload = orjson.loads(job.payload or b"{}")
+            by_bureau.setdefault(int(payload["bureau"]), []).append(bytes.fromhex(payload["frame"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a job no worker can do stays held
+    codes = {b.id: b.code for b in await SystemRepository(connection).bureaus()}
+    requeued = [job.id for job in failed]
+    async with connection.transaction():
+        for bureau_id, digests in by_bureau.items():
+            if bureau_id not in codes:
+                continue
+            # Each bureau's frames, changed as its vision worker would (row-level security).
+            identity = worker_principal(Bureau(bureau_id, codes[bureau_id])).database_settings()
+            for name, value in identity.items():
+                await connection.execute("SELECT set_config($1, $2, true)", name, value)
+            await connection.execute(FRAMES_RETRIED, digests)
+    if requeued:
+        await queries.requeue_jobs(requeued)
+    return len(requeued)
 
 
 async def queue_counts(queries: Queries) -> QueueCounts:

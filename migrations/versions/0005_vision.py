@@ -33,7 +33,11 @@ CREATE TABLE lighthouse.frame (
     uploaded_by   text NOT NULL,
     status        text NOT NULL DEFAULT 'QUEUED'
                   CHECK (status IN ('QUEUED', 'ANALYSED', 'FAILED')),
-    analysed_at   timestamptz
+    analysed_at   timestamptz,
+    -- Analyses that broke (not counting the serving tier being down); at the limit the frame
+    -- is FAILED and its job held for an operator (a dead letter).
+    failures      integer NOT NULL DEFAULT 0 CHECK (failures >= 0),
+    last_failure  text CHECK (length(last_failure) <= 2000)
 );
 CREATE INDEX frame_received_idx ON lighthouse.frame (received_at DESC, id DESC);
 CREATE INDEX frame_camera_idx ON lighthouse.frame (camera_id, received_at DESC, id DESC);
@@ -108,16 +112,18 @@ CREATE TRIGGER detection_append_only
 -- The nearest open incident of a category near a point, reported since a moment: a camera's
 -- finding joins it instead of opening another, whichever bureau may see it (definer).
 CREATE FUNCTION lighthouse.nearby_open_incident(
-    wanted text, latitude float8, longitude float8, meters float8, since timestamptz)
+    wanted text, at_latitude float8, at_longitude float8, within_meters float8,
+    since timestamptz)
 RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = lighthouse, public, pg_temp AS $$
+    -- Parameters are named apart from incident's columns (a column wins a name clash).
     SELECT i.id FROM lighthouse.incident i
     WHERE i.category = wanted AND i.status <> 'CLOSED' AND i.reported_at >= since
-      AND public.earth_box(public.ll_to_earth(latitude, longitude), meters)
+      AND public.earth_box(public.ll_to_earth(at_latitude, at_longitude), within_meters)
           @> public.ll_to_earth(i.latitude, i.longitude)
-      AND public.earth_distance(public.ll_to_earth(latitude, longitude),
-                                public.ll_to_earth(i.latitude, i.longitude)) <= meters
-    ORDER BY public.earth_distance(public.ll_to_earth(latitude, longitude),
+      AND public.earth_distance(public.ll_to_earth(at_latitude, at_longitude),
+                                public.ll_to_earth(i.latitude, i.longitude)) <= within_meters
+    ORDER BY public.earth_distance(public.ll_to_earth(at_latitude, at_longitude),
                                    public.ll_to_earth(i.latitude, i.longitude)), i.id
     LIMIT 1
 $$;
@@ -137,15 +143,24 @@ CREATE TRIGGER detection_announce AFTER INSERT ON lighthouse.detection
 
 -- Visibility: a frame and what was found in it belong to the camera's bureau, and to whoever
 -- sees an incident the frame is evidence of (row-level security of incident, nested).
+-- Whether a frame is evidence of an incident the caller sees (the incident rule, stated as
+-- incident_read states it). A definer function: frame's policy cannot read detection directly,
+-- since detection's own write policy reads frame (PostgreSQL refuses the recursion).
+CREATE FUNCTION lighthouse.frame_evidence_visible(frame bytea) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = lighthouse, public, pg_temp AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM lighthouse.detection d JOIN lighthouse.incident i ON i.id = d.incident_id
+        WHERE d.frame_sha256 = frame
+          AND lighthouse.incident_visible(i.responsible_bureau_id, i.involved_bureau_ids))
+$$;
+
 ALTER TABLE lighthouse.frame ENABLE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.frame FORCE ROW LEVEL SECURITY;
 CREATE POLICY frame_read ON lighthouse.frame FOR SELECT USING (
     (SELECT lighthouse.has_scope('incidents:read')) AND (
         bureau_id = (SELECT lighthouse.current_bureau())
         OR (SELECT lighthouse.reads_all_incidents())
-        OR EXISTS (SELECT 1 FROM lighthouse.detection d
-                   JOIN lighthouse.incident i ON i.id = d.incident_id
-                   WHERE d.frame_sha256 = sha256)));
+        OR lighthouse.frame_evidence_visible(sha256)));
 -- A frame is sent by its camera's own bureau (whatever the sender may read of the assets).
 CREATE FUNCTION lighthouse.camera_bureau(camera bigint) RETURNS integer
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = lighthouse, public, pg_temp AS $$
@@ -179,6 +194,9 @@ CREATE POLICY detection_read ON lighthouse.detection FOR SELECT USING (
         bureau_id = (SELECT lighthouse.current_bureau())
         OR (SELECT lighthouse.reads_all_incidents())
         OR EXISTS (SELECT 1 FROM lighthouse.incident i WHERE i.id = incident_id)));
+-- Inside definer functions (frame_evidence_visible), as incident_read_definer does for incident.
+CREATE POLICY detection_read_definer ON lighthouse.detection FOR SELECT USING (
+    current_user <> session_user);
 CREATE POLICY detection_create ON lighthouse.detection FOR INSERT WITH CHECK (
     lighthouse.has_scope('incidents:write') AND bureau_id = lighthouse.current_bureau()
     AND EXISTS (SELECT 1 FROM lighthouse.frame f WHERE f.sha256 = frame_sha256
@@ -187,7 +205,7 @@ CREATE POLICY detection_create ON lighthouse.detection FOR INSERT WITH CHECK (
 
 GRANTS = """
 GRANT SELECT, INSERT ON lighthouse.frame, lighthouse.frame_analysis, lighthouse.detection TO {role};
-GRANT UPDATE (status, analysed_at) ON lighthouse.frame TO {role};
+GRANT UPDATE (status, analysed_at, failures, last_failure) ON lighthouse.frame TO {role};
 GRANT SELECT, INSERT, UPDATE ON lighthouse.vision_model, lighthouse.vision_prompt TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON lighthouse.pgqueuer, lighthouse.pgqueuer_log,
     lighthouse.pgqueuer_schedules, lighthouse.pgqueuer_statistics TO {role};
@@ -196,6 +214,8 @@ REVOKE ALL ON FUNCTION lighthouse.camera_bureau FROM PUBLIC;
 REVOKE ALL ON FUNCTION lighthouse.camera_by_code FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lighthouse.camera_by_code TO {role};
 REVOKE ALL ON FUNCTION lighthouse.nearby_open_incident FROM PUBLIC;
+REVOKE ALL ON FUNCTION lighthouse.frame_evidence_visible FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lighthouse.frame_evidence_visible TO {role};
 GRANT EXECUTE ON FUNCTION lighthouse.nearby_open_incident TO {role};
 GRANT EXECUTE ON FUNCTION lighthouse.camera_bureau TO {role};
 """
@@ -217,6 +237,7 @@ def downgrade() -> None:
         DROP FUNCTION lighthouse.announce_detection();
         DROP FUNCTION lighthouse.camera_bureau(bigint);
         DROP FUNCTION lighthouse.camera_by_code(text);
+        DROP FUNCTION lighthouse.frame_evidence_visible(bytea);
         DROP FUNCTION lighthouse.nearby_open_incident(text, float8, float8, float8, timestamptz);
         DROP INDEX lighthouse.incident_open_category_idx;
         DROP TABLE lighthouse.pgqueuer, lighthouse.pgqueuer_log, lighthouse.pgqueuer_schedules,

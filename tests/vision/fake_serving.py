@@ -42,6 +42,8 @@ class Script:
     # Statuses to answer, one per request, before answering normally (503, 429, 400, 404…).
     failures: list[int] = field(default_factory=list)
     delay_seconds: float = 0.0
+    # Answer 200 with a body that is not JSON at all (a broken proxy, say).
+    garbage: bool = False
 
 
 def answer_tokens(text: str, findings: Sequence[Said]) -> list[dict[str, Any]]:
@@ -92,6 +94,8 @@ class FakeServing:
             if script.failures:
                 status = script.failures.pop(0)
                 return _json({"error": {"message": f"scripted {status}"}}, status)
+            if script.garbage:
+                return Response(b"<html>oops</html>", media_type="text/html")
             if body.get("model") != self.model:
                 return _json({"error": {"message": "no such model"}}, 404)
             findings = [] if script.text is not None else script.findings

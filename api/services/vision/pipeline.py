@@ -132,6 +132,22 @@ class FramePipeline:
         )
         return recorded
 
+    async def count_failure(
+        self, digest: bytes, bureau_id: int, failure: str, job: str
+    ) -> int | None:
+        """Count a broken analysis of the frame (not an outage of the serving tier): how many
+        so far, None if the frame is not there. At ``max_attempts`` the frame is FAILED."""
+        bureau = self._bureaus.get(bureau_id)
+        if bureau is None:
+            return None
+        principal = worker_principal(bureau)
+        async with self._gate.transaction(principal, job, _describe("frameFailed")) as access:
+            access.audit.outcome = "FAILED"
+            access.audit.saw("Frame", digest.hex())
+            return await VisionRepository(access.uow).count_failure(
+                digest, failure, self._settings.max_attempts
+            )
+
     async def _record(
         self,
         access: AccessScope,
