@@ -18,7 +18,8 @@ import pytest
 from api.db import migrations
 from api.db.endpoints import with_database, with_user
 from tests.oidc_provider import OidcProvider
-from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess, GraphQLClient
+from tests.serving_tier import ServingTier
+from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess, GraphQLClient, free_port
 from tests.tokens import TokenFactory
 
 APP_ROLE = "lighthouse_app"
@@ -145,6 +146,23 @@ def trusted_issuers(sso: OidcProvider) -> str:
 
 
 @pytest.fixture(scope="session")
+def serving_port() -> int:
+    """Where the session's serving tier answers (when a test starts it): the gateway is told."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def serving_tier(
+    serving_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServingTier]:
+    """The real serving tier (Ray Serve LLM, vLLM on CPU, the tiny model), once per session."""
+    tier = ServingTier(serving_port, tmp_path_factory.mktemp("serving"))
+    tier.start()
+    yield tier
+    tier.stop()
+
+
+@pytest.fixture(scope="session")
 def frames_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the session's gateway (and the vision workers of the tests) keep frames."""
     return tmp_path_factory.mktemp("frames")
@@ -155,11 +173,17 @@ def gateway(
     database: DatabaseUnderTest,
     sso: OidcProvider,
     frames_dir: Path,
+    serving_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayProcess]:
     process = GatewayProcess({}, tmp_path_factory.mktemp("logs") / "gateway.log")
     process.configure(gateway_env(database, issuer=process.base_url))
-    process.configure({"LIGHTHOUSE_VISION_FRAMES_DIR": str(frames_dir)})
+    process.configure(
+        {
+            "LIGHTHOUSE_VISION_FRAMES_DIR": str(frames_dir),
+            "LIGHTHOUSE_SERVING_URL": f"http://127.0.0.1:{serving_port}",
+        }
+    )
     process.configure({"LIGHTHOUSE_TRUSTED_ISSUERS": trusted_issuers(sso)})
     process.start()
     yield process

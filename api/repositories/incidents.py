@@ -50,6 +50,34 @@ INSERT INTO incident (title, description, category, status, source, responsible_
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 RETURNING {INCIDENT_COLUMNS}
 """
+# Many at once (the vision workers' reports), in the order given: rows are numbered as they
+# are produced in that order, so their ids ascend with it.
+INSERT_INCIDENTS = f"""
+INSERT INTO incident (title, description, category, status, source, responsible_bureau_id,
+    reporting_bureau_id, asset_id, latitude, longitude, reported_at, due_at, created_by,
+    involved_bureau_ids)
+SELECT t.title, t.description, t.category, t.status, t.source, t.responsible, t.reporting,
+       t.asset, t.latitude, t.longitude, t.reported_at, t.due_at, $13, t.involved::int[]
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::int[],
+            $8::bigint[], $9::float8[], $10::float8[], $11::timestamptz[], $12::timestamptz[],
+            $14::text[])
+     WITH ORDINALITY AS t(title, description, category, status, source, responsible, reporting,
+                          asset, latitude, longitude, reported_at, due_at, involved, ord)
+ORDER BY t.ord
+RETURNING {INCIDENT_COLUMNS}
+"""
+RECORD_CREATIONS = """
+WITH event AS (
+    INSERT INTO incident_event (incident_id, kind, to_status, actor, note, data)
+    SELECT t.id, 'CREATED', t.status, $3, '', '{}'::jsonb
+    FROM unnest($1::bigint[], $2::text[]) AS t(id, status)
+)
+INSERT INTO incident_reporter (incident_id, name, phone, email, personal_note)
+SELECT t.id, t.name, t.phone, t.email, t.note
+FROM unnest($1::bigint[], $4::text[], $5::text[], $6::text[], $7::text[])
+     AS t(id, name, phone, email, note)
+WHERE t.name IS NOT NULL OR t.phone IS NOT NULL OR t.email IS NOT NULL OR t.note IS NOT NULL
+"""
 # A separate statement: row policies on the event and reporter tables look the incident up, and
 # a statement does not see rows its own sub-statements insert.
 RECORD_CREATION = """
@@ -333,6 +361,45 @@ class IncidentRepository:
         except asyncpg.PostgresError as error:
             raise translate(error) or error from None
         return IncidentRecord(**row)
+
+    async def create_many(
+        self, incidents: Sequence[NewIncident], actor: str
+    ) -> list[IncidentRecord]:
+        """``create`` for many incidents in two statements; the records in the given order."""
+        if not incidents:
+            return []
+        try:
+            rows = await self._uow.fetch(
+                INSERT_INCIDENTS,
+                [i.title for i in incidents],
+                [i.description for i in incidents],
+                [i.category for i in incidents],
+                [i.status for i in incidents],
+                [i.source for i in incidents],
+                [i.responsible_bureau_id for i in incidents],
+                [i.reporting_bureau_id for i in incidents],
+                [i.asset_id for i in incidents],
+                [i.latitude for i in incidents],
+                [i.longitude for i in incidents],
+                [i.reported_at for i in incidents],
+                [i.due_at for i in incidents],
+                actor,
+                ["{" + ",".join(map(str, i.involved_bureau_ids)) + "}" for i in incidents],
+            )
+            records = sorted((IncidentRecord(**row) for row in rows), key=lambda r: r.id)
+            await self._uow.execute(
+                RECORD_CREATIONS,
+                [r.id for r in records],
+                [r.status for r in records],
+                actor,
+                [i.reporter_name for i in incidents],
+                [i.reporter_phone for i in incidents],
+                [i.reporter_email for i in incidents],
+                [i.reporter_note for i in incidents],
+            )
+        except asyncpg.PostgresError as error:
+            raise translate(error) or error from None
+        return records
 
     async def apply_change(
         self, incident_id: int, expected_version: int, change: IncidentChange, actor: str

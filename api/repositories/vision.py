@@ -53,6 +53,16 @@ class AnalysisRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class NewAnalysis:
+    frame_sha256: bytes
+    bureau_id: int
+    outcome: str
+    failure: str | None
+    raw_answer: str
+    latency_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class DetectionRecord:
     id: int
     analysis_id: int
@@ -143,6 +153,19 @@ INSERT INTO frame_analysis (frame_sha256, bureau_id, model, model_version, promp
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (frame_sha256, model, model_version, prompt_version) DO NOTHING
 RETURNING {ANALYSIS_COLUMNS}
+"""
+INSERT_ANALYSES = f"""
+INSERT INTO frame_analysis (frame_sha256, bureau_id, model, model_version, prompt_version,
+                            outcome, failure, raw_answer, latency_ms)
+SELECT t.sha, t.bureau, $3, $4, $5, t.outcome, t.failure, t.raw, t.latency
+FROM unnest($1::bytea[], $2::int[], $6::text[], $7::text[], $8::text[], $9::int[])
+     AS t(sha, bureau, outcome, failure, raw, latency)
+ON CONFLICT (frame_sha256, model, model_version, prompt_version) DO NOTHING
+RETURNING {ANALYSIS_COLUMNS}
+"""
+FRAMES_MARKED = """
+UPDATE frame f SET status = t.status, analysed_at = now()
+FROM unnest($1::bytea[], $2::text[]) AS t(sha, status) WHERE f.sha256 = t.sha
 """
 ANALYSIS_DONE = """
 SELECT EXISTS (SELECT 1 FROM frame_analysis WHERE frame_sha256 = $1 AND model = $2
@@ -342,6 +365,33 @@ class VisionRepository:
             latency_ms,
         )
         return AnalysisRecord(**row) if row is not None else None
+
+    async def add_analyses(
+        self,
+        model: str,
+        model_version: str,
+        prompt_version: str,
+        items: Sequence[NewAnalysis],
+    ) -> dict[bytes, AnalysisRecord]:
+        """The analyses recorded now, by frame (a frame analysed so before is left out)."""
+        rows = await self._uow.fetch(
+            INSERT_ANALYSES,
+            [i.frame_sha256 for i in items],
+            [i.bureau_id for i in items],
+            model,
+            model_version,
+            prompt_version,
+            [i.outcome for i in items],
+            [i.failure for i in items],
+            [i.raw_answer[:65536] for i in items],
+            [i.latency_ms for i in items],
+        )
+        return {bytes(row["frame_sha256"]): AnalysisRecord(**row) for row in rows}
+
+    async def mark_frames(self, statuses: Sequence[tuple[bytes, str]]) -> None:
+        await self._uow.execute(
+            FRAMES_MARKED, [sha for sha, _ in statuses], [status for _, status in statuses]
+        )
 
     async def analyses_of(self, digests: Sequence[bytes]) -> dict[bytes, list[AnalysisRecord]]:
         found: dict[bytes, list[AnalysisRecord]] = {}

@@ -43,9 +43,11 @@ from api.services.vision.intake import ANALYSE
 from api.services.vision.pipeline import (
     Bureau,
     FramePipeline,
-    current_prompt,
+    Processed,
+    register,
     worker_principal,
 )
+from api.services.vision.recorder import Recorder
 from api.settings import Settings
 from api.vision.store import FrameStore
 
@@ -62,6 +64,8 @@ class QueueCounts:
 class VisionWorker:
     def __init__(self, pipeline: FramePipeline, queries: Queries, settings: Settings) -> None:
         self.pipeline = pipeline
+        # Analyses finished together are recorded together (one transaction per bureau).
+        self.recorder = Recorder(pipeline.record_many, max_batch=settings.vision.worker_concurrency)
         self.queries = queries
         self.settings = settings
         self.manager = QueueManager(queries)
@@ -83,7 +87,9 @@ class VisionWorker:
         name = f"job-{job.id}"
         vision = self.settings.vision
         try:
-            await self.pipeline.process(digest, bureau, name)
+            analysed = await self.pipeline.analyse(digest, bureau, name)
+            if not isinstance(analysed, Processed):
+                await self.recorder.record(*analysed, name)
         except ServingUnavailable as unavailable:
             # The tier is down or busy: not the frame's fault, so not counted; the frame waits
             # in the queue, retried further apart up to the ceiling, for as long as it takes.
@@ -207,12 +213,6 @@ async def vision_worker(settings: Settings) -> AsyncIterator[VisionWorker]:
         )
         await AuditRepository(pool).record_policy_version(policy.version, policy.text)
         gate = AccessGate(Database(pool, Metrics().record_statements), policy)
-        describe = OperationDescription(category="vision", name="registerPrompt", kind="worker")
-        async with gate.transaction(
-            Principal.system("vision-worker"), "vision-worker-start", lambda: describe
-        ) as access:
-            access.audit.silent = True
-            prompt = await current_prompt(access)
         serving = settings.serving
         client = ServingClient(
             serving.url, timeout_seconds=serving.timeout_seconds, retries=serving.retries
@@ -221,6 +221,12 @@ async def vision_worker(settings: Settings) -> AsyncIterator[VisionWorker]:
         model = VisionModel(
             client, serving.model, serving.model_version, settings.vision.max_answer_tokens
         )
+        describe = OperationDescription(category="vision", name="register", kind="worker")
+        async with gate.transaction(
+            Principal.system("vision-worker"), "vision-worker-start", lambda: describe
+        ) as access:
+            access.audit.silent = True
+            prompt = await register(access, model)
         pipeline = FramePipeline(
             gate,
             {b.id: Bureau(b.id, b.code) for b in bureaus},

@@ -37,7 +37,9 @@ CREATE TABLE lighthouse.frame (
     -- Analyses that broke (not counting the serving tier being down); at the limit the frame
     -- is FAILED and its job held for an operator (a dead letter).
     failures      integer NOT NULL DEFAULT 0 CHECK (failures >= 0),
-    last_failure  text CHECK (length(last_failure) <= 2000)
+    last_failure  text CHECK (length(last_failure) <= 2000),
+    -- What hangs off a frame belongs to the frame's bureau (composite keys below).
+    UNIQUE (sha256, bureau_id)
 );
 CREATE INDEX frame_received_idx ON lighthouse.frame (received_at DESC, id DESC);
 CREATE INDEX frame_camera_idx ON lighthouse.frame (camera_id, received_at DESC, id DESC);
@@ -61,8 +63,8 @@ CREATE TABLE lighthouse.vision_prompt (
 -- One analysis of a frame by a model with a prompt: what came back, or why it failed.
 CREATE TABLE lighthouse.frame_analysis (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    frame_sha256    bytea NOT NULL REFERENCES lighthouse.frame (sha256),
-    bureau_id       integer NOT NULL REFERENCES lighthouse.bureau (id),
+    frame_sha256    bytea NOT NULL,
+    bureau_id       integer NOT NULL,
     model           text NOT NULL,
     model_version   text NOT NULL,
     prompt_version  text NOT NULL REFERENCES lighthouse.vision_prompt (version),
@@ -71,7 +73,8 @@ CREATE TABLE lighthouse.frame_analysis (
     raw_answer      text NOT NULL CHECK (length(raw_answer) <= 65536),
     latency_ms      integer NOT NULL CHECK (latency_ms >= 0),
     analysed_at     timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (frame_sha256, model, model_version, prompt_version)
+    UNIQUE (frame_sha256, model, model_version, prompt_version),
+    FOREIGN KEY (frame_sha256, bureau_id) REFERENCES lighthouse.frame (sha256, bureau_id)
 );
 
 -- A finding: a category the model saw in a frame, with its confidence; above the category's
@@ -79,9 +82,9 @@ CREATE TABLE lighthouse.frame_analysis (
 CREATE TABLE lighthouse.detection (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     analysis_id     bigint NOT NULL REFERENCES lighthouse.frame_analysis (id),
-    frame_sha256    bytea NOT NULL REFERENCES lighthouse.frame (sha256),
+    frame_sha256    bytea NOT NULL,
     camera_id       bigint NOT NULL REFERENCES lighthouse.asset (id),
-    bureau_id       integer NOT NULL REFERENCES lighthouse.bureau (id),
+    bureau_id       integer NOT NULL,
     category        text NOT NULL REFERENCES lighthouse.incident_category (code),
     confidence      double precision NOT NULL CHECK (confidence BETWEEN 0 AND 1),
     note            text NOT NULL DEFAULT '' CHECK (length(note) <= 200),
@@ -91,7 +94,8 @@ CREATE TABLE lighthouse.detection (
     incident_id     bigint REFERENCES lighthouse.incident (id),
     detected_at     timestamptz NOT NULL DEFAULT now(),
     CHECK ((outcome = 'BELOW_THRESHOLD') = (incident_id IS NULL)),
-    UNIQUE (analysis_id, category)
+    UNIQUE (analysis_id, category),
+    FOREIGN KEY (frame_sha256, bureau_id) REFERENCES lighthouse.frame (sha256, bureau_id)
 );
 CREATE INDEX detection_incident_idx ON lighthouse.detection (incident_id, id)
     WHERE incident_id IS NOT NULL;
@@ -144,10 +148,11 @@ CREATE TRIGGER detection_announce AFTER INSERT ON lighthouse.detection
 -- Visibility: a frame and what was found in it belong to the camera's bureau, and to whoever
 -- sees an incident the frame is evidence of (row-level security of incident, nested).
 -- Whether a frame is evidence of an incident the caller sees (the incident rule, stated as
--- incident_read states it). A definer function: frame's policy cannot read detection directly,
--- since detection's own write policy reads frame (PostgreSQL refuses the recursion).
+-- incident_read states it). A definer function: frame's policy cannot read detection directly
+-- (PostgreSQL refuses a policy that reaches its own table again). Costly, so the cheap tests of
+-- frame_read are made first.
 CREATE FUNCTION lighthouse.frame_evidence_visible(frame bytea) RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = lighthouse, public, pg_temp AS $$
+LANGUAGE sql STABLE SECURITY DEFINER COST 1000 SET search_path = lighthouse, public, pg_temp AS $$
     SELECT EXISTS (
         SELECT 1 FROM lighthouse.detection d JOIN lighthouse.incident i ON i.id = d.incident_id
         WHERE d.frame_sha256 = frame
@@ -176,16 +181,17 @@ CREATE POLICY frame_create ON lighthouse.frame FOR INSERT WITH CHECK (
     AND bureau_id = lighthouse.current_bureau()
     AND lighthouse.camera_bureau(camera_id) = lighthouse.current_bureau());
 CREATE POLICY frame_analysed ON lighthouse.frame FOR UPDATE USING (
-    lighthouse.has_scope('incidents:write') AND bureau_id = lighthouse.current_bureau());
+    (SELECT lighthouse.has_scope('incidents:write'))
+    AND bureau_id = (SELECT lighthouse.current_bureau()));
 
 ALTER TABLE lighthouse.frame_analysis ENABLE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.frame_analysis FORCE ROW LEVEL SECURITY;
 CREATE POLICY frame_analysis_read ON lighthouse.frame_analysis FOR SELECT USING (
     EXISTS (SELECT 1 FROM lighthouse.frame f WHERE f.sha256 = frame_sha256));
+-- The composite key makes the analysis's bureau its frame's: the caller's own frames only.
 CREATE POLICY frame_analysis_create ON lighthouse.frame_analysis FOR INSERT WITH CHECK (
-    lighthouse.has_scope('incidents:write') AND bureau_id = lighthouse.current_bureau()
-    AND EXISTS (SELECT 1 FROM lighthouse.frame f WHERE f.sha256 = frame_sha256
-                AND f.bureau_id = lighthouse.current_bureau()));
+    (SELECT lighthouse.has_scope('incidents:write'))
+    AND bureau_id = (SELECT lighthouse.current_bureau()));
 
 ALTER TABLE lighthouse.detection ENABLE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.detection FORCE ROW LEVEL SECURITY;
@@ -198,9 +204,8 @@ CREATE POLICY detection_read ON lighthouse.detection FOR SELECT USING (
 CREATE POLICY detection_read_definer ON lighthouse.detection FOR SELECT USING (
     current_user <> session_user);
 CREATE POLICY detection_create ON lighthouse.detection FOR INSERT WITH CHECK (
-    lighthouse.has_scope('incidents:write') AND bureau_id = lighthouse.current_bureau()
-    AND EXISTS (SELECT 1 FROM lighthouse.frame f WHERE f.sha256 = frame_sha256
-                AND f.bureau_id = lighthouse.current_bureau()));
+    (SELECT lighthouse.has_scope('incidents:write'))
+    AND bureau_id = (SELECT lighthouse.current_bureau()));
 """
 
 GRANTS = """

@@ -123,18 +123,19 @@ async def test_a_finding_opens_an_incident_and_the_next_one_nearby_joins_it(
     # or the same kind far away, opens its own.
     second = await send(http, tokens, camera, 2)
     far = await cameras("POLICE", latitude=22.6473)  # about 2.2 km north
-    await send(http, tokens, far, 3)
+    distant = await send(http, tokens, far, 3)
     await drain(settings_for(fake.url))
     fake.script.findings = [Said("ILLEGAL_DUMPING", "sofa", 0.8)]
-    await send(http, tokens, camera, 4)
+    other = await send(http, tokens, camera, 4)
     await drain(settings_for(fake.url))
-    rows = await detections(owner)
-    assert [(r["category"], r["outcome"]) for r in rows] == [
+    by_frame = {r["sha"]: r for r in await detections(owner)}
+    assert [(by_frame[sha]["category"], by_frame[sha]["outcome"]) for sha in (
+        first, second, distant, other)] == [
         ("POTHOLE", "OPENED"), ("POTHOLE", "ATTACHED"), ("POTHOLE", "OPENED"),
         ("ILLEGAL_DUMPING", "OPENED"),
     ]  # fmt: skip
-    assert rows[1]["sha"] == second and rows[1]["incident_id"] == found["incident_id"]
-    assert len({r["incident_id"] for r in rows}) == 3
+    assert by_frame[second]["incident_id"] == found["incident_id"]
+    assert len({r["incident_id"] for r in by_frame.values()}) == 3
 
     # The responsible bureau sees the evidence on its incident, frame and analysis included.
     public_works = GraphQLClient(http, tokens.named("pwb-supervisor"))

@@ -17,6 +17,7 @@ from api.access.scope import AccessScope
 from api.domain.findings import Finding
 from api.domain.geo import Wgs84Point
 from api.domain.lifecycle import IncidentSource
+from api.domain.models import CategoryRecord
 from api.domain.sla import SlaCalendar
 from api.repositories.bureaus import BureauRepository
 from api.repositories.vision import DetectionRecord, NewDetection, VisionRepository
@@ -81,39 +82,38 @@ class DetectionIngest:
                 settings.dedup_meters,
                 since,
             )
-            opened: list[tuple[Observation, int]] = []  # opened in this batch, to be joined too
-            names = await self._bureaus.categories_by_code(
-                sorted({o.finding.category for _, o in counted})
-            )
+            # Findings no open incident is near: the first of each place opens one, and those
+            # near it in this batch join it.
+            openers: list[tuple[int, Observation]] = []
+            joining: dict[int, int] = {}  # index -> index of the opener it joins
             for (index, observation), match in zip(counted, matches, strict=True):
-                if match is None:
-                    match = next(
-                        (
-                            incident
-                            for earlier, incident in opened
-                            if earlier.finding.category == observation.finding.category
-                            and _metres(earlier, observation) <= settings.dedup_meters
-                        ),
-                        None,
-                    )
                 if match is not None:
                     incidents[index], outcomes[index] = match, "ATTACHED"
                     continue
-                category = names[observation.finding.category]
-                record, _ = await self._reporting.report(
-                    IncidentReport(
-                        title=f"{category.name_zh}（{observation.camera_code}）",
-                        category=category.code,
-                        source=IncidentSource.VLM,
-                        description=observation.finding.note,
-                        location=Wgs84Point(observation.latitude, observation.longitude),
-                        asset_id=observation.camera_id,
-                        reported_at=min(observation.captured_at, datetime.now(UTC)),
+                opener = next(
+                    (
+                        first
+                        for first, earlier in openers
+                        if earlier.finding.category == observation.finding.category
+                        and _metres(earlier, observation) <= settings.dedup_meters
                     ),
                     None,
                 )
-                opened.append((observation, record.id))
-                incidents[index], outcomes[index] = record.id, "OPENED"
+                if opener is None:
+                    openers.append((index, observation))
+                else:
+                    joining[index] = opener
+            if openers:
+                names = await self._bureaus.categories_by_code(
+                    sorted({o.finding.category for _, o in openers})
+                )
+                opened = await self._reporting.report_many(
+                    [_report(names[o.finding.category], o) for _, o in openers]
+                )
+                for (index, _), record in zip(openers, opened, strict=True):
+                    incidents[index], outcomes[index] = record.id, "OPENED"
+            for index, opener in joining.items():
+                incidents[index], outcomes[index] = incidents[opener], "ATTACHED"
         detections = await self._repository.add_detections(
             [
                 NewDetection(
@@ -135,6 +135,18 @@ class DetectionIngest:
         self._access.audit.saw("Detection", [d.id for d in detections])
         self._access.audit.saw("Incident", sorted(set(incidents.values())))
         return detections
+
+
+def _report(category: CategoryRecord, observation: Observation) -> IncidentReport:
+    return IncidentReport(
+        title=f"{category.name_zh}（{observation.camera_code}）",
+        category=category.code,
+        source=IncidentSource.VLM,
+        description=observation.finding.note,
+        location=Wgs84Point(observation.latitude, observation.longitude),
+        asset_id=observation.camera_id,
+        reported_at=min(observation.captured_at, datetime.now(UTC)),
+    )
 
 
 def _cells(category: str, latitude: float, longitude: float) -> list[str]:

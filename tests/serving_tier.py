@@ -1,0 +1,69 @@
+"""The real serving tier for the tests: Ray Serve LLM with vLLM on CPU and the tiny model,
+started once per test session through its own command (``python -m lighthouse_serving``, in its
+own environment), and stopped at the end — or in between, by a test of the outage path."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from api.vision.serving import serving_command, serving_environment
+from tests.support import REPOSITORY
+
+CONFIG = REPOSITORY / "serving" / "configs" / "cpu-tiny.yaml"
+MODEL = "lighthouse-tiny-vlm"
+
+
+class ServingTier:
+    def __init__(self, port: int, run_dir: Path) -> None:
+        self.port = port
+        self.run_dir = run_dir
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = run_dir / "up.log"
+
+    def _run(self, *arguments: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a") as log:
+            return subprocess.run(
+                serving_command(REPOSITORY, *arguments, "--run-dir", str(self.run_dir)),
+                cwd=REPOSITORY,
+                env=serving_environment(REPOSITORY),
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+
+    def start(self, timeout: float = 900) -> None:
+        """Up, and answering ``/v1/models`` with the tiny model (a cold start takes minutes)."""
+        started = time.monotonic()
+        done = self._run(
+            "up", "--config", str(CONFIG), "--port", str(self.port), "--timeout", str(timeout),
+            timeout=timeout + 60,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"the serving tier did not start (exit {done.returncode}):\n"
+                + self.log_path.read_text()[-6000:]
+            )
+        models = httpx.get(f"{self.url}/v1/models", timeout=30).json()
+        assert [m["id"] for m in models["data"]] == [MODEL], models
+        self.started_in = time.monotonic() - started
+
+    def stop(self) -> None:
+        done = self._run("down", timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"the serving tier did not stop cleanly (exit {done.returncode}):\n"
+                + self.log_path.read_text()[-4000:]
+            )
+
+    def answers(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/v1/models", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
