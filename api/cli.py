@@ -584,21 +584,75 @@ def serve(
 @app.command()
 def demo(
     port: Annotated[int | None, typer.Option(help="Overrides LIGHTHOUSE_PORT.")] = None,
+    serving: Annotated[
+        bool,
+        typer.Option(
+            help="Start the serving tier (Ray, vLLM, the tiny model) and a vision worker."
+        ),
+    ] = True,
 ) -> None:
-    """Start everything on embedded defaults with demo data: migrate, seed (once), serve."""
+    """Start everything on embedded defaults with demo data: migrate, seed (once), the serving
+    tier and a vision worker, and the gateway. Ctrl-C stops it all."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from api.vision.serving import (
+        DEFAULT_CONFIG,
+        ServingEnvMissing,
+        port_of,
+        serving_command,
+        serving_environment,
+    )
+
     settings = _settings()
     if not settings.uses_embedded_database:
         console.print("The demo runs on the embedded PostgreSQL; unset LIGHTHOUSE_DATABASE_URL.")
         raise typer.Exit(2)
     _migrate(settings)
     seed(assets=300, incidents=400, random_seed=7, reset=False, if_empty=True)
+    checkout = Path.cwd()
+    worker: subprocess.Popen[bytes] | None = None
+    if serving:
+        console.print(
+            "Starting the serving tier (Ray Serve with vLLM on CPU and the tiny model; a cold "
+            "start takes one to three minutes) …"
+        )
+        try:
+            started = subprocess.run(
+                serving_command(
+                    checkout, "up", "--config", str(settings.serving.config or DEFAULT_CONFIG),
+                    "--port", str(port_of(settings.serving.url)),
+                ),
+                cwd=checkout, env=serving_environment(checkout), check=False,
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+        except ServingEnvMissing as missing:
+            console.print(f"[red]{missing}[/red] (or run the demo with --no-serving)")
+            raise typer.Exit(2) from None
+        if started.returncode != 0:
+            console.print(
+                "[red]The serving tier did not start; see .lighthouse/serving/serving.log, or run "
+                "the demo with --no-serving.[/red]"
+            )
+            raise typer.Exit(1)
+        worker = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "vision"])
     where = f"http://{settings.http.host}:{port or settings.http.port}"
     console.print(
         f"Queries need an access token: `.venv/bin/lighthouse token --as pwb-supervisor "
         f"--url {where}` (`--list` shows the demo principals); send it as "
         "`Authorization: Bearer …`."
     )
-    serve(host=None, port=port, workers=None)
+    try:
+        serve(host=None, port=port, workers=None)
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(30)
+            subprocess.run(
+                serving_command(checkout, "down"), cwd=checkout,
+                env=serving_environment(checkout), check=False,
+            )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -29,7 +29,9 @@ def postmaster(data: Path) -> Path:
 
 def start_demo(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "demo", "--port", str(port)],
+        # The serving tier's start is tested with the pipeline (tests/vision/test_pipeline.py);
+        # these tests are about the gateway's own life cycle.
+        [sys.executable, "-m", "api.cli", "demo", "--port", str(port), "--no-serving"],
         cwd=REPOSITORY,
         env=demo_env(data),
         stdout=log.open("ab"),
