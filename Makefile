@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install lint clean graphiql-assets
+.PHONY: demo test install lint clean graphiql-assets serving-env
 
 install: $(VENV)/.installed graphiql-assets
 
@@ -21,10 +21,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-demo: install
+# The serving tier's CPU environment (Ray Serve LLM + vLLM, about 7 GB), built once per machine
+# outside the checkout and shared by every clone; its path is printed last and written to
+# .lighthouse/serving-env. Fast (an import check) when it exists.
+serving-env:
+	@PYTHON=$(PYTHON) scripts/serving-env
+
+demo: install serving-env
 	$(BIN)/lighthouse demo
 
-test: install
+test: install serving-env
 	scripts/run-tests
 
 lint: install

@@ -178,7 +178,7 @@ async def test_a_finding_below_its_threshold_is_recorded_and_opens_nothing(
 @pytest.mark.parametrize(
     ("text", "finish", "failure"),
     [
-        ('{"findings": [{"category": "POTHOLE", "no', "length", "cut at 300 tokens"),
+        ('{"findings": [{"category": "POTHOLE", "no', "length", "cut short after 20 tokens"),
         ('{"findings": [{"category": "VOLCANO", "note": ""}]}', "stop", "unknown category"),
         ("I see a pothole.", "stop", "not JSON"),
     ],

@@ -117,8 +117,14 @@ class VisionModel:
             raw = json.dumps(answer)[:65536]
             return _unusable("the answer has no choices[0].message.content", raw, started)
         if choice.get("finish_reason") == "length":
+            usage = answer.get("usage") or {}
+            written = usage.get("completion_tokens", "?")
             return _unusable(
-                f"the answer was cut at {self.max_answer_tokens} tokens", text, started
+                f"the answer was cut short after {written} tokens (at most "
+                f"{self.max_answer_tokens} asked; the model's context holds "
+                f"{usage.get('prompt_tokens', '?')} of the prompt)",
+                text,
+                started,
             )
         try:
             found = findings.read_answer(

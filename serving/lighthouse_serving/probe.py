@@ -1,0 +1,60 @@
+"""Asking a running serving tier whether it answers: ``GET /v1/models`` over HTTP.
+
+The same question the gateway asks; nothing here needs Ray.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What ``/v1/models`` said: the served model ids, or why there was no answer."""
+
+    base_url: str
+    models: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def answers(self) -> bool:
+        return self.error is None
+
+
+def probe(base_url: str, *, timeout: float = 5.0) -> ProbeResult:
+    """``GET {base_url}/v1/models``; never raises for a server that is down or not ready."""
+    try:
+        response = httpx.get(f"{base_url}/v1/models", timeout=timeout)
+    except httpx.HTTPError as error:
+        return ProbeResult(base_url, error=f"{type(error).__name__}: {error}")
+    if response.status_code != 200:
+        return ProbeResult(base_url, error=f"HTTP {response.status_code}")
+    try:
+        body = response.json()
+        models = tuple(str(item["id"]) for item in body["data"])
+    except (ValueError, KeyError, TypeError):
+        return ProbeResult(base_url, error="not an OpenAI model list")
+    return ProbeResult(base_url, models=models)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether nothing listens on ``host:port`` (a bind test, released at once)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
