@@ -109,9 +109,6 @@ RETURNING {FRAME_COLUMNS}
 CAMERA_BUREAU = "SELECT lighthouse.camera_bureau($1)"
 CAMERA_BY_CODE = "SELECT lighthouse.camera_by_code($1)"
 FRAMES_BY_SHA = f"SELECT {FRAME_COLUMNS} FROM frame WHERE sha256 = ANY($1::bytea[])"
-FRAME_ANALYSED = """
-UPDATE frame SET status = $2, analysed_at = now() WHERE sha256 = $1
-"""
 FRAME_FAILED = """
 UPDATE frame SET failures = failures + 1, last_failure = left($2, 2000),
                  status = CASE WHEN failures + 1 >= $3 THEN 'FAILED' ELSE status END
@@ -146,13 +143,6 @@ WITH input AS MATERIALIZED (
     SELECT id, 'queued', entrypoint, priority FROM inserted
 )
 SELECT count(*) FROM inserted
-"""
-INSERT_ANALYSIS = f"""
-INSERT INTO frame_analysis (frame_sha256, bureau_id, model, model_version, prompt_version,
-                            outcome, failure, raw_answer, latency_ms)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-ON CONFLICT (frame_sha256, model, model_version, prompt_version) DO NOTHING
-RETURNING {ANALYSIS_COLUMNS}
 """
 INSERT_ANALYSES = f"""
 INSERT INTO frame_analysis (frame_sha256, bureau_id, model, model_version, prompt_version,
@@ -301,9 +291,6 @@ class VisionRepository:
         rows = await self._uow.fetch(FRAMES_BY_SHA, list(digests))
         return {bytes(row["sha256"]): FrameRecord(**row) for row in rows}
 
-    async def mark_frame(self, sha256: bytes, status: str) -> None:
-        await self._uow.execute(FRAME_ANALYSED, sha256, status)
-
     async def count_failure(self, sha256: bytes, failure: str, limit: int) -> int | None:
         """Count a failed analysis of the frame; its failures so far (None: no such frame).
         At ``limit`` the frame is FAILED."""
@@ -338,33 +325,6 @@ class VisionRepository:
         return bool(
             await self._uow.fetchval(ANALYSIS_DONE, sha256, model, model_version, prompt_version)
         )
-
-    async def add_analysis(
-        self,
-        sha256: bytes,
-        bureau_id: int,
-        model: str,
-        model_version: str,
-        prompt_version: str,
-        outcome: str,
-        failure: str | None,
-        raw_answer: str,
-        latency_ms: int,
-    ) -> AnalysisRecord | None:
-        """The new analysis, or None if this frame was analysed so before (a retried job)."""
-        row = await self._uow.fetchrow(
-            INSERT_ANALYSIS,
-            sha256,
-            bureau_id,
-            model,
-            model_version,
-            prompt_version,
-            outcome,
-            failure,
-            raw_answer[:65536],
-            latency_ms,
-        )
-        return AnalysisRecord(**row) if row is not None else None
 
     async def add_analyses(
         self,

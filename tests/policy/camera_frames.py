@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from api.access.scope import AccessScope
-from api.repositories.vision import NewDetection, VisionRepository
+from api.repositories.vision import NewAnalysis, NewDetection, VisionRepository
 from api.vision.store import FrameStore
 from tests.support import GatewayProcess
 
@@ -88,10 +88,10 @@ async def record_frame(
     assert frame is not None, "a new image is a new frame"
     if not detections:
         return RecordedFrame(digest, image, {})  # still waiting for its analysis
-    analysis = await repository.add_analysis(
-        digest, bureau_id, *MODEL, PROMPT, "FINDINGS", None, "{}", 0
+    analyses = await repository.add_analyses(
+        *MODEL, PROMPT, [NewAnalysis(digest, bureau_id, "FINDINGS", None, "{}", 0)]
     )
-    assert analysis is not None, "a new frame has no analysis yet"
+    analysis = analyses[digest]  # a new frame has no analysis yet
     records = await repository.add_detections(
         [
             NewDetection(
