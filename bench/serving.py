@@ -274,14 +274,20 @@ def serving_down(run_dir: Path) -> None:
     )  # fmt: skip
 
 
-def engine_runs(base_url: str, levels: Sequence[int]) -> list[Run]:
+def frames_at(concurrency: int, frames: int) -> int:
+    """Frames sent at one level: ``frames`` if given, else enough for a p99 to mean something."""
+    return frames or max(32, 4 * concurrency)
+
+
+def engine_runs(base_url: str, levels: Sequence[int], frames: int) -> list[Run]:
     from api.vision.serving import serving_environment, serving_python
 
     log("(a) vLLM offline and (b) Ray Serve, in the serving environment")
     results = WORK / "serving-engine"
     done = subprocess.run(
         [str(serving_python(ROOT)), "bench/serving_engine.py", "--base-url", base_url,
-         "--concurrency", *map(str, levels), "--results", str(results)],
+         "--concurrency", *map(str, levels), "--results", str(results),
+         *(["--requests", str(frames)] if frames else [])],
         cwd=ROOT, env=serving_environment(ROOT), capture_output=True, text=True, check=False,
     )  # fmt: skip
     sys.stderr.write(done.stdout[-3000:])
@@ -312,14 +318,16 @@ def engine_runs(base_url: str, levels: Sequence[int]) -> list[Run]:
 
 
 async def gateway_runs(gateway: str, token: str, owner_url: str, camera_codes: list[str],
-                       levels: Sequence[int]) -> list[Run]:  # fmt: skip
+                       levels: Sequence[int], frames: int) -> list[Run]:  # fmt: skip
     owner = await asyncpg.connect(owner_url)
     runs = []
     try:
         async with httpx.AsyncClient(base_url=gateway, timeout=600) as http:
+            # One frame through the whole path first, not measured (as (a) and (b) warm up).
+            await gateway_level(http, owner, token, camera_codes, [png(999)], 1)
             seed = 1000
             for concurrency in levels:
-                count = max(8, 2 * concurrency)
+                count = frames_at(concurrency, frames)
                 images = [png(seed + n) for n in range(count)]
                 seed += count
                 run = await gateway_level(http, owner, token, camera_codes, images, concurrency)
@@ -417,6 +425,12 @@ def main() -> None:
     )
     parser.add_argument("--only", choices=["ingest", "serving"], help="one part alone")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=0,
+        help="per level in (a)-(c) (default: max(32, 4 x concurrency))",
+    )
     parser.add_argument("--ingest-frames", type=int, default=3000, help="analyses recorded in (d)")
     parser.add_argument(
         "--ingest-concurrency", type=int, default=32, help="analyses in flight (worker_concurrency)"
@@ -460,7 +474,7 @@ def main() -> None:
         gateway_url = f"http://127.0.0.1:{gateway_port}"
         processes: list[subprocess.Popen[bytes]] = []
         try:
-            runs += engine_runs(base_url, arguments.concurrency)
+            runs += engine_runs(base_url, arguments.concurrency, arguments.frames)
             served = env_for(
                 app_url, owner_url,
                 LIGHTHOUSE_SERVING_URL=base_url, LIGHTHOUSE_OAUTH_ISSUER=gateway_url,
@@ -490,7 +504,9 @@ def main() -> None:
             codes = [f"CAM-B{n}" for n in range(len(cameras))]
             log("(c) the gateway's whole path: upload → queue → worker → model → incident")
             runs += asyncio.run(
-                gateway_runs(gateway_url, token, owner_url, codes, arguments.concurrency)
+                gateway_runs(
+                    gateway_url, token, owner_url, codes, arguments.concurrency, arguments.frames
+                )
             )
         finally:
             for process in processes:

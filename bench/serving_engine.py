@@ -313,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, default=SERVING / "configs" / "cpu-tiny.yaml")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument(
-        "--requests", type=int, default=0, help="per level (default: max(8, 2 x concurrency))"
+        "--requests", type=int, default=0, help="per level (default: max(32, 4 x concurrency))"
     )
     parser.add_argument("--base-url", help="a running serving tier (else started and stopped)")
     parser.add_argument("--skip-offline", action="store_true")
@@ -331,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     model = config.models[0]
     if model.tiny_model and not is_tiny_model(model.model_dir):
         write_tiny_model(model.model_dir)
-    levels = [(c, args.requests or max(8, 2 * c)) for c in args.concurrency]
+    levels = [(c, args.requests or max(32, 4 * c)) for c in args.concurrency]
     image = frame_data_uri()
     runs: list[Run] = []
 
