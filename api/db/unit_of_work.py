@@ -29,6 +29,12 @@ SELECT (SELECT count(*) FROM (
 """
 
 
+async def set_identity(connection: asyncpg.Connection, identity: Mapping[str, str]) -> None:
+    """Write ``identity`` for the rest of the connection's open transaction (and no longer)."""
+    names = list(identity)
+    await connection.execute(_SET_IDENTITY, names, [identity[n] for n in names])
+
+
 class UnitOfWork:
     """A lazily opened transaction on one pooled connection."""
 
@@ -91,8 +97,7 @@ class UnitOfWork:
             try:
                 transaction = connection.transaction()
                 await transaction.start()
-                names = list(self._identity)
-                await connection.execute(_SET_IDENTITY, names, [self._identity[n] for n in names])
+                await set_identity(connection, self._identity)
             except BaseException:
                 await self._pool.release(connection)
                 raise

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import asyncpg
 import orjson
 
-from api.db.unit_of_work import UnitOfWork
+from api.db.unit_of_work import UnitOfWork, set_identity
 from api.domain.models import columns
 from api.repositories.sql import Conditions, Ordering, Page, PageRequest, finish_page
 
@@ -242,6 +243,20 @@ class DetectionFilter:
         if self.detected_before is not None:
             where.add("detected_at < {}", self.detected_before)
         return where
+
+
+class FrameMaintenance:
+    """Operators' changes to frames, on a connection of their own (the CLI's), in the caller's
+    transaction."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    async def retry_failed(self, identity: Mapping[str, str], digests: Sequence[bytes]) -> None:
+        """Failed frames queued again with a clean count, changed as ``identity`` would (the
+        vision worker of their bureau: row-level security applies)."""
+        await set_identity(self._connection, identity)
+        await self._connection.execute(FRAMES_RETRIED, list(digests))
 
 
 class VisionRepository:

@@ -37,7 +37,7 @@ from api.metrics import Metrics
 from api.policy.engine import PolicyEngine
 from api.repositories.audit import AuditRepository
 from api.repositories.system import SystemRepository
-from api.repositories.vision import FRAMES_RETRIED
+from api.repositories.vision import FrameMaintenance
 from api.services.vision.analysis import VisionModel
 from api.services.vision.intake import ANALYSE
 from api.services.vision.pipeline import (
@@ -174,9 +174,7 @@ async def requeue_failed(connection: asyncpg.Connection, limit: int) -> int:
                 continue
             # Each bureau's frames, changed as its vision worker would (row-level security).
             identity = worker_principal(Bureau(bureau_id, codes[bureau_id])).database_settings()
-            for name, value in identity.items():
-                await connection.execute("SELECT set_config($1, $2, true)", name, value)
-            await connection.execute(FRAMES_RETRIED, digests)
+            await FrameMaintenance(connection).retry_failed(identity, digests)
     if requeued:
         await queries.requeue_jobs(requeued)
     return len(requeued)
