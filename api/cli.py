@@ -31,16 +31,16 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
-def _settings(**overrides: object) -> Settings:
+def _settings(*, service: bool = False, **overrides: object) -> Settings:
     try:
         settings = load_settings(**overrides)
     except SettingsError as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
-    # Commands talk to a person: readable logs unless JSON was asked for explicitly.
-    log_format = (
-        settings.logging.format if "LIGHTHOUSE_LOG_FORMAT" in os.environ else LogFormat.CONSOLE
-    )
+    # Commands talk to a person: readable logs unless JSON was asked for explicitly. Services
+    # (the gateway, the workers) log as the settings say, JSON lines by default.
+    explicit = service or "LIGHTHOUSE_LOG_FORMAT" in os.environ
+    log_format = settings.logging.format if explicit else LogFormat.CONSOLE
     configure_logging(settings.logging.level, log_format)
     return settings
 
@@ -242,7 +242,7 @@ def worker_vision(
     like, on any machine that reaches the database; stop with Ctrl-C (frames under way finish)."""
     from api.vision.worker import run_until_signalled
 
-    settings = _settings()
+    settings = _settings(service=True)
     console.print(
         f"Vision worker: frames from the queue, analysed by {settings.serving.model} at "
         f"{settings.serving.url} (at most {settings.vision.worker_concurrency} at once)."

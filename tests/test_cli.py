@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -139,3 +140,17 @@ def test_token_command_names_its_principals(fresh: DatabaseUnderTest) -> None:
     assert unknown.returncode == 2
     token = run("token", "--as", "jsc-operator", **env)
     assert token.returncode == 0 and token.stdout.count(".") == 2
+
+
+def test_the_vision_worker_logs_json_lines_as_a_service(fresh: DatabaseUnderTest) -> None:
+    env = {
+        "LIGHTHOUSE_DATABASE_URL": fresh.app_url,
+        "LIGHTHOUSE_DATABASE_OWNER_URL": fresh.owner_url,
+    }
+    assert run("migrate", **env).returncode == 0
+    drained = run("worker", "vision", "--drain", **env)
+    assert drained.returncode == 0, drained.stderr
+    events = [json.loads(line) for line in drained.stderr.splitlines() if line.startswith("{")]
+    names = [event["event"] for event in events]
+    assert "vision.worker_started" in names and "vision.worker_stopped" in names
+    assert all({"timestamp", "level", "logger"} <= event.keys() for event in events)
