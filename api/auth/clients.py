@@ -52,6 +52,7 @@ class ClientRegistration:
     scopes: Sequence[str]
     roles: Sequence[str] = ()
     bureau_id: int | None = None
+    licensee_id: int | None = None  # the licensee a licensee's client acts for
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class ClientRegistry:
             registration.bureau_id,
             registration.roles,
             registration.scopes,
+            registration.licensee_id,
         )
         return RegisteredClient(registration.client_id, secret)
 

@@ -49,6 +49,7 @@ class Principal:
     token_id: str | None = None
     issuer: str | None = None
     expires_at: int | None = None
+    licensee_id: int | None = None  # the licensee a licensee's client acts for
 
     @classmethod
     def anonymous(cls, subject: str = "anonymous") -> Principal:
@@ -74,4 +75,5 @@ class Principal:
             "lighthouse.bureau_id": "" if self.bureau_id is None else str(self.bureau_id),
             "lighthouse.roles": ",".join(sorted(self.roles)),
             "lighthouse.scopes": ",".join(sorted(self.scopes)),
+            "lighthouse.licensee_id": "" if self.licensee_id is None else str(self.licensee_id),
         }

@@ -183,6 +183,7 @@ class AuthorizationServer:
                 scopes=sorted(requested),
                 bureau=client.bureau_code,
                 roles=client.roles,
+                licensee=client.licensee_id,
             )
         except _TooMany as limited:
             await self._audit(request, client, "token", "DENY", {"reason": "rate limited"})
@@ -255,6 +256,7 @@ class AuthorizationServer:
             "jti",
             "kind",
             "bureau",
+            "licensee",
             "roles",
         )
         return JSONResponse(

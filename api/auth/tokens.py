@@ -57,6 +57,7 @@ def mint(
     bureau: str | None = None,
     roles: list[str] | None = None,
     ttl: int | None = None,
+    licensee: int | None = None,
 ) -> IssuedToken:
     """Sign an access token with the current key (RFC 9068 claims plus Lighthouse's own)."""
     key = keys.current()
@@ -79,6 +80,8 @@ def mint(
     }
     if bureau is not None:
         claims["bureau"] = bureau
+    if licensee is not None:
+        claims["licensee"] = licensee
     header = {"alg": key.algorithm, "typ": "at+jwt", "kid": key.kid}
     token = jwt.encode(header, claims, key.key, algorithms=[key.algorithm])
     return IssuedToken(token, lifetime, claims["scope"], claims)
@@ -211,6 +214,7 @@ class TokenVerifier:
         if kind in (PrincipalKind.ANONYMOUS, PrincipalKind.SYSTEM) or not claims.get("jti"):
             raise InvalidToken("the token is not an access token this service issues")
         bureau_id, bureau_code = self._bureau(claims.get("bureau"))
+        licensee = claims.get("licensee")
         return Principal(
             subject=str(claims["sub"]),
             kind=kind,
@@ -222,6 +226,10 @@ class TokenVerifier:
             token_id=str(claims["jti"]),
             issuer=str(claims["iss"]),
             expires_at=int(claims["exp"]),
+            # Only this service's own tokens name a licensee, and only a licensee's.
+            licensee_id=licensee
+            if kind is PrincipalKind.LICENSEE and type(licensee) is int
+            else None,
         )
 
     def _external_principal(self, issuer: ExternalIssuer, claims: dict[str, Any]) -> Principal:

@@ -15,14 +15,14 @@ from api.domain.errors import InvalidInput
 
 CLIENT = """
 SELECT c.client_id, c.name, c.secret_hash, c.kind, c.bureau_id, b.code AS bureau_code, c.roles,
-       c.scopes, c.disabled_at
+       c.scopes, c.disabled_at, c.licensee_id
 FROM oauth_client c LEFT JOIN bureau b ON b.id = c.bureau_id
 WHERE c.client_id = $1
 """
 CLIENTS = CLIENT.replace("WHERE c.client_id = $1", "ORDER BY c.client_id")
 INSERT_CLIENT = """
-INSERT INTO oauth_client (client_id, name, secret_hash, kind, bureau_id, roles, scopes)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO oauth_client (client_id, name, secret_hash, kind, bureau_id, roles, scopes, licensee_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
 DISABLE_CLIENT = (
     "UPDATE oauth_client SET disabled_at = now() WHERE client_id = $1 AND disabled_at IS NULL"
@@ -89,6 +89,7 @@ class ClientRecord:
     roles: list[str]
     scopes: list[str]
     disabled_at: datetime | None
+    licensee_id: int | None = None  # a licensee's client acts for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,7 @@ class OAuthRepository:
         bureau_id: int | None,
         roles: Sequence[str],
         scopes: Sequence[str],
+        licensee_id: int | None = None,
     ) -> None:
         try:
             await self._db.execute(
@@ -135,6 +137,7 @@ class OAuthRepository:
                 bureau_id,
                 list(roles),
                 list(scopes),
+                licensee_id,
             )
         except asyncpg.PostgresError as error:
             if is_unique_violation(error):

@@ -1,0 +1,255 @@
+"""Licensees, licences and the quota ledger (migration 0006).
+
+The ledger's writes are the database functions ``reserve_quota``, ``finish_reservation`` and
+``expire_reservations``: each takes the licence's rows locked in one order, so reservations are
+exact across every gateway process that shares the database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from api.db.errors import is_unique_violation, translate
+from api.db.unit_of_work import UnitOfWork
+from api.domain.errors import InvalidInput
+from api.domain.licensing import Cost, Licence, QuotaPeriod, Refusal, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    name: str
+    email: str
+    phone: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseeRecord:
+    id: int
+    code: str
+    company: str
+    tax_id: str
+    contacts: list[Contact]
+    status: str
+    created_at: datetime
+    created_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewLicence:
+    licensee_id: int
+    code: str
+    models: Sequence[str]
+    purpose: str
+    purpose_description: str
+    valid_from: datetime
+    valid_until: datetime
+    quota_period: QuotaPeriod
+    quota_requests: int
+    quota_input_tokens: int
+    quota_output_tokens: int
+    quota_images: int
+    requests_per_minute: int
+    tokens_per_minute: int
+    max_concurrent: int
+    max_tokens: int
+    max_images: int
+    max_image_bytes: int
+    own_compute: bool = False
+
+
+LICENSEE_COLUMNS = "id, code, company, tax_id, contacts, status, created_at, created_by"
+LICENCE_COLUMNS = ", ".join(f.name for f in fields(Licence))
+NEW_LICENCE_COLUMNS = [f.name for f in fields(NewLicence)]
+
+INSERT_LICENSEE = f"""
+INSERT INTO licensee (code, company, tax_id, contacts, created_by) VALUES ($1, $2, $3, $4, $5)
+RETURNING {LICENSEE_COLUMNS}
+"""
+LICENSEES_BY_ID = f"SELECT {LICENSEE_COLUMNS} FROM licensee WHERE id = ANY($1::int[])"
+LICENSEE_BY_CODE = f"SELECT {LICENSEE_COLUMNS} FROM licensee WHERE code = $1"
+INSERT_LICENCE = f"""
+INSERT INTO licence ({", ".join(NEW_LICENCE_COLUMNS)}, created_by)
+VALUES ({", ".join(f"${n}" for n in range(1, len(NEW_LICENCE_COLUMNS) + 2))})
+RETURNING {LICENCE_COLUMNS}
+"""
+LICENCES_BY_ID = f"SELECT {LICENCE_COLUMNS} FROM licence WHERE id = ANY($1::int[])"
+LICENCES_OF = f"""
+SELECT {LICENCE_COLUMNS} FROM licence WHERE licensee_id = ANY($1::int[]) ORDER BY licensee_id, id
+"""
+SUSPEND_LICENCE = f"""
+UPDATE licence SET suspended_at = now(), suspension_reason = $2
+WHERE id = $1 AND suspended_at IS NULL RETURNING {LICENCE_COLUMNS}
+"""
+RESUME_LICENCE = f"""
+UPDATE licence SET suspended_at = NULL, suspension_reason = NULL
+WHERE id = $1 RETURNING {LICENCE_COLUMNS}
+"""
+REVOKE_LICENCE = f"""
+UPDATE licence SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {LICENCE_COLUMNS}
+"""
+RESERVE = "SELECT lighthouse.reserve_quota($1, $2, $3, $4, $5, $6, $7)"
+FINISH = "SELECT lighthouse.finish_reservation($1, $2, $3, $4, $5)"
+EXPIRE = "SELECT lighthouse.expire_reservations($1)"
+USAGE = """
+SELECT licence_id, period_start, used_requests, used_input_tokens, used_output_tokens, used_images,
+       reserved_requests, reserved_input_tokens, reserved_output_tokens, reserved_images
+FROM quota_period WHERE licence_id = $1 AND period_start = lighthouse.quota_period_start(
+    (SELECT quota_period FROM licence WHERE id = $1), coalesce($2, now()), $3)
+"""
+
+
+def _licensee(row: asyncpg.Record) -> LicenseeRecord:
+    values = dict(row)
+    values["contacts"] = [Contact(**c) for c in values["contacts"]]
+    return LicenseeRecord(**values)
+
+
+def _licence(row: asyncpg.Record) -> Licence:
+    values = dict(row)
+    values["quota_period"] = QuotaPeriod(values["quota_period"])
+    values["models"] = list(values["models"])
+    return Licence(**values)
+
+
+class LicensingRepository:
+    """Licensees and licences, as row-level security lets the caller see and change them."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def create_licensee(
+        self, code: str, company: str, tax_id: str, contacts: Sequence[Contact], created_by: str
+    ) -> LicenseeRecord:
+        document = [{k: v for k, v in asdict(c).items() if v is not None} for c in contacts]
+        try:
+            row = await self._uow.fetchrow(
+                INSERT_LICENSEE, code, company, tax_id, document, created_by
+            )
+        except asyncpg.PostgresError as error:
+            raise _input_error(error, "licensee") from None
+        assert row is not None
+        return _licensee(row)
+
+    async def licensees(self, ids: Sequence[int]) -> dict[int, LicenseeRecord]:
+        rows = await self._uow.fetch(LICENSEES_BY_ID, list(ids))
+        return {row["id"]: _licensee(row) for row in rows}
+
+    async def licensee_by_code(self, code: str) -> LicenseeRecord | None:
+        row = await self._uow.fetchrow(LICENSEE_BY_CODE, code)
+        return _licensee(row) if row is not None else None
+
+    async def create_licence(self, new: NewLicence, created_by: str) -> Licence:
+        values: list[Any] = [getattr(new, name) for name in NEW_LICENCE_COLUMNS]
+        values[NEW_LICENCE_COLUMNS.index("models")] = list(new.models)
+        values[NEW_LICENCE_COLUMNS.index("quota_period")] = new.quota_period.value
+        try:
+            row = await self._uow.fetchrow(INSERT_LICENCE, *values, created_by)
+        except asyncpg.PostgresError as error:
+            raise _input_error(error, "licence") from None
+        assert row is not None
+        return _licence(row)
+
+    async def licences(self, ids: Sequence[int]) -> dict[int, Licence]:
+        rows = await self._uow.fetch(LICENCES_BY_ID, list(ids))
+        return {row["id"]: _licence(row) for row in rows}
+
+    async def licences_of(self, licensee_ids: Sequence[int]) -> dict[int, list[Licence]]:
+        found: dict[int, list[Licence]] = {}
+        for row in await self._uow.fetch(LICENCES_OF, list(licensee_ids)):
+            found.setdefault(row["licensee_id"], []).append(_licence(row))
+        return found
+
+    async def suspend(self, licence_id: int, reason: str) -> Licence | None:
+        """The licence, suspended now; None if it is not visible or already suspended."""
+        row = await self._uow.fetchrow(SUSPEND_LICENCE, licence_id, reason)
+        return _licence(row) if row is not None else None
+
+    async def resume(self, licence_id: int) -> Licence | None:
+        row = await self._uow.fetchrow(RESUME_LICENCE, licence_id)
+        return _licence(row) if row is not None else None
+
+    async def revoke(self, licence_id: int) -> Licence | None:
+        row = await self._uow.fetchrow(REVOKE_LICENCE, licence_id)
+        return _licence(row) if row is not None else None
+
+
+class QuotaLedger:
+    """Reservations against a licence's quotas and limits, settled or released once."""
+
+    def __init__(self, uow: UnitOfWork, zone: str) -> None:
+        self._uow = uow
+        self._zone = zone
+
+    async def reserve(
+        self, request_id: uuid.UUID, licence_id: int, cost: Cost, lease: timedelta
+    ) -> Refusal | None:
+        """Hold ``cost`` for the request until it finishes (or its lease runs out); None when
+        admitted, else why not (nothing is held then)."""
+        refused = await self._call(
+            RESERVE,
+            request_id,
+            licence_id,
+            cost.input_tokens,
+            cost.output_tokens,
+            cost.images,
+            lease,
+            self._zone,
+        )
+        return Refusal(refused) if refused is not None else None
+
+    async def settle(self, request_id: uuid.UUID, used: Cost) -> bool:
+        """Charge the request's real use (at most what it reserved); False if it had no
+        reservation any more (finished before, or its lease ran out)."""
+        return bool(
+            await self._call(
+                FINISH, request_id, True, used.input_tokens, used.output_tokens, used.images
+            )
+        )
+
+    async def release(self, request_id: uuid.UUID) -> bool:
+        """Give the reservation back, charging nothing (a failed or abandoned call)."""
+        return bool(await self._call(FINISH, request_id, False, 0, 0, 0))
+
+    async def expire(self, limit: int) -> int:
+        """Release reservations whose lease ran out (as the service itself); how many."""
+        return int(await self._call(EXPIRE, limit))
+
+    async def _call(self, statement: str, *args: Any) -> Any:
+        """One of the ledger's functions; a refusal by the database is the caller's Forbidden."""
+        try:
+            return await self._uow.fetchval(statement, *args)
+        except asyncpg.PostgresError as error:
+            translated = translate(error)
+            if translated is None:
+                raise
+            raise translated from None
+
+    async def usage(self, licence_id: int, at: datetime | None = None) -> Usage | None:
+        """The ledger of the period ``at`` (now) falls in, if the licence has used it."""
+        row = await self._uow.fetchrow(USAGE, licence_id, at, self._zone)
+        if row is None:
+            return None
+        return Usage(
+            licence_id=row["licence_id"],
+            period_start=row["period_start"],
+            used_requests=row["used_requests"],
+            used=Cost(row["used_input_tokens"], row["used_output_tokens"], row["used_images"]),
+            reserved_requests=row["reserved_requests"],
+            reserved=Cost(
+                row["reserved_input_tokens"], row["reserved_output_tokens"], row["reserved_images"]
+            ),
+        )
+
+
+def _input_error(error: asyncpg.PostgresError, entity: str) -> BaseException:
+    """A constraint the new row breaks, as the caller's error (the server's words stay here)."""
+    if is_unique_violation(error):
+        return InvalidInput(entity, f"a {entity} with this code or tax id exists")
+    translated: BaseException | None = translate(error)
+    return translated if translated is not None else error

@@ -1,0 +1,410 @@
+"""Licensing: licensees, their licences and the quota ledger that meters their inference.
+
+A licence's quotas are kept exact across any number of gateway processes by the database alone:
+a request reserves its largest possible cost before it is forwarded (one conditional UPDATE of
+the licence's period row, one of its live row), settles its real cost when the answer is in, or
+releases the reservation if the call failed. A reservation is a row with a lease, so one that a
+crashed gateway left behind is given back by ``lighthouse.expire_reservations()``.
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+from migrations.support import app_role, execute_script
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+TABLES = """
+-- A company licensed to use the city's models.
+CREATE TABLE lighthouse.licensee (
+    id          integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    code        text NOT NULL UNIQUE CHECK (code ~ '^[a-z0-9][a-z0-9-]{1,62}$'),
+    company     text NOT NULL CHECK (length(company) BETWEEN 1 AND 200),
+    -- Taiwan's unified business number (統一編號): eight digits.
+    tax_id      text NOT NULL UNIQUE CHECK (tax_id ~ '^[0-9]{8}$'),
+    -- [{"name": …, "email": …, "phone": …}], at most ten.
+    contacts    jsonb NOT NULL DEFAULT '[]'
+                CHECK (jsonb_typeof(contacts) = 'array' AND jsonb_array_length(contacts) <= 10),
+    status      text NOT NULL DEFAULT 'ACTIVE' CHECK (status IN ('ACTIVE', 'SUSPENDED', 'CLOSED')),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    created_by  text NOT NULL
+);
+
+-- What a licensee may do with which models, for what, until when, and how much.
+CREATE TABLE lighthouse.licence (
+    id                   integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    licensee_id          integer NOT NULL REFERENCES lighthouse.licensee (id),
+    code                 text NOT NULL UNIQUE CHECK (code ~ '^[A-Z0-9][A-Z0-9-]{1,62}$'),
+    models               text[] NOT NULL CHECK (cardinality(models) BETWEEN 1 AND 20),
+    -- The application the city approved (e.g. "parking occupancy analytics"); requests carry
+    -- it as their purpose tag.
+    purpose              text NOT NULL CHECK (purpose ~ '^[a-z0-9][a-z0-9-]{1,62}$'),
+    purpose_description  text NOT NULL CHECK (length(purpose_description) BETWEEN 1 AND 500),
+    valid_from           timestamptz NOT NULL,
+    valid_until          timestamptz NOT NULL,
+    -- Quotas per period (a calendar day or month in the city's time zone).
+    quota_period         text NOT NULL CHECK (quota_period IN ('DAY', 'MONTH')),
+    quota_requests       bigint NOT NULL CHECK (quota_requests >= 0),
+    quota_input_tokens   bigint NOT NULL CHECK (quota_input_tokens >= 0),
+    quota_output_tokens  bigint NOT NULL CHECK (quota_output_tokens >= 0),
+    quota_images         bigint NOT NULL CHECK (quota_images >= 0),
+    -- Rate limits per calendar minute, and requests at once.
+    requests_per_minute  integer NOT NULL CHECK (requests_per_minute > 0),
+    tokens_per_minute    integer NOT NULL CHECK (tokens_per_minute > 0),
+    max_concurrent       integer NOT NULL CHECK (max_concurrent > 0),
+    -- Per request.
+    max_tokens           integer NOT NULL CHECK (max_tokens > 0),
+    max_images           integer NOT NULL CHECK (max_images >= 0),
+    max_image_bytes      integer NOT NULL CHECK (max_image_bytes > 0),
+    -- Whether the licensee may run a release of the models on its own GPUs.
+    own_compute          boolean NOT NULL DEFAULT false,
+    suspended_at         timestamptz,
+    suspension_reason    text CHECK (length(suspension_reason) BETWEEN 1 AND 500),
+    revoked_at           timestamptz,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    created_by           text NOT NULL,
+    CHECK (valid_until > valid_from),
+    CHECK ((suspended_at IS NULL) = (suspension_reason IS NULL))
+);
+CREATE INDEX licence_licensee_idx ON lighthouse.licence (licensee_id);
+
+-- A licensee's OAuth clients act for it (and only for it).
+ALTER TABLE lighthouse.oauth_client
+    ADD COLUMN licensee_id integer REFERENCES lighthouse.licensee (id);
+ALTER TABLE lighthouse.oauth_client
+    ADD CONSTRAINT oauth_client_licensee_ck CHECK (kind = 'licensee' OR licensee_id IS NULL);
+
+-- The quota ledger: per licence and period, what was used (settled) and what is reserved by
+-- requests under way. used + reserved never exceeds the licence's quota (reserve_quota).
+CREATE TABLE lighthouse.quota_period (
+    licence_id               integer NOT NULL REFERENCES lighthouse.licence (id),
+    period_start             timestamptz NOT NULL,
+    used_requests            bigint NOT NULL DEFAULT 0 CHECK (used_requests >= 0),
+    used_input_tokens        bigint NOT NULL DEFAULT 0 CHECK (used_input_tokens >= 0),
+    used_output_tokens       bigint NOT NULL DEFAULT 0 CHECK (used_output_tokens >= 0),
+    used_images              bigint NOT NULL DEFAULT 0 CHECK (used_images >= 0),
+    reserved_requests        bigint NOT NULL DEFAULT 0 CHECK (reserved_requests >= 0),
+    reserved_input_tokens    bigint NOT NULL DEFAULT 0 CHECK (reserved_input_tokens >= 0),
+    reserved_output_tokens   bigint NOT NULL DEFAULT 0 CHECK (reserved_output_tokens >= 0),
+    reserved_images          bigint NOT NULL DEFAULT 0 CHECK (reserved_images >= 0),
+    PRIMARY KEY (licence_id, period_start)
+);
+
+-- What a licence has under way now: requests in flight, and this minute's admissions (requests,
+-- and tokens counted at their reserved maximum until settled).
+CREATE TABLE lighthouse.licence_load (
+    licence_id       integer PRIMARY KEY REFERENCES lighthouse.licence (id),
+    in_flight        integer NOT NULL DEFAULT 0 CHECK (in_flight >= 0),
+    minute_start     timestamptz NOT NULL DEFAULT '-infinity',
+    minute_requests  integer NOT NULL DEFAULT 0 CHECK (minute_requests >= 0),
+    minute_tokens    bigint NOT NULL DEFAULT 0 CHECK (minute_tokens >= 0)
+);
+
+-- A request's reservation, until it is settled or released. Its lease lets a reservation that a
+-- crashed gateway left behind be given back.
+CREATE TABLE lighthouse.quota_reservation (
+    request_id      uuid PRIMARY KEY,
+    licence_id      integer NOT NULL REFERENCES lighthouse.licence (id),
+    period_start    timestamptz NOT NULL,
+    minute_start    timestamptz NOT NULL,
+    input_tokens    bigint NOT NULL CHECK (input_tokens >= 0),
+    output_tokens   bigint NOT NULL CHECK (output_tokens >= 0),
+    images          integer NOT NULL CHECK (images >= 0),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    lease_until     timestamptz NOT NULL,
+    FOREIGN KEY (licence_id, period_start) REFERENCES lighthouse.quota_period (licence_id, period_start)
+);
+CREATE INDEX quota_reservation_lease_idx ON lighthouse.quota_reservation (lease_until);
+
+-- One record per metered request, written once (idempotent on the request id), never changed.
+-- A failed inference is recorded with status FAILED and charged nothing.
+CREATE TABLE lighthouse.usage_record (
+    request_id     uuid PRIMARY KEY,
+    licence_id     integer NOT NULL REFERENCES lighthouse.licence (id),
+    licensee_id    integer NOT NULL REFERENCES lighthouse.licensee (id),
+    client_id      text NOT NULL,
+    model          text NOT NULL,
+    purpose        text NOT NULL,
+    status         text NOT NULL CHECK (status IN ('OK', 'FAILED', 'CANCELLED')),
+    input_tokens   bigint NOT NULL CHECK (input_tokens >= 0),
+    output_tokens  bigint NOT NULL CHECK (output_tokens >= 0),
+    images         integer NOT NULL CHECK (images >= 0),
+    streamed       boolean NOT NULL,
+    latency_ms     integer NOT NULL CHECK (latency_ms >= 0),
+    started_at     timestamptz NOT NULL,
+    finished_at    timestamptz NOT NULL DEFAULT now(),
+    CHECK (status = 'OK' OR (input_tokens = 0 AND output_tokens = 0 AND images = 0))
+);
+CREATE INDEX usage_record_licensee_idx ON lighthouse.usage_record (licensee_id, finished_at);
+CREATE INDEX usage_record_licence_idx ON lighthouse.usage_record (licence_id, finished_at);
+"""
+
+# The identity's licensee, and the ledger's operations. The ledger's functions run as their
+# owner (SECURITY DEFINER) after checking that the caller acts for the licence's licensee with
+# inference:invoke: the counters are the city's, not the caller's to write directly.
+FUNCTIONS = """
+CREATE FUNCTION lighthouse.current_licensee() RETURNS integer
+LANGUAGE sql STABLE AS $$
+    SELECT nullif(current_setting('lighthouse.licensee_id', true), '')::integer
+$$;
+
+CREATE FUNCTION lighthouse.acts_for_licence(wanted integer) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, lighthouse AS $$
+    SELECT lighthouse.current_kind() = 'licensee'
+       AND lighthouse.has_scope('inference:invoke')
+       AND EXISTS (SELECT 1 FROM lighthouse.licence l
+                   WHERE l.id = wanted AND l.licensee_id = lighthouse.current_licensee())
+$$;
+
+-- The start of the quota period (a calendar day or month in the city's time zone) and of the
+-- rate limits' minute that ``at`` falls in. The database's clock decides, so every gateway
+-- process agrees.
+CREATE FUNCTION lighthouse.quota_period_start(period text, at timestamptz, zone text)
+RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    SELECT date_trunc(lower(period), at AT TIME ZONE zone) AT TIME ZONE zone
+$$;
+
+-- Reserve a request's largest possible cost. Returns NULL when admitted, else what refused it:
+-- the licence's state ('NOT_YET_VALID', 'EXPIRED', 'SUSPENDED', 'REVOKED', 'LICENSEE_INACTIVE'),
+-- the period's quota ('REQUESTS', 'INPUT_TOKENS', 'OUTPUT_TOKENS', 'IMAGES'), this minute's
+-- rate ('RATE_REQUESTS', 'RATE_TOKENS') or the requests at once ('CONCURRENCY'). No counter
+-- changes when refused.
+CREATE FUNCTION lighthouse.reserve_quota(
+    for_request uuid, for_licence integer, want_input bigint, want_output bigint, want_images integer,
+    lease interval, zone text
+) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, lighthouse AS $$
+DECLARE
+    terms lighthouse.licence;
+    period lighthouse.quota_period;
+    load lighthouse.licence_load;
+    at_period timestamptz;
+    at_minute timestamptz := date_trunc('minute', now());
+    tokens bigint := want_input + want_output;
+BEGIN
+    IF NOT lighthouse.acts_for_licence(for_licence) THEN
+        RAISE EXCEPTION 'not acting for licence %', for_licence USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF want_input < 0 OR want_output < 0 OR want_images < 0 THEN
+        RAISE EXCEPTION 'a negative reservation' USING ERRCODE = 'check_violation';
+    END IF;
+    SELECT * INTO STRICT terms FROM lighthouse.licence WHERE id = for_licence;
+    IF terms.revoked_at IS NOT NULL THEN
+        RETURN 'REVOKED';
+    ELSIF terms.suspended_at IS NOT NULL THEN
+        RETURN 'SUSPENDED';
+    ELSIF now() < terms.valid_from THEN
+        RETURN 'NOT_YET_VALID';
+    ELSIF now() >= terms.valid_until THEN
+        RETURN 'EXPIRED';
+    ELSIF (SELECT status FROM lighthouse.licensee WHERE id = terms.licensee_id) <> 'ACTIVE' THEN
+        RETURN 'LICENSEE_INACTIVE';
+    END IF;
+    at_period := lighthouse.quota_period_start(terms.quota_period, now(), zone);
+    INSERT INTO lighthouse.quota_period (licence_id, period_start) VALUES (for_licence, at_period)
+        ON CONFLICT DO NOTHING;
+    INSERT INTO lighthouse.licence_load (licence_id) VALUES (for_licence) ON CONFLICT DO NOTHING;
+    -- Rows locked in one order (period, then load) by every admission and release: no deadlocks.
+    SELECT * INTO STRICT period FROM lighthouse.quota_period
+        WHERE licence_id = for_licence AND period_start = at_period FOR UPDATE;
+    IF period.used_requests + period.reserved_requests + 1 > terms.quota_requests THEN
+        RETURN 'REQUESTS';
+    ELSIF period.used_input_tokens + period.reserved_input_tokens + want_input > terms.quota_input_tokens THEN
+        RETURN 'INPUT_TOKENS';
+    ELSIF period.used_output_tokens + period.reserved_output_tokens + want_output > terms.quota_output_tokens THEN
+        RETURN 'OUTPUT_TOKENS';
+    ELSIF period.used_images + period.reserved_images + want_images > terms.quota_images THEN
+        RETURN 'IMAGES';
+    END IF;
+    SELECT * INTO STRICT load FROM lighthouse.licence_load WHERE licence_id = for_licence FOR UPDATE;
+    IF load.minute_start <> at_minute THEN
+        load.minute_requests := 0;
+        load.minute_tokens := 0;
+    END IF;
+    IF load.minute_requests + 1 > terms.requests_per_minute THEN
+        RETURN 'RATE_REQUESTS';
+    ELSIF load.minute_tokens + tokens > terms.tokens_per_minute THEN
+        RETURN 'RATE_TOKENS';
+    ELSIF load.in_flight + 1 > terms.max_concurrent THEN
+        RETURN 'CONCURRENCY';
+    END IF;
+    UPDATE lighthouse.quota_period SET
+        reserved_requests = reserved_requests + 1,
+        reserved_input_tokens = reserved_input_tokens + want_input,
+        reserved_output_tokens = reserved_output_tokens + want_output,
+        reserved_images = reserved_images + want_images
+    WHERE licence_id = for_licence AND period_start = at_period;
+    UPDATE lighthouse.licence_load SET
+        in_flight = in_flight + 1,
+        minute_start = at_minute,
+        minute_requests = load.minute_requests + 1,
+        minute_tokens = load.minute_tokens + tokens
+    WHERE licence_id = for_licence;
+    INSERT INTO lighthouse.quota_reservation
+        (request_id, licence_id, period_start, minute_start, input_tokens, output_tokens, images,
+         lease_until)
+    VALUES (for_request, for_licence, at_period, at_minute, want_input, want_output, want_images,
+            now() + lease);
+    RETURN NULL;
+END
+$$;
+
+-- End a reservation: settled (``succeeded``: the for_request and its real use, at most what was
+-- reserved, are charged) or released (nothing is charged). Returns false if there was no such
+-- reservation (finished before, or expired): nothing changes then. Tokens reserved and not used
+-- go back to this minute's budget too, while it is the same minute.
+CREATE FUNCTION lighthouse.finish_reservation(
+    for_request uuid, succeeded boolean, spent_input bigint, spent_output bigint, spent_images integer
+) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, lighthouse AS $$
+DECLARE
+    held lighthouse.quota_reservation;
+    charged integer := CASE WHEN succeeded THEN 1 ELSE 0 END;
+BEGIN
+    IF NOT succeeded THEN
+        spent_input := 0;
+        spent_output := 0;
+        spent_images := 0;
+    ELSIF spent_input < 0 OR spent_output < 0 OR spent_images < 0 THEN
+        RAISE EXCEPTION 'a negative use' USING ERRCODE = 'check_violation';
+    END IF;
+    SELECT * INTO held FROM lighthouse.quota_reservation WHERE request_id = for_request;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF NOT lighthouse.acts_for_licence(held.licence_id) AND lighthouse.current_kind() <> 'system' THEN
+        RAISE EXCEPTION 'not acting for licence %', held.licence_id USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- Same lock order as reserve_quota: period, load (the reservation row last).
+    PERFORM 1 FROM lighthouse.quota_period
+        WHERE licence_id = held.licence_id AND period_start = held.period_start FOR UPDATE;
+    PERFORM 1 FROM lighthouse.licence_load WHERE licence_id = held.licence_id FOR UPDATE;
+    DELETE FROM lighthouse.quota_reservation WHERE request_id = for_request;
+    IF NOT FOUND THEN
+        RETURN false;  -- finished by someone else while we waited for the locks
+    END IF;
+    UPDATE lighthouse.quota_period SET
+        reserved_requests = reserved_requests - 1,
+        reserved_input_tokens = reserved_input_tokens - held.input_tokens,
+        reserved_output_tokens = reserved_output_tokens - held.output_tokens,
+        reserved_images = reserved_images - held.images,
+        used_requests = used_requests + charged,
+        used_input_tokens = used_input_tokens + least(spent_input, held.input_tokens),
+        used_output_tokens = used_output_tokens + least(spent_output, held.output_tokens),
+        used_images = used_images + least(spent_images, held.images)
+    WHERE licence_id = held.licence_id AND period_start = held.period_start;
+    UPDATE lighthouse.licence_load SET
+        in_flight = in_flight - 1,
+        minute_tokens = CASE WHEN minute_start = held.minute_start
+            THEN greatest(0, minute_tokens - (held.input_tokens + held.output_tokens)
+                             + least(spent_input, held.input_tokens)
+                             + least(spent_output, held.output_tokens))
+            ELSE minute_tokens END
+    WHERE licence_id = held.licence_id;
+    RETURN true;
+END
+$$;
+
+-- Reservations whose lease ran out (their gateway died with them): released, charging nothing.
+-- Returns how many.
+CREATE FUNCTION lighthouse.expire_reservations(up_to integer) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, lighthouse AS $$
+DECLARE
+    expired uuid;
+    released integer := 0;
+BEGIN
+    IF lighthouse.current_kind() <> 'system' THEN
+        RAISE EXCEPTION 'only the service releases expired reservations'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    FOR expired IN
+        SELECT request_id FROM lighthouse.quota_reservation
+        WHERE lease_until < now() ORDER BY lease_until LIMIT up_to
+    LOOP
+        IF lighthouse.finish_reservation(expired, false, 0, 0, 0) THEN
+            released := released + 1;
+        END IF;
+    END LOOP;
+    RETURN released;
+END
+$$;
+"""
+
+POLICIES = """
+-- Licensees and licences: the city's licensing administrators see and manage all; a licensee
+-- sees itself and its own licences; nobody else sees any.
+ALTER TABLE lighthouse.licensee ENABLE ROW LEVEL SECURITY;
+ALTER TABLE lighthouse.licensee FORCE ROW LEVEL SECURITY;
+CREATE POLICY licensee_read ON lighthouse.licensee FOR SELECT USING (
+    (lighthouse.current_kind() = 'staff' AND lighthouse.has_scope('licensing:admin'))
+    OR (lighthouse.current_kind() = 'licensee' AND id = lighthouse.current_licensee())
+);
+CREATE POLICY licensee_admin ON lighthouse.licensee FOR ALL
+    USING (lighthouse.current_kind() = 'staff' AND lighthouse.has_scope('licensing:admin'))
+    WITH CHECK (lighthouse.current_kind() = 'staff' AND lighthouse.has_scope('licensing:admin'));
+
+ALTER TABLE lighthouse.licence ENABLE ROW LEVEL SECURITY;
+ALTER TABLE lighthouse.licence FORCE ROW LEVEL SECURITY;
+CREATE POLICY licence_read ON lighthouse.licence FOR SELECT USING (
+    (lighthouse.current_kind() = 'staff' AND lighthouse.has_scope('licensing:admin'))
+    OR (lighthouse.current_kind() = 'licensee' AND licensee_id = lighthouse.current_licensee())
+);
+CREATE POLICY licence_admin ON lighthouse.licence FOR ALL
+    USING (lighthouse.current_kind() = 'staff' AND lighthouse.has_scope('licensing:admin'))
+    WITH CHECK (lighthouse.current_kind() = 'staff' AND lighthouse.has_scope('licensing:admin'));
+
+-- The ledger is read by the licensee it belongs to and by the city's administrators and
+-- auditors (usage:read); it is written only through the functions above.
+ALTER TABLE lighthouse.quota_period ENABLE ROW LEVEL SECURITY;
+ALTER TABLE lighthouse.quota_period FORCE ROW LEVEL SECURITY;
+CREATE POLICY quota_period_read ON lighthouse.quota_period FOR SELECT USING (
+    (lighthouse.current_kind() IN ('staff', 'auditor')
+        AND (lighthouse.has_scope('licensing:admin') OR lighthouse.has_scope('usage:read')))
+    OR (lighthouse.current_kind() = 'licensee' AND EXISTS (
+        SELECT 1 FROM lighthouse.licence l
+        WHERE l.id = licence_id AND l.licensee_id = lighthouse.current_licensee()))
+);
+ALTER TABLE lighthouse.licence_load ENABLE ROW LEVEL SECURITY;
+ALTER TABLE lighthouse.licence_load FORCE ROW LEVEL SECURITY;
+ALTER TABLE lighthouse.quota_reservation ENABLE ROW LEVEL SECURITY;
+ALTER TABLE lighthouse.quota_reservation FORCE ROW LEVEL SECURITY;
+
+ALTER TABLE lighthouse.usage_record ENABLE ROW LEVEL SECURITY;
+ALTER TABLE lighthouse.usage_record FORCE ROW LEVEL SECURITY;
+CREATE POLICY usage_record_read ON lighthouse.usage_record FOR SELECT USING (
+    (lighthouse.current_kind() IN ('staff', 'auditor')
+        AND (lighthouse.has_scope('licensing:admin') OR lighthouse.has_scope('usage:read')))
+    OR (lighthouse.current_kind() = 'licensee' AND licensee_id = lighthouse.current_licensee())
+);
+CREATE POLICY usage_record_create ON lighthouse.usage_record FOR INSERT WITH CHECK (
+    lighthouse.acts_for_licence(licence_id) AND licensee_id = lighthouse.current_licensee()
+);
+"""
+
+GRANTS = """
+GRANT SELECT, INSERT, UPDATE ON lighthouse.licensee, lighthouse.licence TO {role};
+GRANT SELECT ON lighthouse.quota_period TO {role};
+GRANT SELECT, INSERT ON lighthouse.usage_record TO {role};
+REVOKE ALL ON FUNCTION lighthouse.acts_for_licence, lighthouse.reserve_quota,
+    lighthouse.finish_reservation, lighthouse.expire_reservations FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lighthouse.acts_for_licence, lighthouse.reserve_quota,
+    lighthouse.finish_reservation, lighthouse.expire_reservations TO {role};
+"""
+
+
+def upgrade() -> None:
+    execute_script(TABLES)
+    execute_script(FUNCTIONS)
+    execute_script(POLICIES)
+    execute_script(GRANTS.format(role=app_role()))
+
+
+def downgrade() -> None:
+    raise RuntimeError("0006 cannot be downgraded: the usage records are the city's bill")

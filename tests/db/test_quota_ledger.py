@@ -1,0 +1,421 @@
+"""The quota ledger on its own: exact under concurrency across gateway processes, settled or
+released once, and written only for the licensee a caller acts for.
+
+Two connection pools as the application role stand for two gateway processes; every
+reservation is its own short transaction under a licensee's identity, as the metered path runs
+them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from api.auth.principal import Principal, PrincipalKind
+from api.db.pool import create_pool
+from api.db.unit_of_work import UnitOfWork
+from api.domain.errors import Forbidden, InvalidInput
+from api.domain.licensing import Cost, Licence, QuotaPeriod, Refusal
+from api.repositories.licensing import Contact, LicensingRepository, NewLicence, QuotaLedger
+from api.settings import DatabaseSettings, Settings
+from tests.support import DatabaseUnderTest
+
+pytestmark = pytest.mark.db
+
+T = TypeVar("T")
+ZONE = "Asia/Taipei"
+LEASE = timedelta(minutes=5)
+ADMIN = Principal(
+    subject="licensing-officer",
+    kind=PrincipalKind.STAFF,
+    bureau_id=None,
+    scopes=frozenset({"licensing:admin"}),
+)
+SYSTEM = Principal.system("quota-sweeper")
+_numbers = itertools.count(1)
+
+
+def licensee_principal(licensee_id: int, *scopes: str) -> Principal:
+    return Principal(
+        subject=f"client-of-{licensee_id}",
+        kind=PrincipalKind.LICENSEE,
+        scopes=frozenset(scopes or ("inference:invoke", "usage:read")),
+        client_id=f"client-of-{licensee_id}",
+        licensee_id=licensee_id,
+    )
+
+
+async def run(
+    pool: asyncpg.Pool, principal: Principal, step: Callable[[UnitOfWork], Awaitable[T]]
+) -> T:
+    """One short transaction under ``principal``'s identity, committed if ``step`` returns."""
+    async with UnitOfWork(pool, principal.database_settings()) as uow:
+        return await step(uow)
+
+
+@pytest_asyncio.fixture
+async def pools(database: DatabaseUnderTest) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool]]:
+    """Two gateway processes' pools (the application role)."""
+    settings = Settings(
+        database=DatabaseSettings(url=database.app_url, pool_min_size=1, pool_max_size=10)
+    )
+    first = await create_pool(database.app_url, settings)
+    second = await create_pool(database.app_url, settings)
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+async def new_licence(pool: asyncpg.Pool, **terms: object) -> Licence:
+    """A licensee of its own with one licence: generous terms, but for ``terms``."""
+    number = next(_numbers) + int(uuid.uuid4().int % 10**6) * 100
+
+    async def create(uow: UnitOfWork) -> Licence:
+        repository = LicensingRepository(uow)
+        licensee = await repository.create_licensee(
+            f"company-{number}",
+            f"Company {number}",
+            f"{number % 10**8:08d}",
+            [Contact("Developer", "dev@example.com")],
+            ADMIN.subject,
+        )
+        now = datetime.now(UTC)
+        values: dict[str, object] = {
+            "licensee_id": licensee.id,
+            "code": f"LIC-{number}",
+            "models": ["lighthouse-tiny-vlm"],
+            "purpose": "parking-occupancy",
+            "purpose_description": "parking occupancy analytics",
+            "valid_from": now - timedelta(days=1),
+            "valid_until": now + timedelta(days=30),
+            "quota_period": QuotaPeriod.MONTH,
+            "quota_requests": 10_000,
+            "quota_input_tokens": 10**9,
+            "quota_output_tokens": 10**9,
+            "quota_images": 10_000,
+            "requests_per_minute": 10_000,
+            "tokens_per_minute": 10**9,
+            "max_concurrent": 10_000,
+            "max_tokens": 512,
+            "max_images": 1,
+            "max_image_bytes": 1 << 20,
+        }
+        values.update(terms)
+        return await repository.create_licence(NewLicence(**values), ADMIN.subject)  # type: ignore[arg-type]
+
+    return await run(pool, ADMIN, create)
+
+
+async def reserve(
+    pool: asyncpg.Pool, licence: Licence, cost: Cost
+) -> tuple[uuid.UUID, Refusal | None]:
+    request = uuid.uuid4()
+    refusal = await run(
+        pool,
+        licensee_principal(licence.licensee_id),
+        lambda uow: QuotaLedger(uow, ZONE).reserve(request, licence.id, cost, LEASE),
+    )
+    return request, refusal
+
+
+async def reserve_all(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool], licence: Licence, cost: Cost, count: int
+) -> list[tuple[uuid.UUID, Refusal | None]]:
+    """``count`` reservations at once, alternating between the two processes."""
+    return await asyncio.gather(*(reserve(pools[n % 2], licence, cost) for n in range(count)))
+
+
+async def finish(
+    pool: asyncpg.Pool, licence: Licence, request: uuid.UUID, used: Cost | None
+) -> bool:
+    def step(uow: UnitOfWork) -> Awaitable[bool]:
+        ledger = QuotaLedger(uow, ZONE)
+        return ledger.release(request) if used is None else ledger.settle(request, used)
+
+    return await run(pool, licensee_principal(licence.licensee_id), step)
+
+
+async def ledger_row(pool: asyncpg.Pool, licence: Licence) -> tuple[int, Cost, int, Cost]:
+    usage = await run(
+        pool,
+        licensee_principal(licence.licensee_id),
+        lambda uow: QuotaLedger(uow, ZONE).usage(licence.id),
+    )
+    assert usage is not None
+    return usage.used_requests, usage.used, usage.reserved_requests, usage.reserved
+
+
+async def away_from_a_minute_boundary() -> None:
+    """Per-minute limits count calendar minutes: start a test that needs one minute early in it."""
+    if datetime.now(UTC).second >= 50:
+        await asyncio.sleep(61 - datetime.now(UTC).second)
+
+
+async def test_200_at_once_over_two_processes_admit_exactly_the_quota(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    licence = await new_licence(pools[0], quota_requests=50)
+    cost = Cost(input_tokens=40, output_tokens=100, images=1)
+    outcomes = await reserve_all(pools, licence, cost, 200)
+    admitted = [request for request, refusal in outcomes if refusal is None]
+    assert len(admitted) == 50
+    assert {refusal for _, refusal in outcomes if refusal is not None} == {Refusal.REQUESTS}
+    assert await ledger_row(pools[1], licence) == (0, Cost(), 50, Cost(2000, 5000, 50))
+
+    # 30 settle with their real use (less than reserved), 20 fail: only the 30 are charged.
+    used = Cost(input_tokens=35, output_tokens=60, images=1)
+    settled = await asyncio.gather(
+        *(finish(pools[n % 2], licence, r, used) for n, r in enumerate(admitted[:30]))
+    )
+    released = await asyncio.gather(
+        *(finish(pools[n % 2], licence, r, None) for n, r in enumerate(admitted[30:]))
+    )
+    assert all(settled) and all(released)
+    assert await ledger_row(pools[0], licence) == (30, Cost(1050, 1800, 30), 0, Cost())
+
+    # What the 20 failures gave back is there to use, and no more.
+    again = await reserve_all(pools, licence, cost, 60)
+    assert sum(refusal is None for _, refusal in again) == 20
+
+
+async def test_a_token_rate_admits_exactly_what_fits_in_the_minute(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    licence = await new_licence(pools[0], tokens_per_minute=1000)
+    await away_from_a_minute_boundary()
+    outcomes = await reserve_all(pools, licence, Cost(input_tokens=10, output_tokens=20), 200)
+    assert sum(refusal is None for _, refusal in outcomes) == 33  # 33 × 30 ≤ 1000 < 34 × 30
+    assert {refusal for _, refusal in outcomes if refusal is not None} == {Refusal.RATE_TOKENS}
+
+
+async def test_a_request_rate_admits_exactly_its_number_in_the_minute(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    licence = await new_licence(pools[0], requests_per_minute=12)
+    await away_from_a_minute_boundary()
+    outcomes = await reserve_all(pools, licence, Cost(output_tokens=1), 100)
+    assert sum(refusal is None for _, refusal in outcomes) == 12
+    # Finishing does not give a request back to the minute: it was made.
+    first = next(request for request, refusal in outcomes if refusal is None)
+    assert await finish(pools[0], licence, first, None)
+    _, refusal = await reserve(pools[1], licence, Cost(output_tokens=1))
+    assert refusal is Refusal.RATE_REQUESTS
+
+
+async def test_the_concurrency_cap_holds_and_frees_a_place_as_a_request_finishes(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    licence = await new_licence(pools[0], max_concurrent=7)
+    outcomes = await reserve_all(pools, licence, Cost(output_tokens=5), 200)
+    admitted = [request for request, refusal in outcomes if refusal is None]
+    assert len(admitted) == 7
+    assert {refusal for _, refusal in outcomes if refusal is not None} == {Refusal.CONCURRENCY}
+    assert await finish(pools[1], licence, admitted[0], Cost(output_tokens=3))
+    later = await reserve_all(pools, licence, Cost(output_tokens=5), 20)
+    assert sum(refusal is None for _, refusal in later) == 1
+
+
+async def test_a_reservation_finishes_once_and_never_charges_more_than_it_held(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    licence = await new_licence(pools[0])
+    request, refusal = await reserve(
+        pools[0], licence, Cost(input_tokens=100, output_tokens=50, images=1)
+    )
+    assert refusal is None
+    # The serving tier reported more than the request could use: the bill stops at the hold.
+    assert await finish(
+        pools[1], licence, request, Cost(input_tokens=120, output_tokens=50, images=2)
+    )
+    assert not await finish(pools[0], licence, request, Cost(input_tokens=1))
+    assert not await finish(pools[0], licence, request, None)
+    assert await ledger_row(pools[0], licence) == (1, Cost(100, 50, 1), 0, Cost())
+    # Settling and releasing the same reservation at once: exactly one of them happens.
+    request, _ = await reserve(pools[0], licence, Cost(input_tokens=10, output_tokens=10))
+    results = await asyncio.gather(
+        finish(pools[0], licence, request, Cost(input_tokens=10, output_tokens=10)),
+        finish(pools[1], licence, request, None),
+    )
+    assert sorted(results) == [False, True]
+    used_requests, used, reserved_requests, _ = await ledger_row(pools[0], licence)
+    assert reserved_requests == 0
+    assert (used_requests, used) in ((2, Cost(110, 60, 1)), (1, Cost(100, 50, 1)))
+
+
+@pytest.mark.parametrize(
+    ("terms", "refusal"),
+    [
+        (
+            {
+                "valid_from": datetime.now(UTC) + timedelta(days=1),
+                "valid_until": datetime.now(UTC) + timedelta(days=2),
+            },
+            Refusal.NOT_YET_VALID,
+        ),
+        (
+            {
+                "valid_from": datetime.now(UTC) - timedelta(days=2),
+                "valid_until": datetime.now(UTC) - timedelta(days=1),
+            },
+            Refusal.EXPIRED,
+        ),
+        ({"quota_images": 0}, Refusal.IMAGES),
+        ({"quota_input_tokens": 99}, Refusal.INPUT_TOKENS),
+        ({"quota_output_tokens": 99}, Refusal.OUTPUT_TOKENS),
+    ],
+)
+async def test_what_the_licence_does_not_allow_is_refused_and_nothing_is_held(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool], terms: dict[str, object], refusal: Refusal
+) -> None:
+    licence = await new_licence(pools[0], **terms)
+    _, refused = await reserve(
+        pools[0], licence, Cost(input_tokens=100, output_tokens=100, images=1)
+    )
+    assert refused is refusal
+    usage = await run(pools[0], ADMIN, lambda uow: QuotaLedger(uow, ZONE).usage(licence.id))
+    assert usage is None or (usage.reserved_requests, usage.reserved) == (0, Cost())
+
+
+async def test_suspended_and_revoked_licences_and_inactive_licensees_are_refused(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool], database: DatabaseUnderTest
+) -> None:
+    suspended = await new_licence(pools[0])
+    assert (
+        await run(
+            pools[0],
+            ADMIN,
+            lambda uow: LicensingRepository(uow).suspend(suspended.id, "unpaid invoice"),
+        )
+        is not None
+    )
+    assert (await reserve(pools[0], suspended, Cost(output_tokens=1)))[1] is Refusal.SUSPENDED
+    resumed = await run(pools[0], ADMIN, lambda uow: LicensingRepository(uow).resume(suspended.id))
+    assert resumed is not None and resumed.suspended_at is None
+    assert (await reserve(pools[0], suspended, Cost(output_tokens=1)))[1] is None
+
+    revoked = await new_licence(pools[0])
+    await run(pools[0], ADMIN, lambda uow: LicensingRepository(uow).revoke(revoked.id))
+    assert (await reserve(pools[0], revoked, Cost(output_tokens=1)))[1] is Refusal.REVOKED
+
+    closed = await new_licence(pools[0])
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        await owner.execute(
+            "UPDATE lighthouse.licensee SET status = 'CLOSED' WHERE id = $1", closed.licensee_id
+        )
+    finally:
+        await owner.close()
+    assert (await reserve(pools[0], closed, Cost(output_tokens=1)))[1] is Refusal.LICENSEE_INACTIVE
+
+
+async def test_a_reservation_whose_gateway_died_is_given_back_when_its_lease_runs_out(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    licence = await new_licence(pools[0], max_concurrent=1)
+    request = uuid.uuid4()
+    principal = licensee_principal(licence.licensee_id)
+    short = timedelta(milliseconds=1)
+    assert (
+        await run(
+            pools[0],
+            principal,
+            lambda uow: QuotaLedger(uow, ZONE).reserve(
+                request, licence.id, Cost(output_tokens=9), short
+            ),
+        )
+        is None
+    )
+    assert (await reserve(pools[1], licence, Cost(output_tokens=1)))[1] is Refusal.CONCURRENCY
+    await asyncio.sleep(0.05)
+    # Only the service sweeps: a licensee cannot release others' reservations this way.
+    with pytest.raises(Forbidden):
+        await run(pools[0], principal, lambda uow: QuotaLedger(uow, ZONE).expire(100))
+    assert await run(pools[0], SYSTEM, lambda uow: QuotaLedger(uow, ZONE).expire(100)) >= 1
+    assert await ledger_row(pools[0], licence) == (0, Cost(), 0, Cost())
+    assert not await finish(
+        pools[0], licence, request, Cost(output_tokens=9)
+    )  # too late: not charged
+    assert (await reserve(pools[1], licence, Cost(output_tokens=1)))[1] is None
+
+
+async def test_a_licensee_reserves_and_reads_only_for_itself(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    mine, theirs = await new_licence(pools[0]), await new_licence(pools[0])
+    me = licensee_principal(mine.licensee_id)
+    with pytest.raises(Forbidden):
+        await run(
+            pools[0],
+            me,
+            lambda uow: QuotaLedger(uow, ZONE).reserve(uuid.uuid4(), theirs.id, Cost(), LEASE),
+        )
+    # Without inference:invoke a licensee's token cannot spend its own quota either.
+    reader = licensee_principal(mine.licensee_id, "usage:read")
+    with pytest.raises(Forbidden):
+        await run(
+            pools[0],
+            reader,
+            lambda uow: QuotaLedger(uow, ZONE).reserve(uuid.uuid4(), mine.id, Cost(), LEASE),
+        )
+    await reserve(pools[0], theirs, Cost(output_tokens=1))
+
+    seen = await run(
+        pools[0], me, lambda uow: LicensingRepository(uow).licences([mine.id, theirs.id])
+    )
+    assert list(seen) == [mine.id]
+    assert await run(pools[0], me, lambda uow: QuotaLedger(uow, ZONE).usage(theirs.id)) is None
+    licensees = await run(
+        pools[0],
+        me,
+        lambda uow: LicensingRepository(uow).licensees([mine.licensee_id, theirs.licensee_id]),
+    )
+    assert list(licensees) == [mine.licensee_id]
+
+
+async def test_only_licensing_administrators_manage_licensees_and_licences(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    licence = await new_licence(pools[0])
+    bureau_staff = Principal(
+        subject="pwb-supervisor", kind=PrincipalKind.STAFF, bureau_id=1,
+        scopes=frozenset({"incidents:read", "incidents:write", "pii:read"}),
+    )  # fmt: skip
+    licensee = licensee_principal(licence.licensee_id, "inference:invoke", "licensing:admin")
+    for caller in (bureau_staff, licensee):
+        assert (
+            await run(
+                pools[0], caller, lambda uow: LicensingRepository(uow).suspend(licence.id, "x")
+            )
+            is None
+        )
+        with pytest.raises(Forbidden):
+            await run(
+                pools[0], caller,
+                lambda uow: LicensingRepository(uow).create_licensee("rogue-co", "Rogue", "12345678", [], "x"),
+            )  # fmt: skip
+    assert (
+        await run(
+            pools[0], bureau_staff, lambda uow: LicensingRepository(uow).licences([licence.id])
+        )
+        == {}
+    )
+
+
+async def test_a_licence_that_breaks_its_rules_is_a_typed_error(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    licence = await new_licence(pools[0])
+    with pytest.raises(InvalidInput):
+        await new_licence(pools[0], valid_until=licence.valid_from - timedelta(days=1))
+    with pytest.raises(InvalidInput):
+        await new_licence(pools[0], code=licence.code)
+    with pytest.raises(InvalidInput):
+        await new_licence(pools[0], quota_requests=-1)
