@@ -22,6 +22,7 @@ from api.access.scope import AccessGate
 from api.auth.authenticate import Authenticator
 from api.auth.issuers import IssuerRegistry
 from api.auth.keys import KeyRing
+from api.auth.principal import Principal
 from api.auth.server import AuthorizationServer
 from api.auth.tokens import TokenVerifier
 from api.db import migrations
@@ -47,10 +48,12 @@ from api.inference.client import ServingClient
 from api.metrics import Metrics
 from api.policy.engine import PolicyEngine, PolicySetInvalid
 from api.repositories.audit import AuditRepository
+from api.repositories.licensing import QuotaLedger
 from api.repositories.oauth import OAuthRepository
 from api.repositories.system import SystemRepository
-from api.resources import Resources, VisionResources
+from api.resources import MeteringResources, Resources, VisionResources
 from api.services.audit_chain import AuditAnchors, anchored
+from api.services.metering.meter import Meter
 from api.services.vision.analysis import VisionModel
 from api.settings import Settings
 from api.vision.store import FrameStore
@@ -152,6 +155,11 @@ async def _serving(
             ),
             authorization_server=AuthorizationServer(settings, keys, oauth, gate, refusals),
             vision=await stack.enter_async_context(_vision(settings)),
+            metering=MeteringResources(Meter(settings.metering, settings.city.timezone), set()),
+        )
+        stack.push_async_callback(_finish_settlements, resources.metering.finishing)
+        stack.enter_context(
+            _background(_sweep_reservations(database, settings.metering.sweep_seconds))
         )
         stack.enter_context(_background(_refresh_keys(keys, oauth)))
         anchors = AuditAnchors(AuditRepository(pool), oauth, keys, settings.issuer)
@@ -242,19 +250,51 @@ def create_app(
             Middleware(
                 BodyLimitMiddleware,
                 max_bytes=settings.http.max_body_bytes,
-                larger=partial(_upload_limit, settings.vision.max_frame_bytes + UPLOAD_OVERHEAD),
+                larger=partial(
+                    _upload_limit,
+                    settings.vision.max_frame_bytes + UPLOAD_OVERHEAD,
+                    settings.metering.max_request_bytes,
+                ),
             ),
         ],
         lifespan=lifespan,
     )
 
 
-def _upload_limit(limit: int, scope: Scope) -> int | None:
-    """Frame uploads (REST, or a GraphQL multipart request) may be as large as a frame."""
+def _upload_limit(frames: int, inference: int, scope: Scope) -> int | None:
+    """Frame uploads (REST, or a GraphQL multipart request) may be as large as a frame, and a
+    metered chat request as large as its images."""
     path, method = scope.get("path"), scope.get("method")
-    if method == "POST" and (path == "/frames" or (path == "/graphql" and is_upload(scope))):
-        return limit
+    if method != "POST":
+        return None
+    if path == "/frames" or (path == "/graphql" and is_upload(scope)):
+        return frames
+    if path == "/v1/chat/completions":
+        return inference
     return None
+
+
+async def _sweep_reservations(database: Database, every: float) -> None:
+    """Give back quota reservations whose gateway died before finishing them (their lease ran
+    out). Every gateway sweeps; the ledger's locks make it safe to do so at once."""
+    sweeper = Principal.system("quota-sweeper")
+    while True:
+        await asyncio.sleep(every)
+        try:
+            async with database.unit_of_work(
+                sweeper.database_settings(), lambda: "quota-sweep"
+            ) as uow:
+                released = await QuotaLedger(uow, "UTC").expire(500)
+            if released:
+                log.warning("metering.reservations_expired", released=released)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            log.warning("metering.sweep_failed", error=str(error))
+
+
+async def _finish_settlements(finishing: set[asyncio.Task[None]]) -> None:
+    """Let settlements under way finish before the pool closes (bounded by the lease anyway)."""
+    if finishing:
+        await asyncio.wait(set(finishing), timeout=10)
 
 
 async def _refresh_keys(keys: KeyRing, oauth: OAuthRepository) -> None:

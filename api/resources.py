@@ -22,6 +22,7 @@ from api.http.sockets import SocketBudget
 from api.inference.client import ServingClient
 from api.metrics import Metrics
 from api.policy.engine import PolicyEngine
+from api.services.metering.meter import Meter
 from api.services.vision.analysis import VisionModel
 from api.settings import Settings
 from api.vision.store import FrameStore
@@ -38,6 +39,15 @@ class VisionResources:
     model: VisionModel
     # analyzeImage calls waiting on the serving tier at once; more are refused, not queued.
     analyses: asyncio.Semaphore
+
+
+@dataclass(frozen=True, slots=True)
+class MeteringResources:
+    """Metered inference for licensees (``/v1``)."""
+
+    meter: Meter
+    # Settlements of streams whose client left: they finish even though the request is gone.
+    finishing: set[asyncio.Task[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +69,7 @@ class Resources:
     sockets: SocketBudget
     authorization_server: AuthorizationServer
     vision: VisionResources
+    metering: MeteringResources
 
 
 def resources_of(connection: HTTPConnection) -> Resources:

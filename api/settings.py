@@ -377,6 +377,36 @@ class VisionSettings(SettingsGroup):
         return self.thresholds.get(category, self.threshold)
 
 
+class MeteringSettings(SettingsGroup):
+    """Metered inference for licensees (``/v1``): how a request's largest cost is bounded before
+    it is forwarded, and how long a reservation may live."""
+
+    model_config = SettingsConfigDict(env_prefix="LIGHTHOUSE_METERING_")
+
+    max_request_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = Field(
+        default=24 * 1024 * 1024,
+        description="The largest /v1 request body (images travel in it, base64-encoded).",
+    )
+    image_tokens: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=1_600,
+        description="Input tokens an image may cost at most (the model's largest image, in "
+        "patches): reserved per image, settled at what the model reports.",
+    )
+    message_tokens: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        default=16,
+        description="Input tokens the chat template may add per message, reserved on top of "
+        "the text's bytes (a byte-level tokenizer never makes more tokens than bytes).",
+    )
+    lease_seconds: Annotated[int, Field(ge=10, le=86_400)] = Field(
+        default=900,
+        description="A reservation left by a gateway that died is given back after this long "
+        "(longer than any request may take).",
+    )
+    sweep_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=30.0, description="How often each gateway gives back expired reservations."
+    )
+
+
 class LoggingSettings(SettingsGroup):
     model_config = SettingsConfigDict(env_prefix="LIGHTHOUSE_LOG_")
 
@@ -398,6 +428,7 @@ class Settings(BaseModel):
         "policy": PolicySettings,
         "serving": ServingSettings,
         "vision": VisionSettings,
+        "metering": MeteringSettings,
         "logging": LoggingSettings,
     }
 
@@ -410,6 +441,7 @@ class Settings(BaseModel):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
+    metering: MeteringSettings = Field(default_factory=MeteringSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @model_validator(mode="after")

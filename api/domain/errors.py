@@ -113,3 +113,13 @@ class FrameRejected(DomainError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class TooLarge(DomainError):
+    """A request, or a part of it (an image), is larger than the caller may send."""
+
+    code = "TOO_LARGE"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field

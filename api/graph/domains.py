@@ -3,10 +3,17 @@ served alone as a federation subgraph."""
 
 from __future__ import annotations
 
-from api.graph import assets, audit, bureaus, incidents, models
+from api.graph import assets, audit, bureaus, incidents, licensing, models
 from api.graph.core.bundle import DomainBundle
 
 DOMAINS: dict[str, DomainBundle] = {
     bundle.name: bundle
-    for bundle in (incidents.bundle, assets.bundle, bureaus.bundle, audit.bundle, models.bundle)
+    for bundle in (
+        incidents.bundle,
+        assets.bundle,
+        bureaus.bundle,
+        audit.bundle,
+        models.bundle,
+        licensing.bundle,
+    )
 }

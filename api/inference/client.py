@@ -63,6 +63,38 @@ class ServingClient:
         answer: dict[str, Any] = orjson.loads(response.content)
         return answer
 
+    async def open_stream(self, body: dict[str, Any]) -> httpx.Response:
+        """``POST /v1/chat/completions`` with ``stream: true``: the response, its server-sent
+        events still to be read (``aiter_lines``); the caller closes it. Retried like the other
+        calls, but only until the tier starts answering."""
+        content = orjson.dumps(body)
+        delay = self._backoff
+        for attempt in range(self._retries + 1):
+            request = self._http.build_request(
+                "POST",
+                "/v1/chat/completions",
+                content=content,
+                headers={"content-type": "application/json", "accept": "text/event-stream"},
+            )
+            try:
+                response = await self._http.send(request, stream=True)
+            except httpx.TransportError as error:
+                problem = f"unreachable: {type(error).__name__}"
+            else:
+                if response.status_code < 400:
+                    return response
+                text = (await response.aread()).decode(errors="replace")
+                await response.aclose()
+                if response.status_code not in RETRYABLE:
+                    raise ServingRefused(response.status_code, text)
+                problem = f"answered {response.status_code}"
+            if attempt < self._retries:
+                log.warning("serving.retry", path="/v1/chat/completions", problem=problem)
+                await asyncio.sleep(delay)
+                delay *= 2
+        self._healthy = (time.monotonic(), False)
+        raise ServingUnavailable(f"the serving tier at {self.base_url} is {problem}")
+
     async def models(self) -> list[dict[str, Any]]:
         response = await self._send("GET", "/v1/models", None)
         data: list[dict[str, Any]] = orjson.loads(response.content).get("data", [])

@@ -18,6 +18,7 @@ PRINCIPAL_TYPES = {
 INCIDENTS = Entity("Collection", "incidents")
 ASSETS = Entity("Collection", "assets")
 MODELS = Entity("Collection", "models")
+LICENSING = Entity("Collection", "licensing")
 AUDIT_TRAIL = Entity("AuditTrail", "lighthouse")
 POLICY_STORE = Entity("PolicyStore", "lighthouse")
 
@@ -33,7 +34,17 @@ def principal_entity(principal: Principal) -> Entity:
     attrs: list[tuple[str, object]] = [("roles", frozenset(principal.roles))]
     if type_name in ("Staff", "Service") and principal.bureau_code is not None:
         attrs.insert(0, ("bureau", bureau(principal.bureau_code)))
+    if type_name == "Licensee" and principal.licensee_id is not None:
+        attrs.insert(0, ("company", company(principal.licensee_id)))
     return Entity(type_name, principal.subject, tuple(attrs))
+
+
+def company(licensee_id: int) -> Entity:
+    return Entity("Company", str(licensee_id))
+
+
+def licence_entity(licence_id: int, licensee_id: int) -> Entity:
+    return Entity("Licence", str(licence_id), (("holder", company(licensee_id)),))
 
 
 def incident_entity(facts: IncidentFacts) -> Entity:

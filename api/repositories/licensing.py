@@ -179,6 +179,45 @@ class LicensingRepository:
         return _licence(row) if row is not None else None
 
 
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    request_id: uuid.UUID
+    licence_id: int
+    licensee_id: int
+    client_id: str
+    model: str
+    purpose: str
+    status: str  # OK, FAILED (nothing charged), CANCELLED (the client left; nothing charged)
+    input_tokens: int
+    output_tokens: int
+    images: int
+    streamed: bool
+    latency_ms: int
+    started_at: datetime
+
+
+USAGE_COLUMNS = [f.name for f in fields(UsageRecord)]
+INSERT_USAGE = f"""
+INSERT INTO usage_record ({", ".join(USAGE_COLUMNS)})
+VALUES ({", ".join(f"${n}" for n in range(1, len(USAGE_COLUMNS) + 1))})
+ON CONFLICT (request_id) DO NOTHING
+"""
+
+
+class UsageRecords:
+    """The append-only record of metered requests, one per request id."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, record: UsageRecord) -> bool:
+        """Record a request once; False if its id was recorded before (nothing changes)."""
+        status = await self._uow.execute(
+            INSERT_USAGE, *(getattr(record, name) for name in USAGE_COLUMNS)
+        )
+        return str(status).endswith(" 1")
+
+
 class QuotaLedger:
     """Reservations against a licence's quotas and limits, settled or released once."""
 

@@ -154,6 +154,14 @@ LANGUAGE sql STABLE AS $$
     SELECT nullif(current_setting('lighthouse.licensee_id', true), '')::integer
 $$;
 
+-- Who reads every licensee, licence and usage record (policies: licensing.view.city).
+CREATE FUNCTION lighthouse.reads_all_licences() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT (lighthouse.current_kind() = 'staff'
+            AND (lighthouse.has_scope('licensing:admin') OR lighthouse.has_scope('usage:read')))
+        OR (lighthouse.current_kind() = 'auditor' AND lighthouse.has_scope('usage:read'))
+$$;
+
 CREATE FUNCTION lighthouse.acts_for_licence(wanted integer) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, lighthouse AS $$
     SELECT lighthouse.current_kind() = 'licensee'
@@ -300,13 +308,9 @@ BEGIN
         used_output_tokens = used_output_tokens + least(spent_output, held.output_tokens),
         used_images = used_images + least(spent_images, held.images)
     WHERE licence_id = held.licence_id AND period_start = held.period_start;
-    UPDATE lighthouse.licence_load SET
-        in_flight = in_flight - 1,
-        minute_tokens = CASE WHEN minute_start = held.minute_start
-            THEN greatest(0, minute_tokens - (held.input_tokens + held.output_tokens)
-                             + least(spent_input, held.input_tokens)
-                             + least(spent_output, held.output_tokens))
-            ELSE minute_tokens END
+    -- The minute's tokens stay counted at what was reserved: a rate limit admits by what a
+    -- request may cost, so how many requests fit in a minute does not depend on timing.
+    UPDATE lighthouse.licence_load SET in_flight = in_flight - 1
     WHERE licence_id = held.licence_id;
     RETURN true;
 END
@@ -343,7 +347,7 @@ POLICIES = """
 ALTER TABLE lighthouse.licensee ENABLE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.licensee FORCE ROW LEVEL SECURITY;
 CREATE POLICY licensee_read ON lighthouse.licensee FOR SELECT USING (
-    (lighthouse.current_kind() = 'staff' AND lighthouse.has_scope('licensing:admin'))
+    lighthouse.reads_all_licences()
     OR (lighthouse.current_kind() = 'licensee' AND id = lighthouse.current_licensee())
 );
 CREATE POLICY licensee_admin ON lighthouse.licensee FOR ALL
@@ -353,7 +357,7 @@ CREATE POLICY licensee_admin ON lighthouse.licensee FOR ALL
 ALTER TABLE lighthouse.licence ENABLE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.licence FORCE ROW LEVEL SECURITY;
 CREATE POLICY licence_read ON lighthouse.licence FOR SELECT USING (
-    (lighthouse.current_kind() = 'staff' AND lighthouse.has_scope('licensing:admin'))
+    lighthouse.reads_all_licences()
     OR (lighthouse.current_kind() = 'licensee' AND licensee_id = lighthouse.current_licensee())
 );
 CREATE POLICY licence_admin ON lighthouse.licence FOR ALL
@@ -365,8 +369,7 @@ CREATE POLICY licence_admin ON lighthouse.licence FOR ALL
 ALTER TABLE lighthouse.quota_period ENABLE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.quota_period FORCE ROW LEVEL SECURITY;
 CREATE POLICY quota_period_read ON lighthouse.quota_period FOR SELECT USING (
-    (lighthouse.current_kind() IN ('staff', 'auditor')
-        AND (lighthouse.has_scope('licensing:admin') OR lighthouse.has_scope('usage:read')))
+    lighthouse.reads_all_licences()
     OR (lighthouse.current_kind() = 'licensee' AND EXISTS (
         SELECT 1 FROM lighthouse.licence l
         WHERE l.id = licence_id AND l.licensee_id = lighthouse.current_licensee()))
@@ -379,8 +382,7 @@ ALTER TABLE lighthouse.quota_reservation FORCE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.usage_record ENABLE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.usage_record FORCE ROW LEVEL SECURITY;
 CREATE POLICY usage_record_read ON lighthouse.usage_record FOR SELECT USING (
-    (lighthouse.current_kind() IN ('staff', 'auditor')
-        AND (lighthouse.has_scope('licensing:admin') OR lighthouse.has_scope('usage:read')))
+    lighthouse.reads_all_licences()
     OR (lighthouse.current_kind() = 'licensee' AND licensee_id = lighthouse.current_licensee())
 );
 CREATE POLICY usage_record_create ON lighthouse.usage_record FOR INSERT WITH CHECK (

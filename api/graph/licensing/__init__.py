@@ -1,0 +1,5 @@
+"""Licensing: licensees, their licences and the metered inference they call (``/v1``)."""
+
+from api.graph.licensing.schema import bundle
+
+__all__ = ["bundle"]

@@ -1,0 +1,180 @@
+"""The metered call's two transactions: admission (the licence chosen and checked, the request's
+largest cost reserved) before the model is asked, and the settlement (its real use charged, its
+usage record and audit record written together) or release (nothing charged) after.
+
+Each runs in a short transaction of the caller's own (``RequestTransaction.transaction``), so no
+connection is held while the model works, and the ledger's functions keep the quotas exact
+across every gateway process.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from api.access.scope import AccessScope
+from api.domain.errors import Forbidden, InvalidInput, NotFound
+from api.domain.licensing import Cost, Licence, QuotaExceeded, QuotaPeriod, Refusal
+from api.policy import resources
+from api.repositories.licensing import LicensingRepository, QuotaLedger, UsageRecord, UsageRecords
+from api.services.metering import chat
+from api.settings import MeteringSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    request_id: uuid.UUID
+    model: str
+    licence: Licence
+    reserved: Cost
+    max_tokens: int
+    started_at: datetime
+
+
+class Meter:
+    def __init__(self, settings: MeteringSettings, zone: str) -> None:
+        self._settings = settings
+        self._zone = zone
+        self._bounds = chat.Bounds(settings.image_tokens, settings.message_tokens)
+
+    async def licences(self, access: AccessScope) -> list[Licence]:
+        """The caller's company's licences it may invoke now (valid, not suspended or revoked)."""
+        principal = access.principal
+        if principal.licensee_id is None:
+            return []
+        found = await LicensingRepository(access.uow).licences_of([principal.licensee_id])
+        now = datetime.now(UTC)
+        usable = []
+        for licence in found.get(principal.licensee_id, []):
+            entity = resources.licence_entity(licence.id, licence.licensee_id)
+            if not access.authorizer.decide("InvokeModel", entity).allowed:
+                continue
+            if licence.revoked_at or licence.suspended_at:
+                continue
+            if licence.valid_from <= now < licence.valid_until:
+                usable.append(licence)
+        return usable
+
+    async def admit(self, access: AccessScope, request: chat.ChatRequest) -> Admission:
+        """Choose the licence that covers ``request``, check it against the licence, and
+        reserve its largest cost. Raises a DomainError (nothing reserved) when it may not run."""
+        principal = access.principal
+        if principal.licensee_id is None:
+            raise Forbidden("metered inference is for licensees' clients (inference:invoke)")
+        found = await LicensingRepository(access.uow).licences_of([principal.licensee_id])
+        mine = found.get(principal.licensee_id, [])
+        covering = [licence for licence in mine if request.model in licence.models]
+        if not covering:
+            access.audit.targeted("Model", request.model)
+            raise NotFound("model", request.model)
+        if request.purpose is not None:
+            covering = [licence for licence in covering if licence.purpose == request.purpose]
+            if not covering:
+                raise Forbidden(
+                    f"no licence of yours covers {request.model} for the purpose "
+                    f"{request.purpose!r}"
+                )
+        elif len({licence.purpose for licence in covering}) > 1:
+            purposes = ", ".join(sorted({licence.purpose for licence in covering}))
+            raise InvalidInput(
+                "metadata.purpose", f"several licences cover this model; name one of: {purposes}"
+            )
+        licence = _current(covering)
+        access.audit.targeted("Licence", licence.id)
+        access.authorize("InvokeModel", resources.licence_entity(licence.id, licence.licensee_id))
+        max_tokens = chat.check(request, licence)
+        cost = chat.largest_cost(request, max_tokens, self._bounds)
+        request_id = uuid.uuid4()
+        refusal = await QuotaLedger(access.uow, self._zone).reserve(
+            request_id, licence.id, cost, timedelta(seconds=self._settings.lease_seconds)
+        )
+        if refusal is not None:
+            raise QuotaExceeded(refusal, self._retry_after(refusal, licence))
+        access.audit.saw("Licence", licence.id)
+        access.audit.notes.append(f"reserved {request_id}")
+        return Admission(request_id, request.model, licence, cost, max_tokens, datetime.now(UTC))
+
+    async def settle(
+        self, access: AccessScope, admission: Admission, used: Cost, *, streamed: bool
+    ) -> bool:
+        """Charge the request's real use and record it, in one transaction with its audit
+        record; False if the reservation had run out (nothing is charged then)."""
+        charged = await QuotaLedger(access.uow, self._zone).settle(admission.request_id, used)
+        if charged:
+            # What the ledger charged: the real use, never more than was reserved.
+            billed = Cost(
+                min(used.input_tokens, admission.reserved.input_tokens),
+                min(used.output_tokens, admission.reserved.output_tokens),
+                min(used.images, admission.reserved.images),
+            )
+            await self._record(access, admission, "OK", billed, streamed=streamed)
+        else:
+            access.audit.outcome = "RESERVATION_EXPIRED"
+        return charged
+
+    async def release(
+        self, access: AccessScope, admission: Admission, status: str, *, streamed: bool
+    ) -> None:
+        """Give the reservation back (a failed or abandoned call) and record it, charged nothing."""
+        if await QuotaLedger(access.uow, self._zone).release(admission.request_id):
+            await self._record(access, admission, status, Cost(), streamed=streamed)
+        access.audit.outcome = status
+
+    async def _record(
+        self, access: AccessScope, admission: Admission, status: str, used: Cost, *, streamed: bool
+    ) -> None:
+        principal = access.principal
+        assert principal.licensee_id is not None
+        finished = datetime.now(UTC)
+        await UsageRecords(access.uow).add(
+            UsageRecord(
+                request_id=admission.request_id,
+                licence_id=admission.licence.id,
+                licensee_id=principal.licensee_id,
+                client_id=principal.client_id or principal.subject,
+                model=admission.model,
+                purpose=admission.licence.purpose,
+                status=status,
+                input_tokens=used.input_tokens,
+                output_tokens=used.output_tokens,
+                images=used.images,
+                streamed=streamed,
+                latency_ms=int((finished - admission.started_at).total_seconds() * 1000),
+                started_at=admission.started_at,
+            )
+        )
+        access.audit.saw("Usage", str(admission.request_id))
+
+    def _retry_after(self, refusal: Refusal, licence: Licence) -> int | None:
+        now = datetime.now(ZoneInfo(self._zone))
+        if refusal in (Refusal.RATE_REQUESTS, Refusal.RATE_TOKENS):
+            return 60 - now.second
+        if refusal is Refusal.CONCURRENCY:
+            return 1
+        if refusal.is_quota:
+            if licence.quota_period is QuotaPeriod.DAY:
+                following = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0)
+            else:
+                following = (now.replace(day=28) + timedelta(days=4)).replace(
+                    day=1, hour=0, minute=0, second=0
+                )
+            return max(1, int((following - now).total_seconds()))
+        return None
+
+
+def _current(licences: list[Licence]) -> Licence:
+    """Of several licences for the same model and purpose, the one to charge: a usable one
+    (valid now, not suspended or revoked) first, the oldest of those. The ledger decides again
+    whether it may be used."""
+    now = datetime.now(UTC)
+
+    def usable(licence: Licence) -> bool:
+        return (
+            licence.revoked_at is None
+            and licence.suspended_at is None
+            and licence.valid_from <= now < licence.valid_until
+        )
+
+    return sorted(licences, key=lambda licence: (not usable(licence), licence.id))[0]

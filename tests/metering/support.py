@@ -1,0 +1,165 @@
+"""Licensees for the metered-inference tests: a company with one licence and an OAuth client,
+made as the city makes them (the licensing repository as a licensing administrator, the client
+through the registration service), and the standard clients a licensee's developer uses: an
+OAuth client library for the token, the OpenAI SDK for the calls."""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import openai
+from authlib.deprecate import AuthlibDeprecationWarning
+
+from api.auth.clients import ClientRegistration, ClientRegistry
+from api.auth.principal import Principal, PrincipalKind
+from api.db.pool import create_pool
+from api.db.unit_of_work import UnitOfWork
+from api.domain.licensing import Licence, QuotaPeriod
+from api.repositories.licensing import Contact, LicensingRepository, NewLicence
+from api.repositories.oauth import OAuthRepository
+from api.settings import DatabaseSettings, Settings
+from tests.support import DatabaseUnderTest, GatewayProcess
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+T = TypeVar("T")
+MODEL = "lighthouse-tiny-vlm"
+PURPOSE = "parking-occupancy"
+ADMIN = Principal(
+    subject="licensing-officer", kind=PrincipalKind.STAFF, scopes=frozenset({"licensing:admin"})
+)
+
+
+@dataclass(frozen=True)
+class Licensed:
+    licence: Licence
+    client_id: str
+    secret: str
+
+
+async def as_admin(
+    database: DatabaseUnderTest, step: Callable[[LicensingRepository], Awaitable[T]]
+) -> T:
+    """``step`` in a transaction of a licensing administrator (the application role, RLS on)."""
+    settings = Settings(
+        database=DatabaseSettings(url=database.app_url, pool_min_size=1, pool_max_size=1)
+    )
+    pool = await create_pool(database.app_url, settings)
+    try:
+        async with UnitOfWork(pool, ADMIN.database_settings()) as uow:
+            return await step(LicensingRepository(uow))
+    finally:
+        await pool.close()
+
+
+async def licensee_with_licence(database: DatabaseUnderTest, **terms: Any) -> Licensed:
+    """A company of its own, one licence (generous, but for ``terms``) and one OAuth client."""
+    number = uuid.uuid4().int % 10**8
+
+    async def create(repository: LicensingRepository) -> Licence:
+        licensee = await repository.create_licensee(
+            f"company-{number}", f"Company {number}", f"{number:08d}",
+            [Contact("Developer", "dev@example.com")], ADMIN.subject,
+        )  # fmt: skip
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {
+            "licensee_id": licensee.id,
+            "code": f"LIC-{number}",
+            "models": [MODEL],
+            "purpose": PURPOSE,
+            "purpose_description": "parking occupancy analytics",
+            "valid_from": now - timedelta(days=1),
+            "valid_until": now + timedelta(days=30),
+            "quota_period": QuotaPeriod.MONTH,
+            "quota_requests": 10_000,
+            "quota_input_tokens": 10**9,
+            "quota_output_tokens": 10**9,
+            "quota_images": 10_000,
+            "requests_per_minute": 10_000,
+            "tokens_per_minute": 10**9,
+            "max_concurrent": 10_000,
+            "max_tokens": 64,
+            "max_images": 1,
+            "max_image_bytes": 256 * 1024,
+        } | terms
+        return await repository.create_licence(NewLicence(**values), ADMIN.subject)
+
+    licence = await as_admin(database, create)
+    owner = await asyncpg.connect(database.owner_url, server_settings={"search_path": "lighthouse"})
+    try:
+        registered = await ClientRegistry(OAuthRepository(owner)).register(
+            ClientRegistration(
+                client_id=f"licensee-{number}",
+                name=f"Company {number}'s app",
+                kind=PrincipalKind.LICENSEE,
+                scopes=["inference:invoke", "usage:read"],
+                licensee_id=licence.licensee_id,
+            )
+        )
+    finally:
+        await owner.close()
+    return Licensed(licence, registered.client_id, registered.secret)
+
+
+async def access_token(
+    gateway: GatewayProcess, licensed: Licensed, scope: str = "inference:invoke usage:read"
+) -> str:
+    """A token by client credentials, as a licensee's developer gets one (authlib)."""
+    async with AsyncOAuth2Client(
+        licensed.client_id, licensed.secret, token_endpoint_auth_method="client_secret_basic"
+    ) as oauth:
+        token = await oauth.fetch_token(
+            gateway.base_url + "/oauth/token", grant_type="client_credentials", scope=scope
+        )
+    return str(token["access_token"])
+
+
+def sdk(gateway: GatewayProcess, token: str, **options: Any) -> openai.AsyncOpenAI:
+    """The OpenAI SDK pointed at the gateway, without its own retries (the tests count calls)."""
+    return openai.AsyncOpenAI(
+        base_url=gateway.base_url + "/v1",
+        api_key=token,
+        max_retries=0,
+        timeout=httpx.Timeout(120.0),
+        **options,
+    )
+
+
+async def ledger(database: DatabaseUnderTest, licence: Licence) -> dict[str, int]:
+    """The licence's ledger and usage records, read as the owner: what the bill would say."""
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        period = await owner.fetchrow(
+            "SELECT coalesce(sum(used_requests), 0) AS used_requests,"
+            " coalesce(sum(used_input_tokens), 0) AS used_input_tokens,"
+            " coalesce(sum(used_output_tokens), 0) AS used_output_tokens,"
+            " coalesce(sum(used_images), 0) AS used_images,"
+            " coalesce(sum(reserved_requests), 0) AS reserved_requests"
+            " FROM lighthouse.quota_period WHERE licence_id = $1",
+            licence.id,
+        )
+        records = await owner.fetchrow(
+            "SELECT count(*) FILTER (WHERE status = 'OK') AS ok,"
+            " count(*) FILTER (WHERE status <> 'OK') AS not_charged,"
+            " coalesce(sum(input_tokens), 0) AS input_tokens,"
+            " coalesce(sum(output_tokens), 0) AS output_tokens,"
+            " coalesce(sum(images), 0) AS images"
+            " FROM lighthouse.usage_record WHERE licence_id = $1",
+            licence.id,
+        )
+    finally:
+        await owner.close()
+    assert period is not None and records is not None
+    return {
+        **{k: int(v) for k, v in period.items()},
+        **{f"records_{k}": int(v) for k, v in records.items()},
+    }

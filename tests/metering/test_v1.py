@@ -1,0 +1,375 @@
+"""Metered inference through ``/v1``, called with the OpenAI SDK by a licensee's client holding a
+token from the city's authorization server (authlib).
+
+The tests that reach a model use the session's real serving tier (Ray Serve LLM, vLLM on CPU,
+the tiny model); the refusals are decided before anything is forwarded and need no model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import openai
+import pytest
+from PIL import Image
+
+from tests.conftest import gateway_env
+from tests.metering.support import (
+    MODEL,
+    PURPOSE,
+    Licensed,
+    access_token,
+    as_admin,
+    ledger,
+    licensee_with_licence,
+    sdk,
+)
+from tests.serving_tier import ServingTier
+from tests.support import DatabaseUnderTest, GatewayProcess, free_port
+
+pytestmark = pytest.mark.db
+
+NOTHING_CHARGED = {
+    "used_requests": 0,
+    "used_input_tokens": 0,
+    "used_output_tokens": 0,
+    "used_images": 0,
+    "reserved_requests": 0,
+}
+
+
+def png_uri(size: tuple[int, int] = (64, 48), noise: bool = False) -> str:
+    image = Image.new("RGB", size, (200, 40, 40))
+    if noise:  # incompressible: the PNG is as large as its pixels
+        image = Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def hello() -> list[dict[str, object]]:
+    return [{"role": "user", "content": "How many cars are parked here?"}]
+
+
+def charged(state: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in state.items() if k in NOTHING_CHARGED}
+
+
+@pytest.fixture
+async def licensed(database: DatabaseUnderTest) -> Licensed:
+    return await licensee_with_licence(database)
+
+
+async def test_a_licensee_lists_only_the_models_its_licence_covers(
+    gateway: GatewayProcess, database: DatabaseUnderTest
+) -> None:
+    licensed = await licensee_with_licence(database, models=[MODEL, "city-vlm-7b"])
+    other = await licensee_with_licence(database, models=["another-model"])
+    client = sdk(gateway, await access_token(gateway, licensed))
+    assert sorted(m.id for m in (await client.models.list()).data) == ["city-vlm-7b", MODEL]
+    theirs = sdk(gateway, await access_token(gateway, other))
+    assert [m.id for m in (await theirs.models.list()).data] == ["another-model"]
+
+
+async def test_without_a_valid_token_nothing_is_answered(gateway: GatewayProcess) -> None:
+    with pytest.raises(openai.AuthenticationError) as refused:
+        await sdk(gateway, "not-a-token").chat.completions.create(model=MODEL, messages=hello())
+    assert refused.value.status_code == 401
+    assert refused.value.code == "invalid_api_key"
+    async with httpx.AsyncClient(base_url=gateway.base_url) as http:
+        response = await http.post("/v1/chat/completions", json={"model": MODEL})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_api_key"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_city_staff_and_services_are_not_metered_callers(
+    gateway: GatewayProcess, tokens: object
+) -> None:
+    from tests.tokens import TokenFactory
+
+    assert isinstance(tokens, TokenFactory)
+    with pytest.raises(openai.PermissionDeniedError):
+        await sdk(gateway, tokens.named("pwb-supervisor")).chat.completions.create(
+            model=MODEL, messages=hello()
+        )
+
+
+@pytest.mark.parametrize(
+    ("request_args", "error", "param"),
+    [
+        ({"model": "gpt-4o"}, openai.NotFoundError, "model"),
+        ({"max_tokens": 65}, openai.BadRequestError, "max_tokens"),
+        ({"n": 2}, openai.BadRequestError, "n"),
+        ({"extra_body": {"guided_json": {}}}, openai.BadRequestError, "guided_json"),
+        (
+            {"messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "https://example.com/car.png"}}]}]},
+            openai.BadRequestError,
+            "messages[0].content[0].image_url.url",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": png_uri((400, 400), noise=True)}}]}]},
+            openai.APIStatusError,  # 413
+            "messages",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": png_uri()}},
+                {"type": "image_url", "image_url": {"url": png_uri()}}]}]},
+            openai.BadRequestError,
+            "messages",
+        ),
+        ({"metadata": {"purpose": "face-recognition"}}, openai.PermissionDeniedError, None),
+    ],
+)  # fmt: skip
+async def test_what_the_licence_does_not_allow_is_refused_before_anything_is_forwarded(
+    gateway: GatewayProcess,
+    database: DatabaseUnderTest,
+    licensed: Licensed,
+    request_args: dict[str, object],
+    error: type[openai.APIStatusError],
+    param: str | None,
+) -> None:
+    client = sdk(gateway, await access_token(gateway, licensed))
+    arguments: dict[str, object] = {"model": MODEL, "messages": hello()} | request_args
+    with pytest.raises(error) as refused:
+        await client.chat.completions.create(**arguments)  # type: ignore[call-overload]
+    assert refused.value.message
+    assert refused.value.param == param
+    if error is openai.APIStatusError:
+        assert refused.value.status_code == 413
+    assert charged(await ledger(database, licensed.licence)) == NOTHING_CHARGED
+
+
+async def test_suspended_expired_and_revoked_licences_are_refused(
+    gateway: GatewayProcess, database: DatabaseUnderTest
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    expired = await licensee_with_licence(
+        database,
+        valid_from=datetime.now(UTC) - timedelta(days=60),
+        valid_until=datetime.now(UTC) - timedelta(days=1),
+    )
+    suspended = await licensee_with_licence(database)
+    await as_admin(database, lambda r: r.suspend(suspended.licence.id, "unpaid invoice"))
+    revoked = await licensee_with_licence(database)
+    await as_admin(database, lambda r: r.revoke(revoked.licence.id))
+    for licensed, code in ((expired, "expired"), (suspended, "suspended"), (revoked, "revoked")):
+        client = sdk(gateway, await access_token(gateway, licensed))
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            await client.chat.completions.create(model=MODEL, messages=hello())
+        assert refused.value.code == code
+        assert charged(await ledger(database, licensed.licence)) == NOTHING_CHARGED
+
+
+async def test_a_spent_quota_is_429_with_retry_after(
+    gateway: GatewayProcess, database: DatabaseUnderTest
+) -> None:
+    licensed = await licensee_with_licence(database, quota_requests=0)
+    client = sdk(gateway, await access_token(gateway, licensed))
+    with pytest.raises(openai.RateLimitError) as refused:
+        await client.chat.completions.create(model=MODEL, messages=hello())
+    assert refused.value.code == "requests"
+    assert int(refused.value.response.headers["Retry-After"]) > 0
+
+
+@pytest.fixture(scope="module")
+def without_model(
+    database: DatabaseUnderTest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    """A gateway whose serving tier is down (nothing listens where it points)."""
+    process = GatewayProcess({}, tmp_path_factory.mktemp("no-model") / "gateway.log")
+    process.configure(gateway_env(database, issuer=process.base_url))
+    process.configure(
+        {
+            "LIGHTHOUSE_SERVING_URL": f"http://127.0.0.1:{free_port()}",
+            "LIGHTHOUSE_SERVING_RETRIES": "0",
+        }
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+async def test_with_the_model_down_the_call_is_503_and_nothing_is_charged(
+    without_model: GatewayProcess, database: DatabaseUnderTest, licensed: Licensed
+) -> None:
+    client = sdk(without_model, await access_token(without_model, licensed))
+    for stream in (False, True):
+        with pytest.raises(openai.InternalServerError) as refused:
+            await client.chat.completions.create(model=MODEL, messages=hello(), stream=stream)
+        assert refused.value.status_code == 503
+    state = await ledger(database, licensed.licence)
+    assert charged(state) == NOTHING_CHARGED
+    assert state["records_not_charged"] == 2 and state["records_ok"] == 0
+
+
+# --- with the model --------------------------------------------------------------------------
+
+
+@pytest.mark.serving
+async def test_a_completion_is_charged_exactly_what_the_model_reports(
+    serving_tier: ServingTier,
+    gateway: GatewayProcess,
+    database: DatabaseUnderTest,
+    licensed: Licensed,
+) -> None:
+    client = sdk(gateway, await access_token(gateway, licensed))
+    answer = await client.chat.completions.create(
+        model=MODEL, messages=hello(), max_tokens=8, temperature=0
+    )
+    assert answer.usage is not None and answer.usage.completion_tokens <= 8
+    image = await client.chat.completions.create(
+        model=MODEL,
+        max_tokens=8,
+        temperature=0,
+        metadata={"purpose": PURPOSE},
+        messages=[{"role": "user", "content": [
+            {"type": "text", "text": "What is parked here?"},
+            {"type": "image_url", "image_url": {"url": png_uri()}},
+        ]}],
+    )  # fmt: skip
+    assert image.usage is not None
+    state = await ledger(database, licensed.licence)
+    assert state == {
+        "used_requests": 2,
+        "used_input_tokens": answer.usage.prompt_tokens + image.usage.prompt_tokens,
+        "used_output_tokens": answer.usage.completion_tokens + image.usage.completion_tokens,
+        "used_images": 1,
+        "reserved_requests": 0,
+        "records_ok": 2,
+        "records_not_charged": 0,
+        "records_input_tokens": answer.usage.prompt_tokens + image.usage.prompt_tokens,
+        "records_output_tokens": answer.usage.completion_tokens + image.usage.completion_tokens,
+        "records_images": 1,
+    }
+
+
+@pytest.mark.serving
+async def test_a_stream_is_settled_from_its_usage_chunk(
+    serving_tier: ServingTier,
+    gateway: GatewayProcess,
+    database: DatabaseUnderTest,
+    licensed: Licensed,
+) -> None:
+    client = sdk(gateway, await access_token(gateway, licensed))
+    stream = await client.chat.completions.create(
+        model=MODEL, messages=hello(), max_tokens=12, temperature=0, stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = [chunk async for chunk in stream]
+    usage = chunks[-1].usage
+    assert usage is not None and chunks[-1].choices == []
+    # Without include_usage the caller gets no usage chunk, and is charged all the same.
+    plain = await client.chat.completions.create(
+        model=MODEL, messages=hello(), max_tokens=12, temperature=0, stream=True
+    )
+    plain_chunks = [chunk async for chunk in plain]
+    assert all(chunk.usage is None for chunk in plain_chunks)
+    state = await ledger(database, licensed.licence)
+    assert state["used_requests"] == 2 and state["records_ok"] == 2
+    assert (
+        state["used_output_tokens"] == state["records_output_tokens"] == 2 * usage.completion_tokens
+    )
+    assert state["used_input_tokens"] == 2 * usage.prompt_tokens
+
+
+@pytest.mark.serving
+async def test_a_client_that_leaves_mid_stream_is_charged_nothing(
+    serving_tier: ServingTier,
+    gateway: GatewayProcess,
+    database: DatabaseUnderTest,
+    licensed: Licensed,
+) -> None:
+    token = await access_token(gateway, licensed)
+    async with (
+        httpx.AsyncClient(base_url=gateway.base_url, timeout=60) as http,
+        http.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": MODEL, "messages": hello(), "max_tokens": 64, "stream": True},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response,
+    ):
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if line.startswith("data: "):
+                break  # the first token arrived: leave
+    for _ in range(100):
+        state = await ledger(database, licensed.licence)
+        if state["records_not_charged"]:
+            break
+        await asyncio.sleep(0.1)
+    assert charged(state) == NOTHING_CHARGED
+    assert state["records_not_charged"] == 1
+
+
+@pytest.fixture(scope="module")
+def second_gateway(
+    database: DatabaseUnderTest, serving_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    """Another gateway process on the same database and serving tier."""
+    process = GatewayProcess({}, tmp_path_factory.mktemp("second") / "gateway.log")
+    process.configure(gateway_env(database, issuer=process.base_url))
+    process.configure({"LIGHTHOUSE_SERVING_URL": f"http://127.0.0.1:{serving_port}"})
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.mark.serving
+@pytest.mark.parametrize(
+    ("terms", "admitted", "code"),
+    [
+        ({"quota_requests": 50}, 50, "requests"),
+        # Each request reserves 33 input tokens (1 byte of text, 16 for its message, 16 for the
+        # answer's prompt) and its 4 output tokens, for the whole minute.
+        ({"tokens_per_minute": 50 * 37 + 10}, 50, "rate_tokens"),
+    ],
+)
+async def test_200_at_once_over_two_gateways_admit_exactly_the_limit(
+    serving_tier: ServingTier,
+    gateway: GatewayProcess,
+    second_gateway: GatewayProcess,
+    database: DatabaseUnderTest,
+    terms: dict[str, int],
+    admitted: int,
+    code: str,
+) -> None:
+    licensed = await licensee_with_licence(database, **terms)
+    if datetime.now(UTC).second >= 30:  # the per-minute limit counts calendar minutes
+        await asyncio.sleep(61 - datetime.now(UTC).second)
+    clients = [
+        sdk(process, await access_token(process, licensed)) for process in (gateway, second_gateway)
+    ]
+    messages = [{"role": "user", "content": "x"}]
+
+    async def one(n: int) -> str:
+        try:
+            await clients[n % 2].chat.completions.create(
+                model=MODEL,
+                messages=messages,
+                max_tokens=4,
+                temperature=0,  # type: ignore[arg-type]
+            )
+        except openai.RateLimitError as error:
+            return str(error.code)
+        return "ok"
+
+    outcomes = await asyncio.gather(*(one(n) for n in range(200)))
+    assert outcomes.count("ok") == admitted, outcomes
+    assert set(outcomes) == {"ok", code}
+    state = await ledger(database, licensed.licence)
+    assert state["used_requests"] == state["records_ok"] == admitted
+    assert state["reserved_requests"] == 0
+    assert state["used_input_tokens"] == state["records_input_tokens"]
+    assert state["used_output_tokens"] == state["records_output_tokens"]
