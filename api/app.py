@@ -155,9 +155,8 @@ async def _serving(
             ),
             authorization_server=AuthorizationServer(settings, keys, oauth, gate, refusals),
             vision=await stack.enter_async_context(_vision(settings)),
-            metering=MeteringResources(Meter(settings.metering, settings.city.timezone), set()),
+            metering=MeteringResources(Meter(settings.metering, settings.city.timezone)),
         )
-        stack.push_async_callback(_finish_settlements, resources.metering.finishing)
         stack.enter_context(
             _background(_sweep_reservations(database, settings.metering.sweep_seconds))
         )
@@ -289,12 +288,6 @@ async def _sweep_reservations(database: Database, every: float) -> None:
                 log.warning("metering.reservations_expired", released=released)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             log.warning("metering.sweep_failed", error=str(error))
-
-
-async def _finish_settlements(finishing: set[asyncio.Task[None]]) -> None:
-    """Let settlements under way finish before the pool closes (bounded by the lease anyway)."""
-    if finishing:
-        await asyncio.wait(set(finishing), timeout=10)
 
 
 async def _refresh_keys(keys: KeyRing, oauth: OAuthRepository) -> None:

@@ -13,10 +13,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from api.command import command_settings
 from api.db import migrations
 from api.db.endpoints import redact, require_owner, resolve_endpoints
-from api.logging import configure_logging
-from api.settings import Environment, LogFormat, Settings, SettingsError, load_settings
+from api.licensing_cli import licensing_app
+from api.settings import Environment, Settings, SettingsError
 
 T = TypeVar("T")
 
@@ -31,18 +32,7 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
-def _settings(*, service: bool = False, **overrides: object) -> Settings:
-    try:
-        settings = load_settings(**overrides)
-    except SettingsError as error:
-        console.print(f"[red]{error}[/red]")
-        raise typer.Exit(2) from None
-    # Commands talk to a person: readable logs unless JSON was asked for explicitly. Services
-    # (the gateway, the workers) log as the settings say, JSON lines by default.
-    explicit = service or "LIGHTHOUSE_LOG_FORMAT" in os.environ
-    log_format = settings.logging.format if explicit else LogFormat.CONSOLE
-    configure_logging(settings.logging.level, log_format)
-    return settings
+_settings = command_settings
 
 
 def _migrate(settings: Settings) -> None:
@@ -342,6 +332,7 @@ keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
 clients_app = typer.Typer(help="OAuth clients (machine principals).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(clients_app, name="clients")
+app.add_typer(licensing_app, name="licensing")
 
 
 async def _with_owner(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -404,11 +395,16 @@ def clients_create(
     kind: Annotated[str, typer.Option(help="service or licensee")] = "service",
     bureau: Annotated[str | None, typer.Option(help="Bureau code, for a service.")] = None,
     roles: Annotated[str, typer.Option(help="Comma-separated roles.")] = "",
+    licensee: Annotated[
+        str | None, typer.Option(help="Licensee code, for a licensee's client (required).")
+    ] = None,
 ) -> None:
     """Register a machine client; prints its secret once."""
     from api.auth.clients import ClientRegistration, ClientRegistry, RegisteredClient
     from api.auth.principal import PrincipalKind
     from api.domain.errors import InvalidInput
+    from api.licensing_cli import officer
+    from api.repositories.licensing import licensee_id_by_code
     from api.repositories.oauth import OAuthRepository
     from api.repositories.system import SystemRepository
 
@@ -425,6 +421,15 @@ def clients_create(
             client_kind = PrincipalKind(kind)
         except ValueError:
             raise InvalidInput("kind", "must be service or licensee") from None
+        licensee_id = None
+        if (client_kind is PrincipalKind.LICENSEE) != (licensee is not None):
+            raise InvalidInput("licensee", "a licensee's client names its licensee; no other does")
+        if licensee is not None:
+            licensee_id = await licensee_id_by_code(
+                connection, officer().database_settings(), licensee
+            )
+            if licensee_id is None:
+                raise InvalidInput("licensee", f"unknown licensee {licensee!r}")
         registration = ClientRegistration(
             client_id=client_id,
             name=name,
@@ -432,6 +437,7 @@ def clients_create(
             scopes=scopes.split(),
             roles=[r for r in roles.split(",") if r],
             bureau_id=bureau_id,
+            licensee_id=licensee_id,
         )
         return await ClientRegistry(OAuthRepository(connection)).register(registration)
 

@@ -46,8 +46,6 @@ class MeteringResources:
     """Metered inference for licensees (``/v1``)."""
 
     meter: Meter
-    # Settlements of streams whose client left: they finish even though the request is gone.
-    finishing: set[asyncio.Task[None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 import asyncpg
 import httpx
 import orjson
@@ -44,6 +45,9 @@ from api.services.metering.meter import Admission
 log = structlog.get_logger(__name__)
 
 OWNER = "city"  # ``owned_by`` of every model listed
+# How long closing a stream and settling it may take once its client has gone (the lease
+# sweeper releases a reservation whose settlement did not finish).
+FINISH_SECONDS = 30
 
 
 def openai_error(
@@ -240,20 +244,18 @@ async def _stream(
             message = {"error": {"message": "the model stopped answering", "type": "server_error"}}
             yield b"data: " + orjson.dumps(message) + b"\n\n"
         finally:
-            await upstream.aclose()
+            # The client may have left: this generator is being cancelled, and under anyio
+            # every await here would be cancelled again. Closing the upstream (which stops the
+            # model) and the settlement run shielded, for a bounded time.
             status = (
-                "OK" if finished and used is not None else ("FAILED" if finished else "CANCELLED")
+                "OK" if finished and used is not None else "FAILED" if finished else "CANCELLED"
             )
-            settling = asyncio.ensure_future(
-                _finish(request, resources, admission, used if status == "OK" else None, status,
-                        streamed=True)
-            )  # fmt: skip
-            # The client may have left (this generator is being closed): the settlement
-            # finishes all the same.
-            resources.metering.finishing.add(settling)
-            settling.add_done_callback(resources.metering.finishing.discard)
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(settling)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_SECONDS):
+                await upstream.aclose()
+                await _finish(
+                    request, resources, admission, used if status == "OK" else None, status,
+                    streamed=True,
+                )  # fmt: skip
 
     return StreamingResponse(
         relay(),

@@ -8,7 +8,7 @@ exact across every gateway process that shares the database.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from api.db.errors import is_unique_violation, translate
-from api.db.unit_of_work import UnitOfWork
+from api.db.unit_of_work import UnitOfWork, set_identity
 from api.domain.errors import InvalidInput
 from api.domain.licensing import Cost, Licence, QuotaPeriod, Refusal, Usage
 
@@ -79,6 +79,8 @@ VALUES ({", ".join(f"${n}" for n in range(1, len(NEW_LICENCE_COLUMNS) + 2))})
 RETURNING {LICENCE_COLUMNS}
 """
 LICENCES_BY_ID = f"SELECT {LICENCE_COLUMNS} FROM licence WHERE id = ANY($1::int[])"
+LICENCE_BY_CODE = f"SELECT {LICENCE_COLUMNS} FROM licence WHERE code = $1"
+ALL_LICENCES = f"SELECT {LICENCE_COLUMNS} FROM licence ORDER BY licensee_id, id LIMIT $1"
 LICENCES_OF = f"""
 SELECT {LICENCE_COLUMNS} FROM licence WHERE licensee_id = ANY($1::int[]) ORDER BY licensee_id, id
 """
@@ -115,6 +117,19 @@ def _licence(row: asyncpg.Record) -> Licence:
     values["quota_period"] = QuotaPeriod(values["quota_period"])
     values["models"] = list(values["models"])
     return Licence(**values)
+
+
+async def licensee_id_by_code(
+    connection: asyncpg.Connection, identity: Mapping[str, str], code: str
+) -> int | None:
+    """A licensee's id on a connection of the caller's own (the CLI's), read as ``identity``
+    (row-level security applies to the tables' owner too)."""
+    async with connection.transaction():
+        await set_identity(connection, identity)
+        value = await connection.fetchval(
+            "SELECT id FROM lighthouse.licensee WHERE code = $1", code
+        )
+    return int(value) if value is not None else None
 
 
 class LicensingRepository:
@@ -158,6 +173,13 @@ class LicensingRepository:
     async def licences(self, ids: Sequence[int]) -> dict[int, Licence]:
         rows = await self._uow.fetch(LICENCES_BY_ID, list(ids))
         return {row["id"]: _licence(row) for row in rows}
+
+    async def licence_by_code(self, code: str) -> Licence | None:
+        row = await self._uow.fetchrow(LICENCE_BY_CODE, code)
+        return _licence(row) if row is not None else None
+
+    async def all_licences(self, limit: int) -> list[Licence]:
+        return [_licence(row) for row in await self._uow.fetch(ALL_LICENCES, limit)]
 
     async def licences_of(self, licensee_ids: Sequence[int]) -> dict[int, list[Licence]]:
         found: dict[int, list[Licence]] = {}

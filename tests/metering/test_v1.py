@@ -288,15 +288,19 @@ async def test_a_client_that_leaves_mid_stream_is_charged_nothing(
     serving_tier: ServingTier,
     gateway: GatewayProcess,
     database: DatabaseUnderTest,
-    licensed: Licensed,
 ) -> None:
+    # A long answer (greedy decoding does not stop early), left after its first token.
+    licensed = await licensee_with_licence(database, max_tokens=1500)
     token = await access_token(gateway, licensed)
+    request = {
+        "model": MODEL, "messages": hello(), "max_tokens": 1500, "temperature": 0, "stream": True,
+    }  # fmt: skip
     async with (
         httpx.AsyncClient(base_url=gateway.base_url, timeout=60) as http,
         http.stream(
             "POST",
             "/v1/chat/completions",
-            json={"model": MODEL, "messages": hello(), "max_tokens": 64, "stream": True},
+            json=request,
             headers={"Authorization": f"Bearer {token}"},
         ) as response,
     ):

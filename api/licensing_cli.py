@@ -1,0 +1,233 @@
+"""``lighthouse licensing …``: the city's licensing officers register licensees and issue,
+suspend, resume and revoke their licences from the command line.
+
+Each command runs as the application role with a licensing administrator's identity (the
+operator's name, ``licensing:admin``), so row-level security applies as it does to the graph,
+and each change is written to the audit trail in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from api.access.scope import AccessScope, OperationDescription
+from api.auth.principal import Principal, PrincipalKind
+from api.command import command_settings
+from api.db.endpoints import resolve_endpoints
+from api.db.pool import create_pool
+from api.db.unit_of_work import UnitOfWork
+from api.domain.errors import DomainError, InvalidInput
+from api.domain.licensing import Licence, QuotaPeriod
+from api.policy import resources
+from api.policy.engine import PolicyEngine
+from api.repositories.audit import AuditRepository
+from api.repositories.licensing import Contact, LicensingRepository, NewLicence
+from api.repositories.system import SystemRepository
+from api.settings import Settings
+
+T = TypeVar("T")
+console = Console(stderr=True)
+licensing_app = typer.Typer(
+    help="Licensees and their licences (as a licensing officer).", no_args_is_help=True
+)
+
+
+def officer() -> Principal:
+    return Principal(
+        subject=f"cli:{getpass.getuser()}",
+        kind=PrincipalKind.STAFF,
+        scopes=frozenset({"licensing:admin"}),
+    )
+
+
+def _run(settings: Settings, name: str, step: Callable[[AccessScope], Awaitable[T]]) -> T:
+    """``step`` in one transaction as a licensing officer, authorized and audited."""
+
+    async def main() -> T:
+        endpoints = await asyncio.to_thread(resolve_endpoints, settings)
+        pool = await create_pool(endpoints.app_url, settings)
+        try:
+            bureaus = await SystemRepository(pool).bureaus()
+            policy = PolicyEngine(
+                settings.policy.dir, [(b.code, b.joint_service_centre) for b in bureaus]
+            )
+            await AuditRepository(pool).record_policy_version(policy.version, policy.text)
+            principal = officer()
+            async with UnitOfWork(pool, principal.database_settings()) as uow:
+                access = AccessScope(principal, uuid.uuid4().hex, uow, policy)
+                access.authorize("ManageLicensing", resources.LICENSING)
+                result = await step(access)
+                await access.record(OperationDescription(category="cli", name=name, kind="cli"))
+                return result
+        finally:
+            await pool.close()
+            await asyncio.to_thread(endpoints.release)
+
+    try:
+        return asyncio.run(main())
+    except DomainError as error:
+        console.print(f"[red]{error.message}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _contact(text: str) -> Contact:
+    """``Name <email>`` or ``Name <email> phone``."""
+    name, _, rest = text.partition("<")
+    email, _, phone = rest.partition(">")
+    if not name.strip() or "@" not in email:
+        raise InvalidInput("contact", f"{text!r}: write it as 'Name <email> [phone]'")
+    return Contact(name.strip(), email.strip(), phone.strip() or None)
+
+
+@licensing_app.command("add-licensee")
+def add_licensee(
+    code: Annotated[str, typer.Argument(help="A short name: lowercase letters, digits, '-'.")],
+    company: Annotated[str, typer.Option(help="The company's registered name.")],
+    tax_id: Annotated[str, typer.Option(help="Its unified business number (8 digits).")],
+    contact: Annotated[list[str], typer.Option(help="'Name <email> [phone]'; repeat for several.")],
+) -> None:
+    """Register a company as a licensee."""
+    settings = command_settings()
+
+    async def step(access: AccessScope) -> int:
+        contacts = [_contact(c) for c in contact]
+        record = await LicensingRepository(access.uow).create_licensee(
+            code, company, tax_id, contacts, access.principal.subject
+        )
+        access.audit.saw("Licensee", record.id)
+        return record.id
+
+    licensee_id = _run(settings, "licensing add-licensee", step)
+    console.print(f"Licensee {code} registered (id {licensee_id}).")
+    console.print(
+        f"Give it a client: lighthouse clients create {code}-app --kind licensee "
+        f"--licensee {code} --name '…' --scopes 'inference:invoke usage:read'"
+    )
+
+
+@licensing_app.command("add-licence")
+def add_licence(
+    code: Annotated[str, typer.Argument(help="The licence's code, e.g. LIC-2026-0001.")],
+    licensee: Annotated[str, typer.Option(help="The licensee's code.")],
+    model: Annotated[list[str], typer.Option(help="A model it covers; repeat for several.")],
+    purpose: Annotated[str, typer.Option(help="The approved application, as a tag.")],
+    description: Annotated[str, typer.Option(help="The approved application, in words.")],
+    valid_from: Annotated[datetime, typer.Option("--from", help="ISO 8601, with its offset.")],
+    valid_until: Annotated[datetime, typer.Option("--until", help="ISO 8601, with its offset.")],
+    period: Annotated[QuotaPeriod, typer.Option(help="What the quotas count over.")] = (
+        QuotaPeriod.MONTH
+    ),
+    requests: Annotated[int, typer.Option(help="Requests per period.")] = 10_000,
+    input_tokens: Annotated[int, typer.Option(help="Input tokens per period.")] = 10_000_000,
+    output_tokens: Annotated[int, typer.Option(help="Output tokens per period.")] = 2_000_000,
+    images: Annotated[int, typer.Option(help="Images per period.")] = 10_000,
+    requests_per_minute: Annotated[int, typer.Option()] = 60,
+    tokens_per_minute: Annotated[int, typer.Option()] = 200_000,
+    concurrent: Annotated[int, typer.Option(help="Requests at once.")] = 8,
+    max_tokens: Annotated[int, typer.Option(help="Answer tokens per request.")] = 1024,
+    max_images: Annotated[int, typer.Option(help="Images per request.")] = 1,
+    max_image_bytes: Annotated[int, typer.Option(help="Bytes per image.")] = 4 * 1024 * 1024,
+    own_compute: Annotated[bool, typer.Option(help="May run a release on its own GPUs.")] = False,
+) -> None:
+    """Issue a licence to a licensee."""
+    settings = command_settings()
+    if valid_from.tzinfo is None or valid_until.tzinfo is None:
+        console.print("[red]--from and --until need an offset (e.g. 2027-01-01T00:00+08:00).[/red]")
+        raise typer.Exit(2)
+
+    async def step(access: AccessScope) -> Licence:
+        repository = LicensingRepository(access.uow)
+        holder = await repository.licensee_by_code(licensee)
+        if holder is None:
+            raise InvalidInput("licensee", f"no licensee {licensee!r}")
+        licence = await repository.create_licence(
+            NewLicence(
+                holder.id, code, model, purpose, description, valid_from, valid_until, period,
+                requests, input_tokens, output_tokens, images, requests_per_minute,
+                tokens_per_minute, concurrent, max_tokens, max_images, max_image_bytes,
+                own_compute,
+            ),
+            access.principal.subject,
+        )  # fmt: skip
+        access.audit.saw("Licence", licence.id)
+        return licence
+
+    licence = _run(settings, "licensing add-licence", step)
+    console.print(f"Licence {licence.code} issued to {licensee} (id {licence.id}).")
+
+
+def _change(
+    code: str, name: str, change: Callable[[LicensingRepository, int], Awaitable[Licence | None]]
+) -> Licence:
+    settings = command_settings()
+
+    async def step(access: AccessScope) -> Licence:
+        repository = LicensingRepository(access.uow)
+        licence = await repository.licence_by_code(code)
+        if licence is None:
+            raise InvalidInput("licence", f"no licence {code!r}")
+        access.audit.targeted("Licence", licence.id)
+        changed = await change(repository, licence.id)
+        if changed is None:
+            raise InvalidInput("licence", f"{code} is already in that state")
+        access.audit.saw("Licence", licence.id)
+        return changed
+
+    return _run(settings, name, step)
+
+
+@licensing_app.command("suspend")
+def suspend(
+    code: str, reason: Annotated[str, typer.Option(help="Told to the licensee's callers.")]
+) -> None:
+    """Suspend a licence: its clients' calls are refused (403) until it is resumed."""
+    _change(code, "licensing suspend", lambda r, i: r.suspend(i, reason))
+    console.print(f"Licence {code} suspended.")
+
+
+@licensing_app.command("resume")
+def resume(code: str) -> None:
+    """Lift a licence's suspension."""
+    _change(code, "licensing resume", lambda r, i: r.resume(i))
+    console.print(f"Licence {code} resumed.")
+
+
+@licensing_app.command("revoke")
+def revoke(code: str) -> None:
+    """Revoke a licence for good."""
+    _change(code, "licensing revoke", lambda r, i: r.revoke(i))
+    console.print(f"Licence {code} revoked.")
+
+
+@licensing_app.command("list")
+def list_licences(limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200) -> None:
+    """Every licence, with its state and terms."""
+    settings = command_settings()
+    licences = _run(
+        settings,
+        "licensing list",
+        lambda access: LicensingRepository(access.uow).all_licences(limit),
+    )
+    table = Table("code", "licensee", "models", "purpose", "valid", "state", "quotas / period")
+    for licence in licences:
+        state = "revoked" if licence.revoked_at else "suspended" if licence.suspended_at else "ok"
+        table.add_row(
+            licence.code,
+            str(licence.licensee_id),
+            ", ".join(licence.models),
+            licence.purpose,
+            f"{licence.valid_from:%Y-%m-%d} – {licence.valid_until:%Y-%m-%d}",
+            state,
+            f"{licence.quota_requests} req, {licence.quota_input_tokens}/"
+            f"{licence.quota_output_tokens} tok, {licence.quota_images} img / {licence.quota_period}",
+        )
+    Console().print(table)
