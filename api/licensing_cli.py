@@ -217,17 +217,29 @@ def list_licences(limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200) 
         "licensing list",
         lambda access: LicensingRepository(access.uow).all_licences(limit),
     )
-    table = Table("code", "licensee", "models", "purpose", "valid", "state", "quotas / period")
+    header = ("code", "licensee", "models", "purpose", "valid", "state", "quotas / period")
+    rows = []
     for licence in licences:
         state = "revoked" if licence.revoked_at else "suspended" if licence.suspended_at else "ok"
-        table.add_row(
-            licence.code,
-            str(licence.licensee_id),
-            ", ".join(licence.models),
-            licence.purpose,
-            f"{licence.valid_from:%Y-%m-%d} – {licence.valid_until:%Y-%m-%d}",
-            state,
-            f"{licence.quota_requests} req, {licence.quota_input_tokens}/"
-            f"{licence.quota_output_tokens} tok, {licence.quota_images} img / {licence.quota_period}",
+        rows.append(
+            (
+                licence.code,
+                str(licence.licensee_id),
+                ",".join(licence.models),
+                licence.purpose,
+                f"{licence.valid_from:%Y-%m-%d}..{licence.valid_until:%Y-%m-%d}",
+                state,
+                f"{licence.quota_requests} req, {licence.quota_input_tokens}/"
+                f"{licence.quota_output_tokens} tok, {licence.quota_images} img"
+                f" / {licence.quota_period}",
+            )
         )
-    Console().print(table)
+    out = Console()
+    if not out.is_terminal:  # for scripts: one tab-separated line per licence
+        for row in (header, *rows):
+            print("\t".join(row))
+        return
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)

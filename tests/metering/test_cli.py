@@ -1,0 +1,130 @@
+"""``lighthouse licensing`` and ``lighthouse clients create --licensee``, run as an officer runs
+them: a licensee registered, a licence issued, a client given, the client's calls following the
+licence's state, and every change in the audit trail."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import httpx
+import openai
+import pytest
+
+from tests.auth.test_oauth_server import cli
+from tests.metering.support import MODEL, Licensed, access_token, sdk
+from tests.support import DatabaseUnderTest, GatewayProcess
+
+pytestmark = pytest.mark.db
+
+
+def secret_of(stderr: str) -> str:
+    return next(
+        line.split(": ", 1)[1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("client_secret: ")
+    )
+
+
+async def test_an_officer_licenses_a_company_from_the_command_line(
+    database: DatabaseUnderTest, gateway: GatewayProcess
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    code, licence_code, client_id = f"co-{tag}", f"LIC-{tag.upper()}", f"co-{tag}-app"
+    tax_id = f"{int(tag, 16) % 10**8:08d}"
+
+    def run(*args: str) -> str:
+        result = cli(database, gateway, *args)
+        assert result.returncode == 0, result.stderr
+        return result.stderr + result.stdout
+
+    run(
+        "licensing", "add-licensee", code, "--company", "ParkWise Ltd.", "--tax-id", tax_id,
+        "--contact", "Lin Mei <mei.lin@parkwise.example> 07-1234567",
+    )  # fmt: skip
+    run(
+        "licensing", "add-licence", licence_code, "--licensee", code, "--model", MODEL,
+        "--purpose", "parking-occupancy", "--description", "parking occupancy analytics",
+        "--from", "2026-01-01T00:00+08:00", "--until", "2099-01-01T00:00+08:00",
+    )  # fmt: skip
+    created = run(
+        "clients", "create", client_id, "--kind", "licensee", "--licensee", code,
+        "--name", "ParkWise app", "--scopes", "inference:invoke usage:read",
+    )  # fmt: skip
+    licensed = Licensed(licence=None, client_id=client_id, secret=secret_of(created))  # type: ignore[arg-type]
+    client = sdk(gateway, await access_token(gateway, licensed))
+    assert [m.id for m in (await client.models.list()).data] == [MODEL]
+
+    run("licensing", "suspend", licence_code, "--reason", "invoice overdue")
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert refused.value.code == "suspended"
+    assert [m.id for m in (await client.models.list()).data] == []
+    run("licensing", "resume", licence_code)
+    listed = run("licensing", "list")
+    assert licence_code in listed and "parking-occupancy" in listed
+
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        operations = await owner.fetch(
+            "SELECT operation, subject FROM lighthouse.audit_record"
+            " WHERE operation LIKE 'licensing %' AND subject LIKE 'cli:%' ORDER BY seq"
+        )
+    finally:
+        await owner.close()
+    assert [r["operation"] for r in operations][-5:] == [
+        "licensing add-licensee",
+        "licensing add-licence",
+        "licensing suspend",
+        "licensing resume",
+        "licensing list",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["licensing", "add-licensee", "Bad Code", "--company", "X", "--tax-id", "12345678",
+          "--contact", "A <a@b.example>"], "licensee"),
+        (["licensing", "add-licensee", "fine-code", "--company", "X", "--tax-id", "123",
+          "--contact", "A <a@b.example>"], "licensee"),
+        (["licensing", "add-licensee", "fine-code", "--company", "X", "--tax-id", "12345678",
+          "--contact", "nobody"], "Name <email>"),
+        (["licensing", "add-licence", "LIC-X", "--licensee", "no-such-company", "--model", MODEL,
+          "--purpose", "p1", "--description", "d", "--from", "2026-01-01T00:00+08:00",
+          "--until", "2027-01-01T00:00+08:00"], "no licensee"),
+        (["licensing", "add-licence", "LIC-X", "--licensee", "x", "--model", MODEL,
+          "--purpose", "p1", "--description", "d", "--from", "2026-01-01T00:00",
+          "--until", "2027-01-01T00:00+08:00"], "offset"),
+        (["licensing", "suspend", "LIC-NOPE", "--reason", "r"], "no licence"),
+        (["clients", "create", "lonely-app", "--kind", "licensee", "--name", "x",
+          "--scopes", "inference:invoke"], "names its licensee"),
+        (["clients", "create", "ghost-app", "--kind", "licensee", "--licensee", "ghost",
+          "--name", "x", "--scopes", "inference:invoke"], "unknown licensee"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_refused_with_a_message_and_changes_nothing(
+    database: DatabaseUnderTest, gateway: GatewayProcess, args: list[str], message: str
+) -> None:
+    result = cli(database, gateway, *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+
+
+async def test_a_licensee_client_cannot_call_without_inference_invoke(
+    database: DatabaseUnderTest, gateway: GatewayProcess
+) -> None:
+    from tests.metering.support import licensee_with_licence
+
+    licensed = await licensee_with_licence(database)
+    token = await access_token(gateway, licensed, scope="usage:read")
+    async with httpx.AsyncClient(base_url=gateway.base_url) as http:
+        response = await http.post(
+            "/v1/chat/completions",
+            json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert response.status_code == 403
+    assert response.json()["error"]["type"] == "permission_error"
