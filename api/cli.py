@@ -451,6 +451,39 @@ def clients_create(
     console.print("[yellow]Store the secret now: it is not shown again.[/yellow]")
 
 
+@clients_app.command("rotate-secret")
+def clients_rotate_secret(
+    client_id: str,
+    overlap_hours: Annotated[
+        float,
+        typer.Option(min=0, max=24 * 30, help="How long the old secret keeps working."),
+    ] = 24.0,
+) -> None:
+    """Give a client a new secret; prints it once. The old one works for the overlap, then
+    stops, so deployments can move over without an outage."""
+    from datetime import timedelta
+
+    from api.auth.clients import ClientRegistry
+    from api.repositories.oauth import OAuthRepository
+
+    settings = _settings()
+    overlap = timedelta(hours=overlap_hours)
+    rotated = asyncio.run(
+        _with_owner(
+            settings, lambda c: ClientRegistry(OAuthRepository(c)).rotate(client_id, overlap)
+        )
+    )
+    if rotated is None:
+        console.print(f"[red]No enabled client {client_id!r}.[/red]")
+        raise typer.Exit(2)
+    console.print(f"client_id: {rotated.client_id}")
+    console.print(f"client_secret: {rotated.secret}")
+    console.print(
+        f"[yellow]Store the secret now: it is not shown again. The old secret works for "
+        f"{overlap_hours:g} more hours.[/yellow]"
+    )
+
+
 @clients_app.command("disable")
 def clients_disable(client_id: str) -> None:
     """Disable a client: it gets no new tokens and its tokens stop working at once."""

@@ -13,6 +13,7 @@ import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from api.auth.principal import ROLES, SCOPES, PrincipalKind
 from api.domain.errors import InvalidInput
@@ -87,6 +88,14 @@ class ClientRegistry:
         )
         return RegisteredClient(registration.client_id, secret)
 
+    async def rotate(self, client_id: str, overlap: timedelta) -> RegisteredClient | None:
+        """A new secret for an enabled client (shown once); the old one keeps working for
+        ``overlap``, then stops. None if there is no such enabled client."""
+        secret = new_secret()
+        if not await self._repository.rotate_secret(client_id, hash_secret(secret), overlap):
+            return None
+        return RegisteredClient(client_id, secret)
+
     async def disable(self, client_id: str) -> bool:
         """Disable a client: no new tokens, and its tokens stop working at once."""
         return await self._repository.disable_client(client_id)
@@ -95,7 +104,11 @@ class ClientRegistry:
         """The enabled client these credentials belong to; ClientRejected otherwise."""
         client = await self._repository.client(client_id)
         stored = client.secret_hash if client is not None else UNKNOWN_CLIENT_HASH
-        if not secret_matches(secret, stored) or client is None:
+        matches = secret_matches(secret, stored)
+        previous = client.previous_secret_hash if client is not None else None
+        # The rotated-out secret, while its overlap lasts (compared either way: same cost).
+        matches_previous = secret_matches(secret, previous or UNKNOWN_CLIENT_HASH)
+        if client is None or not (matches or (previous is not None and matches_previous)):
             raise ClientRejected("unknown client or wrong secret")
         if client.disabled_at is not None:
             raise ClientRejected("this client is disabled")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,7 +15,9 @@ from api.domain.errors import InvalidInput
 
 CLIENT = """
 SELECT c.client_id, c.name, c.secret_hash, c.kind, c.bureau_id, b.code AS bureau_code, c.roles,
-       c.scopes, c.disabled_at, c.licensee_id
+       c.scopes, c.disabled_at, c.licensee_id,
+       CASE WHEN c.previous_secret_until > now() THEN c.previous_secret_hash END
+           AS previous_secret_hash
 FROM oauth_client c LEFT JOIN bureau b ON b.id = c.bureau_id
 WHERE c.client_id = $1
 """
@@ -23,6 +25,11 @@ CLIENTS = CLIENT.replace("WHERE c.client_id = $1", "ORDER BY c.client_id")
 INSERT_CLIENT = """
 INSERT INTO oauth_client (client_id, name, secret_hash, kind, bureau_id, roles, scopes, licensee_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+ROTATE_SECRET = """
+UPDATE oauth_client
+SET previous_secret_hash = secret_hash, previous_secret_until = now() + $3, secret_hash = $2
+WHERE client_id = $1 AND disabled_at IS NULL
 """
 DISABLE_CLIENT = (
     "UPDATE oauth_client SET disabled_at = now() WHERE client_id = $1 AND disabled_at IS NULL"
@@ -90,6 +97,7 @@ class ClientRecord:
     scopes: list[str]
     disabled_at: datetime | None
     licensee_id: int | None = None  # a licensee's client acts for it
+    previous_secret_hash: str | None = None  # a rotated-out secret, while its overlap lasts
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +123,11 @@ class OAuthRepository:
 
     async def clients(self) -> list[ClientRecord]:
         return [ClientRecord(**row) for row in await self._db.fetch(CLIENTS)]
+
+    async def rotate_secret(self, client_id: str, secret_hash: str, overlap: timedelta) -> bool:
+        """Replace an enabled client's secret; the old one keeps working for ``overlap``."""
+        status = await self._db.execute(ROTATE_SECRET, client_id, secret_hash, overlap)
+        return str(status).endswith(" 1")
 
     async def create_client(
         self,

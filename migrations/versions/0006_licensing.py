@@ -77,6 +77,13 @@ CREATE INDEX licence_licensee_idx ON lighthouse.licence (licensee_id);
 -- A licensee's OAuth clients act for it (and only for it).
 ALTER TABLE lighthouse.oauth_client
     ADD COLUMN licensee_id integer REFERENCES lighthouse.licensee (id);
+-- A rotated secret keeps working until the overlap ends, so a client's deployments can move to
+-- the new one without an outage.
+ALTER TABLE lighthouse.oauth_client
+    ADD COLUMN previous_secret_hash text,
+    ADD COLUMN previous_secret_until timestamptz,
+    ADD CONSTRAINT oauth_client_previous_secret_ck
+        CHECK ((previous_secret_hash IS NULL) = (previous_secret_until IS NULL));
 ALTER TABLE lighthouse.oauth_client
     ADD CONSTRAINT oauth_client_licensee_ck CHECK (kind = 'licensee' OR licensee_id IS NULL);
 

@@ -128,3 +128,31 @@ async def test_a_licensee_client_cannot_call_without_inference_invoke(
         )
     assert response.status_code == 403
     assert response.json()["error"]["type"] == "permission_error"
+
+
+async def test_a_rotated_secret_works_through_its_overlap_and_not_after(
+    database: DatabaseUnderTest, gateway: GatewayProcess
+) -> None:
+    from authlib.integrations.base_client.errors import OAuthError
+
+    from tests.metering.support import licensee_with_licence
+
+    first = await licensee_with_licence(database)
+
+    def rotate(hours: str) -> Licensed:
+        result = cli(
+            database, gateway, "clients", "rotate-secret", first.client_id, "--overlap-hours", hours
+        )
+        assert result.returncode == 0, result.stderr
+        return Licensed(first.licence, first.client_id, secret_of(result.stderr))
+
+    second = rotate("1")
+    assert await access_token(gateway, first)  # within the overlap
+    assert await access_token(gateway, second)
+    third = rotate("0")  # the second secret stops at once; the first is long gone
+    assert await access_token(gateway, third)
+    for stale in (first, second):
+        with pytest.raises(OAuthError):
+            await access_token(gateway, stale)
+    missing = cli(database, gateway, "clients", "rotate-secret", "no-such-client")
+    assert missing.returncode == 2 and "No enabled client" in missing.stderr
