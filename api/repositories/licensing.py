@@ -206,6 +206,7 @@ class UsageRecord:
     request_id: uuid.UUID
     licence_id: int
     licensee_id: int
+    period_start: datetime
     client_id: str
     model: str
     purpose: str
@@ -226,6 +227,30 @@ ON CONFLICT (request_id) DO NOTHING
 """
 
 
+STATEMENT = """
+SELECT u.request_id, u.finished_at, u.client_id, u.model, u.purpose, u.status, u.streamed,
+       u.input_tokens, u.output_tokens, u.images, u.latency_ms
+FROM usage_record u
+WHERE u.licence_id = $1 AND u.period_start = $2
+ORDER BY u.finished_at, u.request_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    request_id: uuid.UUID
+    finished_at: datetime
+    client_id: str
+    model: str
+    purpose: str
+    status: str
+    streamed: bool
+    input_tokens: int
+    output_tokens: int
+    images: int
+    latency_ms: int
+
+
 class UsageRecords:
     """The append-only record of metered requests, one per request id."""
 
@@ -238,6 +263,11 @@ class UsageRecords:
             INSERT_USAGE, *(getattr(record, name) for name in USAGE_COLUMNS)
         )
         return str(status).endswith(" 1")
+
+    async def statement(self, licence_id: int, period_start: datetime) -> list[StatementLine]:
+        """The licence's requests charged to the period that starts at ``period_start``."""
+        rows = await self._uow.fetch(STATEMENT, licence_id, period_start)
+        return [StatementLine(**row) for row in rows]
 
 
 class QuotaLedger:
@@ -264,18 +294,19 @@ class QuotaLedger:
         )
         return Refusal(refused) if refused is not None else None
 
-    async def settle(self, request_id: uuid.UUID, used: Cost) -> bool:
-        """Charge the request's real use (at most what it reserved); False if it had no
-        reservation any more (finished before, or its lease ran out)."""
-        return bool(
-            await self._call(
-                FINISH, request_id, True, used.input_tokens, used.output_tokens, used.images
-            )
+    async def settle(self, request_id: uuid.UUID, used: Cost) -> datetime | None:
+        """Charge the request's real use (at most what it reserved); the period it was charged
+        to, or None if it had no reservation any more (finished before, or its lease ran out)."""
+        period: datetime | None = await self._call(
+            FINISH, request_id, True, used.input_tokens, used.output_tokens, used.images
         )
+        return period
 
-    async def release(self, request_id: uuid.UUID) -> bool:
-        """Give the reservation back, charging nothing (a failed or abandoned call)."""
-        return bool(await self._call(FINISH, request_id, False, 0, 0, 0))
+    async def release(self, request_id: uuid.UUID) -> datetime | None:
+        """Give the reservation back, charging nothing (a failed or abandoned call); the period
+        it was held in, or None if it had none any more."""
+        period: datetime | None = await self._call(FINISH, request_id, False, 0, 0, 0)
+        return period
 
     async def expire(self, limit: int) -> int:
         """Release reservations whose lease ran out (as the service itself); how many."""

@@ -135,6 +135,8 @@ CREATE TABLE lighthouse.usage_record (
     request_id     uuid PRIMARY KEY,
     licence_id     integer NOT NULL REFERENCES lighthouse.licence (id),
     licensee_id    integer NOT NULL REFERENCES lighthouse.licensee (id),
+    -- The quota period the request was admitted in and charged to (a statement's period).
+    period_start   timestamptz NOT NULL,
     client_id      text NOT NULL,
     model          text NOT NULL,
     purpose        text NOT NULL,
@@ -150,6 +152,7 @@ CREATE TABLE lighthouse.usage_record (
 );
 CREATE INDEX usage_record_licensee_idx ON lighthouse.usage_record (licensee_id, finished_at);
 CREATE INDEX usage_record_licence_idx ON lighthouse.usage_record (licence_id, finished_at);
+CREATE INDEX usage_record_period_idx ON lighthouse.usage_record (licence_id, period_start);
 """
 
 # The identity's licensee, and the ledger's operations. The ledger's functions run as their
@@ -271,13 +274,13 @@ BEGIN
 END
 $$;
 
--- End a reservation: settled (``succeeded``: the for_request and its real use, at most what was
--- reserved, are charged) or released (nothing is charged). Returns false if there was no such
--- reservation (finished before, or expired): nothing changes then. Tokens reserved and not used
--- go back to this minute's budget too, while it is the same minute.
+-- End a reservation: settled (``succeeded``: the request and its real use, at most what was
+-- reserved, are charged) or released (nothing is charged). Returns the period it was charged
+-- to, or NULL if there was no such reservation (finished before, or expired): nothing changes
+-- then.
 CREATE FUNCTION lighthouse.finish_reservation(
     for_request uuid, succeeded boolean, spent_input bigint, spent_output bigint, spent_images integer
-) RETURNS boolean
+) RETURNS timestamptz
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, lighthouse AS $$
 DECLARE
     held lighthouse.quota_reservation;
@@ -292,7 +295,7 @@ BEGIN
     END IF;
     SELECT * INTO held FROM lighthouse.quota_reservation WHERE request_id = for_request;
     IF NOT FOUND THEN
-        RETURN false;
+        RETURN NULL;
     END IF;
     IF NOT lighthouse.acts_for_licence(held.licence_id) AND lighthouse.current_kind() <> 'system' THEN
         RAISE EXCEPTION 'not acting for licence %', held.licence_id USING ERRCODE = 'insufficient_privilege';
@@ -303,7 +306,7 @@ BEGIN
     PERFORM 1 FROM lighthouse.licence_load WHERE licence_id = held.licence_id FOR UPDATE;
     DELETE FROM lighthouse.quota_reservation WHERE request_id = for_request;
     IF NOT FOUND THEN
-        RETURN false;  -- finished by someone else while we waited for the locks
+        RETURN NULL;  -- finished by someone else while we waited for the locks
     END IF;
     UPDATE lighthouse.quota_period SET
         reserved_requests = reserved_requests - 1,
@@ -319,7 +322,7 @@ BEGIN
     -- request may cost, so how many requests fit in a minute does not depend on timing.
     UPDATE lighthouse.licence_load SET in_flight = in_flight - 1
     WHERE licence_id = held.licence_id;
-    RETURN true;
+    RETURN held.period_start;
 END
 $$;
 
@@ -339,7 +342,7 @@ BEGIN
         SELECT request_id FROM lighthouse.quota_reservation
         WHERE lease_until < now() ORDER BY lease_until LIMIT up_to
     LOOP
-        IF lighthouse.finish_reservation(expired, false, 0, 0, 0) THEN
+        IF lighthouse.finish_reservation(expired, false, 0, 0, 0) IS NOT NULL THEN
             released := released + 1;
         END IF;
     END LOOP;

@@ -136,11 +136,13 @@ async def reserve_all(
 async def finish(
     pool: asyncpg.Pool, licence: Licence, request: uuid.UUID, used: Cost | None
 ) -> bool:
-    def step(uow: UnitOfWork) -> Awaitable[bool]:
+    """Settle (``used``) or release; whether the reservation was there to finish."""
+
+    def step(uow: UnitOfWork) -> Awaitable[datetime | None]:
         ledger = QuotaLedger(uow, ZONE)
         return ledger.release(request) if used is None else ledger.settle(request, used)
 
-    return await run(pool, licensee_principal(licence.licensee_id), step)
+    return await run(pool, licensee_principal(licence.licensee_id), step) is not None
 
 
 async def ledger_row(pool: asyncpg.Pool, licence: Licence) -> tuple[int, Cost, int, Cost]:

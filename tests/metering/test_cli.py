@@ -156,3 +156,80 @@ async def test_a_rotated_secret_works_through_its_overlap_and_not_after(
             await access_token(gateway, stale)
     missing = cli(database, gateway, "clients", "rotate-secret", "no-such-client")
     assert missing.returncode == 2 and "No enabled client" in missing.stderr
+
+
+async def test_a_statement_lists_every_request_and_agrees_with_the_ledger_to_the_unit(
+    database: DatabaseUnderTest, gateway: GatewayProcess
+) -> None:
+    import csv
+    import io
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from api.db.pool import create_pool
+    from api.db.unit_of_work import UnitOfWork
+    from api.domain.licensing import Cost
+    from api.repositories.licensing import QuotaLedger, UsageRecord, UsageRecords
+    from api.settings import DatabaseSettings, Settings
+    from tests.db.test_quota_ledger import licensee_principal
+    from tests.metering.support import licensee_with_licence
+
+    licensed = await licensee_with_licence(database)
+    licence = licensed.licence
+    principal = licensee_principal(licence.licensee_id)
+    settings = Settings(database=DatabaseSettings(url=database.app_url))
+    pool = await create_pool(database.app_url, settings)
+    uses = [Cost(120, 30, 1), Cost(80, 12, 0), None, Cost(5, 1, 0)]  # None: a failed call
+    try:
+        for used in uses:
+            request = uuid.uuid4()
+            async with UnitOfWork(pool, principal.database_settings()) as uow:
+                ledger = QuotaLedger(uow, "Asia/Taipei")
+                assert (
+                    await ledger.reserve(
+                        request, licence.id, Cost(200, 64, 1), timedelta(minutes=5)
+                    )
+                    is None
+                )
+            async with UnitOfWork(pool, principal.database_settings()) as uow:
+                ledger = QuotaLedger(uow, "Asia/Taipei")
+                period = await (
+                    ledger.release(request) if used is None else ledger.settle(request, used)
+                )
+                assert period is not None
+                await UsageRecords(uow).add(
+                    UsageRecord(
+                        request, licence.id, licence.licensee_id, period, licensed.client_id,
+                        MODEL, "parking-occupancy", "OK" if used else "FAILED",
+                        *(((used.input_tokens, used.output_tokens, used.images)) if used else (0, 0, 0)),
+                        False, 40, datetime.now(UTC),
+                    )
+                )  # fmt: skip
+    finally:
+        await pool.close()
+
+    month = datetime.now(ZoneInfo("Asia/Taipei")).strftime("%Y-%m")
+    result = cli(database, gateway, "licensing", "statement", licence.code, "--period", month)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.reader(io.StringIO(result.stdout)))
+    assert rows[0][:2] == ["request_id", "finished_at"] and len(rows) == 1 + 4 + 1
+    assert rows[-1][0] == "TOTAL" and rows[-1][5] == "3 charged"
+    assert [int(v) for v in rows[-1][7:10]] == [205, 43, 1]
+    assert "agree with the quota ledger" in result.stderr
+
+    # A record the ledger never charged: the statement refuses to go out.
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        await owner.execute(
+            "INSERT INTO lighthouse.usage_record (request_id, licence_id, licensee_id, period_start,"
+            " client_id, model, purpose, status, input_tokens, output_tokens, images, streamed,"
+            " latency_ms, started_at) SELECT $1, licence_id, $2, period_start, 'x', $3, 'p', 'OK',"
+            " 1, 0, 0, false, 1, now() FROM lighthouse.quota_period WHERE licence_id = $4",
+            uuid.uuid4(), licence.licensee_id, MODEL, licence.id,
+        )  # fmt: skip
+    finally:
+        await owner.close()
+    tampered = cli(database, gateway, "licensing", "statement", licence.code, "--period", month)
+    assert tampered.returncode == 1 and "differ" in tampered.stderr
+    wrong = cli(database, gateway, "licensing", "statement", licence.code, "--period", "2026-11-30")
+    assert wrong.returncode == 2 and "write YYYY-MM" in wrong.stderr

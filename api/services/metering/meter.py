@@ -101,29 +101,37 @@ class Meter:
     ) -> bool:
         """Charge the request's real use and record it, in one transaction with its audit
         record; False if the reservation had run out (nothing is charged then)."""
-        charged = await QuotaLedger(access.uow, self._zone).settle(admission.request_id, used)
-        if charged:
+        period = await QuotaLedger(access.uow, self._zone).settle(admission.request_id, used)
+        if period is not None:
             # What the ledger charged: the real use, never more than was reserved.
             billed = Cost(
                 min(used.input_tokens, admission.reserved.input_tokens),
                 min(used.output_tokens, admission.reserved.output_tokens),
                 min(used.images, admission.reserved.images),
             )
-            await self._record(access, admission, "OK", billed, streamed=streamed)
+            await self._record(access, admission, period, "OK", billed, streamed=streamed)
         else:
             access.audit.outcome = "RESERVATION_EXPIRED"
-        return charged
+        return period is not None
 
     async def release(
         self, access: AccessScope, admission: Admission, status: str, *, streamed: bool
     ) -> None:
         """Give the reservation back (a failed or abandoned call) and record it, charged nothing."""
-        if await QuotaLedger(access.uow, self._zone).release(admission.request_id):
-            await self._record(access, admission, status, Cost(), streamed=streamed)
+        period = await QuotaLedger(access.uow, self._zone).release(admission.request_id)
+        if period is not None:
+            await self._record(access, admission, period, status, Cost(), streamed=streamed)
         access.audit.outcome = status
 
     async def _record(
-        self, access: AccessScope, admission: Admission, status: str, used: Cost, *, streamed: bool
+        self,
+        access: AccessScope,
+        admission: Admission,
+        period: datetime,
+        status: str,
+        used: Cost,
+        *,
+        streamed: bool,
     ) -> None:
         principal = access.principal
         assert principal.licensee_id is not None
@@ -133,6 +141,7 @@ class Meter:
                 request_id=admission.request_id,
                 licence_id=admission.licence.id,
                 licensee_id=principal.licensee_id,
+                period_start=period,
                 client_id=principal.client_id or principal.subject,
                 model=admission.model,
                 purpose=admission.licence.purpose,
