@@ -1,9 +1,16 @@
-"""The licensing domain's part of the gateway: the metered OpenAI-compatible routes for now;
-its graph types come with the licence management."""
+"""The licensing domain's part of the gateway: licences in the graph, and the metered
+OpenAI-compatible routes (``/v1``)."""
 
 from __future__ import annotations
 
 from api.graph.core.bundle import DomainBundle
+from api.graph.licensing.mutations import LicensingMutations
+from api.graph.licensing.queries import LicensingQueries
 from api.http.openai import metering_routes
 
-bundle = DomainBundle(name="licensing", routes=tuple(metering_routes()))
+bundle = DomainBundle(
+    name="licensing",
+    query=LicensingQueries,
+    mutation=LicensingMutations,
+    routes=tuple(metering_routes()),
+)
