@@ -319,3 +319,31 @@ def statement(
         )
         raise typer.Exit(1)
     console.print(f"The records agree with the quota ledger: {len(lines)} requests, {totals}.")
+
+
+@licensing_app.command("rollup")
+def rollup(
+    keep_days: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Keep usage records this long (LIGHTHOUSE_METERING_RETENTION_DAYS)."
+        ),
+    ] = None,
+) -> None:
+    """Roll the usage of the days that are over up into daily totals (per licence, day, model
+    and status), and delete usage records past their retention whose day is rolled up. Run it
+    daily (cron or a timer); running it again changes nothing."""
+    from datetime import timedelta
+
+    from api.repositories.licensing import UsageRecords
+
+    settings = command_settings()
+    keep = timedelta(days=keep_days or settings.metering.retention_days)
+
+    async def step(access: AccessScope) -> tuple[int, int]:
+        return await UsageRecords(access.uow).roll_up(settings.city.timezone, keep)
+
+    rolled, deleted = _run(settings, "licensing rollup", step)
+    console.print(
+        f"{rolled} daily totals written; {deleted} usage records past {keep.days} days deleted."
+    )

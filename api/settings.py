@@ -405,6 +405,11 @@ class MeteringSettings(SettingsGroup):
     sweep_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=30.0, description="How often each gateway gives back expired reservations."
     )
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = Field(
+        default=400,
+        description="Usage records older than this are deleted by `lighthouse licensing rollup` "
+        "once their day is rolled up (the daily totals stay).",
+    )
 
 
 class LoggingSettings(SettingsGroup):

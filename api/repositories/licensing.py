@@ -227,6 +227,7 @@ ON CONFLICT (request_id) DO NOTHING
 """
 
 
+ROLL_UP = "SELECT rolled_up, deleted FROM lighthouse.roll_up_usage($1, $2)"
 STATEMENT = """
 SELECT u.request_id, u.finished_at, u.client_id, u.model, u.purpose, u.status, u.streamed,
        u.input_tokens, u.output_tokens, u.images, u.latency_ms
@@ -263,6 +264,16 @@ class UsageRecords:
             INSERT_USAGE, *(getattr(record, name) for name in USAGE_COLUMNS)
         )
         return str(status).endswith(" 1")
+
+    async def roll_up(self, zone: str, keep: timedelta) -> tuple[int, int]:
+        """Roll the days that are over up into daily totals, and delete records older than
+        ``keep`` whose day is rolled up: (daily rows written, records deleted)."""
+        try:
+            row = await self._uow.fetchrow(ROLL_UP, zone, keep)
+        except asyncpg.PostgresError as error:
+            raise _input_error(error, "roll-up") from None
+        assert row is not None
+        return int(row["rolled_up"]), int(row["deleted"])
 
     async def statement(self, licence_id: int, period_start: datetime) -> list[StatementLine]:
         """The licence's requests charged to the period that starts at ``period_start``."""

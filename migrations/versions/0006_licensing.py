@@ -153,6 +153,22 @@ CREATE TABLE lighthouse.usage_record (
 CREATE INDEX usage_record_licensee_idx ON lighthouse.usage_record (licensee_id, finished_at);
 CREATE INDEX usage_record_licence_idx ON lighthouse.usage_record (licence_id, finished_at);
 CREATE INDEX usage_record_period_idx ON lighthouse.usage_record (licence_id, period_start);
+CREATE INDEX usage_record_finished_idx ON lighthouse.usage_record (finished_at);
+
+-- Usage per licence, day (in the city's time zone), model and status, rolled up from the records
+-- once the day is over (``lighthouse licensing rollup``); what remains after the records' retention.
+CREATE TABLE lighthouse.usage_daily (
+    licence_id     integer NOT NULL REFERENCES lighthouse.licence (id),
+    day            date NOT NULL,
+    model          text NOT NULL,
+    status         text NOT NULL,
+    requests       bigint NOT NULL CHECK (requests >= 0),
+    input_tokens   bigint NOT NULL CHECK (input_tokens >= 0),
+    output_tokens  bigint NOT NULL CHECK (output_tokens >= 0),
+    images         bigint NOT NULL CHECK (images >= 0),
+    rolled_up_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (licence_id, day, model, status)
+);
 """
 
 # The identity's licensee, and the ledger's operations. The ledger's functions run as their
@@ -349,6 +365,48 @@ BEGIN
     RETURN released;
 END
 $$;
+
+-- Roll usage records up per licence, day (in ``zone``), model and status for the days that are
+-- over and not rolled up yet, then delete records older than ``keep`` whose day is rolled up.
+-- For the city's licensing officers (and the service); returns (rows rolled up, records deleted).
+-- The usage records are append-only but for this retention.
+CREATE FUNCTION lighthouse.roll_up_usage(zone text, keep interval)
+RETURNS TABLE (rolled_up bigint, deleted bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, lighthouse AS $$
+DECLARE
+    today date := (now() AT TIME ZONE zone)::date;
+    done date;
+    rolled bigint;
+    removed bigint;
+BEGIN
+    IF NOT ((lighthouse.current_kind() = 'staff' AND lighthouse.has_scope('licensing:admin'))
+            OR lighthouse.current_kind() = 'system') THEN
+        RAISE EXCEPTION 'only licensing officers roll usage up' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF keep < interval '1 day' THEN
+        RAISE EXCEPTION 'keep usage records at least a day' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- One roll-up at a time: two would both see the same days as not done.
+    PERFORM pg_advisory_xact_lock(hashtext('lighthouse.roll_up_usage'));
+    SELECT max(day) INTO done FROM lighthouse.usage_daily;
+    INSERT INTO lighthouse.usage_daily
+        (licence_id, day, model, status, requests, input_tokens, output_tokens, images)
+    SELECT u.licence_id, (u.finished_at AT TIME ZONE zone)::date AS day, u.model, u.status,
+           count(*), sum(u.input_tokens), sum(u.output_tokens), sum(u.images)
+    FROM lighthouse.usage_record u
+    WHERE (u.finished_at AT TIME ZONE zone)::date < today
+      AND (done IS NULL OR (u.finished_at AT TIME ZONE zone)::date > done)
+    GROUP BY 1, 2, 3, 4;
+    GET DIAGNOSTICS rolled = ROW_COUNT;
+    DELETE FROM lighthouse.usage_record u
+    WHERE u.finished_at < now() - keep
+      AND EXISTS (SELECT 1 FROM lighthouse.usage_daily d
+                  WHERE d.licence_id = u.licence_id AND d.model = u.model AND d.status = u.status
+                    AND d.day = (u.finished_at AT TIME ZONE zone)::date);
+    GET DIAGNOSTICS removed = ROW_COUNT;
+    RETURN QUERY SELECT rolled, removed;
+END
+$$;
 """
 
 POLICIES = """
@@ -389,6 +447,33 @@ ALTER TABLE lighthouse.licence_load FORCE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.quota_reservation ENABLE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.quota_reservation FORCE ROW LEVEL SECURITY;
 
+-- The ledger's functions run as the schema owner (current_user differs from the session's role
+-- only inside a definer function), which row-level security binds too: these let the functions,
+-- and nothing else, read and write the ledger, as incident_read_definer does for incidents.
+CREATE POLICY quota_period_ledger ON lighthouse.quota_period FOR ALL
+    USING (current_user <> session_user) WITH CHECK (current_user <> session_user);
+CREATE POLICY licence_load_ledger ON lighthouse.licence_load FOR ALL
+    USING (current_user <> session_user) WITH CHECK (current_user <> session_user);
+CREATE POLICY quota_reservation_ledger ON lighthouse.quota_reservation FOR ALL
+    USING (current_user <> session_user) WITH CHECK (current_user <> session_user);
+CREATE POLICY licence_read_definer ON lighthouse.licence FOR SELECT
+    USING (current_user <> session_user);
+CREATE POLICY licensee_read_definer ON lighthouse.licensee FOR SELECT
+    USING (current_user <> session_user);
+
+ALTER TABLE lighthouse.usage_daily ENABLE ROW LEVEL SECURITY;
+ALTER TABLE lighthouse.usage_daily FORCE ROW LEVEL SECURITY;
+CREATE POLICY usage_daily_rollup ON lighthouse.usage_daily FOR ALL
+    USING (current_user <> session_user) WITH CHECK (current_user <> session_user);
+CREATE POLICY usage_record_retention ON lighthouse.usage_record FOR ALL
+    USING (current_user <> session_user) WITH CHECK (current_user <> session_user);
+CREATE POLICY usage_daily_read ON lighthouse.usage_daily FOR SELECT USING (
+    lighthouse.reads_all_licences()
+    OR (lighthouse.current_kind() = 'licensee' AND EXISTS (
+        SELECT 1 FROM lighthouse.licence l
+        WHERE l.id = licence_id AND l.licensee_id = lighthouse.current_licensee()))
+);
+
 ALTER TABLE lighthouse.usage_record ENABLE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.usage_record FORCE ROW LEVEL SECURITY;
 CREATE POLICY usage_record_read ON lighthouse.usage_record FOR SELECT USING (
@@ -404,10 +489,13 @@ GRANTS = """
 GRANT SELECT, INSERT, UPDATE ON lighthouse.licensee, lighthouse.licence TO {role};
 GRANT SELECT ON lighthouse.quota_period TO {role};
 GRANT SELECT, INSERT ON lighthouse.usage_record TO {role};
+GRANT SELECT ON lighthouse.usage_daily TO {role};
 REVOKE ALL ON FUNCTION lighthouse.acts_for_licence, lighthouse.reserve_quota,
-    lighthouse.finish_reservation, lighthouse.expire_reservations FROM PUBLIC;
+    lighthouse.finish_reservation, lighthouse.expire_reservations, lighthouse.roll_up_usage
+    FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lighthouse.acts_for_licence, lighthouse.reserve_quota,
-    lighthouse.finish_reservation, lighthouse.expire_reservations TO {role};
+    lighthouse.finish_reservation, lighthouse.expire_reservations, lighthouse.roll_up_usage
+    TO {role};
 """
 
 

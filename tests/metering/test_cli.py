@@ -233,3 +233,45 @@ async def test_a_statement_lists_every_request_and_agrees_with_the_ledger_to_the
     assert tampered.returncode == 1 and "differ" in tampered.stderr
     wrong = cli(database, gateway, "licensing", "statement", licence.code, "--period", "2026-11-30")
     assert wrong.returncode == 2 and "write YYYY-MM" in wrong.stderr
+
+
+async def test_usage_is_rolled_up_by_day_and_old_records_go_once_rolled_up(
+    database: DatabaseUnderTest, gateway: GatewayProcess
+) -> None:
+    from tests.metering.support import licensee_with_licence
+
+    licensed = await licensee_with_licence(database)
+    licence = licensed.licence
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        # Three days ago (two requests, one failed), a day ago (one), today (one).
+        for days, status, tokens in ((3, "OK", 10), (3, "FAILED", 0), (1, "OK", 7), (0, "OK", 5)):
+            await owner.execute(
+                "INSERT INTO lighthouse.usage_record (request_id, licence_id, licensee_id,"
+                " period_start, client_id, model, purpose, status, input_tokens, output_tokens,"
+                " images, streamed, latency_ms, started_at, finished_at) VALUES ($1, $2, $3,"
+                " now(), 'c', $4, 'p', $5, $6, $6, 0, false, 5, now(), now() - make_interval(days => $7))",
+                uuid.uuid4(), licence.id, licence.licensee_id, MODEL, status, tokens, days,
+            )  # fmt: skip
+        before = await owner.fetchval("SELECT count(*) FROM lighthouse.usage_daily")
+        result = cli(database, gateway, "licensing", "rollup", "--keep-days", "2")
+        assert result.returncode == 0, result.stderr
+        daily = await owner.fetch(
+            "SELECT day, status, requests, input_tokens FROM lighthouse.usage_daily"
+            " WHERE licence_id = $1 ORDER BY day, status",
+            licence.id,
+        )
+        left = await owner.fetchval(
+            "SELECT count(*) FROM lighthouse.usage_record WHERE licence_id = $1", licence.id
+        )
+        again = cli(database, gateway, "licensing", "rollup", "--keep-days", "2")
+        after = await owner.fetchval("SELECT count(*) FROM lighthouse.usage_daily")
+    finally:
+        await owner.close()
+    # The days that are over, per status; today's record is not rolled up yet.
+    assert [(r["status"], r["requests"], r["input_tokens"]) for r in daily] == [
+        ("FAILED", 1, 0), ("OK", 1, 10), ("OK", 1, 7),
+    ]  # fmt: skip
+    assert left == 2  # the record from three days ago went; yesterday's and today's stay
+    assert again.returncode == 0 and "0 daily totals written; 0 usage records" in again.stderr
+    assert after - before == 3

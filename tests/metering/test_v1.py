@@ -377,3 +377,53 @@ async def test_200_at_once_over_two_gateways_admit_exactly_the_limit(
     assert state["reserved_requests"] == 0
     assert state["used_input_tokens"] == state["records_input_tokens"]
     assert state["used_output_tokens"] == state["records_output_tokens"]
+
+
+@pytest.mark.serving
+async def test_the_concurrency_cap_holds_over_two_gateways(
+    serving_tier: ServingTier,
+    gateway: GatewayProcess,
+    second_gateway: GatewayProcess,
+    database: DatabaseUnderTest,
+) -> None:
+    import asyncpg
+
+    licensed = await licensee_with_licence(database, max_concurrent=5, max_tokens=200)
+    clients = [
+        sdk(process, await access_token(process, licensed)) for process in (gateway, second_gateway)
+    ]
+
+    async def one(n: int) -> str:
+        try:
+            await clients[n % 2].chat.completions.create(
+                model=MODEL,
+                messages=hello(),
+                max_tokens=200,
+                temperature=0,  # type: ignore[arg-type]
+            )
+        except openai.RateLimitError as error:
+            return str(error.code)
+        return "ok"
+
+    outcomes = await asyncio.gather(*(one(n) for n in range(60)))
+    assert set(outcomes) == {"ok", "concurrency"}
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        spans = await owner.fetch(
+            "SELECT started_at, finished_at FROM lighthouse.usage_record"
+            " WHERE licence_id = $1 AND status = 'OK'",
+            licensed.licence.id,
+        )
+    finally:
+        await owner.close()
+    assert len(spans) == outcomes.count("ok")
+    # At no moment were more than five of the licence's requests admitted and unfinished.
+    events = sorted(
+        [(r["started_at"], 1) for r in spans] + [(r["finished_at"], -1) for r in spans],
+        key=lambda event: (event[0], event[1]),
+    )
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    assert 2 <= peak <= 5
