@@ -73,6 +73,7 @@ class TokenFactory:
             bureau=bureau,
             roles=roles,
             ttl=ttl,
+            licensee=claims.pop("licensee", None),
         ).access_token
 
     def signing_key(self) -> Any:

@@ -188,6 +188,13 @@ LANGUAGE sql STABLE AS $$
         OR (lighthouse.current_kind() = 'auditor' AND lighthouse.has_scope('usage:read'))
 $$;
 
+-- A licensee's client reading its own company's licences and usage (licensing.view.own-company).
+CREATE FUNCTION lighthouse.reads_own_licences() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT lighthouse.current_kind() = 'licensee'
+       AND (lighthouse.has_scope('usage:read') OR lighthouse.has_scope('inference:invoke'))
+$$;
+
 CREATE FUNCTION lighthouse.acts_for_licence(wanted integer) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, lighthouse AS $$
     SELECT lighthouse.current_kind() = 'licensee'
@@ -416,7 +423,7 @@ ALTER TABLE lighthouse.licensee ENABLE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.licensee FORCE ROW LEVEL SECURITY;
 CREATE POLICY licensee_read ON lighthouse.licensee FOR SELECT USING (
     lighthouse.reads_all_licences()
-    OR (lighthouse.current_kind() = 'licensee' AND id = lighthouse.current_licensee())
+    OR (lighthouse.reads_own_licences() AND id = lighthouse.current_licensee())
 );
 CREATE POLICY licensee_admin ON lighthouse.licensee FOR ALL
     USING (lighthouse.current_kind() = 'staff' AND lighthouse.has_scope('licensing:admin'))
@@ -426,7 +433,7 @@ ALTER TABLE lighthouse.licence ENABLE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.licence FORCE ROW LEVEL SECURITY;
 CREATE POLICY licence_read ON lighthouse.licence FOR SELECT USING (
     lighthouse.reads_all_licences()
-    OR (lighthouse.current_kind() = 'licensee' AND licensee_id = lighthouse.current_licensee())
+    OR (lighthouse.reads_own_licences() AND licensee_id = lighthouse.current_licensee())
 );
 CREATE POLICY licence_admin ON lighthouse.licence FOR ALL
     USING (lighthouse.current_kind() = 'staff' AND lighthouse.has_scope('licensing:admin'))
@@ -438,7 +445,7 @@ ALTER TABLE lighthouse.quota_period ENABLE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.quota_period FORCE ROW LEVEL SECURITY;
 CREATE POLICY quota_period_read ON lighthouse.quota_period FOR SELECT USING (
     lighthouse.reads_all_licences()
-    OR (lighthouse.current_kind() = 'licensee' AND EXISTS (
+    OR (lighthouse.reads_own_licences() AND EXISTS (
         SELECT 1 FROM lighthouse.licence l
         WHERE l.id = licence_id AND l.licensee_id = lighthouse.current_licensee()))
 );
@@ -469,7 +476,7 @@ CREATE POLICY usage_record_retention ON lighthouse.usage_record FOR ALL
     USING (current_user <> session_user) WITH CHECK (current_user <> session_user);
 CREATE POLICY usage_daily_read ON lighthouse.usage_daily FOR SELECT USING (
     lighthouse.reads_all_licences()
-    OR (lighthouse.current_kind() = 'licensee' AND EXISTS (
+    OR (lighthouse.reads_own_licences() AND EXISTS (
         SELECT 1 FROM lighthouse.licence l
         WHERE l.id = licence_id AND l.licensee_id = lighthouse.current_licensee()))
 );
@@ -478,7 +485,7 @@ ALTER TABLE lighthouse.usage_record ENABLE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.usage_record FORCE ROW LEVEL SECURITY;
 CREATE POLICY usage_record_read ON lighthouse.usage_record FOR SELECT USING (
     lighthouse.reads_all_licences()
-    OR (lighthouse.current_kind() = 'licensee' AND licensee_id = lighthouse.current_licensee())
+    OR (lighthouse.reads_own_licences() AND licensee_id = lighthouse.current_licensee())
 );
 CREATE POLICY usage_record_create ON lighthouse.usage_record FOR INSERT WITH CHECK (
     lighthouse.acts_for_licence(licence_id) AND licensee_id = lighthouse.current_licensee()

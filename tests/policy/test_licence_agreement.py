@@ -1,0 +1,249 @@
+"""The rule book, Cedar, row-level security and the API agree on who sees which licence and its
+usage, for random principals over a world of companies and their licences.
+
+The rule book (policies/README.md, "Licences and metered inference") as this test writes it
+down: the city's licensing officers (staff with licensing:admin), and staff or auditors with
+usage:read, see every licence; a licensee's client sees its own company's, with usage:read or
+inference:invoke; nobody else sees any. Each answer is compared with it on its own: Cedar's
+ViewLicence decisions, what PostgreSQL returns to the application role with the principal's
+identity (licences and their ledgers), and the graph's ``licences`` for a token of that
+principal. Licensees see no incident whatever their token says (the incident rules; checked on
+each licensee example through the graph too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from api import bundled
+from api.auth.principal import Principal, PrincipalKind
+from api.db.pool import create_pool
+from api.policy import resources
+from api.policy.engine import PolicyEngine
+from api.settings import DatabaseSettings, Settings
+from tests.metering.support import Licensed, licensee_with_licence
+from tests.support import DatabaseUnderTest, GatewayProcess
+from tests.tokens import TokenFactory
+
+pytestmark = pytest.mark.db
+
+EXAMPLES = max(50, int(os.environ.get("LIGHTHOUSE_AGREEMENT_EXAMPLES", "2000")) // 10)
+SCOPES = ["licensing:admin", "usage:read", "inference:invoke", "incidents:read", "pii:read"]
+KINDS = ["licensee", "licensee", "licensee", "staff", "staff", "service", "auditor"]
+
+
+@dataclass(frozen=True)
+class Who:
+    kind: str
+    company: int | None  # index into the world's companies; None: a licensee of no company here
+    bureau: str | None
+    scopes: tuple[str, ...]
+
+
+def rule_book(who: Who, holder: int) -> bool:
+    scopes = set(who.scopes)
+    if who.kind == "staff":
+        return bool({"licensing:admin", "usage:read"} & scopes)
+    if who.kind == "auditor":
+        return "usage:read" in scopes
+    if who.kind == "licensee":
+        return who.company == holder and bool({"usage:read", "inference:invoke"} & scopes)
+    return False
+
+
+class World:
+    def __init__(
+        self, database: DatabaseUnderTest, gateway: GatewayProcess, tokens: TokenFactory
+    ) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.database = database
+        self.tokens = tokens
+        # Three companies: two licences, one, one; each licence's company by index.
+        self.licences: list[tuple[Licensed, int]] = []
+        for company, count in enumerate((2, 1, 1)):
+            first = self.loop.run_until_complete(licensee_with_licence(database))
+            self.licences.append((first, company))
+            for _ in range(count - 1):
+                extra = self.loop.run_until_complete(
+                    licensee_with_licence(database)  # another company's row, moved below
+                )
+                self.licences.append((extra, company))
+        self.companies = [
+            next(lic.licence.licensee_id for lic, c in self.licences if c == company)
+            for company in range(3)
+        ]
+        self.loop.run_until_complete(self._same_holder())
+        settings_ = Settings(database=DatabaseSettings(url=database.app_url, pool_max_size=2))
+        self.pool: asyncpg.Pool = self.loop.run_until_complete(
+            create_pool(database.app_url, settings_)
+        )
+        self.engine = PolicyEngine(
+            bundled.directory("policies"), [("PUBLIC_WORKS", False), ("RDEC", True)]
+        )
+        self.http = httpx.AsyncClient(base_url=gateway.base_url, timeout=30)
+
+    async def _same_holder(self) -> None:
+        """Give each company's extra licences to that company (created under their own)."""
+        owner = await asyncpg.connect(self.database.owner_url)
+        try:
+            for licensed, company in self.licences:
+                await owner.execute(
+                    "UPDATE lighthouse.licence SET licensee_id = $1 WHERE id = $2",
+                    self.companies[company], licensed.licence.id,
+                )  # fmt: skip
+        finally:
+            await owner.close()
+
+    def principal(self, who: Who) -> Principal:
+        licensee = None
+        if who.kind == "licensee" and who.company is not None:
+            licensee = self.companies[who.company]
+        return Principal(
+            subject=f"agreement-{who.kind}",
+            kind=PrincipalKind(who.kind),
+            bureau_id=1 if who.bureau else None,
+            bureau_code=who.bureau,
+            scopes=frozenset(who.scopes),
+            licensee_id=licensee,
+        )
+
+    async def rls(self, principal: Principal) -> tuple[set[int], set[int]]:
+        ids = [licensed.licence.id for licensed, _ in self.licences]
+        async with self.pool.acquire() as connection, connection.transaction():
+            identity = principal.database_settings()
+            await connection.execute(
+                "SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)",
+                list(identity), list(identity.values()),
+            )  # fmt: skip
+            licences = await connection.fetch(
+                "SELECT id FROM licence WHERE id = ANY($1::int[])", ids
+            )
+            ledgers = await connection.fetch(
+                "SELECT DISTINCT licence_id FROM quota_period WHERE licence_id = ANY($1::int[])",
+                ids,
+            )
+        return {r["id"] for r in licences}, {r["licence_id"] for r in ledgers}
+
+    async def api(self, who: Who, principal: Principal) -> tuple[set[str], int]:
+        """The licences' codes the graph shows, and how many incidents (asked apart: a refused
+        incident list must not hide the licences)."""
+        token = self.tokens.custom(
+            subject=principal.subject, kind=who.kind, scopes=list(who.scopes), bureau=who.bureau,
+            licensee=principal.licensee_id,
+        )  # fmt: skip
+        headers = {"Authorization": f"Bearer {token}"}
+        answers = []
+        for query in ("{ licences { code } }", "{ incidents(first: 5) { totalCount } }"):
+            response = await self.http.post("/graphql", json={"query": query}, headers=headers)
+            answers.append(response.json().get("data") or {})
+        codes = {lic["code"] for lic in answers[0].get("licences") or []}
+        incidents = (answers[1].get("incidents") or {}).get("totalCount") or 0
+        return codes, incidents
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.http.aclose())
+        self.loop.run_until_complete(self.pool.close())
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def world(
+    database: DatabaseUnderTest, gateway: GatewayProcess, tokens: TokenFactory
+) -> Iterator[World]:
+    built = World(database, gateway, tokens)
+    # Each licence has a ledger row (a reservation released), so ledgers are compared too.
+    built.loop.run_until_complete(_ledgers(built))
+    yield built
+    built.close()
+
+
+async def _ledgers(world: World) -> None:
+    owner = await asyncpg.connect(world.database.owner_url)
+    try:
+        for licensed, _ in world.licences:
+            await owner.execute(
+                "INSERT INTO lighthouse.quota_period (licence_id, period_start) VALUES ($1, now())",
+                licensed.licence.id,
+            )
+    finally:
+        await owner.close()
+
+
+who_strategy = st.builds(
+    Who,
+    kind=st.sampled_from(KINDS),
+    company=st.one_of(st.none(), st.integers(0, 2), st.integers(0, 2)),
+    bureau=st.sampled_from([None, "PUBLIC_WORKS"]),
+    scopes=st.lists(st.sampled_from(SCOPES), unique=True).map(lambda s: tuple(sorted(s))),
+)
+
+
+def test_the_rule_book_cedar_rls_and_api_agree_on_licences(world: World) -> None:
+    exercised: Counter[str] = Counter()
+
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(who=who_strategy)
+    def check(who: Who) -> None:
+        if who.kind != "licensee":
+            who = Who(
+                who.kind, None, who.bureau if who.kind in ("staff", "service") else None, who.scopes
+            )
+        else:
+            who = Who(who.kind, who.company, None, who.scopes)
+        principal = world.principal(who)
+        entity = resources.principal_entity(principal)
+        model: set[int] = set()
+        cedar: set[int] = set()
+        for licensed, company in world.licences:
+            licence = licensed.licence
+            holder = world.companies[company]
+            if rule_book(who, company):
+                model.add(licence.id)
+            decision = world.engine.decide(
+                entity,
+                "ViewLicence",
+                resources.licence_entity(licence.id, holder),
+                principal.scopes,
+            )
+            if decision.allowed:
+                cedar.add(licence.id)
+            exercised.update(decision.policy_ids)
+        rls, ledgers = world.loop.run_until_complete(world.rls(principal))
+        codes, incidents = world.loop.run_until_complete(world.api(who, principal))
+        by_code = {licensed.licence.code: licensed.licence.id for licensed, _ in world.licences}
+        api = {by_code[code] for code in codes if code in by_code}
+        context = f"principal={who}"
+        assert cedar == model, f"Cedar {cedar} != rule book {model}; {context}"
+        assert rls == model, f"RLS {rls} != rule book {model}; {context}"
+        assert ledgers == model, f"RLS ledgers {ledgers} != rule book {model}; {context}"
+        assert api == model, f"API {api} != rule book {model}; {context}"
+        if who.kind == "licensee":
+            assert incidents == 0, f"a licensee saw {incidents} incidents; {context}"
+        exercised["examples"] += 1
+
+    for pinned in (
+        Who("licensee", 0, None, ("inference:invoke",)),
+        Who("licensee", 1, None, ("usage:read",)),
+        Who("licensee", 2, None, ("incidents:read", "pii:read")),
+        Who("licensee", None, None, ("inference:invoke", "usage:read", "licensing:admin")),
+        Who("staff", None, None, ("licensing:admin",)),
+        Who("staff", None, "PUBLIC_WORKS", ("usage:read",)),
+        Who("staff", None, "PUBLIC_WORKS", ("incidents:read", "inference:invoke")),
+        Who("auditor", None, None, ("usage:read",)),
+        Who("auditor", None, None, ("licensing:admin",)),
+        Who("service", None, "PUBLIC_WORKS", ("licensing:admin", "usage:read")),
+    ):
+        check.hypothesis.inner_test(pinned)  # type: ignore[attr-defined]
+    check()
+    for rule in ("licensing.view.city", "licensing.view.own-company"):
+        assert exercised[rule] >= 3, f"{rule} exercised {exercised[rule]} times: {dict(exercised)}"
