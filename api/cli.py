@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import asyncpg
@@ -498,6 +499,45 @@ def clients_disable(client_id: str) -> None:
         console.print(f"[red]No enabled client {client_id!r}.[/red]")
         raise typer.Exit(2)
     console.print(f"Client {client_id} disabled.")
+
+
+@app.command("verify-release")
+def verify_release(
+    directory: Annotated[Path, typer.Argument(help="The downloaded release's directory.")],
+    manifest: Annotated[Path, typer.Option(help="The signed manifest (GET /v1/releases/{id}).")],
+    jwks: Annotated[
+        str, typer.Option(help="The city's published keys: a file, or the URL of /oauth/jwks.")
+    ],
+) -> None:
+    """Check a model release: the manifest's signature against the city's keys, and every file
+    against the manifest (none missing, changed or added). Exit 0 if it holds, 1 if not."""
+    import json
+
+    import httpx
+
+    from api.services.metering import releases
+
+    if jwks.startswith(("https://", "http://")):
+        try:
+            keys = httpx.get(jwks, timeout=10).raise_for_status().json()
+        except httpx.HTTPError as error:
+            console.print(f"[red]Cannot read the keys at {jwks}: {error}[/red]")
+            raise typer.Exit(2) from None
+    else:
+        keys = json.loads(Path(jwks).read_text(encoding="utf-8"))
+    result = releases.verify(directory, manifest.read_text(encoding="utf-8"), keys)
+    if not result.holds:
+        for problem in result.problems:
+            console.print(f"[red]{problem}[/red]")
+        console.print(
+            "[red]The release does not hold: do not run it; ask the city for it again.[/red]"
+        )
+        raise typer.Exit(1)
+    claims = result.claims
+    console.print(
+        f"[green]{claims['model']} {claims['version']}: signed by {claims['iss']}, "
+        f"{len(claims['files'])} files as released.[/green]"
+    )
 
 
 @app.command()

@@ -13,6 +13,7 @@ import getpass
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -347,3 +348,51 @@ def rollup(
     console.print(
         f"{rolled} daily totals written; {deleted} usage records past {keep.days} days deleted."
     )
+
+
+@licensing_app.command("publish-release")
+def publish_release(
+    model: Annotated[str, typer.Argument(help="The served model's name, as licences list it.")],
+    version: Annotated[str, typer.Argument(help="The release's version, e.g. 2027.03.")],
+    directory: Annotated[
+        Path, typer.Option("--dir", help="The model directory (weights, config, tokenizer).")
+    ],
+    config: Annotated[Path, typer.Option(help="The serving config the release runs with.")],
+    terms: Annotated[
+        str, typer.Option(help="The licence terms that go with it, as words or a file's path.")
+    ],
+) -> None:
+    """Publish a model release for licensees with their own compute: every file hashed, the
+    manifest (files, serving config, terms) signed with the city's key. Licensees whose licence
+    allows their own compute download it from /v1/releases and check it with
+    `lighthouse verify-release`."""
+    from api.auth.keys import KeyRing
+    from api.repositories.licensing import ReleaseRepository
+    from api.repositories.oauth import OAuthRepository
+    from api.services.metering import releases
+
+    settings = command_settings()
+    directory = directory.resolve()
+    terms_text = Path(terms).read_text(encoding="utf-8") if Path(terms).is_file() else terms
+
+    async def step(access: AccessScope) -> int:
+        console.print(f"Hashing {directory} …")
+        files = await asyncio.to_thread(releases.scan, directory)
+        content = releases.manifest(
+            model, version, files, config.read_text(encoding="utf-8"), {"text": terms_text}
+        )
+        ring = KeyRing(settings)
+        await ring.load(OAuthRepository(access.uow))
+        key = ring.current()
+        if key is None:
+            raise InvalidInput("keys", "no active signing key: run `lighthouse keys rotate`")
+        signed = releases.sign(content, key.key, key.kid, key.algorithm, settings.issuer)
+        record = await ReleaseRepository(access.uow).add(
+            model, version, str(directory), content, signed, access.principal.subject
+        )
+        access.audit.saw("Release", record.id)
+        console.print(f"{len(files)} files, {sum(f.bytes for f in files)} bytes.")
+        return record.id
+
+    release_id = _run(settings, "licensing publish-release", step)
+    console.print(f"Release {model} {version} published (id {release_id}).")

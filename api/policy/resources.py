@@ -43,8 +43,10 @@ def company(licensee_id: int) -> Entity:
     return Entity("Company", str(licensee_id))
 
 
-def licence_entity(licence_id: int, licensee_id: int) -> Entity:
-    return Entity("Licence", str(licence_id), (("holder", company(licensee_id)),))
+def licence_entity(licence_id: int, licensee_id: int, own_compute: bool = False) -> Entity:
+    return Entity(
+        "Licence", str(licence_id), (("holder", company(licensee_id)), ("ownCompute", own_compute))
+    )
 
 
 def incident_entity(facts: IncidentFacts) -> Entity:

@@ -356,3 +356,58 @@ def _input_error(error: asyncpg.PostgresError, entity: str) -> BaseException:
         return InvalidInput(entity, f"a {entity} with this code or tax id exists")
     translated: BaseException | None = translate(error)
     return translated if translated is not None else error
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRecord:
+    id: int
+    model: str
+    version: str
+    directory: str
+    manifest: dict[str, Any]
+    signed: str
+    created_at: datetime
+    created_by: str
+
+
+RELEASE_COLUMNS = ", ".join(f.name for f in fields(ReleaseRecord))
+INSERT_RELEASE = f"""
+INSERT INTO model_release (model, version, directory, manifest, signed, created_by)
+VALUES ($1, $2, $3, $4, $5, $6) RETURNING {RELEASE_COLUMNS}
+"""
+RELEASES = f"SELECT {RELEASE_COLUMNS} FROM model_release ORDER BY model, created_at DESC LIMIT 200"
+RELEASE_BY_ID = f"SELECT {RELEASE_COLUMNS} FROM model_release WHERE id = $1"
+
+
+class ReleaseRepository:
+    """Model releases, as row-level security lets the caller see them."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(
+        self,
+        model: str,
+        version: str,
+        directory: str,
+        manifest: dict[str, Any],
+        signed: str,
+        created_by: str,
+    ) -> ReleaseRecord:
+        try:
+            row = await self._uow.fetchrow(
+                INSERT_RELEASE, model, version, directory, manifest, signed, created_by
+            )
+        except asyncpg.PostgresError as error:
+            if is_unique_violation(error):
+                raise InvalidInput("release", f"{model} {version} is published already") from None
+            raise _input_error(error, "release") from None
+        assert row is not None
+        return ReleaseRecord(**row)
+
+    async def visible(self) -> list[ReleaseRecord]:
+        return [ReleaseRecord(**row) for row in await self._uow.fetch(RELEASES)]
+
+    async def get(self, release_id: int) -> ReleaseRecord | None:
+        row = await self._uow.fetchrow(RELEASE_BY_ID, release_id)
+        return ReleaseRecord(**row) if row is not None else None

@@ -155,6 +155,20 @@ CREATE INDEX usage_record_licence_idx ON lighthouse.usage_record (licence_id, fi
 CREATE INDEX usage_record_period_idx ON lighthouse.usage_record (licence_id, period_start);
 CREATE INDEX usage_record_finished_idx ON lighthouse.usage_record (finished_at);
 
+-- A model release for licensees with their own compute: a directory on the city's machines and
+-- its manifest (files and hashes, serving config, terms), signed by the city's key.
+CREATE TABLE lighthouse.model_release (
+    id          integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    model       text NOT NULL CHECK (length(model) BETWEEN 1 AND 200),
+    version     text NOT NULL CHECK (version ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$'),
+    directory   text NOT NULL,
+    manifest    jsonb NOT NULL,
+    signed      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    created_by  text NOT NULL,
+    UNIQUE (model, version)
+);
+
 -- Usage per licence, day (in the city's time zone), model and status, rolled up from the records
 -- once the day is over (``lighthouse licensing rollup``); what remains after the records' retention.
 CREATE TABLE lighthouse.usage_daily (
@@ -468,6 +482,22 @@ CREATE POLICY licence_read_definer ON lighthouse.licence FOR SELECT
 CREATE POLICY licensee_read_definer ON lighthouse.licensee FOR SELECT
     USING (current_user <> session_user);
 
+-- Releases: the city's licensing officers publish and see all; a licensee's client sees the
+-- releases of the models a usable licence of its company lets it run on its own compute.
+ALTER TABLE lighthouse.model_release ENABLE ROW LEVEL SECURITY;
+ALTER TABLE lighthouse.model_release FORCE ROW LEVEL SECURITY;
+CREATE POLICY model_release_read ON lighthouse.model_release FOR SELECT USING (
+    lighthouse.reads_all_licences()
+    OR (lighthouse.reads_own_licences() AND EXISTS (
+        SELECT 1 FROM lighthouse.licence l
+        WHERE l.licensee_id = lighthouse.current_licensee() AND l.own_compute
+          AND model = ANY (l.models) AND l.revoked_at IS NULL AND l.suspended_at IS NULL
+          AND now() >= l.valid_from AND now() < l.valid_until))
+);
+CREATE POLICY model_release_publish ON lighthouse.model_release FOR INSERT WITH CHECK (
+    lighthouse.current_kind() = 'staff' AND lighthouse.has_scope('licensing:admin')
+);
+
 ALTER TABLE lighthouse.usage_daily ENABLE ROW LEVEL SECURITY;
 ALTER TABLE lighthouse.usage_daily FORCE ROW LEVEL SECURITY;
 CREATE POLICY usage_daily_rollup ON lighthouse.usage_daily FOR ALL
@@ -497,6 +527,7 @@ GRANT SELECT, INSERT, UPDATE ON lighthouse.licensee, lighthouse.licence TO {role
 GRANT SELECT ON lighthouse.quota_period TO {role};
 GRANT SELECT, INSERT ON lighthouse.usage_record TO {role};
 GRANT SELECT ON lighthouse.usage_daily TO {role};
+GRANT SELECT, INSERT ON lighthouse.model_release TO {role};
 REVOKE ALL ON FUNCTION lighthouse.acts_for_licence, lighthouse.reserve_quota,
     lighthouse.finish_reservation, lighthouse.expire_reservations, lighthouse.roll_up_usage
     FROM PUBLIC;

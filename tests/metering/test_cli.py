@@ -103,6 +103,8 @@ async def test_an_officer_licenses_a_company_from_the_command_line(
           "--scopes", "inference:invoke"], "names its licensee"),
         (["clients", "create", "ghost-app", "--kind", "licensee", "--licensee", "ghost",
           "--name", "x", "--scopes", "inference:invoke"], "unknown licensee"),
+        (["licensing", "publish-release", MODEL, "v1", "--dir", "/nonexistent/model",
+          "--config", "serving/configs/gpu.yaml", "--terms", "t"], "is not a directory"),
     ],
 )  # fmt: skip
 def test_bad_input_is_refused_with_a_message_and_changes_nothing(

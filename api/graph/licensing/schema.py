@@ -7,10 +7,11 @@ from api.graph.core.bundle import DomainBundle
 from api.graph.licensing.mutations import LicensingMutations
 from api.graph.licensing.queries import LicensingQueries
 from api.http.openai import metering_routes
+from api.http.releases import release_routes
 
 bundle = DomainBundle(
     name="licensing",
     query=LicensingQueries,
     mutation=LicensingMutations,
-    routes=tuple(metering_routes()),
+    routes=(*metering_routes(), *release_routes()),
 )
