@@ -165,6 +165,10 @@ class UnitOfWork:
             else:
                 await transaction.rollback()
         finally:
-            await self._pool.release(connection)
-            if self.on_close is not None:
-                self.on_close(self.statements)
+            # Counted even when the closing itself is cancelled (a subscription whose socket
+            # went away while its event's transaction was open).
+            try:
+                await self._pool.release(connection)
+            finally:
+                if self.on_close is not None:
+                    self.on_close(self.statements)

@@ -229,14 +229,18 @@ async def test_changes_a_subscriber_may_not_see_cost_no_transaction(
     await create_incident(police_camera, title="for the police", category="ILLEGAL_PARKING")
     message = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
     assert message["payload"]["data"]["incidentChanged"]["incident"]["title"] == "for the police"
-    await socket.close()
-    # The delivered event's transaction closes once its message is sent: wait for its count.
+    # The delivered event's transaction stays open until the subscription takes its next
+    # notice: one more change it may not see closes it (and costs none of its own).
+    await create_incident(pwb, title="not for the police either")
     after = before
     for _ in range(200):  # up to 20 s: a gateway under coverage is slow
         after = events_read(await http.get("/metrics"))
         if after > before:
             break
         await asyncio.sleep(0.1)
+    await asyncio.sleep(0.3)  # a second transaction, if there were one, would be counted by now
+    after = events_read(await http.get("/metrics"))
+    await socket.close()
     assert after - before == 1
 
 
