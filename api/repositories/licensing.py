@@ -411,3 +411,39 @@ class ReleaseRepository:
     async def get(self, release_id: int) -> ReleaseRecord | None:
         row = await self._uow.fetchrow(RELEASE_BY_ID, release_id)
         return ReleaseRecord(**row) if row is not None else None
+
+
+class LicenseeClients:
+    """A licensee's OAuth clients, written only through the database's functions for licensing
+    officers (the application role writes no client itself)."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self._uow = uow
+
+    async def register(
+        self, client_id: str, name: str, secret_hash: str, scopes: Sequence[str], licensee_id: int
+    ) -> None:
+        try:
+            await self._uow.execute(
+                "SELECT lighthouse.register_licensee_client($1, $2, $3, $4, $5)",
+                client_id, name, secret_hash, list(scopes), licensee_id,
+            )  # fmt: skip
+        except asyncpg.PostgresError as error:
+            if is_unique_violation(error):
+                raise InvalidInput("clientId", f"a client {client_id!r} exists") from None
+            raise _input_error(error, "client") from None
+
+    async def rekey(self, client_id: str, secret_hash: str, overlap: timedelta) -> bool:
+        statement = "SELECT lighthouse.rekey_licensee_client($1, $2, $3)"
+        try:
+            return bool(await self._uow.fetchval(statement, client_id, secret_hash, overlap))
+        except asyncpg.PostgresError as error:
+            raise _input_error(error, "client") from None
+
+    async def disable(self, client_id: str) -> bool:
+        try:
+            return bool(
+                await self._uow.fetchval("SELECT lighthouse.disable_licensee_client($1)", client_id)
+            )
+        except asyncpg.PostgresError as error:
+            raise _input_error(error, "client") from None

@@ -387,6 +387,66 @@ BEGIN
 END
 $$;
 
+-- A licensee's OAuth clients, managed by the city's licensing officers through the graph: the
+-- application role writes no client itself; these functions create, re-key and disable only
+-- clients of a licensee, with only the scopes a licensee's client may hold.
+CREATE FUNCTION lighthouse.licensing_officer() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT lighthouse.current_kind() = 'staff' AND lighthouse.has_scope('licensing:admin')
+$$;
+
+CREATE FUNCTION lighthouse.register_licensee_client(
+    new_client text, new_name text, new_secret_hash text, new_scopes text[], for_licensee integer
+) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, lighthouse AS $$
+BEGIN
+    IF NOT lighthouse.licensing_officer() THEN
+        RAISE EXCEPTION 'only licensing officers register licensees'' clients'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NOT new_scopes <@ ARRAY['inference:invoke', 'usage:read']
+       OR cardinality(new_scopes) = 0 THEN
+        RAISE EXCEPTION 'a licensee''s client holds inference:invoke and usage:read at most'
+            USING ERRCODE = 'check_violation';
+    END IF;
+    INSERT INTO lighthouse.oauth_client
+        (client_id, name, secret_hash, kind, bureau_id, roles, scopes, licensee_id)
+    VALUES (new_client, new_name, new_secret_hash, 'licensee', NULL, '{}', new_scopes, for_licensee);
+END
+$$;
+
+-- Re-key (``overlap``: how long the old secret still works) or disable a licensee's client;
+-- false if there is no such enabled client of a licensee.
+CREATE FUNCTION lighthouse.rekey_licensee_client(
+    target text, new_secret_hash text, overlap interval
+) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, lighthouse AS $$
+BEGIN
+    IF NOT lighthouse.licensing_officer() THEN
+        RAISE EXCEPTION 'only licensing officers re-key licensees'' clients'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    UPDATE lighthouse.oauth_client
+    SET previous_secret_hash = secret_hash, previous_secret_until = now() + overlap,
+        secret_hash = new_secret_hash
+    WHERE client_id = target AND kind = 'licensee' AND disabled_at IS NULL;
+    RETURN FOUND;
+END
+$$;
+
+CREATE FUNCTION lighthouse.disable_licensee_client(target text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, lighthouse AS $$
+BEGIN
+    IF NOT lighthouse.licensing_officer() THEN
+        RAISE EXCEPTION 'only licensing officers disable licensees'' clients'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    UPDATE lighthouse.oauth_client SET disabled_at = now()
+    WHERE client_id = target AND kind = 'licensee' AND disabled_at IS NULL;
+    RETURN FOUND;
+END
+$$;
+
 -- Roll usage records up per licence, day (in ``zone``), model and status for the days that are
 -- over and not rolled up yet, then delete records older than ``keep`` whose day is rolled up.
 -- For the city's licensing officers (and the service); returns (rows rolled up, records deleted).
@@ -529,10 +589,14 @@ GRANT SELECT, INSERT ON lighthouse.usage_record TO {role};
 GRANT SELECT ON lighthouse.usage_daily TO {role};
 GRANT SELECT, INSERT ON lighthouse.model_release TO {role};
 REVOKE ALL ON FUNCTION lighthouse.acts_for_licence, lighthouse.reserve_quota,
-    lighthouse.finish_reservation, lighthouse.expire_reservations, lighthouse.roll_up_usage
+    lighthouse.finish_reservation, lighthouse.expire_reservations, lighthouse.roll_up_usage,
+    lighthouse.register_licensee_client, lighthouse.rekey_licensee_client,
+    lighthouse.disable_licensee_client
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lighthouse.acts_for_licence, lighthouse.reserve_quota,
-    lighthouse.finish_reservation, lighthouse.expire_reservations, lighthouse.roll_up_usage
+    lighthouse.finish_reservation, lighthouse.expire_reservations, lighthouse.roll_up_usage,
+    lighthouse.register_licensee_client, lighthouse.rekey_licensee_client,
+    lighthouse.disable_licensee_client
     TO {role};
 """
 

@@ -10,6 +10,7 @@ from api.domain.errors import DomainError
 from api.graph.core import errors
 from api.graph.core.context import Info
 from api.graph.core.ids import decode_id
+from api.graph.licensing.office import LicensingOfficeMutations
 from api.graph.licensing.types import Licence, licence_of
 from api.services.metering.licences import LicenceAdmin, LicenceView
 
@@ -39,7 +40,7 @@ async def _change(
 
 
 @strawberry.type
-class LicensingMutations:
+class LicensingMutations(LicensingOfficeMutations):
     @strawberry.federation.mutation(
         authenticated=True,
         requires_scopes=[["licensing:admin"]],

@@ -139,3 +139,31 @@ def licence_of(view: LicenceView) -> Licence:
             remaining=remaining,
         ),
     )
+
+
+@strawberry.type(description="A person to speak to at a licensee.")
+class Contact:
+    name: str
+    email: str
+    phone: str | None
+
+
+@strawberry.type(description="A company licensed to use the city's models.")
+class Licensee:
+    id: strawberry.ID
+    code: str
+    company: str
+    tax_id: str
+    status: str
+    contacts: list[Contact]
+
+
+@strawberry.type(description="A client's credentials. The secret is shown this once only.")
+class ClientCredentials:
+    client_id: str
+    client_secret: str
+
+
+@strawberry.type(description="A client that gets no more tokens; its tokens stopped working.")
+class DisabledClient:
+    client_id: str
