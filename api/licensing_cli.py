@@ -27,11 +27,11 @@ from api.db.endpoints import resolve_endpoints
 from api.db.pool import create_pool
 from api.db.unit_of_work import UnitOfWork
 from api.domain.errors import DomainError, InvalidInput
-from api.domain.licensing import Licence, QuotaPeriod
+from api.domain.licensing import Licence, LicenceTerms, QuotaPeriod
 from api.policy import resources
 from api.policy.engine import PolicyEngine
 from api.repositories.audit import AuditRepository
-from api.repositories.licensing import Contact, LicensingRepository, NewLicence
+from api.repositories.licensing import Contact, LicensingRepository
 from api.repositories.system import SystemRepository
 from api.settings import Settings
 
@@ -151,7 +151,7 @@ def add_licence(
         if holder is None:
             raise InvalidInput("licensee", f"no licensee {licensee!r}")
         licence = await repository.create_licence(
-            NewLicence(
+            LicenceTerms(
                 holder.id, code, model, purpose, description, valid_from, valid_until, period,
                 requests, input_tokens, output_tokens, images, requests_per_minute,
                 tokens_per_minute, concurrent, max_tokens, max_images, max_image_bytes,

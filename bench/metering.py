@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from api.db.endpoints import with_database  # noqa: E402
 from bench.graph_read import log, start_database, with_user  # noqa: E402
+from bench.serving import env_for, recreate  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 WORK = ROOT / "bench" / ".work"
@@ -56,35 +57,13 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-async def recreate(server_url: str) -> None:
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", DATABASE
-        )
-        await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        await admin.execute(f"CREATE DATABASE {DATABASE}")
-    finally:
-        await admin.close()
-
-
-def env_for(app_url: str, owner_url: str, **extra: str) -> dict[str, str]:
-    return os.environ | {
-        "LIGHTHOUSE_DATABASE_URL": app_url,
-        "LIGHTHOUSE_DATABASE_OWNER_URL": owner_url,
-        "LIGHTHOUSE_ENVIRONMENT": "test",
-        "LIGHTHOUSE_LOG_LEVEL": "WARNING",
-        **extra,
-    }
-
-
 async def licensee(app_url: str, owner_url: str) -> tuple[int, str, str]:
     """A licensee with a licence large enough for the bench, and its client: (licence, id,
     secret)."""
     from api.auth.clients import ClientRegistration, ClientRegistry
     from api.auth.principal import PrincipalKind
-    from api.domain.licensing import QuotaPeriod
-    from api.repositories.licensing import Contact, NewLicence
+    from api.domain.licensing import LicenceTerms, QuotaPeriod
+    from api.repositories.licensing import Contact
     from api.repositories.oauth import OAuthRepository
     from tests.metering.support import as_admin
     from tests.support import DatabaseUnderTest
@@ -97,7 +76,7 @@ async def licensee(app_url: str, owner_url: str) -> tuple[int, str, str]:
             "bench-co", "Bench Co.", "12345678", [Contact("Bench", "bench@example.com")], "bench"
         )
         return await repository.create_licence(
-            NewLicence(
+            LicenceTerms(
                 holder.id, "LIC-BENCH", [MODEL], "benchmarking", "benchmarking",
                 now - timedelta(days=1), now + timedelta(days=30), QuotaPeriod.MONTH,
                 10**9, 10**12, 10**12, 10**9, 10**9, 2 * 10**9, 10_000, 64, 1, 1 << 20,
@@ -233,7 +212,7 @@ def main() -> None:
     arguments = parser.parse_args()
 
     server = start_database()
-    asyncio.run(recreate(server))
+    asyncio.run(recreate(server, DATABASE))
     owner_url = with_database(server, DATABASE)
     app_url = with_user(owner_url, "lighthouse_app")
     migrated = subprocess.run([sys.executable, "-m", "api.cli", "migrate"], cwd=ROOT,

@@ -90,14 +90,15 @@ def env_for(app_url: str, owner_url: str, **extra: str) -> dict[str, str]:
     }
 
 
-async def recreate(server_url: str) -> None:
+async def recreate(server_url: str, database: str = DATABASE) -> None:
+    """The bench's database, dropped and created empty."""
     admin = await asyncpg.connect(server_url)
     try:
         await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", DATABASE
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", database
         )
-        await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        await admin.execute(f"CREATE DATABASE {DATABASE}")
+        await admin.execute(f"DROP DATABASE IF EXISTS {database}")
+        await admin.execute(f"CREATE DATABASE {database}")
     finally:
         await admin.close()
 

@@ -3,6 +3,7 @@ reserves, and why a reservation is refused."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -102,11 +103,12 @@ _REFUSALS = {
 
 
 @dataclass(frozen=True, slots=True)
-class Licence:
-    id: int
+class LicenceTerms:
+    """What a licence allows: the models, for what, when, how much. What an officer issues."""
+
     licensee_id: int
     code: str
-    models: list[str]
+    models: Sequence[str]
     purpose: str
     purpose_description: str
     valid_from: datetime
@@ -122,7 +124,14 @@ class Licence:
     max_tokens: int
     max_images: int
     max_image_bytes: int
-    own_compute: bool
+    own_compute: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Licence(LicenceTerms):
+    """An issued licence: its terms, and what became of it."""
+
+    id: int
     suspended_at: datetime | None
     suspension_reason: str | None
     revoked_at: datetime | None

@@ -18,7 +18,7 @@ import asyncpg
 from api.db.errors import is_unique_violation, translate
 from api.db.unit_of_work import UnitOfWork, set_identity
 from api.domain.errors import InvalidInput
-from api.domain.licensing import Cost, Licence, QuotaPeriod, Refusal, Usage
+from api.domain.licensing import Cost, Licence, LicenceTerms, QuotaPeriod, Refusal, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,32 +40,9 @@ class LicenseeRecord:
     created_by: str
 
 
-@dataclass(frozen=True, slots=True)
-class NewLicence:
-    licensee_id: int
-    code: str
-    models: Sequence[str]
-    purpose: str
-    purpose_description: str
-    valid_from: datetime
-    valid_until: datetime
-    quota_period: QuotaPeriod
-    quota_requests: int
-    quota_input_tokens: int
-    quota_output_tokens: int
-    quota_images: int
-    requests_per_minute: int
-    tokens_per_minute: int
-    max_concurrent: int
-    max_tokens: int
-    max_images: int
-    max_image_bytes: int
-    own_compute: bool = False
-
-
 LICENSEE_COLUMNS = "id, code, company, tax_id, contacts, status, created_at, created_by"
 LICENCE_COLUMNS = ", ".join(f.name for f in fields(Licence))
-NEW_LICENCE_COLUMNS = [f.name for f in fields(NewLicence)]
+NEW_LICENCE_COLUMNS = [f.name for f in fields(LicenceTerms)]
 
 INSERT_LICENSEE = f"""
 INSERT INTO licensee (code, company, tax_id, contacts, created_by) VALUES ($1, $2, $3, $4, $5)
@@ -159,7 +136,7 @@ class LicensingRepository:
         row = await self._uow.fetchrow(LICENSEE_BY_CODE, code)
         return _licensee(row) if row is not None else None
 
-    async def create_licence(self, new: NewLicence, created_by: str) -> Licence:
+    async def create_licence(self, new: LicenceTerms, created_by: str) -> Licence:
         values: list[Any] = [getattr(new, name) for name in NEW_LICENCE_COLUMNS]
         values[NEW_LICENCE_COLUMNS.index("models")] = list(new.models)
         values[NEW_LICENCE_COLUMNS.index("quota_period")] = new.quota_period.value

@@ -23,9 +23,10 @@ from api.auth.principal import Principal, PrincipalKind
 from api.db.pool import create_pool
 from api.db.unit_of_work import UnitOfWork
 from api.domain.errors import Forbidden, InvalidInput
-from api.domain.licensing import Cost, Licence, QuotaPeriod, Refusal
-from api.repositories.licensing import Contact, LicensingRepository, NewLicence, QuotaLedger
+from api.domain.licensing import Cost, Licence, Refusal
+from api.repositories.licensing import LicensingRepository, QuotaLedger
 from api.settings import DatabaseSettings, Settings
+from tests.metering.support import new_licensee_and_licence
 from tests.support import DatabaseUnderTest
 
 pytestmark = pytest.mark.db
@@ -77,39 +78,10 @@ async def pools(database: DatabaseUnderTest) -> AsyncIterator[tuple[asyncpg.Pool
 async def new_licence(pool: asyncpg.Pool, **terms: object) -> Licence:
     """A licensee of its own with one licence: generous terms, but for ``terms``."""
     number = next(_numbers) + int(uuid.uuid4().int % 10**6) * 100
+    terms = {"max_tokens": 512, "max_image_bytes": 1 << 20} | terms
 
     async def create(uow: UnitOfWork) -> Licence:
-        repository = LicensingRepository(uow)
-        licensee = await repository.create_licensee(
-            f"company-{number}",
-            f"Company {number}",
-            f"{number % 10**8:08d}",
-            [Contact("Developer", "dev@example.com")],
-            ADMIN.subject,
-        )
-        now = datetime.now(UTC)
-        values: dict[str, object] = {
-            "licensee_id": licensee.id,
-            "code": f"LIC-{number}",
-            "models": ["lighthouse-tiny-vlm"],
-            "purpose": "parking-occupancy",
-            "purpose_description": "parking occupancy analytics",
-            "valid_from": now - timedelta(days=1),
-            "valid_until": now + timedelta(days=30),
-            "quota_period": QuotaPeriod.MONTH,
-            "quota_requests": 10_000,
-            "quota_input_tokens": 10**9,
-            "quota_output_tokens": 10**9,
-            "quota_images": 10_000,
-            "requests_per_minute": 10_000,
-            "tokens_per_minute": 10**9,
-            "max_concurrent": 10_000,
-            "max_tokens": 512,
-            "max_images": 1,
-            "max_image_bytes": 1 << 20,
-        }
-        values.update(terms)
-        return await repository.create_licence(NewLicence(**values), ADMIN.subject)  # type: ignore[arg-type]
+        return await new_licensee_and_licence(LicensingRepository(uow), number, **terms)
 
     return await run(pool, ADMIN, create)
 

@@ -21,8 +21,8 @@ from api.auth.clients import ClientRegistration, ClientRegistry
 from api.auth.principal import Principal, PrincipalKind
 from api.db.pool import create_pool
 from api.db.unit_of_work import UnitOfWork
-from api.domain.licensing import Licence, QuotaPeriod
-from api.repositories.licensing import Contact, LicensingRepository, NewLicence
+from api.domain.licensing import Licence, LicenceTerms, QuotaPeriod
+from api.repositories.licensing import Contact, LicensingRepository
 from api.repositories.oauth import OAuthRepository
 from api.settings import DatabaseSettings, Settings
 from tests.support import DatabaseUnderTest, GatewayProcess
@@ -61,37 +61,45 @@ async def as_admin(
         await pool.close()
 
 
+async def new_licensee_and_licence(
+    repository: LicensingRepository, number: int, **terms: Any
+) -> Licence:
+    """A company of its own (named after ``number``) and one licence: generous terms, but for
+    ``terms``."""
+    licensee = await repository.create_licensee(
+        f"company-{number}", f"Company {number}", f"{number % 10**8:08d}",
+        [Contact("Developer", "dev@example.com")], ADMIN.subject,
+    )  # fmt: skip
+    now = datetime.now(UTC)
+    values: dict[str, Any] = {
+        "licensee_id": licensee.id,
+        "code": f"LIC-{number}",
+        "models": [MODEL],
+        "purpose": PURPOSE,
+        "purpose_description": "parking occupancy analytics",
+        "valid_from": now - timedelta(days=1),
+        "valid_until": now + timedelta(days=30),
+        "quota_period": QuotaPeriod.MONTH,
+        "quota_requests": 10_000,
+        "quota_input_tokens": 10**9,
+        "quota_output_tokens": 10**9,
+        "quota_images": 10_000,
+        "requests_per_minute": 10_000,
+        "tokens_per_minute": 10**9,
+        "max_concurrent": 10_000,
+        "max_tokens": 64,
+        "max_images": 1,
+        "max_image_bytes": 256 * 1024,
+    } | terms
+    return await repository.create_licence(LicenceTerms(**values), ADMIN.subject)
+
+
 async def licensee_with_licence(database: DatabaseUnderTest, **terms: Any) -> Licensed:
     """A company of its own, one licence (generous, but for ``terms``) and one OAuth client."""
     number = uuid.uuid4().int % 10**8
 
     async def create(repository: LicensingRepository) -> Licence:
-        licensee = await repository.create_licensee(
-            f"company-{number}", f"Company {number}", f"{number:08d}",
-            [Contact("Developer", "dev@example.com")], ADMIN.subject,
-        )  # fmt: skip
-        now = datetime.now(UTC)
-        values: dict[str, Any] = {
-            "licensee_id": licensee.id,
-            "code": f"LIC-{number}",
-            "models": [MODEL],
-            "purpose": PURPOSE,
-            "purpose_description": "parking occupancy analytics",
-            "valid_from": now - timedelta(days=1),
-            "valid_until": now + timedelta(days=30),
-            "quota_period": QuotaPeriod.MONTH,
-            "quota_requests": 10_000,
-            "quota_input_tokens": 10**9,
-            "quota_output_tokens": 10**9,
-            "quota_images": 10_000,
-            "requests_per_minute": 10_000,
-            "tokens_per_minute": 10**9,
-            "max_concurrent": 10_000,
-            "max_tokens": 64,
-            "max_images": 1,
-            "max_image_bytes": 256 * 1024,
-        } | terms
-        return await repository.create_licence(NewLicence(**values), ADMIN.subject)
+        return await new_licensee_and_licence(repository, number, **terms)
 
     licence = await as_admin(database, create)
     owner = await asyncpg.connect(database.owner_url, server_settings={"search_path": "lighthouse"})

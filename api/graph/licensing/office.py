@@ -9,7 +9,7 @@ from typing import Annotated
 import strawberry
 
 from api.domain.errors import DomainError, InvalidInput
-from api.domain.licensing import QuotaPeriod
+from api.domain.licensing import LicenceTerms, QuotaPeriod
 from api.graph.core import errors
 from api.graph.core.context import Info
 from api.graph.core.ids import decode_id, encode_id
@@ -22,7 +22,7 @@ from api.graph.licensing.types import (
     licence_of,
 )
 from api.repositories.licensing import Contact as ContactRecord
-from api.repositories.licensing import LicenseeRecord, NewLicence
+from api.repositories.licensing import LicenseeRecord
 from api.services.metering.licences import LicenceView, LicensingOffice
 
 
@@ -93,12 +93,12 @@ def _failed(info: Info, error: DomainError) -> errors.ErrorType:
     return errors.to_graphql(error)
 
 
-def _new_licence(value: LicenceInput) -> NewLicence:
+def _new_licence(value: LicenceInput) -> LicenceTerms:
     try:
         period = QuotaPeriod(value.quota_period)
     except ValueError:
         raise InvalidInput("quotaPeriod", "DAY or MONTH") from None
-    return NewLicence(
+    return LicenceTerms(
         licensee_id=decode_id(value.licensee, "Licensee", "licensee"),
         code=value.code,
         models=value.models,

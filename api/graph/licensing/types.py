@@ -114,7 +114,7 @@ def licence_of(view: LicenceView) -> Licence:
         id=strawberry.ID(encode_id("Licence", record.id)),
         code=record.code,
         licensee_id=record.licensee_id,
-        models=record.models,
+        models=list(record.models),
         purpose=record.purpose,
         purpose_description=record.purpose_description,
         valid_from=record.valid_from,

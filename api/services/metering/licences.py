@@ -10,14 +10,13 @@ from datetime import timedelta
 from api.access.scope import AccessScope
 from api.auth.clients import hash_secret, new_secret
 from api.domain.errors import InvalidInput, NotFound
-from api.domain.licensing import Licence, Usage
+from api.domain.licensing import Licence, LicenceTerms, Usage
 from api.policy import resources
 from api.repositories.licensing import (
     Contact,
     LicenseeClients,
     LicenseeRecord,
     LicensingRepository,
-    NewLicence,
     QuotaLedger,
 )
 
@@ -121,7 +120,7 @@ class LicensingOffice:
         self._access.audit.saw("Licensee", record.id)
         return record
 
-    async def issue_licence(self, new: NewLicence) -> Licence:
+    async def issue_licence(self, new: LicenceTerms) -> Licence:
         self._authorize()
         if new.valid_from.tzinfo is None or new.valid_until.tzinfo is None:
             raise InvalidInput("validFrom", "dates need an offset")
