@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from api.db.endpoints import with_database  # noqa: E402
 from bench.graph_read import log, start_database, with_user  # noqa: E402
-from bench.serving import env_for, recreate  # noqa: E402
+from bench.serving import _up, env_for, recreate  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 WORK = ROOT / "bench" / ".work"
@@ -318,13 +318,6 @@ async def _licensee_of(owner_url: str, licence_id: int) -> int:
         ))  # fmt: skip
     finally:
         await connection.close()
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 if __name__ == "__main__":
