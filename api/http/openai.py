@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -24,6 +24,7 @@ import structlog
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from api.access.scope import OperationDescription
 from api.auth.tokens import InvalidToken
@@ -257,11 +258,26 @@ async def _stream(
                     streamed=True,
                 )  # fmt: skip
 
-    return StreamingResponse(
+    return SettledStream(
         relay(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+class SettledStream(StreamingResponse):
+    """A stream whose relay is closed as soon as the response ends, however it ends. When the
+    client leaves, Starlette cancels the sending; the relay, suspended at a ``yield``, would
+    otherwise be closed (and its reservation released) only when it is garbage-collected."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            relay = self.body_iterator
+            if isinstance(relay, AsyncGenerator):
+                with anyio.CancelScope(shield=True):
+                    await relay.aclose()
 
 
 async def _finish(
