@@ -53,6 +53,7 @@ from api.repositories.oauth import OAuthRepository
 from api.repositories.system import SystemRepository
 from api.resources import MeteringResources, Resources, VisionResources
 from api.services.audit_chain import AuditAnchors, anchored
+from api.services.metering.admissions import AdmissionDesk
 from api.services.metering.meter import Meter
 from api.services.vision.analysis import VisionModel
 from api.settings import Settings
@@ -155,8 +156,9 @@ async def _serving(
             ),
             authorization_server=AuthorizationServer(settings, keys, oauth, gate, refusals),
             vision=await stack.enter_async_context(_vision(settings)),
-            metering=MeteringResources(Meter(settings.metering, settings.city.timezone)),
+            metering=_metering(settings, gate),
         )
+        stack.push_async_callback(resources.metering.desk.close)
         stack.enter_context(
             _background(_sweep_reservations(database, settings.metering.sweep_seconds))
         )
@@ -271,6 +273,17 @@ def _upload_limit(frames: int, inference: int, scope: Scope) -> int | None:
     if path == "/v1/chat/completions":
         return inference
     return None
+
+
+def _metering(settings: Settings, gate: AccessGate) -> MeteringResources:
+    meter = Meter(settings.metering, settings.city.timezone)
+    desk = AdmissionDesk(
+        gate,
+        meter,
+        group_size=settings.metering.admission_group,
+        max_waiting=settings.metering.max_waiting_admissions,
+    )
+    return MeteringResources(meter, desk)
 
 
 async def _sweep_reservations(database: Database, every: float) -> None:

@@ -22,6 +22,7 @@ from api.http.sockets import SocketBudget
 from api.inference.client import ServingClient
 from api.metrics import Metrics
 from api.policy.engine import PolicyEngine
+from api.services.metering.admissions import AdmissionDesk
 from api.services.metering.meter import Meter
 from api.services.vision.analysis import VisionModel
 from api.settings import Settings
@@ -46,6 +47,7 @@ class MeteringResources:
     """Metered inference for licensees (``/v1``)."""
 
     meter: Meter
+    desk: AdmissionDesk
 
 
 @dataclass(frozen=True, slots=True)

@@ -405,6 +405,16 @@ class MeteringSettings(SettingsGroup):
     sweep_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=30.0, description="How often each gateway gives back expired reservations."
     )
+    admission_group: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=64,
+        description="The most calls of one licensee admitted together, in one transaction "
+        "(calls that arrive while a group is admitted wait for the next one).",
+    )
+    max_waiting_admissions: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=1024,
+        description="The most calls of one licensee waiting to be admitted by one gateway "
+        "process; more are refused with 503 at once.",
+    )
     retention_days: Annotated[int, Field(ge=1, le=3650)] = Field(
         default=400,
         description="Usage records older than this are deleted by `lighthouse licensing rollup` "

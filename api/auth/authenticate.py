@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from api.auth.keys import KeyRing
 from api.auth.principal import Principal
@@ -56,8 +57,7 @@ class Authenticator:
         caller's identity, so the check costs no extra round trip; otherwise ``uow`` is left
         to open on its first statement. On failure ``uow`` is closed and ``InvalidToken`` raised.
         """
-        expires_at = principal.expires_at
-        if expires_at is not None and expires_at + self._skew < time.time():
+        if self._expired(principal):
             raise InvalidToken("the access token has expired")
         if not self.needs_status_check(principal):
             return
@@ -75,3 +75,33 @@ class Authenticator:
         if problem is not None:
             await uow.close(commit=False)
             raise InvalidToken(problem)
+
+    async def check_many(
+        self, uow: UnitOfWork, principals: Sequence[Principal]
+    ) -> list[str | None]:
+        """``check`` for callers whose steps share one transaction (a group of admissions):
+        ``uow`` is opened by the statement that reads every token's status. For each caller,
+        why its token no longer stands, or None; ``uow`` stays open either way."""
+        problems: list[str | None] = [
+            "the access token has expired" if self._expired(p) else None for p in principals
+        ]
+        checked = [
+            (n, p)
+            for n, p in enumerate(principals)
+            if problems[n] is None and self.needs_status_check(p)
+        ]
+        if not checked:
+            return problems
+        revoked, disabled = await OAuthRepository.begin_checking_tokens(
+            uow, [p.token_id or "" for _, p in checked], [p.client_id or "" for _, p in checked]
+        )
+        for n, principal in checked:
+            if principal.token_id in revoked:
+                problems[n] = "the token has been revoked"
+            elif (principal.client_id or "") in disabled:
+                problems[n] = "the token's client is disabled"
+        return problems
+
+    def _expired(self, principal: Principal) -> bool:
+        expires_at = principal.expires_at
+        return expires_at is not None and expires_at + self._skew < time.time()

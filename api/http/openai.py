@@ -153,20 +153,14 @@ async def chat_completions(request: Request) -> Response:
         return domain_error(error)
     except ClientDisconnect:
         return Response(status_code=400)
-    refusal: DomainError | None = None
     try:
-        async with transaction.transaction(_describe("POST /v1/chat/completions")) as access:
-            try:
-                admission = await resources.metering.meter.admit(access, parsed)
-            except DomainError as error:
-                access.audit.outcome = error.code
-                refusal = error
+        admission = await resources.metering.desk.admit(
+            transaction.principal, transaction.request_id, parsed, transaction.timings
+        )
     except InvalidToken as error:
         return refused_token(error.reason)
     except DomainError as error:
         return domain_error(error)
-    if refusal is not None:
-        return domain_error(refusal)
     body = chat.forwarded(parsed, admission.max_tokens)
     serving = resources.vision.serving
     if parsed.stream:

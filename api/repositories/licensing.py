@@ -72,7 +72,10 @@ WHERE id = $1 RETURNING {LICENCE_COLUMNS}
 REVOKE_LICENCE = f"""
 UPDATE licence SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {LICENCE_COLUMNS}
 """
-RESERVE = "SELECT lighthouse.reserve_quota($1, $2, $3, $4, $5, $6, $7)"
+RESERVE = (
+    "SELECT lighthouse.reserve_quotas($1, $2::uuid[], $3::bigint[], $4::bigint[], $5::integer[],"
+    " $6, $7)"
+)
 FINISH = "SELECT lighthouse.finish_reservation($1, $2, $3, $4, $5)"
 EXPIRE = "SELECT lighthouse.expire_reservations($1)"
 USAGE = """
@@ -270,17 +273,27 @@ class QuotaLedger:
     ) -> Refusal | None:
         """Hold ``cost`` for the request until it finishes (or its lease runs out); None when
         admitted, else why not (nothing is held then)."""
+        (refusal,) = await self.reserve_many(licence_id, [(request_id, cost)], lease)
+        return refusal
+
+    async def reserve_many(
+        self, licence_id: int, requests: Sequence[tuple[uuid.UUID, Cost]], lease: timedelta
+    ) -> list[Refusal | None]:
+        """``reserve`` for several requests on one licence at once, judged in the order given
+        (each against what the earlier ones left): one entry per request."""
+        if not requests:
+            return []
         refused = await self._call(
             RESERVE,
-            request_id,
             licence_id,
-            cost.input_tokens,
-            cost.output_tokens,
-            cost.images,
+            [request_id for request_id, _ in requests],
+            [cost.input_tokens for _, cost in requests],
+            [cost.output_tokens for _, cost in requests],
+            [cost.images for _, cost in requests],
             lease,
             self._zone,
         )
-        return Refusal(refused) if refused is not None else None
+        return [Refusal(reason) if reason is not None else None for reason in refused]
 
     async def settle(self, request_id: uuid.UUID, used: Cost) -> datetime | None:
         """Charge the request's real use (at most what it reserved); the period it was charged

@@ -67,6 +67,16 @@ def token_status_columns(first: int) -> str:
     )
 
 
+def token_statuses_columns(first: int) -> str:
+    """``token_status_columns`` for many tokens (ids ``$first``, their clients ``$first+1``):
+    the revoked ones' ids and the disabled clients' ids, as two array columns."""
+    return (
+        f"ARRAY(SELECT jti FROM revoked_token WHERE jti = ANY(${first}::text[])) AS revoked, "
+        f"ARRAY(SELECT client_id FROM oauth_client WHERE client_id = ANY(${first + 1}::text[]) "
+        "AND disabled_at IS NOT NULL) AS disabled"
+    )
+
+
 TOKEN_STATUS = f"SELECT {token_status_columns(1)}"
 COUNT_REQUEST = """
 INSERT INTO token_request_count (caller, window_start, requests)
@@ -198,6 +208,15 @@ class OAuthRepository:
         """Open ``uow`` and, in the same statement, read (revoked, client disabled)."""
         row = await uow.begin(token_status_columns(3), jti, client_id)
         return bool(row["revoked"]), bool(row["client_disabled"])
+
+    @staticmethod
+    async def begin_checking_tokens(
+        uow: UnitOfWork, jtis: Sequence[str], client_ids: Sequence[str]
+    ) -> tuple[set[str], set[str]]:
+        """Open ``uow`` and, in the same statement, read which of the tokens are revoked and
+        which of their clients are disabled."""
+        row = await uow.begin(token_statuses_columns(3), list(jtis), list(client_ids))
+        return set(row["revoked"]), set(row["disabled"])
 
     async def count_request(self, caller: str) -> tuple[int, float]:
         """Count one token request for ``caller`` in this minute; return the count and the

@@ -160,6 +160,78 @@ async def test_200_at_once_over_two_processes_admit_exactly_the_quota(
     assert sum(refusal is None for _, refusal in again) == 20
 
 
+async def reserve_group(
+    pool: asyncpg.Pool, licence: Licence, costs: list[Cost]
+) -> list[tuple[uuid.UUID, Refusal | None]]:
+    """One group of reservations in one transaction, as the admission desk makes them."""
+    requests = [(uuid.uuid4(), cost) for cost in costs]
+    refusals = await run(
+        pool,
+        licensee_principal(licence.licensee_id),
+        lambda uow: QuotaLedger(uow, ZONE).reserve_many(licence.id, requests, LEASE),
+    )
+    return [(request, refusal) for (request, _), refusal in zip(requests, refusals, strict=True)]
+
+
+async def test_groups_from_two_processes_at_once_admit_exactly_the_quota(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    licence = await new_licence(pools[0], quota_requests=50, max_concurrent=1000)
+    cost = Cost(input_tokens=40, output_tokens=100, images=1)
+    groups = await asyncio.gather(
+        *(reserve_group(pools[n % 2], licence, [cost] * (n % 16 + 1)) for n in range(32))
+    )
+    outcomes = [outcome for group in groups for outcome in group]
+    assert len(outcomes) == sum(n % 16 + 1 for n in range(32)) > 200
+    assert sum(refusal is None for _, refusal in outcomes) == 50
+    assert {refusal for _, refusal in outcomes if refusal is not None} == {Refusal.REQUESTS}
+    assert await ledger_row(pools[1], licence) == (0, Cost(), 50, Cost(2000, 5000, 50))
+
+
+async def test_a_group_is_judged_in_order_each_against_what_the_earlier_left(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    licence = await new_licence(pools[0], quota_output_tokens=100, max_concurrent=3)
+    costs = [Cost(output_tokens=tokens) for tokens in (60, 60, 30, 10, 0)]
+    outcomes = await reserve_group(pools[0], licence, costs)
+    assert [refusal for _, refusal in outcomes] == [
+        None,
+        Refusal.OUTPUT_TOKENS,  # 60 + 60 > 100
+        None,  # 60 + 30
+        None,  # 60 + 30 + 10 = 100: the quota exactly
+        Refusal.CONCURRENCY,  # fits the quota (0 tokens), but three are under way
+    ]
+    assert await ledger_row(pools[1], licence) == (0, Cost(), 3, Cost(output_tokens=100))
+    # Each admitted request finishes on its own.
+    for request, refusal in outcomes:
+        if refusal is None:
+            assert await finish(pools[1], licence, request, Cost(output_tokens=5))
+    assert await ledger_row(pools[0], licence) == (3, Cost(output_tokens=15), 0, Cost())
+
+
+async def test_a_group_that_cannot_be_written_holds_nothing(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    licence = await new_licence(pools[0])
+    taken = uuid.uuid4()
+    requests = [(uuid.uuid4(), Cost(output_tokens=1)), (taken, Cost(output_tokens=1))]
+    assert await run(
+        pools[0],
+        licensee_principal(licence.licensee_id),
+        lambda uow: QuotaLedger(uow, ZONE).reserve_many(licence.id, requests[1:], LEASE),
+    ) == [None]
+    # The same request id again (a replayed group): the whole group fails, nothing more held.
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await run(
+            pools[1],
+            licensee_principal(licence.licensee_id),
+            lambda uow: QuotaLedger(uow, ZONE).reserve_many(licence.id, requests, LEASE),
+        )
+    assert await ledger_row(pools[1], licence) == (0, Cost(), 1, Cost(output_tokens=1))
+    # An empty group changes nothing and needs no call.
+    assert await reserve_group(pools[0], licence, []) == []
+
+
 async def test_a_token_rate_admits_exactly_what_fits_in_the_minute(
     pools: tuple[asyncpg.Pool, asyncpg.Pool],
 ) -> None:

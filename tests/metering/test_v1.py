@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import asyncpg
 import httpx
 import openai
 import pytest
@@ -213,6 +214,50 @@ async def test_with_the_model_down_the_call_is_503_and_nothing_is_charged(
     assert state["records_not_charged"] == 2 and state["records_ok"] == 0
 
 
+async def test_calls_at_once_are_admitted_in_groups_each_audited_and_a_revoked_token_alone_refused(
+    without_model: GatewayProcess, database: DatabaseUnderTest, licensed: Licensed
+) -> None:
+    good = await access_token(without_model, licensed)
+    revoked = await access_token(without_model, licensed)
+    async with httpx.AsyncClient(base_url=without_model.base_url) as http:
+        answer = await http.post(
+            "/oauth/revoke", data={"token": revoked}, auth=(licensed.client_id, licensed.secret)
+        )
+        assert answer.status_code == 200
+    clients = [sdk(without_model, good), sdk(without_model, revoked)]
+
+    async def one(n: int) -> int:
+        try:
+            await clients[n % 2].chat.completions.create(model=MODEL, messages=hello())
+        except openai.APIStatusError as error:
+            return error.status_code
+        return 200
+
+    outcomes = await asyncio.gather(*(one(n) for n in range(60)))
+    # The good token's calls were admitted (then the model was down: 503, released); the
+    # revoked token's were refused, whatever group they shared.
+    assert sorted(outcomes) == [401] * 30 + [503] * 30
+    assert [outcomes[n] for n in range(0, 60, 2)] == [503] * 30
+    state = await ledger(database, licensed.licence)
+    assert charged(state) == NOTHING_CHARGED
+    assert state["records_not_charged"] == 30 and state["records_ok"] == 0
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        admissions = await owner.fetchrow(
+            "SELECT count(*) AS records, count(DISTINCT request_id) AS callers,"
+            " count(DISTINCT xmin::text) AS transactions FROM lighthouse.audit_record"
+            " WHERE operation = 'POST /v1/chat/completions' AND client_id = $1",
+            licensed.client_id,
+        )
+    finally:
+        await owner.close()
+    assert admissions is not None
+    # One admission record per admitted call, each its own request's; fewer transactions than
+    # calls: they were admitted together.
+    assert admissions["records"] == admissions["callers"] == 30
+    assert admissions["transactions"] < 30
+
+
 # --- with the model --------------------------------------------------------------------------
 
 
@@ -386,8 +431,6 @@ async def test_the_concurrency_cap_holds_over_two_gateways(
     second_gateway: GatewayProcess,
     database: DatabaseUnderTest,
 ) -> None:
-    import asyncpg
-
     licensed = await licensee_with_licence(database, max_concurrent=5, max_tokens=200)
     clients = [
         sdk(process, await access_token(process, licensed)) for process in (gateway, second_gateway)

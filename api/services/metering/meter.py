@@ -10,12 +10,13 @@ across every gateway process.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from api.access.scope import AccessScope
-from api.domain.errors import Forbidden, InvalidInput, NotFound
+from api.domain.errors import DomainError, Forbidden, InvalidInput, NotFound
 from api.domain.licensing import Cost, Licence, QuotaExceeded, QuotaPeriod, Refusal
 from api.policy import resources
 from api.repositories.licensing import LicensingRepository, QuotaLedger, UsageRecord, UsageRecords
@@ -60,11 +61,61 @@ class Meter:
     async def admit(self, access: AccessScope, request: chat.ChatRequest) -> Admission:
         """Choose the licence that covers ``request``, check it against the licence, and
         reserve its largest cost. Raises a DomainError (nothing reserved) when it may not run."""
-        principal = access.principal
-        if principal.licensee_id is None:
-            raise Forbidden("metered inference is for licensees' clients (inference:invoke)")
-        found = await LicensingRepository(access.uow).licences_of([principal.licensee_id])
-        mine = found.get(principal.licensee_id, [])
+        (outcome,) = await self.admit_group([access], [request])
+        if isinstance(outcome, DomainError):
+            raise outcome
+        return outcome
+
+    async def admit_group(
+        self, scopes: Sequence[AccessScope], requests: Sequence[chat.ChatRequest]
+    ) -> list[Admission | DomainError]:
+        """``admit`` for several callers of one licensee sharing one transaction (each with its
+        own scope, decisions and audit record): their licences are read once and each licence's
+        reservations made in one call, in the callers' order. One outcome per caller; a refused
+        one (its scope's outcome set) has nothing reserved."""
+        uow = scopes[0].uow
+        licensee = scopes[0].principal.licensee_id
+        outcomes: list[Admission | DomainError | None] = [None] * len(scopes)
+        if licensee is None:
+            forbidden = Forbidden("metered inference is for licensees' clients (inference:invoke)")
+            return [self._refused(access, forbidden) for access in scopes]
+        found = await LicensingRepository(uow).licences_of([licensee])
+        mine = found.get(licensee, [])
+        wanted: dict[int, list[tuple[int, uuid.UUID, Cost, Licence, int]]] = {}
+        for n, (access, request) in enumerate(zip(scopes, requests, strict=True)):
+            try:
+                licence, max_tokens, cost = self._choose(access, request, mine)
+            except DomainError as error:
+                outcomes[n] = self._refused(access, error)
+                continue
+            wanted.setdefault(licence.id, []).append((n, uuid.uuid4(), cost, licence, max_tokens))
+        ledger = QuotaLedger(uow, self._zone)
+        lease = timedelta(seconds=self._settings.lease_seconds)
+        for licence_id, group in wanted.items():
+            refusals = await ledger.reserve_many(
+                licence_id, [(request_id, cost) for _, request_id, cost, _, _ in group], lease
+            )
+            started = datetime.now(UTC)
+            for (n, request_id, cost, licence, max_tokens), refusal in zip(
+                group, refusals, strict=True
+            ):
+                access = scopes[n]
+                if refusal is not None:
+                    quota = QuotaExceeded(refusal, self._retry_after(refusal, licence))
+                    outcomes[n] = self._refused(access, quota)
+                    continue
+                access.audit.saw("Licence", licence.id)
+                access.audit.notes.append(f"reserved {request_id}")
+                outcomes[n] = Admission(
+                    request_id, requests[n].model, licence, cost, max_tokens, started
+                )
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _choose(
+        self, access: AccessScope, request: chat.ChatRequest, mine: list[Licence]
+    ) -> tuple[Licence, int, Cost]:
+        """The licence ``request`` is charged to, its capped ``max_tokens`` and its largest
+        cost; a DomainError if no licence of the caller's lets it run."""
         covering = [licence for licence in mine if request.model in licence.models]
         if not covering:
             access.audit.targeted("Model", request.model)
@@ -85,16 +136,12 @@ class Meter:
         access.audit.targeted("Licence", licence.id)
         access.authorize("InvokeModel", resources.licence_entity(licence.id, licence.licensee_id))
         max_tokens = chat.check(request, licence)
-        cost = chat.largest_cost(request, max_tokens, self._bounds)
-        request_id = uuid.uuid4()
-        refusal = await QuotaLedger(access.uow, self._zone).reserve(
-            request_id, licence.id, cost, timedelta(seconds=self._settings.lease_seconds)
-        )
-        if refusal is not None:
-            raise QuotaExceeded(refusal, self._retry_after(refusal, licence))
-        access.audit.saw("Licence", licence.id)
-        access.audit.notes.append(f"reserved {request_id}")
-        return Admission(request_id, request.model, licence, cost, max_tokens, datetime.now(UTC))
+        return licence, max_tokens, chat.largest_cost(request, max_tokens, self._bounds)
+
+    @staticmethod
+    def _refused(access: AccessScope, error: DomainError) -> DomainError:
+        access.audit.outcome = error.code
+        return error
 
     async def settle(
         self, access: AccessScope, admission: Admission, used: Cost, *, streamed: bool
