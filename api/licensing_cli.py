@@ -246,12 +246,6 @@ def list_licences(limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200) 
     out.print(table)
 
 
-STATEMENT_COLUMNS = (
-    "request_id", "finished_at", "client_id", "model", "purpose", "status", "streamed",
-    "input_tokens", "output_tokens", "images", "latency_ms",
-)  # fmt: skip
-
-
 @licensing_app.command("statement")
 def statement(
     code: Annotated[str, typer.Argument(help="The licence's code.")],
@@ -262,64 +256,29 @@ def statement(
     """A licence's statement for one quota period, as CSV on stdout: one line per request (failed
     and abandoned ones at zero), then the totals. The totals are checked against the quota
     ledger to the unit; a difference is an error (exit 1)."""
-    import csv
     import sys
     from zoneinfo import ZoneInfo
 
-    from api.domain.licensing import Usage
-    from api.repositories.licensing import QuotaLedger, StatementLine, UsageRecords
+    from api.services.metering import statements
 
     settings = command_settings()
-    zone = ZoneInfo(settings.city.timezone)
-
-    async def step(access: AccessScope) -> tuple[list[StatementLine], Usage | None]:
-        licence = await LicensingRepository(access.uow).licence_by_code(code)
-        if licence is None:
-            raise InvalidInput("licence", f"no licence {code!r}")
-        shape = "%Y-%m" if licence.quota_period is QuotaPeriod.MONTH else "%Y-%m-%d"
-        try:
-            start = datetime.strptime(period, shape).replace(tzinfo=zone)
-        except ValueError:
-            written = "YYYY-MM" if licence.quota_period is QuotaPeriod.MONTH else "YYYY-MM-DD"
-            raise InvalidInput(
-                "period", f"{code} counts by {licence.quota_period.lower()}: write {written}"
-            ) from None
-        access.audit.saw("Licence", licence.id)
-        lines = await UsageRecords(access.uow).statement(licence.id, start)
-        usage = await QuotaLedger(access.uow, settings.city.timezone).usage(licence.id, start)
-        return lines, usage
-
-    lines, usage = _run(settings, "licensing statement", step)
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(STATEMENT_COLUMNS)
-    for line in lines:
-        writer.writerow(
-            (
-                line.request_id, line.finished_at.astimezone(zone).isoformat(), line.client_id,
-                line.model, line.purpose, line.status, str(line.streamed).lower(),
-                line.input_tokens, line.output_tokens, line.images, line.latency_ms,
-            )
-        )  # fmt: skip
-    charged = [line for line in lines if line.status == "OK"]
-    totals = (
-        len(charged),
-        sum(line.input_tokens for line in lines),
-        sum(line.output_tokens for line in lines),
-        sum(line.images for line in lines),
+    zone = settings.city.timezone
+    built = _run(
+        settings,
+        "licensing statement",
+        lambda access: statements.statement(access, code, period, zone),
     )
-    writer.writerow(("TOTAL", "", "", "", "", f"{totals[0]} charged", "", *totals[1:], ""))
-    ledger = (
-        (usage.used_requests, usage.used.input_tokens, usage.used.output_tokens, usage.used.images)
-        if usage is not None
-        else (0, 0, 0, 0)
-    )
-    if ledger != totals:
+    sys.stdout.write(built.csv(ZoneInfo(zone)))
+    if not built.agrees:
         console.print(
-            f"[red]The records {totals} and the quota ledger {ledger} (requests, input tokens, "
-            "output tokens, images) differ: do not send this statement; report it.[/red]"
+            f"[red]The records {built.totals} and the quota ledger {built.ledger} (requests, "
+            "input tokens, output tokens, images) differ: do not send this statement; report "
+            "it.[/red]"
         )
         raise typer.Exit(1)
-    console.print(f"The records agree with the quota ledger: {len(lines)} requests, {totals}.")
+    console.print(
+        f"The records agree with the quota ledger: {len(built.lines)} requests, {built.totals}."
+    )
 
 
 @licensing_app.command("rollup")

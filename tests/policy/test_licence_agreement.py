@@ -1,20 +1,22 @@
-"""The rule book, Cedar, row-level security and the API agree on who sees which licence and its
-usage, for random principals over a world of companies and their licences.
+"""The rule book, Cedar, row-level security and the API agree on who sees which licensee,
+licence and its usage, for random principals over a world of companies and their licences.
 
 The rule book (policies/README.md, "Licences and metered inference") as this test writes it
 down: the city's licensing officers (staff with licensing:admin), and staff or auditors with
-usage:read, see every licence; a licensee's client sees its own company's, with usage:read or
-inference:invoke; nobody else sees any. Each answer is compared with it on its own: Cedar's
-ViewLicence decisions, what PostgreSQL returns to the application role with the principal's
-identity (licences and their ledgers), and the graph's ``licences`` for a token of that
-principal. Licensees see no incident whatever their token says (the incident rules; checked on
-each licensee example through the graph too).
+usage:read, see every licensee, licence and usage record; a licensee's client sees its own
+company's, with usage:read or inference:invoke; nobody else sees any. Each answer is compared
+with it on its own: Cedar's ViewLicence and ViewLicensee decisions, what PostgreSQL returns to
+the application role with the principal's identity (licensees, licences, their ledgers and
+usage records), and the graph's ``licences`` (with ``usageRecords``) and ``licensees`` for a
+token of that principal. Licensees see no incident whatever their token says (the incident
+rules; checked on each licensee example through the graph too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from hypothesis import strategies as st
 from api import bundled
 from api.auth.principal import Principal, PrincipalKind
 from api.db.pool import create_pool
+from api.graph.core.ids import decode_id
 from api.policy import resources
 from api.policy.engine import PolicyEngine
 from api.settings import DatabaseSettings, Settings
@@ -91,6 +94,7 @@ class World:
             bundled.directory("policies"), [("PUBLIC_WORKS", False), ("RDEC", True)]
         )
         self.http = httpx.AsyncClient(base_url=gateway.base_url, timeout=30)
+        self.records: dict[str, int] = {}  # usage records' request ids, and their licences
 
     async def _same_holder(self) -> None:
         """Give each company's extra licences to that company (created under their own)."""
@@ -117,7 +121,9 @@ class World:
             licensee_id=licensee,
         )
 
-    async def rls(self, principal: Principal) -> tuple[set[int], set[int]]:
+    async def rls(self, principal: Principal) -> tuple[set[int], set[int], set[int], set[int]]:
+        """What the database returns the principal: licences, ledgers, usage records (by
+        licence) and licensees (by company)."""
         ids = [licensed.licence.id for licensed, _ in self.licences]
         async with self.pool.acquire() as connection, connection.transaction():
             identity = principal.database_settings()
@@ -132,10 +138,23 @@ class World:
                 "SELECT DISTINCT licence_id FROM quota_period WHERE licence_id = ANY($1::int[])",
                 ids,
             )
-        return {r["id"] for r in licences}, {r["licence_id"] for r in ledgers}
+            usage = await connection.fetch(
+                "SELECT DISTINCT licence_id FROM usage_record WHERE licence_id = ANY($1::int[])",
+                ids,
+            )
+            licensees = await connection.fetch(
+                "SELECT id FROM licensee WHERE id = ANY($1::int[])", self.companies
+            )
+        return (
+            {r["id"] for r in licences},
+            {r["licence_id"] for r in ledgers},
+            {r["licence_id"] for r in usage},
+            {self.companies.index(r["id"]) for r in licensees},
+        )
 
-    async def api(self, who: Who, principal: Principal) -> tuple[set[str], int]:
-        """The licences' codes the graph shows, and how many incidents (asked apart: a refused
+    async def api(self, who: Who, principal: Principal) -> tuple[set[str], set[int], set[int], int]:
+        """The licences' codes the graph shows, the licences of the usage records it shows, the
+        companies of the licensees it shows, and how many incidents (each asked apart: a refused
         incident list must not hide the licences)."""
         token = self.tokens.custom(
             subject=principal.subject, kind=who.kind, scopes=list(who.scopes), bureau=who.bureau,
@@ -143,12 +162,27 @@ class World:
         )  # fmt: skip
         headers = {"Authorization": f"Bearer {token}"}
         answers = []
-        for query in ("{ licences { code } }", "{ incidents(first: 5) { totalCount } }"):
+        for query in (
+            "{ licences { code usageRecords(first: 5) { edges { node { requestId } } } } }",
+            "{ licensees { id } }",
+            "{ incidents(first: 5) { totalCount } }",
+        ):
             response = await self.http.post("/graphql", json={"query": query}, headers=headers)
             answers.append(response.json().get("data") or {})
-        codes = {lic["code"] for lic in answers[0].get("licences") or []}
-        incidents = (answers[1].get("incidents") or {}).get("totalCount") or 0
-        return codes, incidents
+        licences = answers[0].get("licences") or []
+        codes = {lic["code"] for lic in licences}
+        usage = {
+            self.records[edge["node"]["requestId"]]
+            for lic in licences
+            for edge in lic["usageRecords"]["edges"]
+            if edge["node"]["requestId"] in self.records
+        }
+        listed = {
+            decode_id(lic["id"], "Licensee", "id") for lic in answers[1].get("licensees") or []
+        }
+        companies = {index for index, key in enumerate(self.companies) if key in listed}
+        incidents = (answers[2].get("incidents") or {}).get("totalCount") or 0
+        return codes, usage, companies, incidents
 
     def close(self) -> None:
         self.loop.run_until_complete(self.http.aclose())
@@ -170,11 +204,21 @@ def world(
 async def _ledgers(world: World) -> None:
     owner = await asyncpg.connect(world.database.owner_url)
     try:
-        for licensed, _ in world.licences:
+        for licensed, company in world.licences:
+            licence = licensed.licence
             await owner.execute(
                 "INSERT INTO lighthouse.quota_period (licence_id, period_start) VALUES ($1, now())",
-                licensed.licence.id,
+                licence.id,
             )
+            request_id = uuid.uuid4()
+            await owner.execute(
+                "INSERT INTO lighthouse.usage_record (request_id, licence_id, licensee_id,"
+                " period_start, client_id, model, purpose, status, input_tokens, output_tokens,"
+                " images, streamed, latency_ms, started_at) VALUES ($1, $2, $3, now(), 'app',"
+                " 'm', 'p', 'OK', 1, 1, 0, false, 1, now())",
+                request_id, licence.id, world.companies[company],
+            )  # fmt: skip
+            world.records[str(request_id)] = licence.id
     finally:
         await owner.close()
 
@@ -204,6 +248,15 @@ def test_the_rule_book_cedar_rls_and_api_agree_on_licences(world: World) -> None
         entity = resources.principal_entity(principal)
         model: set[int] = set()
         cedar: set[int] = set()
+        companies = {company for company in range(3) if rule_book(who, company)}
+        cedar_companies: set[int] = set()
+        for company, key in enumerate(world.companies):
+            decision = world.engine.decide(
+                entity, "ViewLicensee", resources.company(key), principal.scopes
+            )
+            if decision.allowed:
+                cedar_companies.add(company)
+            exercised.update(decision.policy_ids)
         for licensed, company in world.licences:
             licence = licensed.licence
             holder = world.companies[company]
@@ -218,8 +271,10 @@ def test_the_rule_book_cedar_rls_and_api_agree_on_licences(world: World) -> None
             if decision.allowed:
                 cedar.add(licence.id)
             exercised.update(decision.policy_ids)
-        rls, ledgers = world.loop.run_until_complete(world.rls(principal))
-        codes, incidents = world.loop.run_until_complete(world.api(who, principal))
+        rls, ledgers, usage, licensees = world.loop.run_until_complete(world.rls(principal))
+        codes, api_usage, api_licensees, incidents = world.loop.run_until_complete(
+            world.api(who, principal)
+        )
         by_code = {licensed.licence.code: licensed.licence.id for licensed, _ in world.licences}
         api = {by_code[code] for code in codes if code in by_code}
         context = f"principal={who}"
@@ -227,6 +282,11 @@ def test_the_rule_book_cedar_rls_and_api_agree_on_licences(world: World) -> None
         assert rls == model, f"RLS {rls} != rule book {model}; {context}"
         assert ledgers == model, f"RLS ledgers {ledgers} != rule book {model}; {context}"
         assert api == model, f"API {api} != rule book {model}; {context}"
+        assert usage == model, f"RLS usage {usage} != rule book {model}; {context}"
+        assert api_usage == model, f"API usage {api_usage} != rule book {model}; {context}"
+        assert cedar_companies == companies, f"Cedar {cedar_companies} != {companies}; {context}"
+        assert licensees == companies, f"RLS licensees {licensees} != {companies}; {context}"
+        assert api_licensees == companies, f"API {api_licensees} != {companies}; {context}"
         if who.kind == "licensee":
             assert incidents == 0, f"a licensee saw {incidents} incidents; {context}"
         exercised["examples"] += 1
@@ -245,5 +305,9 @@ def test_the_rule_book_cedar_rls_and_api_agree_on_licences(world: World) -> None
     ):
         check.hypothesis.inner_test(pinned)  # type: ignore[attr-defined]
     check()
-    for rule in ("licensing.view.city", "licensing.view.own-company"):
+    for rule in (
+        "licensing.view.city",
+        "licensing.view.own-company",
+        "licensing.view.own-licensee",
+    ):
         assert exercised[rule] >= 3, f"{rule} exercised {exercised[rule]} times: {dict(exercised)}"

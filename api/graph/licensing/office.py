@@ -12,17 +12,16 @@ from api.domain.errors import DomainError, InvalidInput
 from api.domain.licensing import LicenceTerms, QuotaPeriod
 from api.graph.core import errors
 from api.graph.core.context import Info
-from api.graph.core.ids import decode_id, encode_id
+from api.graph.core.ids import decode_id
 from api.graph.licensing.types import (
     ClientCredentials,
-    Contact,
     DisabledClient,
     Licence,
     Licensee,
     licence_of,
+    licensee_of,
 )
 from api.repositories.licensing import Contact as ContactRecord
-from api.repositories.licensing import LicenseeRecord
 from api.services.metering.licences import LicenceView, LicensingOffice
 
 
@@ -77,17 +76,6 @@ DisableClientResult = Annotated[
 ]
 
 
-def _licensee(record: LicenseeRecord) -> Licensee:
-    return Licensee(
-        id=strawberry.ID(encode_id("Licensee", record.id)),
-        code=record.code,
-        company=record.company,
-        tax_id=record.tax_id,
-        status=record.status,
-        contacts=[Contact(name=c.name, email=c.email, phone=c.phone) for c in record.contacts],
-    )
-
-
 def _failed(info: Info, error: DomainError) -> errors.ErrorType:
     info.context.audit.outcome = error.code
     return errors.to_graphql(error)
@@ -137,7 +125,7 @@ class LicensingOfficeMutations:
             )
         except DomainError as error:
             return _failed(info, error)  # type: ignore[return-value]
-        return _licensee(record)
+        return licensee_of(record)
 
     @strawberry.federation.mutation(
         authenticated=True,

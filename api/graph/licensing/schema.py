@@ -4,14 +4,17 @@ OpenAI-compatible routes (``/v1``)."""
 from __future__ import annotations
 
 from api.graph.core.bundle import DomainBundle
+from api.graph.licensing.loaders import DailyUsageOf, UsageRecordsOf
 from api.graph.licensing.mutations import LicensingMutations
 from api.graph.licensing.queries import LicensingQueries
 from api.http.openai import metering_routes
 from api.http.releases import release_routes
+from api.http.statements import statement_routes
 
 bundle = DomainBundle(
     name="licensing",
     query=LicensingQueries,
     mutation=LicensingMutations,
-    routes=(*metering_routes(), *release_routes()),
+    loaders=(UsageRecordsOf, DailyUsageOf),
+    routes=(*metering_routes(), *release_routes(), *statement_routes()),
 )

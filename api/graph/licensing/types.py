@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
+from typing import Annotated
 
 import strawberry
 
 from api.domain.licensing import Licence as LicenceRecord
+from api.graph.core.context import Info
 from api.graph.core.ids import encode_id
+from api.graph.licensing import usage
+from api.graph.licensing.usage import DailyUsage, UsageRecordConnection, UsageStatus
+from api.repositories.licensing import LicenseeRecord
 from api.services.metering.licences import LicenceView
 
 
@@ -66,6 +71,36 @@ class Licence:
     limits: LicenceLimits
     own_compute: bool
     usage: LicenceUsage
+    key: strawberry.Private[int]
+
+    @strawberry.field(
+        description="The licence's usage records, newest first: one per metered request "
+        "(failed and abandoned ones charged nothing). from is inclusive, to exclusive; they "
+        "are kept for the city's retention (then only dailyUsage has them)."
+    )
+    async def usage_records(
+        self,
+        info: Info,
+        first: int | None = None,
+        after: str | None = None,
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+        to: datetime | None = None,
+        status: list[UsageStatus] | None = None,
+    ) -> UsageRecordConnection:
+        return await usage.usage_records(info, self.key, first, after, from_, to, status)
+
+    @strawberry.field(
+        description="Totals per day (the city's time zone), model and status, for days that "
+        "are over and rolled up (lighthouse licensing rollup); from and to are both included, "
+        "at most 366 days; without them, the 31 days up to today."
+    )
+    async def daily_usage(
+        self,
+        info: Info,
+        from_: Annotated[date | None, strawberry.argument(name="from")] = None,
+        to: date | None = None,
+    ) -> list[DailyUsage]:
+        return await usage.daily_usage(info, self.key, from_, to)
 
 
 def state_of(licence: LicenceRecord, now: datetime | None = None) -> LicenceState:
@@ -132,6 +167,7 @@ def licence_of(view: LicenceView) -> Licence:
             max_image_bytes=record.max_image_bytes,
         ),
         own_compute=record.own_compute,
+        key=record.id,
         usage=LicenceUsage(
             period_start=usage.period_start if usage is not None else None,
             used=used,
@@ -156,6 +192,17 @@ class Licensee:
     tax_id: str
     status: str
     contacts: list[Contact]
+
+
+def licensee_of(record: LicenseeRecord) -> Licensee:
+    return Licensee(
+        id=strawberry.ID(encode_id("Licensee", record.id)),
+        code=record.code,
+        company=record.company,
+        tax_id=record.tax_id,
+        status=record.status,
+        contacts=[Contact(name=c.name, email=c.email, phone=c.phone) for c in record.contacts],
+    )
 
 
 @strawberry.type(description="A client's credentials. The secret is shown this once only.")
