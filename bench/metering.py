@@ -36,6 +36,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -146,57 +147,120 @@ async def calls(base_url: str, api_key: str, requests: int, concurrency: int) ->
 async def admissions(
     app_url: str, licence_id: int, licensee_id: int, count: int, concurrency: int
 ) -> dict[str, Any]:
+    """``count`` calls admitted through two admission desks (two gateway processes' worth: each
+    its own pool, gate and desk) as ``/v1/chat/completions`` admits them: the token's status
+    checked, the licences read, Cedar's decision, the reservation and the audit record; then
+    each settled as the metered path settles it. For comparison, ``count`` reservations made
+    one transaction each (the ledger alone, no token check, licence read or audit)."""
+    from api.access.scope import AccessGate
+    from api.auth.authenticate import Authenticator
+    from api.auth.issuers import IssuerRegistry
+    from api.auth.keys import KeyRing
     from api.auth.principal import Principal, PrincipalKind
+    from api.auth.tokens import TokenVerifier
+    from api.db.database import Database
     from api.db.pool import create_pool
     from api.db.unit_of_work import UnitOfWork
     from api.domain.licensing import Cost
+    from api.policy.engine import PolicyEngine
     from api.repositories.licensing import QuotaLedger
+    from api.repositories.oauth import OAuthRepository
+    from api.repositories.system import SystemRepository
+    from api.services.metering import chat
+    from api.services.metering.admissions import RELEASE, AdmissionDesk
+    from api.services.metering.meter import Meter
     from api.settings import DatabaseSettings, Settings
+    from api.timing import Timings
 
-    settings = Settings(database=DatabaseSettings(url=app_url, pool_min_size=concurrency // 2,
-                                                  pool_max_size=concurrency // 2))  # fmt: skip
+    size = min(16, max(2, concurrency // 2))  # a gateway process's pool
+    settings = Settings(database=DatabaseSettings(url=app_url, pool_min_size=size,
+                                                  pool_max_size=size))  # fmt: skip
+    zone = settings.city.timezone
     pools = [await create_pool(app_url, settings) for _ in range(2)]
-    principal = Principal(
-        "bench-app", PrincipalKind.LICENSEE, scopes=frozenset({"inference:invoke"}),
-        licensee_id=licensee_id,
-    )  # fmt: skip
-    identity = principal.database_settings()
-    cost = Cost(input_tokens=80, output_tokens=16)
-    lease = timedelta(minutes=5)
-    requests = [uuid.uuid4() for _ in range(count)]
-    gate = asyncio.Semaphore(concurrency)
+    bureaus = await SystemRepository(pools[0]).bureaus()
+    policy = PolicyEngine(settings.policy.dir, [(b.code, b.joint_service_centre) for b in bureaus])
+    keys = KeyRing(settings)
+    issuers = IssuerRegistry([], 300)
+    verifier = TokenVerifier(settings, keys, issuers, {b.code: b.id for b in bureaus})
+    meter = Meter(settings.metering, zone)
+    gates, desks = [], []
+    for pool in pools:
+        oauth = OAuthRepository(pool)
+        authenticator = Authenticator(verifier, oauth, settings.issuer, keys, 30)
+        gate = AccessGate(Database(pool, lambda _name, _count: None), policy, authenticator)
+        gates.append(gate)
+        desks.append(AdmissionDesk(gate, meter, group_size=64, max_waiting=100_000))
+    request = chat.parse(orjson.dumps({"model": MODEL, "messages": MESSAGES, "max_tokens": 16}))
+    callers = [
+        Principal(
+            "bench-app", PrincipalKind.LICENSEE, scopes=frozenset({"inference:invoke"}),
+            client_id="bench-app", licensee_id=licensee_id, token_id=str(uuid.uuid4()),
+            issuer=settings.issuer, expires_at=int(time.time()) + 3600,
+        )
+        for n in range(count)
+    ]  # fmt: skip
+    # (One client, as a licensee's application is, with a token per call: each token's status
+    # is checked, and Cedar's decisions for the client are the engine's to remember.)
+    gate_of = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
     refused = 0
+    admitted: list[tuple[int, Any]] = []
 
-    async def reserve(n: int, request: uuid.UUID) -> None:
+    async def admit(n: int) -> None:
         nonlocal refused
-        async with gate:
+        async with gate_of:
             started = time.perf_counter()
-            async with UnitOfWork(pools[n % 2], identity) as uow:
-                if await QuotaLedger(uow, "Asia/Taipei").reserve(request, licence_id, cost, lease):
-                    refused += 1
+            try:
+                admission = await desks[n % 2].admit(callers[n], f"bench-{n}", request, Timings())
+            except Exception:  # a refusal: counted, the bench goes on
+                refused += 1
+                return
             latencies.append(time.perf_counter() - started)
+            admitted.append((n, admission))
 
-    async def settle(n: int, request: uuid.UUID) -> None:
-        async with gate, UnitOfWork(pools[n % 2], identity) as uow:
-            await QuotaLedger(uow, "Asia/Taipei").settle(request, Cost(60, 16))
+    async def settle(n: int, admission: Any) -> None:
+        async with (
+            gate_of,
+            gates[n % 2].transaction(callers[n], f"bench-{n}", lambda: RELEASE) as access,
+        ):
+            await meter.settle(access, admission, Cost(60, 16), streamed=False)
 
     began = time.perf_counter()
-    await asyncio.gather(*(reserve(n, r) for n, r in enumerate(requests)))
-    reserve_seconds = time.perf_counter() - began
+    await asyncio.gather(*(admit(n) for n in range(count)))
+    admit_seconds = time.perf_counter() - began
     began = time.perf_counter()
-    await asyncio.gather(*(settle(n, r) for n, r in enumerate(requests)))
+    await asyncio.gather(*(settle(n, admission) for n, admission in admitted))
     settle_seconds = time.perf_counter() - began
+
+    # The ledger alone, one reservation per transaction (as before group admission).
+    identity = callers[0].database_settings()
+    lease = timedelta(minutes=5)
+    single: list[uuid.UUID] = []
+
+    async def reserve_one(n: int) -> None:
+        async with gate_of, UnitOfWork(pools[n % 2], identity) as uow:
+            request_id = uuid.uuid4()
+            ledger = QuotaLedger(uow, zone)
+            if await ledger.reserve(request_id, licence_id, Cost(80, 16), lease) is None:
+                single.append(request_id)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(reserve_one(n) for n in range(count)))
+    single_seconds = time.perf_counter() - began
+    async with UnitOfWork(pools[0], identity) as uow:
+        for request_id in single:
+            await QuotaLedger(uow, zone).release(request_id)
     for pool in pools:
         await pool.close()
     return {
         "admissions": count,
         "refused": refused,
         "concurrency": concurrency,
-        "admissions_per_second": round(count / reserve_seconds),
-        "settlements_per_second": round(count / settle_seconds),
-        "reserve_p50_ms": round(percentile(latencies, 50) * 1000, 2),
-        "reserve_p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        "admissions_per_second": round(count / admit_seconds),
+        "admission_p50_ms": round(percentile(latencies, 50) * 1000, 2),
+        "admission_p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        "settlements_per_second": round(len(admitted) / settle_seconds),
+        "single_reservations_per_second": round(count / single_seconds),
     }
 
 
@@ -209,6 +273,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=256, help="per round in (a)/(b)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of (a) and (b)")
     parser.add_argument("--admissions", type=int, default=5000)
+    parser.add_argument(
+        "--admission-concurrency", type=int, default=256,
+        help="calls waiting for admission at once in (c): calls last seconds, so many are",
+    )  # fmt: skip
     arguments = parser.parse_args()
 
     server = start_database()
@@ -285,10 +353,14 @@ def main() -> None:
         from api.repositories.licensing import LicensingRepository  # noqa: F401  (imports the ledger)
 
         owner_licensee = asyncio.run(_licensee_of(owner_url, licence_id))
-        log(f"(c) {arguments.admissions} admissions at concurrency {arguments.concurrency}")
+        log(f"(c) {arguments.admissions} admissions, {arguments.admission_concurrency} at once")
         report["ledger"] = asyncio.run(
             admissions(
-                app_url, licence_id, owner_licensee, arguments.admissions, arguments.concurrency
+                app_url,
+                licence_id,
+                owner_licensee,
+                arguments.admissions,
+                arguments.admission_concurrency,
             )
         )
 

@@ -9,7 +9,7 @@ record and the access it describes commit, or vanish, together.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -97,6 +97,15 @@ class AccessScope:
             return
         with self.timings.measure("audit"):
             await AuditRepository(self.uow).append(self.audit_entry(operation))
+
+
+async def record_together(scopes: Sequence[AccessScope], operation: OperationDescription) -> None:
+    """``AccessScope.record`` for scopes sharing one transaction, their records appended in one
+    round trip (a group of admissions: the chain's head is held once for all of them)."""
+    entries = [scope.audit_entry(operation) for scope in scopes if not scope.audit.silent]
+    if entries:
+        with scopes[0].timings.measure("audit"):
+            await AuditRepository(scopes[0].uow).append_many(entries)
 
 
 class AccessGate:

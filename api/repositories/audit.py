@@ -15,6 +15,7 @@ from api.repositories.sql import Conditions, Ordering, Page, PageRequest, finish
 APPEND = """
 SELECT lighthouse.append_audit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 """
+APPEND_MANY = "SELECT lighthouse.append_audits($1::lighthouse.audit_entry[])"
 RECORD_COLUMNS = ", ".join(("seq", *MIRRORED, "payload", "prev_hash", "hash"))
 CHAIN_SLICE = f"""
 SELECT {RECORD_COLUMNS} FROM audit_record WHERE seq >= $1 ORDER BY seq LIMIT $2
@@ -123,6 +124,11 @@ class AuditRepository:
 
     async def append(self, entry: AuditEntry) -> int:
         return int(await self._db.fetchval(APPEND, *append_arguments(entry)))
+
+    async def append_many(self, entries: Sequence[AuditEntry]) -> None:
+        """Append several records, chained in the order given, under one hold of the chain's
+        head (one statement)."""
+        await self._db.execute(APPEND_MANY, [append_arguments(entry) for entry in entries])
 
     async def page(self, where: AuditFilter, request: PageRequest) -> Page[AuditRecordRow]:
         conditions = where.conditions()

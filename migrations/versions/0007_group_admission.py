@@ -1,11 +1,14 @@
-"""Group admission: many metered requests for one licence reserved in one call.
+"""Group admission: many metered requests for one licence reserved in one call, and their
+audit records appended in one.
 
 Admitting requests one transaction at a time holds the licence's ledger rows from the reservation
 to the commit's flush, so one licence admits at most one request per flush, whatever the number
 of gateway processes. ``reserve_quotas`` judges a group of requests in order against the same
 locked rows (each against what the earlier ones left), writes the counters once and the
 reservations in one insert: the ledger stays exact and the rows are held once per group.
-``reserve_quota`` becomes the group of one.
+``reserve_quota`` becomes the group of one. ``append_audits`` chains several records under one
+hold of the chain's head (and one update of it), each linked exactly as ``append_audit`` links
+one.
 
 Revision ID: 0007
 Revises: 0006
@@ -165,11 +168,53 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, lighthouse AS $$
     SELECT (lighthouse.reserve_quotas(for_licence, ARRAY[for_request], ARRAY[want_input],
                                       ARRAY[want_output], ARRAY[want_images], lease, zone))[1]
 $$;
+
+-- An audit record as append_audit takes it.
+CREATE TYPE lighthouse.audit_entry AS (
+    occurred_at timestamptz, request_id text, subject text, client_id text, bureau text,
+    principal_kind text, category text, operation text, document_hash text,
+    resource_ids text[], decision text, policy_ids text[], policy_version text,
+    personal_data boolean, payload text);
+
+-- Several records chained in the order given, under one hold of the head; the last one's
+-- sequence number.
+CREATE FUNCTION lighthouse.append_audits(entries lighthouse.audit_entry[]) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = lighthouse, public, pg_temp AS $$
+DECLARE
+    head lighthouse.audit_chain_head;
+    entry lighthouse.audit_entry;
+    next_seq bigint;
+    previous bytea;
+    next_hash bytea;
+BEGIN
+    SELECT * INTO head FROM lighthouse.audit_chain_head WHERE id = 1 FOR UPDATE;
+    next_seq := head.last_seq;
+    next_hash := head.last_hash;
+    FOREACH entry IN ARRAY coalesce(entries, '{}') LOOP
+        previous := next_hash;
+        next_seq := next_seq + 1;
+        next_hash := sha256(previous || convert_to(next_seq::text || '|' || entry.payload, 'UTF8'));
+        INSERT INTO lighthouse.audit_record VALUES (
+            next_seq, entry.occurred_at, entry.request_id, entry.subject, entry.client_id,
+            entry.bureau, entry.principal_kind, entry.category, entry.operation,
+            entry.document_hash, entry.resource_ids, entry.decision, entry.policy_ids,
+            entry.policy_version, entry.personal_data, entry.payload, previous, next_hash);
+    END LOOP;
+    IF next_seq > head.last_seq THEN
+        UPDATE lighthouse.audit_chain_head SET last_seq = next_seq, last_hash = next_hash
+        WHERE id = 1;
+    END IF;
+    RETURN next_seq;
+END;
+$$;
 """
 
 GRANTS = """
 REVOKE ALL ON FUNCTION lighthouse.reserve_quotas FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lighthouse.reserve_quotas TO {role};
+REVOKE ALL ON FUNCTION lighthouse.append_audits FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lighthouse.append_audits TO {role};
+GRANT USAGE ON TYPE lighthouse.audit_entry TO {role};
 """
 
 

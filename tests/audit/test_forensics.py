@@ -79,11 +79,12 @@ def chain_database(server_url: str) -> Iterator[DatabaseUnderTest]:
 
 @pytest.fixture
 async def chain(chain_database: DatabaseUnderTest) -> AsyncIterator[asyncpg.Connection]:
-    """A superuser connection to a database holding a chain of RECORDS records."""
+    """A superuser connection to a database holding a chain of RECORDS records: the first ten
+    appended one at a time, the rest in two groups (as a group of admissions appends them)."""
     connection = await connect(chain_database.owner_url, Settings(), "forensics")
     principal = Principal(subject="forensics", kind=PrincipalKind.STAFF)
-    for number in range(RECORDS):
-        entry = AuditEntry.of(
+    entries = [
+        AuditEntry.of(
             principal,
             request_id=f"r{number}",
             category="graphql",
@@ -91,11 +92,17 @@ async def chain(chain_database: DatabaseUnderTest) -> AsyncIterator[asyncpg.Conn
             decision="ALLOW",
             policy_version="test",
         )
+        for number in range(RECORDS)
+    ]
+    for entry in entries[:10]:
         await connection.execute(
             "SELECT lighthouse.append_audit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
             " $12, $13, $14, $15)",
             *append_arguments(entry),
         )
+    await AuditRepository(connection).append_many(entries[10:13])
+    await AuditRepository(connection).append_many([])
+    await AuditRepository(connection).append_many(entries[13:])
     try:
         yield connection
     finally:
@@ -119,6 +126,11 @@ async def tamper(connection: asyncpg.Connection, *statements: str) -> None:
 async def test_an_untouched_chain_is_intact(chain: asyncpg.Connection) -> None:
     outcome = await verify(chain)
     assert (outcome.intact, outcome.checked, outcome.last_seq) == (True, RECORDS, RECORDS)
+    # Grouped records are chained in the order they were given, after what came before.
+    operations = await chain.fetch("SELECT seq, operation FROM audit_record ORDER BY seq")
+    assert [(r["seq"], r["operation"]) for r in operations] == [
+        (n + 1, f"op{n}") for n in range(RECORDS)
+    ]
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from api.access.scope import AccessGate, OperationDescription
+from api.access.scope import AccessGate, OperationDescription, record_together
 from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
 from api.domain.errors import DomainError, ServiceUnavailable
@@ -131,8 +131,7 @@ class AdmissionDesk:
                         gate.over(w.principal, w.request_id, uow, w.timings) for w in standing
                     ]
                     outcomes = await meter.admit_group(scopes, [w.request for w in standing])
-                    for scope in scopes:
-                        await scope.record(ADMISSION)
+                    await record_together(scopes, ADMISSION)
                     admitted = list(zip(standing, outcomes, strict=True))
         except BaseException as error:
             for waiting in group:
