@@ -55,6 +55,7 @@ from api.resources import MeteringResources, Resources, VisionResources
 from api.services.audit_chain import AuditAnchors, anchored
 from api.services.metering.admissions import AdmissionDesk
 from api.services.metering.meter import Meter
+from api.services.metering.settlements import SettlementDesk
 from api.services.vision.analysis import VisionModel
 from api.settings import Settings
 from api.vision.store import FrameStore
@@ -158,7 +159,8 @@ async def _serving(
             vision=await stack.enter_async_context(_vision(settings)),
             metering=_metering(settings, gate),
         )
-        stack.push_async_callback(resources.metering.desk.close)
+        stack.push_async_callback(resources.metering.admissions.close)
+        stack.push_async_callback(resources.metering.settlements.close)
         stack.enter_context(
             _background(_sweep_reservations(database, settings.metering.sweep_seconds))
         )
@@ -277,13 +279,14 @@ def _upload_limit(frames: int, inference: int, scope: Scope) -> int | None:
 
 def _metering(settings: Settings, gate: AccessGate) -> MeteringResources:
     meter = Meter(settings.metering, settings.city.timezone)
-    desk = AdmissionDesk(
-        gate,
+    group = settings.metering.admission_group
+    return MeteringResources(
         meter,
-        group_size=settings.metering.admission_group,
-        max_waiting=settings.metering.max_waiting_admissions,
+        AdmissionDesk(
+            gate, meter, group_size=group, max_waiting=settings.metering.max_waiting_admissions
+        ),
+        SettlementDesk(gate, meter, group_size=group),
     )
-    return MeteringResources(meter, desk)
 
 
 async def _sweep_reservations(database: Database, every: float) -> None:

@@ -24,6 +24,7 @@ from api.metrics import Metrics
 from api.policy.engine import PolicyEngine
 from api.services.metering.admissions import AdmissionDesk
 from api.services.metering.meter import Meter
+from api.services.metering.settlements import SettlementDesk
 from api.services.vision.analysis import VisionModel
 from api.settings import Settings
 from api.vision.store import FrameStore
@@ -47,7 +48,8 @@ class MeteringResources:
     """Metered inference for licensees (``/v1``)."""
 
     meter: Meter
-    desk: AdmissionDesk
+    admissions: AdmissionDesk
+    settlements: SettlementDesk
 
 
 @dataclass(frozen=True, slots=True)

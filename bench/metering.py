@@ -167,7 +167,7 @@ async def admissions(
     from api.repositories.oauth import OAuthRepository
     from api.repositories.system import SystemRepository
     from api.services.metering import chat
-    from api.services.metering.admissions import RELEASE, AdmissionDesk
+    from api.services.metering.admissions import SETTLEMENT, AdmissionDesk
     from api.services.metering.meter import Meter
     from api.settings import DatabaseSettings, Settings
     from api.timing import Timings
@@ -221,7 +221,7 @@ async def admissions(
     async def settle(n: int, admission: Any) -> None:
         async with (
             gate_of,
-            gates[n % 2].transaction(callers[n], f"bench-{n}", lambda: RELEASE) as access,
+            gates[n % 2].transaction(callers[n], f"bench-{n}", lambda: SETTLEMENT) as access,
         ):
             await meter.settle(access, admission, Cost(60, 16), streamed=False)
 

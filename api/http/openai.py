@@ -5,7 +5,9 @@ A chat request runs in three steps, none of which holds a database connection wh
 works: admission (a short transaction: the licence chosen and checked, the largest cost
 reserved, audited), the call to the serving tier, and the settlement (a short transaction: the
 real use charged from the tier's usage report, the usage record and the audit record written
-together) or, if the call failed or the client left, the release (nothing charged). Errors take
+together) or, if the call failed or the client left, the release (nothing charged). Calls of
+one licensee admitted or ending at the same moment share those transactions
+(``services.metering.admissions`` and ``.settlements``), each with its own audit record. Errors take
 OpenAI's shape (``{"error": {message, type, param, code}}``) and status codes.
 """
 
@@ -41,7 +43,7 @@ from api.http.transaction import TransactionMode, challenge, protected, request_
 from api.inference.client import ServingClient, ServingRefused, ServingUnavailable
 from api.resources import Resources, resources_of
 from api.services.metering import chat
-from api.services.metering.meter import Admission
+from api.services.metering.meter import Admission, Ending
 
 log = structlog.get_logger(__name__)
 
@@ -154,7 +156,7 @@ async def chat_completions(request: Request) -> Response:
     except ClientDisconnect:
         return Response(status_code=400)
     try:
-        admission = await resources.metering.desk.admit(
+        admission = await resources.metering.admissions.admit(
             transaction.principal, transaction.request_id, parsed, transaction.timings
         )
     except InvalidToken as error:
@@ -283,23 +285,18 @@ async def _finish(
     *,
     streamed: bool,
 ) -> None:
-    """Settle (``used``) or release the reservation, in a short transaction of the caller's.
-    The token is not checked again: the request was admitted, and what it used is charged even
+    """Settle (``used``) or release the reservation, in a short transaction under the caller's
+    identity (shared with the calls of the same licensee that end meanwhile). The token is not
+    checked again: the request was admitted, and what it used is charged even
     if the token expired or was revoked while the model worked. If the database cannot be
     reached the reservation stays until its lease runs out and is then released: a request that
     cannot be settled is never charged."""
     transaction = request_transaction(request)
-    meter = resources.metering.meter
-    describe = _describe("settle /v1/chat/completions")
+    ending = Ending(admission, used, "OK" if used is not None else status, streamed)
     try:
-        async with resources.gate.transaction(
-            transaction.principal, transaction.request_id, describe, timings=transaction.timings
-        ) as access:
-            access.audit.saw("Licence", admission.licence.id)
-            if used is not None:
-                await meter.settle(access, admission, used, streamed=streamed)
-            else:
-                await meter.release(access, admission, status, streamed=streamed)
+        await resources.metering.settlements.finish(
+            transaction.principal, transaction.request_id, transaction.timings, ending
+        )
     except (DomainError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         log.warning(
             "metering.finish_failed",

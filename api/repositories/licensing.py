@@ -76,7 +76,10 @@ RESERVE = (
     "SELECT lighthouse.reserve_quotas($1, $2::uuid[], $3::bigint[], $4::bigint[], $5::integer[],"
     " $6, $7)"
 )
-FINISH = "SELECT lighthouse.finish_reservation($1, $2, $3, $4, $5)"
+FINISH = (
+    "SELECT lighthouse.finish_reservations($1::uuid[], $2::boolean[], $3::bigint[],"
+    " $4::bigint[], $5::integer[])"
+)
 EXPIRE = "SELECT lighthouse.expire_reservations($1)"
 USAGE = """
 SELECT licence_id, period_start, used_requests, used_input_tokens, used_output_tokens, used_images,
@@ -199,10 +202,19 @@ class UsageRecord:
     started_at: datetime
 
 
+# Each column's type, for the arrays a group of records is inserted from.
+USAGE_TYPES = {
+    "request_id": "uuid", "licence_id": "integer", "licensee_id": "integer",
+    "period_start": "timestamptz", "client_id": "text", "model": "text", "purpose": "text",
+    "status": "text", "input_tokens": "bigint", "output_tokens": "bigint", "images": "integer",
+    "streamed": "boolean", "latency_ms": "integer", "started_at": "timestamptz",
+}  # fmt: skip
 USAGE_COLUMNS = [f.name for f in fields(UsageRecord)]
+if sorted(USAGE_TYPES) != sorted(USAGE_COLUMNS):
+    raise RuntimeError("USAGE_TYPES must name every field of UsageRecord")
 INSERT_USAGE = f"""
 INSERT INTO usage_record ({", ".join(USAGE_COLUMNS)})
-VALUES ({", ".join(f"${n}" for n in range(1, len(USAGE_COLUMNS) + 1))})
+SELECT * FROM unnest({", ".join(f"${n}::{USAGE_TYPES[c]}[]" for n, c in enumerate(USAGE_COLUMNS, 1))})
 ON CONFLICT (request_id) DO NOTHING
 """
 
@@ -240,10 +252,16 @@ class UsageRecords:
 
     async def add(self, record: UsageRecord) -> bool:
         """Record a request once; False if its id was recorded before (nothing changes)."""
-        status = await self._uow.execute(
-            INSERT_USAGE, *(getattr(record, name) for name in USAGE_COLUMNS)
-        )
-        return str(status).endswith(" 1")
+        return await self.add_many([record]) == 1
+
+    async def add_many(self, records: Sequence[UsageRecord]) -> int:
+        """Record several requests (one statement); how many were new (an id recorded before
+        changes nothing)."""
+        if not records:
+            return 0
+        columns = [[getattr(record, name) for record in records] for name in USAGE_COLUMNS]
+        status = await self._uow.execute(INSERT_USAGE, *columns)
+        return int(str(status).rsplit(" ", 1)[-1])
 
     async def roll_up(self, zone: str, keep: timedelta) -> tuple[int, int]:
         """Roll the days that are over up into daily totals, and delete records older than
@@ -298,16 +316,32 @@ class QuotaLedger:
     async def settle(self, request_id: uuid.UUID, used: Cost) -> datetime | None:
         """Charge the request's real use (at most what it reserved); the period it was charged
         to, or None if it had no reservation any more (finished before, or its lease ran out)."""
-        period: datetime | None = await self._call(
-            FINISH, request_id, True, used.input_tokens, used.output_tokens, used.images
-        )
+        (period,) = await self.finish_many([(request_id, used)])
         return period
 
     async def release(self, request_id: uuid.UUID) -> datetime | None:
         """Give the reservation back, charging nothing (a failed or abandoned call); the period
         it was held in, or None if it had none any more."""
-        period: datetime | None = await self._call(FINISH, request_id, False, 0, 0, 0)
+        (period,) = await self.finish_many([(request_id, None)])
         return period
+
+    async def finish_many(
+        self, requests: Sequence[tuple[uuid.UUID, Cost | None]]
+    ) -> list[datetime | None]:
+        """``settle`` (a cost) or ``release`` (None) several requests at once, in the order
+        given: one entry per request."""
+        if not requests:
+            return []
+        used = [cost or Cost() for _, cost in requests]
+        periods: list[datetime | None] = await self._call(
+            FINISH,
+            [request_id for request_id, _ in requests],
+            [cost is not None for _, cost in requests],
+            [cost.input_tokens for cost in used],
+            [cost.output_tokens for cost in used],
+            [cost.images for cost in used],
+        )
+        return periods
 
     async def expire(self, limit: int) -> int:
         """Release reservations whose lease ran out (as the service itself); how many."""

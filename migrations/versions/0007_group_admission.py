@@ -6,7 +6,8 @@ to the commit's flush, so one licence admits at most one request per flush, what
 of gateway processes. ``reserve_quotas`` judges a group of requests in order against the same
 locked rows (each against what the earlier ones left), writes the counters once and the
 reservations in one insert: the ledger stays exact and the rows are held once per group.
-``reserve_quota`` becomes the group of one. ``append_audits`` chains several records under one
+``reserve_quota`` becomes the group of one; ``finish_reservations`` settles or releases a
+group. ``append_audits`` chains several records under one
 hold of the chain's head (and one update of it), each linked exactly as ``append_audit`` links
 one.
 
@@ -169,6 +170,31 @@ LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, lighthouse AS $$
                                       ARRAY[want_output], ARRAY[want_images], lease, zone))[1]
 $$;
 
+-- End several reservations (finish_reservation for each, in the order given): the period each
+-- was charged to, or NULL where there was no such reservation.
+CREATE FUNCTION lighthouse.finish_reservations(
+    for_requests uuid[], succeeded boolean[], spent_input bigint[], spent_output bigint[],
+    spent_images integer[]
+) RETURNS timestamptz[]
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, lighthouse AS $$
+DECLARE
+    wanted integer := coalesce(cardinality(for_requests), 0);
+    periods timestamptz[] := '{}';
+BEGIN
+    IF coalesce(cardinality(succeeded), 0) <> wanted
+       OR coalesce(cardinality(spent_input), 0) <> wanted
+       OR coalesce(cardinality(spent_output), 0) <> wanted
+       OR coalesce(cardinality(spent_images), 0) <> wanted THEN
+        RAISE EXCEPTION 'one outcome per request' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOR n IN 1 .. wanted LOOP
+        periods := periods || lighthouse.finish_reservation(
+            for_requests[n], succeeded[n], spent_input[n], spent_output[n], spent_images[n]);
+    END LOOP;
+    RETURN periods;
+END
+$$;
+
 -- An audit record as append_audit takes it.
 CREATE TYPE lighthouse.audit_entry AS (
     occurred_at timestamptz, request_id text, subject text, client_id text, bureau text,
@@ -210,8 +236,8 @@ $$;
 """
 
 GRANTS = """
-REVOKE ALL ON FUNCTION lighthouse.reserve_quotas FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION lighthouse.reserve_quotas TO {role};
+REVOKE ALL ON FUNCTION lighthouse.reserve_quotas, lighthouse.finish_reservations FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lighthouse.reserve_quotas, lighthouse.finish_reservations TO {role};
 REVOKE ALL ON FUNCTION lighthouse.append_audits FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lighthouse.append_audits TO {role};
 GRANT USAGE ON TYPE lighthouse.audit_entry TO {role};

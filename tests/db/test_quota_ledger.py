@@ -24,9 +24,9 @@ from api.db.pool import create_pool
 from api.db.unit_of_work import UnitOfWork
 from api.domain.errors import Forbidden, InvalidInput
 from api.domain.licensing import Cost, Licence, Refusal
-from api.repositories.licensing import LicensingRepository, QuotaLedger
+from api.repositories.licensing import LicensingRepository, QuotaLedger, UsageRecord, UsageRecords
 from api.settings import DatabaseSettings, Settings
-from tests.metering.support import new_licensee_and_licence
+from tests.metering.support import MODEL, new_licensee_and_licence
 from tests.support import DatabaseUnderTest
 
 pytestmark = pytest.mark.db
@@ -294,6 +294,80 @@ async def test_a_reservation_finishes_once_and_never_charges_more_than_it_held(
     used_requests, used, reserved_requests, _ = await ledger_row(pools[0], licence)
     assert reserved_requests == 0
     assert (used_requests, used) in ((2, Cost(110, 60, 1)), (1, Cost(100, 50, 1)))
+
+
+async def test_a_group_finishes_each_reservation_once_in_one_call(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool],
+) -> None:
+    licence = await new_licence(pools[0])
+    held = await reserve_group(pools[0], licence, [Cost(input_tokens=10, output_tokens=10)] * 4)
+    requests = [request for request, refusal in held if refusal is None]
+    assert len(requests) == 4
+    unknown = uuid.uuid4()
+    outcomes: list[tuple[uuid.UUID, Cost | None]] = [
+        (requests[0], Cost(input_tokens=8, output_tokens=3)),
+        (requests[1], None),
+        (unknown, Cost(input_tokens=1)),  # never reserved: nothing happens for it
+        (requests[2], Cost(input_tokens=50, output_tokens=50)),  # more than held: capped
+        (requests[0], Cost(input_tokens=1)),  # finished a moment ago in the same group
+    ]
+    periods = await run(
+        pools[1],
+        licensee_principal(licence.licensee_id),
+        lambda uow: QuotaLedger(uow, ZONE).finish_many(outcomes),
+    )
+    assert [period is not None for period in periods] == [True, True, False, True, False]
+    assert len({period for period in periods if period is not None}) == 1
+    assert await ledger_row(pools[0], licence) == (
+        2,
+        Cost(input_tokens=18, output_tokens=13),
+        1,
+        Cost(input_tokens=10, output_tokens=10),
+    )
+    # A licensee finishes only its own licences' reservations, in a group as alone.
+    other = await new_licence(pools[0])
+    with pytest.raises(Forbidden):
+        await run(
+            pools[0],
+            licensee_principal(other.licensee_id),
+            lambda uow: QuotaLedger(uow, ZONE).finish_many([(requests[3], None)]),
+        )
+    assert await ledger_row(pools[0], licence) == (
+        2,
+        Cost(input_tokens=18, output_tokens=13),
+        1,
+        Cost(input_tokens=10, output_tokens=10),
+    )
+
+
+async def test_a_request_is_recorded_once_whether_alone_or_in_a_group(
+    pools: tuple[asyncpg.Pool, asyncpg.Pool], database: DatabaseUnderTest
+) -> None:
+    licence = await new_licence(pools[0])
+    principal = licensee_principal(licence.licensee_id)
+    period = datetime(2026, 11, 1, tzinfo=UTC)
+
+    def record(request: uuid.UUID, tokens: int) -> UsageRecord:
+        return UsageRecord(
+            request, licence.id, licence.licensee_id, period, principal.subject, MODEL,
+            "parking-occupancy", "OK", tokens, tokens, 0, False, 12, datetime.now(UTC),
+        )  # fmt: skip
+
+    first, second = uuid.uuid4(), uuid.uuid4()
+    group = [record(first, 5), record(second, 7), record(first, 99)]  # the first twice
+    assert await run(pools[0], principal, lambda uow: UsageRecords(uow).add_many(group)) == 2
+    assert not await run(pools[1], principal, lambda uow: UsageRecords(uow).add(record(second, 1)))
+    assert await run(pools[1], principal, lambda uow: UsageRecords(uow).add_many([])) == 0
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        tokens = await owner.fetch(
+            "SELECT input_tokens FROM lighthouse.usage_record WHERE licence_id = $1"
+            " ORDER BY input_tokens",
+            licence.id,
+        )
+    finally:
+        await owner.close()
+    assert [row["input_tokens"] for row in tokens] == [5, 7]
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,17 @@ class Admission:
     started_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a call ended: ``used`` (charged, status OK) or None (released, charged nothing, with
+    ``status`` FAILED or CANCELLED)."""
+
+    admission: Admission
+    used: Cost | None
+    status: str
+    streamed: bool
+
+
 class Meter:
     def __init__(self, settings: MeteringSettings, zone: str) -> None:
         self._settings = settings
@@ -148,60 +159,48 @@ class Meter:
     ) -> bool:
         """Charge the request's real use and record it, in one transaction with its audit
         record; False if the reservation had run out (nothing is charged then)."""
-        period = await QuotaLedger(access.uow, self._zone).settle(admission.request_id, used)
-        if period is not None:
-            # What the ledger charged: the real use, never more than was reserved.
-            billed = Cost(
-                min(used.input_tokens, admission.reserved.input_tokens),
-                min(used.output_tokens, admission.reserved.output_tokens),
-                min(used.images, admission.reserved.images),
-            )
-            await self._record(access, admission, period, "OK", billed, streamed=streamed)
-        else:
-            access.audit.outcome = "RESERVATION_EXPIRED"
-        return period is not None
+        (held,) = await self.finish_group([access], [Ending(admission, used, "OK", streamed)])
+        return held
 
     async def release(
         self, access: AccessScope, admission: Admission, status: str, *, streamed: bool
     ) -> None:
         """Give the reservation back (a failed or abandoned call) and record it, charged nothing."""
-        period = await QuotaLedger(access.uow, self._zone).release(admission.request_id)
-        if period is not None:
-            await self._record(access, admission, period, status, Cost(), streamed=streamed)
-        access.audit.outcome = status
+        await self.finish_group([access], [Ending(admission, None, status, streamed)])
 
-    async def _record(
-        self,
-        access: AccessScope,
-        admission: Admission,
-        period: datetime,
-        status: str,
-        used: Cost,
-        *,
-        streamed: bool,
-    ) -> None:
-        principal = access.principal
-        assert principal.licensee_id is not None
-        finished = datetime.now(UTC)
-        await UsageRecords(access.uow).add(
-            UsageRecord(
-                request_id=admission.request_id,
-                licence_id=admission.licence.id,
-                licensee_id=principal.licensee_id,
-                period_start=period,
-                client_id=principal.client_id or principal.subject,
-                model=admission.model,
-                purpose=admission.licence.purpose,
-                status=status,
-                input_tokens=used.input_tokens,
-                output_tokens=used.output_tokens,
-                images=used.images,
-                streamed=streamed,
-                latency_ms=int((finished - admission.started_at).total_seconds() * 1000),
-                started_at=admission.started_at,
-            )
+    async def finish_group(
+        self, scopes: Sequence[AccessScope], endings: Sequence[Ending]
+    ) -> list[bool]:
+        """Settle or release several calls sharing one transaction (each with its own scope
+        and audit record): the ledger finished in one call, the usage records written in one
+        statement. For each, whether its reservation was still held (if not, nothing is
+        charged or recorded: it was finished before, or its lease ran out)."""
+        uow = scopes[0].uow
+        periods = await QuotaLedger(uow, self._zone).finish_many(
+            [(ending.admission.request_id, ending.used) for ending in endings]
         )
-        access.audit.saw("Usage", str(admission.request_id))
+        records = []
+        finished = datetime.now(UTC)
+        for access, ending, period in zip(scopes, endings, periods, strict=True):
+            admission = ending.admission
+            access.audit.saw("Licence", admission.licence.id)
+            if ending.used is None:
+                access.audit.outcome = ending.status
+            elif period is None:
+                access.audit.outcome = "RESERVATION_EXPIRED"
+            if period is None:
+                continue
+            # What the ledger charged: the real use, never more than was reserved.
+            used, held = ending.used or Cost(), admission.reserved
+            billed = Cost(
+                min(used.input_tokens, held.input_tokens),
+                min(used.output_tokens, held.output_tokens),
+                min(used.images, held.images),
+            )
+            records.append(_usage_record(access, ending, period, billed, finished))
+            access.audit.saw("Usage", str(admission.request_id))
+        await UsageRecords(uow).add_many(records)
+        return [period is not None for period in periods]
 
     def _retry_after(self, refusal: Refusal, licence: Licence) -> int | None:
         now = datetime.now(ZoneInfo(self._zone))
@@ -218,6 +217,29 @@ class Meter:
                 )
             return max(1, int((following - now).total_seconds()))
         return None
+
+
+def _usage_record(
+    access: AccessScope, ending: Ending, period: datetime, billed: Cost, finished: datetime
+) -> UsageRecord:
+    principal, admission = access.principal, ending.admission
+    assert principal.licensee_id is not None
+    return UsageRecord(
+        request_id=admission.request_id,
+        licence_id=admission.licence.id,
+        licensee_id=principal.licensee_id,
+        period_start=period,
+        client_id=principal.client_id or principal.subject,
+        model=admission.model,
+        purpose=admission.licence.purpose,
+        status=ending.status if ending.used is None else "OK",
+        input_tokens=billed.input_tokens,
+        output_tokens=billed.output_tokens,
+        images=billed.images,
+        streamed=ending.streamed,
+        latency_ms=int((finished - admission.started_at).total_seconds() * 1000),
+        started_at=admission.started_at,
+    )
 
 
 def _current(licences: list[Licence]) -> Licence:
