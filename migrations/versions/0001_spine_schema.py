@@ -205,14 +205,17 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON lighthouse.idempotency_key TO {role};
 
 def upgrade() -> None:
     role = app_role()
-    # Roles are cluster-wide: create the application role only if the DBAs have not already.
+    # Roles are cluster-wide: create the application role only if the DBAs have not already
+    # (looked up first: a schema owner without CREATEROLE may not even try to create one).
     execute_script(
         f"""
         DO $$
         BEGIN
-            CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
+            IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{role}') THEN
+                CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
+            END IF;
         EXCEPTION WHEN duplicate_object THEN
-            NULL;
+            NULL;  -- created by another migration at the same moment
         END
         $$;
         """

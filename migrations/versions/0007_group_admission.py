@@ -195,6 +195,12 @@ BEGIN
 END
 $$;
 
+-- A licence's usage records are paged newest first with the request id breaking ties: the
+-- index serves the pages in order.
+DROP INDEX lighthouse.usage_record_licence_idx;
+CREATE INDEX usage_record_licence_page_idx
+    ON lighthouse.usage_record (licence_id, finished_at DESC, request_id DESC);
+
 -- An audit record as append_audit takes it.
 CREATE TYPE lighthouse.audit_entry AS (
     occurred_at timestamptz, request_id text, subject text, client_id text, bureau text,
