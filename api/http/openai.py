@@ -20,7 +20,6 @@ from typing import Any
 
 import anyio
 import asyncpg
-import httpx
 import orjson
 import structlog
 from starlette.requests import ClientDisconnect, Request
@@ -226,7 +225,7 @@ async def _stream(
         used: Cost | None = None
         finished = False
         try:
-            async for line in upstream.aiter_lines():
+            async for line in upstream.lines():
                 if line.startswith("data: {") and '"usage"' in line:
                     chunk = orjson.loads(line[6:])
                     report = _usage(chunk.get("usage"), admission)
@@ -236,7 +235,7 @@ async def _stream(
                         continue  # the usage chunk we asked for; the caller did not
                 yield (line + "\n").encode()
             finished = True
-        except httpx.HTTPError as error:
+        except ServingUnavailable as error:
             log.warning("metering.stream_broken", error=str(error))
             message = {"error": {"message": "the model stopped answering", "type": "server_error"}}
             yield b"data: " + orjson.dumps(message) + b"\n\n"

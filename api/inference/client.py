@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp  # not httpx: its connection pool held concurrent calls back (pyproject.toml)
 import orjson
 import structlog
 
@@ -34,6 +35,27 @@ class ServingRefused(Exception):
         self.body = body
 
 
+class ServingStream:
+    """A streamed answer (server-sent events) being read; closed by whoever opened it. Closing
+    it before its end drops the connection, which stops the model."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def lines(self) -> AsyncIterator[str]:
+        """Its lines, without their line ends; ``ServingUnavailable`` if the tier stops
+        answering midway."""
+        try:
+            async for raw in self._response.content:
+                yield raw.decode(errors="replace").rstrip("\r\n")
+        except (TimeoutError, aiohttp.ClientError, ValueError) as error:
+            raise ServingUnavailable(f"the answer broke off: {type(error).__name__}") from error
+
+    async def aclose(self) -> None:
+        if not self._response.closed:
+            self._response.close()
+
+
 class ServingClient:
     def __init__(
         self,
@@ -44,50 +66,49 @@ class ServingClient:
         backoff_seconds: float = 0.5,
         max_connections: int = 64,
     ) -> None:
+        """Made inside the event loop that uses it (the lifespan, a worker's start)."""
         self.base_url = base_url.rstrip("/")
         self._retries = retries
         self._backoff = backoff_seconds
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
-            limits=httpx.Limits(max_connections=max_connections),
+        # Connections are kept open and reused: one opened per call would cost the tier's own
+        # proxy more than the call costs the gateway.
+        self._http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout_seconds, connect=min(5.0, timeout_seconds)),
+            connector=aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=60),
         )
         self._healthy: tuple[float, bool] | None = None
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._http.close()
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """``POST /v1/chat/completions`` (not streamed); the decoded answer."""
-        response = await self._post("/v1/chat/completions", body)
-        answer: dict[str, Any] = orjson.loads(response.content)
+        content = await self._send("POST", "/v1/chat/completions", orjson.dumps(body))
+        answer: dict[str, Any] = orjson.loads(content)
         return answer
 
-    async def open_stream(self, body: dict[str, Any]) -> httpx.Response:
-        """``POST /v1/chat/completions`` with ``stream: true``: the response, its server-sent
-        events still to be read (``aiter_lines``); the caller closes it. Retried like the other
-        calls, but only until the tier starts answering."""
+    async def open_stream(self, body: dict[str, Any]) -> ServingStream:
+        """``POST /v1/chat/completions`` with ``stream: true``: the answer, its server-sent
+        events still to be read; the caller closes it. Retried like the other calls, but only
+        until the tier starts answering."""
         content = orjson.dumps(body)
         delay = self._backoff
         for attempt in range(self._retries + 1):
-            request = self._http.build_request(
-                "POST",
-                "/v1/chat/completions",
-                content=content,
-                headers={"content-type": "application/json", "accept": "text/event-stream"},
-            )
             try:
-                response = await self._http.send(request, stream=True)
-            except httpx.TransportError as error:
+                response = await self._http.post(
+                    self.base_url + "/v1/chat/completions",
+                    data=content,
+                    headers={"content-type": "application/json", "accept": "text/event-stream"},
+                )
+            except (TimeoutError, aiohttp.ClientError) as error:
                 problem = f"unreachable: {type(error).__name__}"
             else:
-                if response.status_code < 400:
-                    return response
-                text = (await response.aread()).decode(errors="replace")
-                await response.aclose()
-                if response.status_code not in RETRYABLE:
-                    raise ServingRefused(response.status_code, text)
-                problem = f"answered {response.status_code}"
+                if response.status < 400:
+                    return ServingStream(response)
+                text = await _text(response)
+                if response.status not in RETRYABLE:
+                    raise ServingRefused(response.status, text)
+                problem = f"answered {response.status}"
             if attempt < self._retries:
                 log.warning("serving.retry", path="/v1/chat/completions", problem=problem)
                 await asyncio.sleep(delay)
@@ -96,8 +117,8 @@ class ServingClient:
         raise ServingUnavailable(f"the serving tier at {self.base_url} is {problem}")
 
     async def models(self) -> list[dict[str, Any]]:
-        response = await self._send("GET", "/v1/models", None)
-        data: list[dict[str, Any]] = orjson.loads(response.content).get("data", [])
+        content = await self._send("GET", "/v1/models", None)
+        data: list[dict[str, Any]] = orjson.loads(content).get("data", [])
         return data
 
     async def healthy(self, *, max_age: float = 5.0) -> bool:
@@ -106,37 +127,44 @@ class ServingClient:
         if self._healthy is not None and now - self._healthy[0] < max_age:
             return self._healthy[1]
         try:
-            response = await self._http.get("/v1/models", timeout=2.0)
-            healthy = response.status_code == 200
-        except httpx.HTTPError:
+            async with self._http.get(
+                self.base_url + "/v1/models", timeout=aiohttp.ClientTimeout(total=2.0)
+            ) as response:
+                healthy = response.status == 200
+        except (TimeoutError, aiohttp.ClientError):
             healthy = False
         self._healthy = (now, healthy)
         return healthy
 
-    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return await self._send("POST", path, orjson.dumps(body))
-
-    async def _send(self, method: str, path: str, content: bytes | None) -> httpx.Response:
+    async def _send(self, method: str, path: str, content: bytes | None) -> bytes:
         delay = self._backoff
         for attempt in range(self._retries + 1):
             try:
-                response = await self._http.request(
+                async with self._http.request(
                     method,
-                    path,
-                    content=content,
+                    self.base_url + path,
+                    data=content,
                     headers={"content-type": "application/json"} if content else None,
-                )
-            except httpx.TransportError as error:
+                ) as response:
+                    if response.status < 400:
+                        return await response.read()
+                    text = await _text(response)
+                    if response.status not in RETRYABLE:
+                        raise ServingRefused(response.status, text)
+                    problem = f"answered {response.status}"
+            except (TimeoutError, aiohttp.ClientError) as error:
                 problem = f"unreachable: {type(error).__name__}"
-            else:
-                if response.status_code < 400:
-                    return response
-                if response.status_code not in RETRYABLE:
-                    raise ServingRefused(response.status_code, response.text)
-                problem = f"answered {response.status_code}"
             if attempt < self._retries:
                 log.warning("serving.retry", path=path, problem=problem, attempt=attempt + 1)
                 await asyncio.sleep(delay)
                 delay *= 2
         self._healthy = (time.monotonic(), False)
         raise ServingUnavailable(f"the serving tier at {self.base_url} is {problem}")
+
+
+async def _text(response: aiohttp.ClientResponse) -> str:
+    """An error answer's body (bounded), and the response released."""
+    try:
+        return (await response.content.read(64 * 1024)).decode(errors="replace")
+    finally:
+        response.release()

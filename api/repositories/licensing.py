@@ -82,10 +82,13 @@ FINISH = (
 )
 EXPIRE = "SELECT lighthouse.expire_reservations($1)"
 USAGE = """
-SELECT licence_id, period_start, used_requests, used_input_tokens, used_output_tokens, used_images,
-       reserved_requests, reserved_input_tokens, reserved_output_tokens, reserved_images
-FROM quota_period WHERE licence_id = $1 AND period_start = lighthouse.quota_period_start(
-    (SELECT quota_period FROM licence WHERE id = $1), coalesce($2, now()), $3)
+SELECT p.licence_id, p.period_start, p.used_requests, p.used_input_tokens, p.used_output_tokens,
+       p.used_images, p.reserved_requests, p.reserved_input_tokens, p.reserved_output_tokens,
+       p.reserved_images
+FROM licence l
+JOIN quota_period p ON p.licence_id = l.id
+ AND p.period_start = lighthouse.quota_period_start(l.quota_period, coalesce($2, now()), $3)
+WHERE l.id = ANY($1::integer[])
 """
 
 
@@ -359,19 +362,28 @@ class QuotaLedger:
 
     async def usage(self, licence_id: int, at: datetime | None = None) -> Usage | None:
         """The ledger of the period ``at`` (now) falls in, if the licence has used it."""
-        row = await self._uow.fetchrow(USAGE, licence_id, at, self._zone)
-        if row is None:
-            return None
-        return Usage(
-            licence_id=row["licence_id"],
-            period_start=row["period_start"],
-            used_requests=row["used_requests"],
-            used=Cost(row["used_input_tokens"], row["used_output_tokens"], row["used_images"]),
-            reserved_requests=row["reserved_requests"],
-            reserved=Cost(
-                row["reserved_input_tokens"], row["reserved_output_tokens"], row["reserved_images"]
-            ),
-        )
+        return (await self.usage_of([licence_id], at)).get(licence_id)
+
+    async def usage_of(
+        self, licence_ids: Sequence[int], at: datetime | None = None
+    ) -> dict[int, Usage]:
+        """``usage`` for several licences in one statement (those that used the period)."""
+        rows = await self._uow.fetch(USAGE, list(licence_ids), at, self._zone)
+        return {
+            row["licence_id"]: Usage(
+                licence_id=row["licence_id"],
+                period_start=row["period_start"],
+                used_requests=row["used_requests"],
+                used=Cost(row["used_input_tokens"], row["used_output_tokens"], row["used_images"]),
+                reserved_requests=row["reserved_requests"],
+                reserved=Cost(
+                    row["reserved_input_tokens"],
+                    row["reserved_output_tokens"],
+                    row["reserved_images"],
+                ),
+            )
+            for row in rows
+        }
 
 
 def _input_error(error: asyncpg.PostgresError, entity: str) -> BaseException:

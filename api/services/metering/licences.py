@@ -50,8 +50,8 @@ class LicenceReads:
         visible = [
             lic for lic, decision in zip(licences, decisions, strict=True) if decision.allowed
         ]
-        ledger = QuotaLedger(access.uow, self._zone)
-        views = [LicenceView(lic, await ledger.usage(lic.id)) for lic in visible]
+        usage = await QuotaLedger(access.uow, self._zone).usage_of([lic.id for lic in visible])
+        views = [LicenceView(lic, usage.get(lic.id)) for lic in visible]
         access.audit.saw("Licence", [lic.id for lic in visible])
         return views
 
