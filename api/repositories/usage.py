@@ -15,6 +15,7 @@ from datetime import date, datetime
 
 from api.db.unit_of_work import UnitOfWork
 from api.domain.errors import InvalidInput
+from api.repositories.licensing import UsageRecord
 from api.repositories.sql import Conditions, Ordering, Page, PageRequest, finish_page
 
 USAGE_STATUSES = ("OK", "FAILED", "CANCELLED")
@@ -25,23 +26,9 @@ USAGE_NEWEST_FIRST = Ordering(
 
 
 @dataclass(frozen=True, slots=True)
-class UsageLine:
+class UsageLine(UsageRecord):
     """One metered request, as recorded when it finished."""
 
-    request_id: uuid.UUID
-    licence_id: int
-    licensee_id: int
-    period_start: datetime
-    client_id: str
-    model: str
-    purpose: str
-    status: str  # OK, FAILED or CANCELLED (the last two charged nothing)
-    input_tokens: int
-    output_tokens: int
-    images: int
-    streamed: bool
-    latency_ms: int
-    started_at: datetime
     finished_at: datetime
 
 
