@@ -162,6 +162,11 @@ async def chat_completions(request: Request) -> Response:
         return refused_token(error.reason)
     except DomainError as error:
         return domain_error(error)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        log.warning("metering.admission_failed", error=str(error))
+        return unavailable(
+            "the licences' ledger cannot be reached now; nothing was reserved or charged"
+        )
     body = chat.forwarded(parsed, admission.max_tokens)
     serving = resources.vision.serving
     if parsed.stream:
@@ -345,12 +350,19 @@ async def _client_left(request: Request) -> None:
 
 def metering_routes() -> list[Route]:
     return [
-        protected("/v1/models", list_models, methods=["GET"], refuse=refused_token),
+        protected(
+            "/v1/models",
+            list_models,
+            methods=["GET"],
+            refuse=refused_token,
+            unavailable=unavailable,
+        ),
         protected(
             "/v1/chat/completions",
             chat_completions,
             methods=["POST"],
             mode=TransactionMode.SHORT,
             refuse=refused_token,
+            unavailable=unavailable,
         ),
     ]

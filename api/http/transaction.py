@@ -20,7 +20,9 @@ from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import Any
 
+import asyncpg
 import orjson
+import structlog
 from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
@@ -33,6 +35,8 @@ from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
 from api.db.unit_of_work import UnitOfWork
 from api.timing import Timings
+
+log = structlog.get_logger(__name__)
 
 STATE_KEY = "request_transaction"
 
@@ -145,10 +149,12 @@ class RequestTransactionMiddleware:
         app: ASGIApp,
         mode: TransactionMode = TransactionMode.REQUEST,
         refuse: Refusal = unauthenticated,
+        unavailable: Refusal | None = None,
     ) -> None:
         self.app = app
         self._mode = mode
         self._refuse = refuse
+        self._unavailable = unavailable or database_unavailable
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -186,6 +192,12 @@ class RequestTransactionMiddleware:
             else:
                 await self._refuse(error.reason)(scope, receive, send)
             return
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            # The database cannot be reached (or refuses connections): nothing was done.
+            log.warning("request.database_unavailable", path=scope["path"], error=str(error))
+            reason = "the database cannot be reached now; nothing was done, retry in a moment"
+            await self._unavailable(reason)(scope, receive, send)
+            return
         transaction = RequestTransaction(gate, principal, request_id, timings, self._mode, uow)
         state[STATE_KEY] = transaction
         try:
@@ -203,16 +215,32 @@ def protected(
     methods: Sequence[str] | None = None,
     mode: TransactionMode = TransactionMode.REQUEST,
     refuse: Refusal = unauthenticated,
+    unavailable: Refusal | None = None,
     name: str | None = None,
 ) -> Route:
-    """A route whose requests run under their caller's identity (see the module docstring)."""
+    """A route whose requests run under their caller's identity (see the module docstring).
+    ``refuse`` answers a token that does not stand (401), ``unavailable`` a database that
+    cannot be reached (503), each in the route's own error shape."""
     return Route(
         path,
         endpoint,
         methods=list(methods) if methods is not None else None,
         name=name,
-        middleware=[Middleware(RequestTransactionMiddleware, mode=mode, refuse=refuse)],
+        middleware=[
+            Middleware(
+                RequestTransactionMiddleware, mode=mode, refuse=refuse, unavailable=unavailable
+            )
+        ],
     )
+
+
+def database_unavailable(reason: str) -> Response:
+    """The default answer when the database cannot be reached: 503, in GraphQL's error shape."""
+    body = {"errors": [{"message": reason, "extensions": {"code": "SERVICE_UNAVAILABLE"}}]}
+    return Response(
+        orjson.dumps(body), status_code=503, media_type="application/json",
+        headers={"Retry-After": "5"},
+    )  # fmt: skip
 
 
 def too_many(retry_after: int) -> Response:

@@ -20,7 +20,7 @@ import openai
 import pytest
 from PIL import Image
 
-from tests.conftest import gateway_env
+from tests.conftest import _drop_database, gateway_env, make_database
 from tests.metering.support import (
     MODEL,
     PURPOSE,
@@ -256,6 +256,54 @@ async def test_calls_at_once_are_admitted_in_groups_each_audited_and_a_revoked_t
     # calls: they were admitted together.
     assert admissions["records"] == admissions["callers"] == 30
     assert admissions["transactions"] < 30
+
+
+async def test_with_the_database_away_a_call_is_503_and_is_served_again_when_it_returns(
+    server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A gateway of its own on a database of its own, which stops taking connections after the
+    licensee has its token: the call is refused with 503 in OpenAI's shape (nothing forwarded,
+    nothing reserved), and once the database is back the same token is metered again."""
+    own = await asyncio.to_thread(make_database, server_url)
+    process = GatewayProcess({}, tmp_path_factory.mktemp("no-database") / "gateway.log")
+    process.configure(gateway_env(own, issuer=process.base_url))
+    process.configure({"LIGHTHOUSE_SERVING_URL": f"http://127.0.0.1:{free_port()}",
+                       "LIGHTHOUSE_SERVING_RETRIES": "0"})  # fmt: skip
+    process.start()
+    admin = await asyncpg.connect(server_url)
+    try:
+        licensed = await licensee_with_licence(own)
+        client = sdk(process, await access_token(process, licensed))
+        await admin.execute(f'ALTER DATABASE "{own.name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", own.name
+        )
+        with pytest.raises(openai.InternalServerError) as refused:
+            await client.chat.completions.create(model=MODEL, messages=hello())
+        assert refused.value.status_code == 503
+        assert "nothing was done" in refused.value.message
+        assert refused.value.response.headers["retry-after"] == "5"
+        # The graph says the same in its own shape.
+        async with httpx.AsyncClient(base_url=process.base_url) as http:
+            graph = await http.post(
+                "/graphql",
+                json={"query": "{ licences { code } }"},
+                headers={"authorization": f"Bearer {client.api_key}"},
+            )
+        assert graph.status_code == 503
+        assert graph.json()["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+        await admin.execute(f'ALTER DATABASE "{own.name}" ALLOW_CONNECTIONS true')
+        # Back: admitted again (then 503 from the absent model, released, nothing charged).
+        with pytest.raises(openai.InternalServerError) as again:
+            await client.chat.completions.create(model=MODEL, messages=hello())
+        assert "model is not available" in again.value.message
+        state = await ledger(own, licensed.licence)
+        assert charged(state) == NOTHING_CHARGED and state["records_not_charged"] == 1
+    finally:
+        await admin.execute(f'ALTER DATABASE "{own.name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        process.stop()
+        await _drop_database(server_url, own.name)
 
 
 # --- with the model --------------------------------------------------------------------------
