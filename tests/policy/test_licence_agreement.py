@@ -1,5 +1,6 @@
 """The rule book, Cedar, row-level security and the API agree on who sees which licensee,
-licence and its usage, for random principals over a world of companies and their licences.
+licence and its usage, and who may download an own-compute model release, for random
+principals over a world of companies and their licences.
 
 The rule book (policies/README.md, "Licences and metered inference") as this test writes it
 down: the city's licensing officers (staff with licensing:admin), and staff or auditors with
@@ -311,3 +312,123 @@ def test_the_rule_book_cedar_rls_and_api_agree_on_licences(world: World) -> None
         "licensing.view.own-licensee",
     ):
         assert exercised[rule] >= 3, f"{rule} exercised {exercised[rule]} times: {dict(exercised)}"
+
+
+# --- own-compute releases ----------------------------------------------------------------------
+
+
+def may_download(who: Who) -> bool:
+    """The rule book on releases: a licensee's client with inference:invoke downloads the
+    releases of the models its own company may run on its own compute (in this world, company
+    0's first licence allows it)."""
+    return who.kind == "licensee" and who.company == 0 and "inference:invoke" in who.scopes
+
+
+def may_list(who: Who) -> bool:
+    """Which callers see that a release exists: the city's readers of licences, and the
+    licensees that may run it (with usage:read or inference:invoke)."""
+    return rule_book(who, 0)
+
+
+async def _publish(world: World) -> int:
+    """Company 0's first licence allows its own compute; a release of its model is published."""
+    licensed = next(lic for lic, company in world.licences if company == 0)
+    owner = await asyncpg.connect(world.database.owner_url)
+    try:
+        await owner.execute(
+            "UPDATE lighthouse.licence SET own_compute = true WHERE id = $1", licensed.licence.id
+        )
+        release: int = await owner.fetchval(
+            "INSERT INTO lighthouse.model_release (model, version, directory, manifest, signed,"
+            " created_by) VALUES ($1, $2, '/nowhere', '{\"files\": []}', 'a-signed-manifest',"
+            " 'agreement') RETURNING id",
+            licensed.licence.models[0], f"1.0.{uuid.uuid4().int % 10_000}",
+        )  # fmt: skip
+    finally:
+        await owner.close()
+    return release
+
+
+async def _releases_seen(
+    world: World, who: Who, principal: Principal, release: int
+) -> tuple[bool, bool, bool]:
+    """Whether RLS shows the release, whether ``/v1/releases`` lists it, and whether its
+    manifest is handed out (``/v1/releases/{id}``)."""
+    async with world.pool.acquire() as connection, connection.transaction():
+        identity = principal.database_settings()
+        await connection.execute(
+            "SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)",
+            list(identity), list(identity.values()),
+        )  # fmt: skip
+        rls = await connection.fetchval("SELECT count(*) FROM model_release WHERE id = $1", release)
+    token = world.tokens.custom(
+        subject=principal.subject, kind=who.kind, scopes=list(who.scopes), bureau=who.bureau,
+        licensee=principal.licensee_id,
+    )  # fmt: skip
+    headers = {"Authorization": f"Bearer {token}"}
+    listing = await world.http.get("/v1/releases", headers=headers)
+    listed = listing.status_code == 200 and any(r["id"] == release for r in listing.json()["data"])
+    manifest = await world.http.get(f"/v1/releases/{release}", headers=headers)
+    return bool(rls), listed, manifest.status_code == 200
+
+
+def test_the_rule_book_cedar_rls_and_api_agree_on_releases(world: World) -> None:
+    release = world.loop.run_until_complete(_publish(world))
+    exercised: Counter[str] = Counter()
+
+    @settings(max_examples=max(25, EXAMPLES // 2), deadline=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(who=who_strategy)
+    def check(who: Who) -> None:
+        if who.kind != "licensee":
+            who = Who(
+                who.kind, None, who.bureau if who.kind in ("staff", "service") else None, who.scopes
+            )
+        else:
+            who = Who(who.kind, who.company, None, who.scopes)
+        principal = world.principal(who)
+        entity = resources.principal_entity(principal)
+        # Cedar, over the licences of the caller's company that cover the model (any company's
+        # for a caller of none: each must be refused).
+        own = [
+            (licensed.licence, company)
+            for licensed, company in world.licences
+            if who.kind != "licensee" or company == who.company
+        ]
+        cedar = False
+        for licence, company in own:
+            own_compute = licence.id == own_compute_licence(world)
+            holder = world.companies[company]
+            decision = world.engine.decide(
+                entity,
+                "DownloadRelease",
+                resources.licence_entity(licence.id, holder, own_compute),
+                principal.scopes,
+            )
+            cedar = cedar or decision.allowed
+            exercised.update(decision.policy_ids)
+        rls, listed, downloaded = world.loop.run_until_complete(
+            _releases_seen(world, who, principal, release)
+        )
+        context = f"principal={who}"
+        assert cedar == may_download(who), f"Cedar {cedar}; {context}"
+        assert downloaded == may_download(who), f"API download {downloaded}; {context}"
+        assert rls == may_list(who), f"RLS {rls}; {context}"
+        assert listed == may_list(who), f"API listing {listed}; {context}"
+        exercised["examples"] += 1
+
+    for pinned in (
+        Who("licensee", 0, None, ("inference:invoke",)),
+        Who("licensee", 0, None, ("usage:read",)),
+        Who("licensee", 1, None, ("inference:invoke", "usage:read")),
+        Who("licensee", None, None, ("inference:invoke",)),
+        Who("staff", None, None, ("licensing:admin", "inference:invoke")),
+        Who("auditor", None, None, ("usage:read",)),
+    ):
+        check.hypothesis.inner_test(pinned)  # type: ignore[attr-defined]
+    check()
+    assert exercised["releases.download.own-compute"] >= 1, dict(exercised)
+
+
+def own_compute_licence(world: World) -> int:
+    return next(lic.licence.id for lic, company in world.licences if company == 0)
