@@ -34,6 +34,7 @@ from api.domain.sla import SlaCalendar
 from api.events.incident_changes import IncidentChangeHub
 from api.graph.core.bundle import DomainBundle
 from api.graph.core.schema import build_schema
+from api.graph.core.trusted import DocumentRegistry
 from api.graph.core.view import graphql_refusal, graphql_view, is_upload
 from api.graph.domains import DOMAINS
 from api.http.body_limit import BodyLimitMiddleware
@@ -158,6 +159,7 @@ async def _serving(
             authorization_server=AuthorizationServer(settings, keys, oauth, gate, refusals),
             vision=await stack.enter_async_context(_vision(settings)),
             metering=_metering(settings, gate),
+            documents=DocumentRegistry(),
         )
         stack.push_async_callback(resources.metering.admissions.close)
         stack.push_async_callback(resources.metering.settlements.close)
@@ -236,6 +238,7 @@ def create_app(
         max_subscriptions=settings.graph.max_subscriptions_per_connection,
         max_document_bytes=settings.graph.max_document_bytes,
         connection_init_seconds=settings.graph.connection_init_seconds,
+        trusted_only=settings.graph.trusted_documents_only,
     )
     return Starlette(
         routes=[

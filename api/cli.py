@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from api.command import command_settings
 from api.db import migrations
 from api.db.endpoints import redact, require_owner, resolve_endpoints
+from api.documents_cli import documents_app
 from api.licensing_cli import licensing_app
 from api.settings import Environment, Settings, SettingsError
 
@@ -334,6 +335,7 @@ clients_app = typer.Typer(help="OAuth clients (machine principals).", no_args_is
 app.add_typer(keys_app, name="keys")
 app.add_typer(clients_app, name="clients")
 app.add_typer(licensing_app, name="licensing")
+app.add_typer(documents_app, name="documents")
 
 
 async def _with_owner(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:

@@ -1,15 +1,30 @@
-"""What every ``lighthouse`` command shares: its settings, loaded and checked, and its logs."""
+"""What every ``lighthouse`` command shares: its settings, loaded and checked, its logs, and
+(for the commands that act as a person of the city) one authorized, audited transaction."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import typer
 from rich.console import Console
 
+from api.access.scope import AccessScope, OperationDescription
+from api.auth.principal import Principal
+from api.db.endpoints import resolve_endpoints
+from api.db.pool import create_pool
+from api.db.unit_of_work import UnitOfWork
+from api.domain.errors import DomainError
 from api.logging import configure_logging
+from api.policy.engine import Entity, PolicyEngine
+from api.repositories.audit import AuditRepository
+from api.repositories.system import SystemRepository
 from api.settings import LogFormat, Settings, SettingsError, load_settings
 
+T = TypeVar("T")
 console = Console(stderr=True)
 
 
@@ -27,3 +42,40 @@ def command_settings(*, service: bool = False, **overrides: object) -> Settings:
         settings.logging.level, settings.logging.format if explicit else LogFormat.CONSOLE
     )
     return settings
+
+
+def run_as(
+    settings: Settings,
+    principal: Principal,
+    name: str,
+    permission: tuple[str, Entity],
+    step: Callable[[AccessScope], Awaitable[T]],
+) -> T:
+    """``step`` in one transaction as ``principal`` (the application role, row-level security
+    on), after the policies allowed ``permission`` (an action on a resource), with the audit
+    record in the same transaction. A DomainError is printed and exits 2."""
+
+    async def main() -> T:
+        endpoints = await asyncio.to_thread(resolve_endpoints, settings)
+        pool = await create_pool(endpoints.app_url, settings)
+        try:
+            bureaus = await SystemRepository(pool).bureaus()
+            policy = PolicyEngine(
+                settings.policy.dir, [(b.code, b.joint_service_centre) for b in bureaus]
+            )
+            await AuditRepository(pool).record_policy_version(policy.version, policy.text)
+            async with UnitOfWork(pool, principal.database_settings()) as uow:
+                access = AccessScope(principal, uuid.uuid4().hex, uow, policy)
+                access.authorize(*permission)
+                result = await step(access)
+                await access.record(OperationDescription(category="cli", name=name, kind="cli"))
+                return result
+        finally:
+            await pool.close()
+            await asyncio.to_thread(endpoints.release)
+
+    try:
+        return asyncio.run(main())
+    except DomainError as error:
+        console.print(f"[red]{error.message}[/red]")
+        raise typer.Exit(2) from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -20,19 +19,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from api.access.scope import AccessScope, OperationDescription
+from api.access.scope import AccessScope
 from api.auth.principal import Principal, PrincipalKind
-from api.command import command_settings
-from api.db.endpoints import resolve_endpoints
-from api.db.pool import create_pool
-from api.db.unit_of_work import UnitOfWork
-from api.domain.errors import DomainError, InvalidInput
+from api.command import command_settings, run_as
+from api.domain.errors import InvalidInput
 from api.domain.licensing import Licence, LicenceTerms, QuotaPeriod
 from api.policy import resources
-from api.policy.engine import PolicyEngine
-from api.repositories.audit import AuditRepository
 from api.repositories.licensing import Contact, LicensingRepository
-from api.repositories.system import SystemRepository
 from api.settings import Settings
 
 T = TypeVar("T")
@@ -52,32 +45,7 @@ def officer() -> Principal:
 
 def _run(settings: Settings, name: str, step: Callable[[AccessScope], Awaitable[T]]) -> T:
     """``step`` in one transaction as a licensing officer, authorized and audited."""
-
-    async def main() -> T:
-        endpoints = await asyncio.to_thread(resolve_endpoints, settings)
-        pool = await create_pool(endpoints.app_url, settings)
-        try:
-            bureaus = await SystemRepository(pool).bureaus()
-            policy = PolicyEngine(
-                settings.policy.dir, [(b.code, b.joint_service_centre) for b in bureaus]
-            )
-            await AuditRepository(pool).record_policy_version(policy.version, policy.text)
-            principal = officer()
-            async with UnitOfWork(pool, principal.database_settings()) as uow:
-                access = AccessScope(principal, uuid.uuid4().hex, uow, policy)
-                access.authorize("ManageLicensing", resources.LICENSING)
-                result = await step(access)
-                await access.record(OperationDescription(category="cli", name=name, kind="cli"))
-                return result
-        finally:
-            await pool.close()
-            await asyncio.to_thread(endpoints.release)
-
-    try:
-        return asyncio.run(main())
-    except DomainError as error:
-        console.print(f"[red]{error.message}[/red]")
-        raise typer.Exit(2) from None
+    return run_as(settings, officer(), name, ("ManageLicensing", resources.LICENSING), step)
 
 
 def _contact(text: str) -> Contact:

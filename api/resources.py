@@ -18,6 +18,7 @@ from api.db.endpoints import DatabaseEndpoints
 from api.domain.geo import CoordinateConverter
 from api.domain.sla import SlaCalendar
 from api.events.incident_changes import IncidentChangeHub
+from api.graph.core.trusted import DocumentRegistry
 from api.http.sockets import SocketBudget
 from api.inference.client import ServingClient
 from api.metrics import Metrics
@@ -72,6 +73,7 @@ class Resources:
     authorization_server: AuthorizationServer
     vision: VisionResources
     metering: MeteringResources
+    documents: DocumentRegistry
 
 
 def resources_of(connection: HTTPConnection) -> Resources:

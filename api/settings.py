@@ -171,6 +171,11 @@ class GraphSettings(SettingsGroup):
     connection_init_seconds: Annotated[int, Field(ge=1, le=300)] = Field(
         default=10, description="How long a WebSocket may wait before connection_init."
     )
+    trusted_documents_only: bool = Field(
+        default=False,
+        description="Run registered documents only (by documentId, or a text that is one); "
+        "any other document is refused with TRUSTED_DOCUMENT_REQUIRED.",
+    )
 
 
 class CitySettings(SettingsGroup):

@@ -78,6 +78,11 @@ class RequestTransaction:
         self._scope: AccessScope | None = None
         self._describe: Callable[[], OperationDescription] | None = None
 
+    @property
+    def uow(self) -> UnitOfWork | None:
+        """The request's one transaction (``REQUEST`` routes; None for ``SHORT`` ones)."""
+        return self._uow
+
     def operation_name(self) -> str:
         """The name the request's statements are counted under (once the route said it)."""
         return self._describe().name if self._describe is not None else "unknown"

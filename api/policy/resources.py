@@ -19,6 +19,7 @@ INCIDENTS = Entity("Collection", "incidents")
 ASSETS = Entity("Collection", "assets")
 MODELS = Entity("Collection", "models")
 LICENSING = Entity("Collection", "licensing")
+DOCUMENTS = Entity("Collection", "documents")
 AUDIT_TRAIL = Entity("AuditTrail", "lighthouse")
 POLICY_STORE = Entity("PolicyStore", "lighthouse")
 

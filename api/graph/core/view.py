@@ -10,6 +10,7 @@ source address, see ``api.access.refusals``). A WebSocket must authenticate in i
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ from api.access.refusals import Verdict
 from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
 from api.graph.core.context import Context
+from api.graph.core.trusted import sha256
 from api.http.graphiql import graphiql_page_response
 from api.http.transaction import (
     client_address,
@@ -49,18 +51,24 @@ CODES = {
     415: "UNSUPPORTED_MEDIA_TYPE",
 }
 SOCKET_SUBJECT = "lighthouse_socket_subject"
+DOCUMENT_ID = "documentId"
+_REQUEST: ContextVar[Request] = ContextVar("lighthouse_graphql_request")
 
 
 class GraphQLView(GraphQL[Context, None]):
-    def __init__(self, schema: Any, *, max_document_bytes: int, **options: Any) -> None:
+    def __init__(
+        self, schema: Any, *, max_document_bytes: int, trusted_only: bool = False, **options: Any
+    ) -> None:
         super().__init__(schema, **options)
         self.max_document_bytes = max_document_bytes
+        self.trusted_only = trusted_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await self._socket(scope, receive, send)
             return
         request = Request(scope, receive)
+        _REQUEST.set(request)  # for the body's parsing, which Strawberry hands an adapter
         try:
             # Cross-site request forgery: a browser form can POST text/plain, multipart or
             # urlencoded bodies without a preflight. JSON is taken; a multipart request (a file
@@ -79,11 +87,18 @@ class GraphQLView(GraphQL[Context, None]):
                         415, "POST GraphQL documents as application/json (uploads as multipart)"
                     )
             response = await self.run(request)
+        except DocumentNotFound as error:
+            # A step of the protocol, not an attack: answered, not counted as a refusal.
+            response = _coded(400, error.reason, error.code, request_transaction(request))
         except HTTPException as error:
-            response = await self._refused(request, error.status_code, error.reason)
+            response = await self._refused(
+                request, error.status_code, error.reason, getattr(error, "code", None)
+            )
         await response(scope, receive, send)
 
-    async def _refused(self, request: Request, status: int, reason: str) -> Response:
+    async def _refused(
+        self, request: Request, status: int, reason: str, code: str | None = None
+    ) -> Response:
         """A coded JSON error for a request that is not GraphQL, audited as a refusal."""
         resources = resources_of(request)
         transaction = request_transaction(request)
@@ -93,18 +108,7 @@ class GraphQLView(GraphQL[Context, None]):
         )
         if verdict is Verdict.THROTTLED:
             return too_many(resources.refusals.retry_after(source))
-        code = CODES.get(status, "BAD_REQUEST")
-        return JSONResponse(
-            {
-                "errors": [
-                    {
-                        "message": reason,
-                        "extensions": {"code": code, "requestId": transaction.request_id},
-                    }
-                ]
-            },
-            status_code=status,
-        )
+        return _coded(status, reason, code or CODES.get(status, "BAD_REQUEST"), transaction)
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson refuses nesting past 1,024 levels with a decode error (answered 400), where
@@ -114,16 +118,56 @@ class GraphQLView(GraphQL[Context, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    def parse_json(self, data: str | bytes) -> Any:
+        parsed = super().parse_json(data)
+        # ``documentId`` (GraphQL over HTTP's persisted documents) is not a field Strawberry
+        # keeps: it travels on in the extensions, where ``_trusted`` looks for it.
+        if isinstance(parsed, dict) and "documentId" in parsed:
+            extensions = parsed.get("extensions")
+            if extensions is None:
+                extensions = parsed["extensions"] = {}
+            if isinstance(extensions, dict):
+                extensions[DOCUMENT_ID] = parsed.pop("documentId")
+        return parsed
+
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
         data = await super().parse_http_body(request)
+        items = data if isinstance(data, list) else [data]
         # Refused before parsing: the token limit does not count comments, and a document is
         # held (and cached) as text.
-        for item in data if isinstance(data, list) else [data]:
+        for item in items:
             if item.query is not None and len(item.query) > self.max_document_bytes:
                 raise HTTPException(
                     413, f"the GraphQL document is longer than {self.max_document_bytes} bytes"
                 )
+        for item in items:
+            await self._trusted(item)
         return data
+
+    async def _trusted(self, item: GraphQLRequestData) -> None:
+        """The registered text of a request that names a document by id; and, when only
+        trusted documents are taken, the refusal of any other text."""
+        starlette_request = _REQUEST.get()
+        transaction = request_transaction(starlette_request)
+        registry = resources_of(starlette_request).documents
+        uow = transaction.uow
+        if uow is None:
+            return
+        named = _named_document(item.extensions)
+        if named is not None and item.query is None:
+            text = await registry.text(uow, named)
+            if text is None:
+                # The automatic persisted queries' protocol: the client sends the text next.
+                raise DocumentNotFound(named)
+            item.query = text
+            return
+        text = item.query
+        if text is None:
+            return
+        if named is not None and named.startswith("sha256:") and sha256(text) != named[7:]:
+            raise HTTPException(400, "the document's SHA-256 is not the one named")
+        if self.trusted_only and not await registry.registered(uow, text):
+            raise TrustedDocumentRequired()
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL from the gateway's own assets: the page names no other host."""
@@ -218,6 +262,56 @@ def is_upload(scope: Scope) -> bool:
     return scope.get("method") == "POST" and _content_type(scope) == MULTIPART
 
 
+class DocumentNotFound(HTTPException):
+    """A request named a document that is not registered."""
+
+    code = "PERSISTED_QUERY_NOT_FOUND"
+
+    def __init__(self, named: str) -> None:
+        # Apollo's clients look for this message to send the text next.
+        super().__init__(400, "PersistedQueryNotFound")
+        self.named = named
+
+
+class TrustedDocumentRequired(HTTPException):
+    code = "TRUSTED_DOCUMENT_REQUIRED"
+
+    def __init__(self) -> None:
+        super().__init__(
+            400,
+            "this gateway runs registered documents only: register the operation "
+            "(lighthouse documents register) and send its documentId",
+        )
+
+
+def _named_document(extensions: dict[str, Any] | None) -> str | None:
+    """The document a request names: ``documentId``, or the automatic persisted queries' hash
+    (as ``sha256:<hex>``)."""
+    if not isinstance(extensions, dict):
+        return None
+    named = extensions.get(DOCUMENT_ID)
+    if named is not None:
+        if not isinstance(named, str) or not named:
+            raise HTTPException(400, "documentId must be a non-empty string")
+        return named
+    persisted = extensions.get("persistedQuery")
+    if isinstance(persisted, dict):
+        digest = persisted.get("sha256Hash")
+        if persisted.get("version") != 1 or not isinstance(digest, str):
+            raise HTTPException(400, "persistedQuery takes version 1 and a sha256Hash")
+        return f"sha256:{digest.lower()}"
+    return None
+
+
+def _coded(status: int, reason: str, code: str, transaction: Any) -> Response:
+    body = {
+        "errors": [
+            {"message": reason, "extensions": {"code": code, "requestId": transaction.request_id}}
+        ]
+    }
+    return JSONResponse(body, status_code=status)
+
+
 def graphql_refusal(reason: str) -> Response:
     """A refused token, answered as GraphQL clients expect (and with RFC 6750's challenge)."""
     return unauthenticated(reason)
@@ -230,10 +324,12 @@ def graphql_view(
     max_subscriptions: int,
     max_document_bytes: int,
     connection_init_seconds: int,
+    trusted_only: bool = False,
 ) -> GraphQLView:
     return GraphQLView(
         schema,
         max_document_bytes=max_document_bytes,
+        trusted_only=trusted_only,
         graphql_ide="graphiql" if graphiql else None,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         multipart_uploads_enabled=True,

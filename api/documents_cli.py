@@ -1,0 +1,130 @@
+"""``lighthouse documents …``: the city's developers register the GraphQL documents their
+frontends send by id (trusted documents), and list them.
+
+A manifest is the JSON object Relay's compiler (``persistOutput``) and GraphQL Code Generator's
+client preset (``persisted-documents.json``) write: each document's id and its text. Every
+document is checked before anything is registered (syntax, names, validity against this
+gateway's schema, the depth and alias limits); one bad document registers none. The command
+acts as a developer (``cli:<user>``, the ``developer`` role): the policies and row-level
+security apply, and the registration is audited in its transaction.
+"""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+
+from api.access.scope import AccessScope
+from api.auth.principal import Principal, PrincipalKind
+from api.command import command_settings, run_as
+from api.domain.errors import InvalidInput
+from api.graph.core.schema import build_schema
+from api.graph.core.trusted import MAX_MANIFEST, Registration, check, register
+from api.graph.domains import DOMAINS
+from api.policy import resources
+from api.repositories.documents import TrustedDocument, TrustedDocuments
+
+console = Console(stderr=True)
+documents_app = typer.Typer(
+    help="Trusted GraphQL documents, sent by id (as a developer).", no_args_is_help=True
+)
+MAX_MANIFEST_BYTES = 32 * 1024 * 1024
+
+
+def developer() -> Principal:
+    return Principal(
+        subject=f"cli:{getpass.getuser()}",
+        kind=PrincipalKind.STAFF,
+        roles=frozenset({"developer"}),
+    )
+
+
+def read_manifest(path: Path) -> dict[str, str]:
+    """The manifest's documents by id; exits 2 naming what is wrong with it."""
+    try:
+        if path.stat().st_size > MAX_MANIFEST_BYTES:
+            raise ValueError(f"larger than {MAX_MANIFEST_BYTES} bytes")
+        manifest = orjson.loads(path.read_bytes())
+    except (OSError, ValueError) as error:  # orjson's decode error is a ValueError
+        console.print(f"[red]{path}: cannot be read as a manifest: {error}[/red]")
+        raise typer.Exit(2) from None
+    if not isinstance(manifest, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in manifest.items()
+    ):
+        console.print(f"[red]{path}: a manifest is a JSON object of ids to document texts[/red]")
+        raise typer.Exit(2)
+    if not manifest or len(manifest) > MAX_MANIFEST:
+        console.print(f"[red]{path}: 1 to {MAX_MANIFEST} documents per manifest[/red]")
+        raise typer.Exit(2)
+    return manifest
+
+
+@documents_app.command("register")
+def register_documents(
+    manifest: Annotated[Path, typer.Argument(help="The persisted-document manifest (JSON).")],
+    client: Annotated[
+        str, typer.Option(help="The frontend the documents belong to (e.g. pwb-board).")
+    ],
+) -> None:
+    """Register a manifest's documents; those registered before with the same text stay."""
+    settings = command_settings()
+    documents = read_manifest(manifest)
+    schema = build_schema(settings, tuple(DOMAINS.values()))
+    principal = developer()
+    checked: list[TrustedDocument] = []
+    problems: list[str] = []
+    for document_id, text in documents.items():
+        try:
+            checked.append(
+                check(schema, settings.graph, document_id, text, client, principal.subject)
+            )
+        except InvalidInput as error:
+            problems.append(f"{error.field}: {error.message}")
+    if problems:
+        for problem in problems:
+            console.print(f"[red]{problem}[/red]")
+        console.print(f"[red]{len(problems)} document(s) refused; nothing was registered[/red]")
+        raise typer.Exit(2)
+
+    async def step(access: AccessScope) -> Registration:
+        access.audit.targeted("Document", [d.id for d in checked])
+        done = await register(TrustedDocuments(access.uow), checked)
+        access.audit.notes.append(
+            f"client {client}: {len(done.registered)} registered, {len(done.unchanged)} unchanged"
+        )
+        return done
+
+    done = run_as(
+        settings, principal, "documents register", ("RegisterDocument", resources.DOCUMENTS), step
+    )
+    console.print(
+        f"{len(done.registered)} document(s) registered, {len(done.unchanged)} already were "
+        f"(client {client})"
+    )
+
+
+@documents_app.command("list")
+def list_documents(
+    client: Annotated[str | None, typer.Option(help="Only this frontend's documents.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200,
+) -> None:
+    """The registered documents, newest first."""
+    settings = command_settings()
+
+    async def step(access: AccessScope) -> list[TrustedDocument]:
+        return await TrustedDocuments(access.uow).of_client(client, limit)
+
+    found = run_as(
+        settings, developer(), "documents list", ("RegisterDocument", resources.DOCUMENTS), step
+    )
+    # Tab-separated, one document a line: for people and for scripts alike.
+    print("id\tclient\toperations\tregistered_by\tregistered_at")
+    for document in found:
+        at = document.registered_at.isoformat(timespec="seconds") if document.registered_at else ""
+        names = ",".join(document.operation_names)
+        print(f"{document.id}\t{document.client}\t{names}\t{document.registered_by}\t{at}")
