@@ -22,9 +22,8 @@ from rich.console import Console
 from api.access.scope import AccessScope
 from api.auth.principal import Principal, PrincipalKind
 from api.command import command_settings, run_as
-from api.domain.errors import InvalidInput
 from api.graph.core.schema import build_schema
-from api.graph.core.trusted import MAX_MANIFEST, Registration, check, register
+from api.graph.core.trusted import MAX_MANIFEST, Registration, check_all, register_manifest
 from api.graph.domains import DOMAINS
 from api.policy import resources
 from api.repositories.documents import TrustedDocument, TrustedDocuments
@@ -76,28 +75,16 @@ def register_documents(
     documents = read_manifest(manifest)
     schema = build_schema(settings, tuple(DOMAINS.values()))
     principal = developer()
-    checked: list[TrustedDocument] = []
-    problems: list[str] = []
-    for document_id, text in documents.items():
-        try:
-            checked.append(
-                check(schema, settings.graph, document_id, text, client, principal.subject)
-            )
-        except InvalidInput as error:
-            problems.append(f"{error.field}: {error.message}")
+    # Checked before anything is opened, so that every problem is named at once.
+    _, problems = check_all(schema, settings.graph, client, principal.subject, documents)
     if problems:
         for problem in problems:
-            console.print(f"[red]{problem}[/red]")
+            console.print(f"[red]{problem.field}: {problem.message}[/red]")
         console.print(f"[red]{len(problems)} document(s) refused; nothing was registered[/red]")
         raise typer.Exit(2)
 
     async def step(access: AccessScope) -> Registration:
-        access.audit.targeted("Document", [d.id for d in checked])
-        done = await register(TrustedDocuments(access.uow), checked)
-        access.audit.notes.append(
-            f"client {client}: {len(done.registered)} registered, {len(done.unchanged)} unchanged"
-        )
-        return done
+        return await register_manifest(access, schema, settings.graph, client, documents)
 
     done = run_as(
         settings, principal, "documents register", ("RegisterDocument", resources.DOCUMENTS), step

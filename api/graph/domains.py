@@ -3,7 +3,7 @@ served alone as a federation subgraph."""
 
 from __future__ import annotations
 
-from api.graph import assets, audit, bureaus, incidents, licensing, models
+from api.graph import assets, audit, bureaus, documents, incidents, licensing, models
 from api.graph.core.bundle import DomainBundle
 
 DOMAINS: dict[str, DomainBundle] = {
@@ -15,5 +15,6 @@ DOMAINS: dict[str, DomainBundle] = {
         audit.bundle,
         models.bundle,
         licensing.bundle,
+        documents.bundle,
     )
 }

@@ -15,18 +15,22 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from graphql import GraphQLError, OperationDefinitionNode, parse, specified_rules, validate
 from strawberry import Schema
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 
+from api.access.scope import AccessScope
 from api.db.unit_of_work import UnitOfWork
 from api.domain.errors import InvalidInput
+from api.policy import resources
 from api.repositories.documents import TrustedDocument, TrustedDocuments
 from api.settings import GraphSettings
 
 ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
+CLIENT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_MANIFEST = 2000  # documents in one registration
 
@@ -67,6 +71,47 @@ def check(
         raise InvalidInput(field, f"is not valid against the schema: {errors[0].message}")
     names = [o.name.value for o in operations if o.name is not None]
     return TrustedDocument(document_id, digest, client, text, names, by)
+
+
+def check_all(
+    schema: Schema, graph: GraphSettings, client: str, by: str, documents: Mapping[str, str]
+) -> tuple[list[TrustedDocument], list[InvalidInput]]:
+    """Every document of a manifest checked: those that hold, and what is wrong with the rest."""
+    checked: list[TrustedDocument] = []
+    problems: list[InvalidInput] = []
+    for document_id, text in documents.items():
+        try:
+            checked.append(check(schema, graph, document_id, text, client, by))
+        except InvalidInput as problem:
+            problems.append(problem)
+    return checked, problems
+
+
+async def register_manifest(
+    access: AccessScope,
+    schema: Schema,
+    graph: GraphSettings,
+    client: str,
+    documents: Mapping[str, str],
+) -> Registration:
+    """A developer registers a manifest's documents: all of them, or (one being wrong) none,
+    with an InvalidInput naming the wrong ones. Authorized and audited in ``access``."""
+    access.authorize("RegisterDocument", resources.DOCUMENTS)
+    if not CLIENT.match(client):
+        raise InvalidInput("client", "1 to 63 lowercase letters, digits and . _ -")
+    if not documents or len(documents) > MAX_MANIFEST:
+        raise InvalidInput("documents", f"1 to {MAX_MANIFEST} documents at once")
+    checked, problems = check_all(schema, graph, client, access.principal.subject, documents)
+    if problems:
+        listed = "; ".join(f"{p.field}: {p.message}" for p in problems[:10])
+        raise InvalidInput("documents", f"{len(problems)} document(s) refused: {listed}")
+    access.audit.targeted("Document", [d.id for d in checked])
+    async with access.uow.savepoint():  # a refused registration leaves the request usable
+        done = await register(TrustedDocuments(access.uow), checked)
+    access.audit.notes.append(
+        f"client {client}: {len(done.registered)} registered, {len(done.unchanged)} unchanged"
+    )
+    return done
 
 
 @dataclass(frozen=True, slots=True)

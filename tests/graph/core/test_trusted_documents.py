@@ -223,3 +223,45 @@ async def test_a_gateway_that_takes_registered_documents_only_refuses_any_other(
     other = await post(trusted_only.base_url, token, {"query": "query Adhoc { bureaus { id } }"})
     assert other.status_code == 400
     assert other.json()["errors"][0]["extensions"]["code"] == "TRUSTED_DOCUMENT_REQUIRED"
+
+
+REGISTER = """
+mutation Register($client: String!, $documents: [DocumentInput!]!) {
+  registerDocuments(client: $client, documents: $documents) {
+    __typename
+    ... on DocumentRegistration { registered unchanged }
+    ... on Error { code message }
+  }
+}"""
+
+
+async def test_developers_register_documents_through_the_graph_and_nobody_else_does(
+    database: DatabaseUnderTest, gateway: GatewayProcess, tokens: Any, client: GraphQLClient
+) -> None:
+    developer = tokens.custom(
+        subject="dev-graph", kind="staff", scopes=[], bureau="PUBLIC_WORKS", roles=["developer"]
+    )
+    named = f"graph-{uuid.uuid4().hex[:8]}"
+    documents = [{"id": named, "document": BUREAUS}]
+    variables = {"client": "pwb-board", "documents": documents}
+    answer = await post(gateway.base_url, developer, {"query": REGISTER, "variables": variables})
+    result = answer.json()["data"]["registerDocuments"]
+    assert result == {"__typename": "DocumentRegistration", "registered": [named], "unchanged": []}
+    again = await post(gateway.base_url, developer, {"query": REGISTER, "variables": variables})
+    assert again.json()["data"]["registerDocuments"]["unchanged"] == [named]
+
+    # A wrong document among good ones: a typed error, nothing registered.
+    fresh = f"graph-{uuid.uuid4().hex[:8]}"
+    mixed = {"client": "pwb-board", "documents": [
+        {"id": fresh, "document": BUREAUS}, {"id": "broken", "document": "{ bureaus { code } }"}]}  # fmt: skip
+    refused = await post(gateway.base_url, developer, {"query": REGISTER, "variables": mixed})
+    error = refused.json()["data"]["registerDocuments"]
+    assert error["__typename"] == "InvalidInput" and "must be named" in error["message"]
+    assert await registered(database, [fresh]) == {}
+
+    # A dispatcher is refused by the policies, with nothing registered.
+    assert client.token is not None
+    other = {"client": "pwb-board", "documents": [{"id": fresh, "document": BUREAUS}]}
+    forbidden = await post(gateway.base_url, client.token, {"query": REGISTER, "variables": other})
+    assert forbidden.json()["data"]["registerDocuments"]["__typename"] == "Forbidden"
+    assert await registered(database, [fresh]) == {}
