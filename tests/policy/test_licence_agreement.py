@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from api import bundled
 from api.auth.principal import Principal, PrincipalKind
 from api.db.pool import create_pool
+from api.db.unit_of_work import set_identity
 from api.graph.core.ids import decode_id
 from api.policy import resources
 from api.policy.engine import PolicyEngine
@@ -127,11 +128,7 @@ class World:
         licence) and licensees (by company)."""
         ids = [licensed.licence.id for licensed, _ in self.licences]
         async with self.pool.acquire() as connection, connection.transaction():
-            identity = principal.database_settings()
-            await connection.execute(
-                "SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)",
-                list(identity), list(identity.values()),
-            )  # fmt: skip
+            await set_identity(connection, principal.database_settings())
             licences = await connection.fetch(
                 "SELECT id FROM licence WHERE id = ANY($1::int[])", ids
             )
@@ -224,6 +221,14 @@ async def _ledgers(world: World) -> None:
         await owner.close()
 
 
+def consistent(who: Who) -> Who:
+    """Only licensees have a company; only staff and services a bureau."""
+    if who.kind != "licensee":
+        bureau = who.bureau if who.kind in ("staff", "service") else None
+        return Who(who.kind, None, bureau, who.scopes)
+    return Who(who.kind, who.company, None, who.scopes)
+
+
 who_strategy = st.builds(
     Who,
     kind=st.sampled_from(KINDS),
@@ -239,12 +244,7 @@ def test_the_rule_book_cedar_rls_and_api_agree_on_licences(world: World) -> None
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
     @given(who=who_strategy)
     def check(who: Who) -> None:
-        if who.kind != "licensee":
-            who = Who(
-                who.kind, None, who.bureau if who.kind in ("staff", "service") else None, who.scopes
-            )
-        else:
-            who = Who(who.kind, who.company, None, who.scopes)
+        who = consistent(who)
         principal = world.principal(who)
         entity = resources.principal_entity(principal)
         model: set[int] = set()
@@ -355,11 +355,7 @@ async def _releases_seen(
     """Whether RLS shows the release, whether ``/v1/releases`` lists it, and whether its
     manifest is handed out (``/v1/releases/{id}``)."""
     async with world.pool.acquire() as connection, connection.transaction():
-        identity = principal.database_settings()
-        await connection.execute(
-            "SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)",
-            list(identity), list(identity.values()),
-        )  # fmt: skip
+        await set_identity(connection, principal.database_settings())
         rls = await connection.fetchval("SELECT count(*) FROM model_release WHERE id = $1", release)
     token = world.tokens.custom(
         subject=principal.subject, kind=who.kind, scopes=list(who.scopes), bureau=who.bureau,
@@ -380,12 +376,7 @@ def test_the_rule_book_cedar_rls_and_api_agree_on_releases(world: World) -> None
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(who=who_strategy)
     def check(who: Who) -> None:
-        if who.kind != "licensee":
-            who = Who(
-                who.kind, None, who.bureau if who.kind in ("staff", "service") else None, who.scopes
-            )
-        else:
-            who = Who(who.kind, who.company, None, who.scopes)
+        who = consistent(who)
         principal = world.principal(who)
         entity = resources.principal_entity(principal)
         # Cedar, over the licences of the caller's company that cover the model (any company's
