@@ -5,7 +5,9 @@ its 3 newest events and its open work orders. Both servers read the same databas
 PostgreSQL seeded by ``lighthouse seed``); load comes from ``wrk`` (not Python) at 1 and 32
 connections; the ratios compare figures from this one run. Lighthouse is called with the access
 token of a city-wide viewer, so authentication, policies, row-level security and the audit
-record are all in the measurement; PostGraphile connects as the owner with none of them.
+record are all in the measurement. PostGraphile runs twice: as the owner, with none of them, and
+as the application role with the same viewer's identity settings (its ``pgSettings``, set per
+transaction as Lighthouse sets them), so row-level security filters its rows too.
 
     .venv/bin/python bench/graph_read.py                 # 5,000 incidents, 10 s per measurement
     .venv/bin/python bench/graph_read.py --duration 20 --workers 2 --incidents 5000
@@ -170,7 +172,8 @@ def wait_ready(
     process: subprocess.Popen[bytes],
     name: str,
     token: str | None = None,
-) -> None:
+) -> list[str]:
+    """Wait until ``name`` answers the board; the board's incident titles, in order."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -179,7 +182,10 @@ def wait_ready(
         try:
             response = httpx.post(url, json=body, timeout=5, headers=headers)
             if response.status_code == 200 and "errors" not in response.json():
-                return
+                data = response.json()["data"]
+                if "incidents" in data:
+                    return [edge["node"]["title"] for edge in data["incidents"]["edges"]]
+                return [node["title"] for node in data["allIncidents"]["nodes"]]
             if response.status_code == 200:
                 sys.exit(f"{name} answered with errors: {response.text[:500]}")
         except httpx.HTTPError:
@@ -232,6 +238,58 @@ def wrk(
 
 def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+# PostGraphile as the application role, with the city-wide viewer's identity in every
+# transaction (what Lighthouse's UnitOfWork sets), so row-level security applies to it too.
+RLS_CONFIG = """
+import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
+import { makePgService } from "postgraphile/adaptors/pg";
+
+export default {
+  extends: [PostGraphileAmberPreset],
+  pgServices: [
+    makePgService({
+      connectionString: process.env.RLS_DATABASE_URL,
+      schemas: ["lighthouse"],
+      pgSettings: JSON.parse(process.env.RLS_PG_SETTINGS),
+    }),
+  ],
+  grafserv: { port: Number(process.env.RLS_PORT) },
+};
+"""
+
+
+def viewer_settings() -> dict[str, str]:
+    """The city-wide viewer's identity, as the gateway sets it for each transaction."""
+    sys.path.insert(0, str(ROOT))
+    from api.auth.dev_principals import DEV_PRINCIPALS
+    from api.auth.principal import Principal
+
+    viewer = DEV_PRINCIPALS["city-viewer"]
+    principal = Principal(
+        subject=viewer.subject, kind=viewer.kind, roles=frozenset(viewer.roles),
+        scopes=frozenset(viewer.scopes),
+    )  # fmt: skip
+    return principal.database_settings()
+
+
+def start_postgraphile_rls(node: Path, socket_dir: str, port: int) -> subprocess.Popen[bytes]:
+    config = WORK / "node" / "rls.config.mjs"
+    config.write_text(RLS_CONFIG)
+    return subprocess.Popen(
+        [str(node), str(WORK / "node" / "node_modules" / ".bin" / "postgraphile"), "-C", str(config)],
+        cwd=WORK / "node",
+        env=os.environ | {
+            "NODE_ENV": "production",
+            "RLS_DATABASE_URL": f"postgres://lighthouse_app@/{DATABASE}?host={socket_dir}",
+            "RLS_PG_SETTINGS": json.dumps(viewer_settings()),
+            "RLS_PORT": str(port),
+        },
+        stdout=(WORK / "postgraphile-rls.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
 
 
 def main() -> None:
@@ -296,6 +354,8 @@ def main() -> None:
     )
     postgraphile_log = (WORK / "postgraphile.log").open("w")
     socket_dir = re.search(r"host=([^&]+)", owner_url).group(1)  # type: ignore[union-attr]
+    rls_port = postgraphile_port + 1
+    postgraphile_rls = start_postgraphile_rls(node, socket_dir, rls_port)
     postgraphile = subprocess.Popen(
         [
             str(node),
@@ -328,17 +388,30 @@ def main() -> None:
             postgraphile,
             None,
         ),
+        "postgraphile-rls": (
+            f"http://127.0.0.1:{rls_port}/graphql",
+            {"query": POSTGRAPHILE_BOARD},
+            postgraphile_rls,
+            None,
+        ),
     }
     results: list[Measurement] = []
     try:
-        for name, (url, body, process, bearer) in targets.items():
-            wait_ready(url, body, process, name, bearer)
+        boards = {
+            name: wait_ready(url, body, process, name, bearer)
+            for name, (url, body, process, bearer) in targets.items()
+        }
+        # The same rows in the same order from every server, or the comparison means nothing
+        # (an identity that row-level security filtered to nothing would be fast and empty).
+        if len({tuple(board) for board in boards.values()}) != 1 or not boards["lighthouse"]:
+            sys.exit(f"the servers' boards differ: { {k: v[:3] for k, v in boards.items()} }")
+        log(f"the same board of {len(boards['lighthouse'])} incidents from every server")
         for connections in arguments.connections:
             for name, (url, body, _, bearer) in targets.items():
                 log(f"{name}: {connections} connection(s), {arguments.duration}s")
                 results.append(wrk(url, body, connections, arguments.duration, name, bearer))
     finally:
-        for process in (gateway, postgraphile):
+        for process in (gateway, postgraphile, postgraphile_rls):
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(20)
 
@@ -353,13 +426,15 @@ def main() -> None:
         )
     for connections in arguments.connections:
         ours = next(m for m in results if m.server == "lighthouse" and m.connections == connections)
-        anchor = next(
-            m for m in results if m.server == "postgraphile" and m.connections == connections
-        )
-        print(
-            f"at {connections} connection(s): Lighthouse / PostGraphile throughput "
-            f"{ours.requests_per_second / anchor.requests_per_second:.2f}, p99 {ours.p99_ms / anchor.p99_ms:.2f}"
-        )
+        for anchor_name in ("postgraphile", "postgraphile-rls"):
+            anchor = next(
+                m for m in results if m.server == anchor_name and m.connections == connections
+            )
+            print(
+                f"at {connections} connection(s): Lighthouse / {anchor_name} throughput "
+                f"{ours.requests_per_second / anchor.requests_per_second:.2f}, "
+                f"p99 {ours.p99_ms / anchor.p99_ms:.2f}"
+            )
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / f"graph_read-{stamp}.json").write_text(
