@@ -21,7 +21,10 @@ class TokenFactory:
     def __init__(self, owner_url: str, issuer: str) -> None:
         self._owner_url = owner_url
         self.settings = Settings(oauth=OAuthSettings(issuer=issuer))
-        self._cache: dict[str, str] = {}
+        # A named principal's token is minted once and reused until it has less than five
+        # minutes left: the suite runs longer than a token lives.
+        self._cache: dict[str, tuple[str, float]] = {}
+        self._reuse_for = self.settings.oauth.access_token_ttl_seconds - 300
         self._ring_loaded: tuple[float, KeyRing] | None = None
 
     async def _ring(self) -> KeyRing:
@@ -40,16 +43,18 @@ class TokenFactory:
 
     def named(self, name: str) -> str:
         """A token for a named development principal (``api.auth.dev_principals``)."""
-        if name not in self._cache:
+        cached = self._cache.get(name)
+        if cached is None or time.monotonic() - cached[1] > self._reuse_for:
             principal = DEV_PRINCIPALS[name]
-            self._cache[name] = self.custom(
+            token = self.custom(
                 subject=principal.subject,
                 kind=principal.kind.value,
                 bureau=principal.bureau,
                 roles=list(principal.roles),
                 scopes=list(principal.scopes),
             )
-        return self._cache[name]
+            cached = self._cache[name] = (token, time.monotonic())
+        return cached[0]
 
     def custom(
         self,
