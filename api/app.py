@@ -28,6 +28,7 @@ from api.auth.tokens import TokenVerifier
 from api.db import migrations
 from api.db.database import Database
 from api.db.endpoints import DatabaseEndpoints, redact, require_owner, resolve_endpoints
+from api.db.errors import UNREACHABLE
 from api.db.pool import connect, create_pool
 from api.domain.geo import CoordinateConverter
 from api.domain.sla import SlaCalendar
@@ -305,7 +306,7 @@ async def _sweep_reservations(database: Database, every: float) -> None:
                 released = await QuotaLedger(uow, "UTC").expire(500)
             if released:
                 log.warning("metering.reservations_expired", released=released)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except UNREACHABLE as error:
             log.warning("metering.sweep_failed", error=str(error))
 
 
@@ -315,5 +316,5 @@ async def _refresh_keys(keys: KeyRing, oauth: OAuthRepository) -> None:
         await asyncio.sleep(30)
         try:
             await keys.load(oauth)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except UNREACHABLE as error:
             log.warning("keys.refresh_failed", error=str(error))

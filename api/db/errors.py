@@ -24,6 +24,18 @@ CALLERS_DATA = {
 }
 
 
+# The database could not be reached or a connection broke under a statement: the server refused
+# or dropped it (PostgresError), the socket failed (OSError, timeouts included), or asyncpg's
+# client found the connection in a state it cannot use (a backend terminated mid-exchange
+# surfaces as InternalClientError "cannot switch to state …"). Nothing was done; retry later.
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
 def translate(error: asyncpg.PostgresError) -> DomainError | None:
     """The domain error a database error stands for, or None when it is a programming error.
     The server's own words never reach the caller: they may name tables and constraints."""

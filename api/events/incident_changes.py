@@ -20,6 +20,7 @@ import asyncpg
 import orjson
 import structlog
 
+from api.db.errors import UNREACHABLE
 from api.domain.models import IncidentFacts
 
 log = structlog.get_logger(__name__)
@@ -94,7 +95,7 @@ class IncidentChangeHub:
                 connection.add_termination_listener(lambda _, lost=closed: lost.set())
                 for channel in self._subscribers:
                     await connection.add_listener(channel, self._on_notify)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except UNREACHABLE as error:
                 log.warning("incident_changes.connect_failed", error=str(error), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncpg
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from api.db.errors import UNREACHABLE
 from api.db.migrations import current_revision
 from api.resources import resources_of
 
@@ -23,7 +23,7 @@ async def readyz(request: Request) -> Response:
     resources = resources_of(request)
     try:
         revision = await asyncio.wait_for(current_revision(resources.database.pool), timeout=2)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except UNREACHABLE as error:
         return JSONResponse(
             {"status": "unavailable", "database": "unreachable", "detail": type(error).__name__},
             status_code=503,

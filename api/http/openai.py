@@ -19,7 +19,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import anyio
-import asyncpg
 import orjson
 import structlog
 from starlette.requests import ClientDisconnect, Request
@@ -29,6 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from api.access.scope import OperationDescription
 from api.auth.tokens import InvalidToken
+from api.db.errors import UNREACHABLE
 from api.domain.errors import (
     DomainError,
     Forbidden,
@@ -162,7 +162,7 @@ async def chat_completions(request: Request) -> Response:
         return refused_token(error.reason)
     except DomainError as error:
         return domain_error(error)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except UNREACHABLE as error:
         log.warning("metering.admission_failed", error=str(error))
         return unavailable(
             "the licences' ledger cannot be reached now; nothing was reserved or charged"
@@ -280,6 +280,10 @@ class SettledStream(StreamingResponse):
                     await relay.aclose()
 
 
+# A settlement that cannot be made leaves the reservation to its lease: never charged.
+_NOT_SETTLED: tuple[type[BaseException], ...] = (DomainError, *UNREACHABLE)
+
+
 async def _finish(
     request: Request,
     resources: Resources,
@@ -301,7 +305,7 @@ async def _finish(
         await resources.metering.settlements.finish(
             transaction.principal, transaction.request_id, transaction.timings, ending
         )
-    except (DomainError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except _NOT_SETTLED as error:
         log.warning(
             "metering.finish_failed",
             request=str(admission.request_id),

@@ -20,7 +20,6 @@ from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import Any
 
-import asyncpg
 import orjson
 import structlog
 from starlette.middleware import Middleware
@@ -33,6 +32,7 @@ from api.access.refusals import RefusalLedger, Verdict
 from api.access.scope import AccessGate, AccessScope, OperationDescription
 from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
+from api.db.errors import UNREACHABLE
 from api.db.unit_of_work import UnitOfWork
 from api.timing import Timings
 
@@ -197,7 +197,7 @@ class RequestTransactionMiddleware:
             else:
                 await self._refuse(error.reason)(scope, receive, send)
             return
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except UNREACHABLE as error:
             # The database cannot be reached (or refuses connections): nothing was done.
             log.warning("request.database_unavailable", path=scope["path"], error=str(error))
             reason = "the database cannot be reached now; nothing was done, retry in a moment"

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import io
 import os
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -274,10 +275,7 @@ async def test_with_the_database_away_a_call_is_503_and_is_served_again_when_it_
     try:
         licensed = await licensee_with_licence(own)
         client = sdk(process, await access_token(process, licensed))
-        await admin.execute(f'ALTER DATABASE "{own.name}" ALLOW_CONNECTIONS false')
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", own.name
-        )
+        await _refuse_connections(admin, own.name)
         with pytest.raises(openai.InternalServerError) as refused:
             await client.chat.completions.create(model=MODEL, messages=hello())
         assert refused.value.status_code == 503
@@ -304,6 +302,80 @@ async def test_with_the_database_away_a_call_is_503_and_is_served_again_when_it_
         await admin.close()
         process.stop()
         await _drop_database(server_url, own.name)
+
+
+async def test_connections_dropped_at_any_moment_are_answered_503_and_never_charged(
+    server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The database drops the gateway's connections at a random moment of each call (before it
+    arrives, while its token is checked, while it is admitted, while it is settled): every call
+    is answered 503 with Retry-After in OpenAI's shape, never 500, and nothing is charged (a
+    reservation whose settlement met the cut is given back when its lease runs out). A
+    connection cut under a statement can leave asyncpg's client in a state it reports as its
+    own internal error; that too means the database cannot be reached."""
+    own = await asyncio.to_thread(make_database, server_url)
+    process = GatewayProcess({}, tmp_path_factory.mktemp("dropped") / "gateway.log")
+    process.configure(gateway_env(own, issuer=process.base_url))
+    process.configure({"LIGHTHOUSE_SERVING_URL": f"http://127.0.0.1:{free_port()}",
+                       "LIGHTHOUSE_SERVING_RETRIES": "0",
+                       "LIGHTHOUSE_METERING_LEASE_SECONDS": "10",
+                       "LIGHTHOUSE_METERING_SWEEP_SECONDS": "1"})  # fmt: skip
+    process.start()
+    admin = await asyncpg.connect(server_url)
+    rng = random.Random(20261201)
+    answers: list[tuple[int, str | None]] = []
+    try:
+        licensed = await licensee_with_licence(own)
+        client = sdk(process, await access_token(process, licensed))
+
+        async def call() -> None:
+            with pytest.raises(openai.APIStatusError) as refused:
+                await client.chat.completions.create(model=MODEL, messages=hello())
+            answers.append(
+                (refused.value.status_code, refused.value.response.headers.get("retry-after"))
+            )
+
+        async def drop(after: float) -> None:
+            await asyncio.sleep(after)
+            await admin.execute(f'ALTER DATABASE "{own.name}" ALLOW_CONNECTIONS false')
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                own.name,
+            )
+
+        for _ in range(30):
+            await asyncio.gather(call(), drop(rng.uniform(0, 0.05)))
+            await admin.execute(f'ALTER DATABASE "{own.name}" ALLOW_CONNECTIONS true')
+        assert answers == [(503, "5")] * 30
+        # A call whose settlement met the cut leaves its reservation to the lease, which gives
+        # it back; nothing was ever used.
+        for _ in range(100):
+            state = await ledger(own, licensed.licence)
+            if state["reserved_requests"] == 0:
+                break
+            await asyncio.sleep(0.25)
+        assert charged(state) == NOTHING_CHARGED
+    finally:
+        await admin.execute(f'ALTER DATABASE "{own.name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        process.stop()
+        await _drop_database(server_url, own.name)
+
+
+async def _refuse_connections(admin: asyncpg.Connection, name: str) -> None:
+    """Database ``name`` takes no new connection and its open ones are gone (terminating a
+    backend only signals it: wait until it has left)."""
+    await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    await admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+    )
+    for _ in range(200):
+        if not await admin.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name
+        ):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the backends of {name} did not leave in 10 s")
 
 
 # --- with the model --------------------------------------------------------------------------
