@@ -34,6 +34,7 @@ from api.domain.geo import CoordinateConverter
 from api.domain.sla import SlaCalendar
 from api.events.incident_changes import IncidentChangeHub
 from api.graph.core.bundle import DomainBundle
+from api.graph.core.fast_path import CompiledDocuments
 from api.graph.core.schema import build_schema
 from api.graph.core.trusted import DocumentRegistry
 from api.graph.core.view import graphql_refusal, graphql_view, is_upload
@@ -240,6 +241,9 @@ def create_app(
         max_document_bytes=settings.graph.max_document_bytes,
         connection_init_seconds=settings.graph.connection_init_seconds,
         trusted_only=settings.graph.trusted_documents_only,
+        compiled=CompiledDocuments(schema, settings.graph)
+        if settings.graph.compiled_documents
+        else None,
     )
     return Starlette(
         routes=[

@@ -176,6 +176,11 @@ class GraphSettings(SettingsGroup):
         description="Run registered documents only (by documentId, or a text that is one); "
         "any other document is refused with TRUSTED_DOCUMENT_REQUIRED.",
     )
+    compiled_documents: bool = Field(
+        default=True,
+        description="Answer a request that names a registered query the planner compiled with "
+        "its one SQL statement (off: every request runs on the resolvers).",
+    )
 
 
 class CitySettings(SettingsGroup):

@@ -13,8 +13,9 @@ from api.domain.models import AssetKind, AssetRecord
 from api.graph.assets.loaders import AssetById
 from api.graph.bureaus.loaders import BureauById
 from api.graph.bureaus.types import Bureau
+from api.graph.core.compiled import Column, Composite, Format, ToOne, compiled
 from api.graph.core.context import Info
-from api.graph.core.geo import Location
+from api.graph.core.geo import LOCATION_SQL, Location
 from api.graph.core.ids import decode_id
 from api.graph.core.prefetch import related
 
@@ -59,6 +60,19 @@ class Asset(relay.Node):
     @classmethod
     async def resolve_reference(cls, info: Info, **representation: Any) -> Asset | None:
         return await load_asset(info, decode_id(str(representation["id"]), "Asset", "id"))
+
+
+compiled(
+    Asset,
+    "asset",
+    id=Column("{row}.id", Format.GLOBAL_ID),
+    code=Column("{row}.code"),
+    kind=Column("{row}.kind"),
+    name=Column("{row}.name"),
+    location=Composite(LOCATION_SQL),
+    installed_on=Column("{row}.installed_on", Format.DATE),
+    bureau=ToOne("bureau_id"),
+)
 
 
 async def load_asset(info: Info, asset_id: int | None) -> Asset | None:

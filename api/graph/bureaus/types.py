@@ -10,6 +10,7 @@ from strawberry import relay
 
 from api.domain.models import BureauKind, BureauRecord, CategoryRecord
 from api.graph.bureaus.loaders import BureauById
+from api.graph.core.compiled import Column, Format, compiled
 from api.graph.core.context import Info
 from api.graph.core.ids import decode_id
 from api.graph.core.prefetch import related
@@ -52,6 +53,18 @@ class Bureau(relay.Node):
             decode_id(str(representation["id"]), "Bureau", "id")
         )
         return cls.from_record(record) if record else None
+
+
+compiled(
+    Bureau,
+    "bureau",
+    id=Column("{row}.id", Format.GLOBAL_ID),
+    code=Column("{row}.code"),
+    name_zh=Column("{row}.name_zh"),
+    name_en=Column("{row}.name_en"),
+    kind=Column("{row}.kind"),
+    joint_service_centre=Column("{row}.joint_service_centre"),
+)
 
 
 @strawberry.type(

@@ -28,6 +28,11 @@ class Location:
         return Twd97Coordinates(x=point.x, y=point.y)
 
 
+# A location's fields from the row's own columns, for compiled documents (``twd97`` is computed
+# in Python and stays on the resolver path).
+LOCATION_SQL = {"latitude": "{row}.latitude", "longitude": "{row}.longitude"}
+
+
 @strawberry.input
 class Wgs84Input:
     latitude: float

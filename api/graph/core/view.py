@@ -30,6 +30,7 @@ from api.access.refusals import Verdict
 from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
 from api.graph.core.context import Context
+from api.graph.core.fast_path import CompiledDocuments
 from api.graph.core.trusted import sha256
 from api.http.graphiql import graphiql_page_response
 from api.http.transaction import (
@@ -57,11 +58,18 @@ _REQUEST: ContextVar[Request] = ContextVar("lighthouse_graphql_request")
 
 class GraphQLView(GraphQL[Context, None]):
     def __init__(
-        self, schema: Any, *, max_document_bytes: int, trusted_only: bool = False, **options: Any
+        self,
+        schema: Any,
+        *,
+        max_document_bytes: int,
+        trusted_only: bool = False,
+        compiled: CompiledDocuments | None = None,
+        **options: Any,
     ) -> None:
         super().__init__(schema, **options)
         self.max_document_bytes = max_document_bytes
         self.trusted_only = trusted_only
+        self.compiled = compiled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -69,6 +77,7 @@ class GraphQLView(GraphQL[Context, None]):
             return
         request = Request(scope, receive)
         _REQUEST.set(request)  # for the body's parsing, which Strawberry hands an adapter
+        response: Response | None = None
         try:
             # Cross-site request forgery: a browser form can POST text/plain, multipart or
             # urlencoded bodies without a preflight. JSON is taken; a multipart request (a file
@@ -86,7 +95,11 @@ class GraphQLView(GraphQL[Context, None]):
                     raise HTTPException(
                         415, "POST GraphQL documents as application/json (uploads as multipart)"
                     )
-            response = await self.run(request)
+                # A registered query the planner compiled is answered by its one statement.
+                elif self.compiled is not None:
+                    response = await self.compiled.answer(request)
+            if response is None:
+                response = await self.run(request)
         except DocumentNotFound as error:
             # A step of the protocol, not an attack: answered, not counted as a refusal.
             response = _coded(400, error.reason, error.code, request_transaction(request))
@@ -325,11 +338,13 @@ def graphql_view(
     max_document_bytes: int,
     connection_init_seconds: int,
     trusted_only: bool = False,
+    compiled: CompiledDocuments | None = None,
 ) -> GraphQLView:
     return GraphQLView(
         schema,
         max_document_bytes=max_document_bytes,
         trusted_only=trusted_only,
+        compiled=compiled,
         graphql_ide="graphiql" if graphiql else None,
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         multipart_uploads_enabled=True,

@@ -9,6 +9,7 @@ import strawberry
 
 from api.domain import lifecycle
 from api.domain.errors import InvalidInput
+from api.graph.core.compiled import SQL, RootConnection
 from api.graph.core.connections import build_connection
 from api.graph.core.context import Info
 from api.graph.core.geo import BoundingBoxInput, NearInput, to_box, to_circle
@@ -23,6 +24,7 @@ from api.graph.incidents.types import (
     WorkOrder,
     load_incident,
 )
+from api.policy import resources
 from api.repositories.incidents import INCIDENT_ORDERINGS, IncidentFilter
 from api.repositories.sql import page_request
 from api.services.incidents.reads import IncidentReads
@@ -97,12 +99,24 @@ def incident_filter(value: IncidentFilterInput | None, info: Info) -> IncidentFi
     )
 
 
+# ``incidents(first, orderBy) { edges { node { … } } }`` in a registered document compiles to
+# one statement (see api.graph.core.compiled); filters and cursors run on the resolvers.
+INCIDENTS_SQL = RootConnection(
+    orderings=INCIDENT_ORDERINGS,
+    default_order=IncidentOrder.NEWEST_FIRST.value,
+    listed=("ListIncidents", resources.INCIDENTS),
+    audited="Incident",
+    page_size=lambda graph: (min(20, graph.max_page_size), graph.max_page_size),
+)
+
+
 @strawberry.type
 class IncidentQueries:
     @strawberry.federation.field(
         description="Incidents as a Relay connection, newest first by default.",
         authenticated=True,
         requires_scopes=[["incidents:read"]],
+        metadata={SQL: INCIDENTS_SQL},
     )
     async def incidents(
         self,

@@ -18,8 +18,21 @@ from api.graph.assets.loaders import AssetById
 from api.graph.assets.types import Asset
 from api.graph.bureaus.loaders import BureauById, CategoryByCode
 from api.graph.bureaus.types import Bureau, IncidentCategory
+from api.graph.core.compiled import (
+    Bind,
+    ChildRows,
+    Column,
+    Composite,
+    Format,
+    NotCompiled,
+    ToMany,
+    ToOne,
+    case_of,
+    compiled,
+    statuses_argument,
+)
 from api.graph.core.context import Info
-from api.graph.core.geo import Location
+from api.graph.core.geo import LOCATION_SQL, Location
 from api.graph.core.ids import decode_id
 from api.graph.core.prefetch import (
     Children,
@@ -42,6 +55,7 @@ from api.graph.incidents.loaders import (
     WorkOrderById,
     WorkOrdersOf,
 )
+from api.policy import resources
 from api.repositories.vision import AnalysisRecord, DetectionRecord, FrameRecord
 from api.vision.store import parse_digest
 
@@ -344,6 +358,89 @@ class Incident(relay.Node):
     @classmethod
     async def resolve_reference(cls, info: Info, **representation: Any) -> Incident | None:
         return await load_incident(info, decode_id(str(representation["id"]), "Incident", "id"))
+
+
+# --- how the types compile to SQL (see api.graph.core.compiled) --------------------------------
+
+
+def _compiled_events(arguments: Mapping[str, Any], bind: Bind) -> ChildRows:
+    if set(arguments) - {"limit", "order"}:
+        raise NotCompiled("Incident.events has arguments the planner does not know")
+    limit = arguments.get("limit", EVENTS_LIMIT)
+    if not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS:
+        raise NotCompiled("Incident.events(limit) out of range: the resolver path answers")
+    direction = "DESC" if arguments.get("order", "NEWEST_FIRST") == "NEWEST_FIRST" else "ASC"
+    return ChildRows(
+        f"SELECT * FROM incident_event WHERE incident_id = {{parent}}.id "
+        f"ORDER BY id {direction} LIMIT {bind(limit, 'int')}",
+        f"id {direction}",
+    )
+
+
+def _compiled_work_orders(arguments: Mapping[str, Any], bind: Bind) -> ChildRows:
+    if set(arguments) - {"status"}:
+        raise NotCompiled("Incident.workOrders has arguments the planner does not know")
+    statuses = statuses_argument(arguments.get("status"), [s.value for s in WorkOrderStatus])
+    return ChildRows(
+        f"SELECT * FROM work_order WHERE incident_id = {{parent}}.id "
+        f"AND status = ANY({bind(statuses, 'text[]')})",
+        "id",
+    )
+
+
+compiled(
+    IncidentEvent,
+    "incident_event",
+    id=Column("{row}.id::text"),
+    kind=Column("{row}.kind"),
+    from_status=Column("{row}.from_status"),
+    to_status=Column("{row}.to_status"),
+    actor=Column("{row}.actor"),
+    note=Column("{row}.note"),
+    data=Column("{row}.data"),
+    occurred_at=Column("{row}.occurred_at", Format.TIMESTAMP),
+)
+compiled(
+    WorkOrder,
+    "work_order",
+    id=Column("{row}.id", Format.GLOBAL_ID),
+    status=Column("{row}.status"),
+    crew=Column("{row}.crew"),
+    instructions=Column("{row}.instructions"),
+    due_at=Column("{row}.due_at", Format.TIMESTAMP),
+    created_at=Column("{row}.created_at", Format.TIMESTAMP),
+    created_by=Column("{row}.created_by"),
+    finished_at=Column("{row}.finished_at", Format.TIMESTAMP),
+    bureau=ToOne("bureau_id"),
+)
+compiled(
+    Incident,
+    "incident",
+    id=Column("{row}.id", Format.GLOBAL_ID),
+    case_number=Column(
+        "'KH-' || CASE WHEN {row}.id < 100000000 THEN lpad({row}.id::text, 8, '0') "
+        "ELSE {row}.id::text END"
+    ),
+    title=Column("{row}.title"),
+    description=Column("{row}.description"),
+    status=Column("{row}.status"),
+    status_class=Column(
+        case_of("{row}.status", {s.value: c.value for s, c in lifecycle.STATUS_CLASS.items()})
+    ),
+    closing_reason=Column("{row}.closing_reason"),
+    source=Column("{row}.source"),
+    location=Composite(LOCATION_SQL),
+    reported_at=Column("{row}.reported_at", Format.TIMESTAMP),
+    due_at=Column("{row}.due_at", Format.TIMESTAMP),
+    closed_at=Column("{row}.closed_at", Format.TIMESTAMP),
+    updated_at=Column("{row}.updated_at", Format.TIMESTAMP),
+    version=Column("{row}.version"),
+    responsible_bureau=ToOne("responsible_bureau_id"),
+    reporting_bureau=ToOne("reporting_bureau_id"),
+    asset=ToOne("asset_id", guarded=("ListAssets", resources.ASSETS)),
+    events=ToMany(_compiled_events),
+    work_orders=ToMany(_compiled_work_orders),
+)
 
 
 async def load_incident(info: Info, incident_id: int | None) -> Incident | None:

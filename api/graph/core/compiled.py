@@ -1,0 +1,532 @@
+"""Registered queries compiled to one SQL statement that returns the response's ``data`` as JSON.
+
+A trusted document is known before any request names it, so the work the resolver path does per
+request — walking the document, resolving every field of every row in Python, a statement per
+level of the tree — can be done once, at planning: the planner turns the document into one
+statement that builds the whole response inside PostgreSQL. The statement runs in the request's
+transaction under the caller's identity, so row-level security filters it as it filters any
+other; the policies' request-level decisions are taken before it runs; and it also returns what
+the audit record needs (the ids of the rows the caller received, whether a guarded relation was
+followed).
+
+What the planner compiles is declared next to the Strawberry types: a ``Table`` on each object
+type (its columns, the rows it points at, the lists under it) and a ``RootConnection`` in the
+metadata of a root field. Whatever is not declared — mutations, subscriptions, variables,
+fragments on other types, directives, computed fields, personal data, paging cursors and
+filters — runs on the resolver path, for the whole document, and ``plan`` says why. The two
+paths give the same bytes (the differential test runs random documents through both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from typing import Any
+
+from graphql import (
+    BooleanValueNode,
+    EnumValueNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLEnumType,
+    GraphQLField,
+    GraphQLObjectType,
+    InlineFragmentNode,
+    IntValueNode,
+    ListValueNode,
+    NullValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    StringValueNode,
+    ValueNode,
+    get_named_type,
+    parse,
+)
+from strawberry import Schema
+from strawberry.types.field import StrawberryField
+
+from api.policy.engine import Entity
+from api.repositories.sql import Ordering
+from api.settings import GraphSettings
+
+SQL = "lighthouse.sql"  # a root field's metadata key for its RootConnection
+TABLE = "__lighthouse_table__"  # the attribute a compiled object type keeps its Table in
+MAX_KEYS = 50  # json_build_object takes at most 100 arguments
+
+
+class NotCompiled(Exception):
+    """Why a document runs on the resolver path."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Format(StrEnum):
+    VALUE = "value"  # text, numbers, booleans and enums (whose names are their values) as they are
+    TIMESTAMP = "timestamp"  # as Python's isoformat() writes a UTC datetime
+    DATE = "date"
+    GLOBAL_ID = "global_id"  # the Relay id: base64 of "Type:id"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A scalar of the row: ``expression`` names the row as ``{row}``."""
+
+    expression: str
+    format: Format = Format.VALUE
+
+
+@dataclass(frozen=True, slots=True)
+class Composite:
+    """An object made of the row's own columns (a location): its fields' expressions."""
+
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ToOne:
+    """The row ``key`` points at, in the field type's table. ``guarded``: the policies'
+    question the resolver path asks when it follows the relation (decided before the statement
+    runs, recorded when a row of the page had the key set)."""
+
+    key: str
+    guarded: tuple[str, Entity] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRows:
+    """The rows of a list field: ``rows`` is a query of the child table for the parent
+    ``{parent}`` (parameters through ``bind``), ``order`` how they are listed."""
+
+    rows: str
+    order: str
+
+
+Bind = Callable[[object, str], str]  # a value and its SQL type → its placeholder
+
+
+@dataclass(frozen=True, slots=True)
+class ToMany:
+    """A list field: ``children`` turns the field's arguments (literal values) into the query
+    of its rows, or raises NotCompiled for arguments the resolver path refuses."""
+
+    children: Callable[[Mapping[str, Any], Bind], ChildRows]
+
+
+FieldSql = Column | Composite | ToOne | ToMany
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """How an object type reads from the database: its table, and its fields by Python name."""
+
+    name: str
+    fields: Mapping[str, FieldSql]
+
+
+def compiled(cls: type, table: str, **fields: FieldSql) -> None:
+    """Declare how ``cls`` (a Strawberry object type) compiles to SQL."""
+    setattr(cls, TABLE, Table(table, fields))
+
+
+@dataclass(frozen=True, slots=True)
+class RootConnection:
+    """A root field that lists a table as a Relay connection (``first`` and ``orderBy``)."""
+
+    orderings: Mapping[str, Ordering]
+    default_order: str
+    listed: tuple[str, Entity]  # the policies' question the resolver path asks first
+    audited: str  # the type name the audit record notes the rows under
+    page_size: Callable[[GraphSettings], tuple[int, int]]  # (default, most)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A compiled document: one statement, its parameters, and what the audit needs."""
+
+    operation: str
+    sql: str
+    params: tuple[object, ...]
+    asked: tuple[tuple[str, Entity], ...]  # decided before the statement, recorded always
+    guarded: tuple[tuple[str, Entity, str], ...]  # (action, resource, the flag column)
+    seen: tuple[tuple[str, str], ...]  # (type name, the id-array column)
+
+
+@dataclass(slots=True)
+class _Statement:
+    params: list[object] = field(default_factory=list)
+    ctes: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    asked: list[tuple[str, Entity]] = field(default_factory=list)
+    guarded: list[tuple[str, Entity, str]] = field(default_factory=list)
+    seen: list[tuple[str, str]] = field(default_factory=list)
+    aliases: int = 0
+
+    def bind(self, value: object, sql_type: str) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}::{sql_type}"
+
+    def alias(self, prefix: str) -> str:
+        self.aliases += 1
+        return f"{prefix}{self.aliases}"
+
+
+class Planner:
+    """Plans documents against ``schema``; plans are pure functions of the document."""
+
+    def __init__(self, schema: Schema, graph: GraphSettings) -> None:
+        self._schema = schema
+        self._graph = graph
+
+    def plan(self, text: str, operation_name: str | None) -> Plan | NotCompiled:
+        try:
+            return self._plan(text, operation_name)
+        except NotCompiled as reason:
+            return reason
+
+    def _plan(self, text: str, operation_name: str | None) -> Plan:
+        document = parse(text, max_tokens=self._graph.max_tokens)
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        if operation_name is None and len(operations) == 1:
+            operation = operations[0]
+        else:
+            named = [o for o in operations if o.name and o.name.value == operation_name]
+            if not named:
+                raise NotCompiled("the request names no operation of the document")
+            operation = named[0]
+        if operation.operation is not OperationType.QUERY:
+            raise NotCompiled(f"only queries are compiled ({operation.operation.value} is not)")
+        if operation.variable_definitions:
+            raise NotCompiled("operations with variables are not compiled yet")
+        if operation.directives:
+            raise NotCompiled("directives are not compiled")
+        query = self._definition("Query")
+        statement = _Statement()
+        pairs: list[str] = []
+        for node in _fields(operation.selection_set, "Query", fragments):
+            key = _key(node)
+            if node.name.value == "__typename":
+                pairs += [_text(key), _text("Query")]
+                continue
+            root = _field(query, node.name.value)
+            definition = _strawberry(root)
+            spec = definition.metadata.get(SQL) if definition.metadata else None
+            if not isinstance(spec, RootConnection):
+                raise NotCompiled(f"Query.{node.name.value} has no SQL mapping")
+            pairs += [_text(key), self._connection(statement, spec, root, node, fragments)]
+        if len(pairs) > 2 * MAX_KEYS:
+            raise NotCompiled("too many fields at one level")
+        with_clause = f"WITH {', '.join(statement.ctes)} " if statement.ctes else ""
+        columns = ", ".join([f"json_build_object({', '.join(pairs)}) AS data", *statement.columns])
+        assert operation.name is not None  # registered documents name every operation
+        return Plan(
+            operation=operation.name.value,
+            sql=f"{with_clause}SELECT {columns}",
+            params=tuple(statement.params),
+            asked=tuple(statement.asked),
+            guarded=tuple(statement.guarded),
+            seen=tuple(statement.seen),
+        )
+
+    def _definition(self, name: str) -> GraphQLObjectType:
+        found = self._schema._schema.get_type(name)
+        if not isinstance(found, GraphQLObjectType):
+            raise NotCompiled(f"{name} is not an object type")
+        return found
+
+    def _connection(
+        self,
+        statement: _Statement,
+        spec: RootConnection,
+        root: GraphQLField,
+        node: FieldNode,
+        fragments: Mapping[str, FragmentDefinitionNode],
+    ) -> str:
+        arguments = _arguments(node)
+        unknown = set(arguments) - {"first", "orderBy"}
+        if unknown:
+            raise NotCompiled(
+                f"{node.name.value}({', '.join(sorted(unknown))}) is not compiled yet"
+            )
+        default, most = spec.page_size(self._graph)
+        first = arguments.get("first", default)
+        if not isinstance(first, int) or not 1 <= first <= most:
+            raise NotCompiled("first out of range: the resolver path answers with the error")
+        order_name = arguments.get("orderBy", spec.default_order)
+        ordering = spec.orderings.get(str(order_name))
+        if ordering is None:
+            raise NotCompiled(f"the ordering {order_name} is not compiled")
+        connection = _object_type(root)
+        edges_type = _object_type(_field(connection, "edges"))
+        node_type = _object_type(_field(edges_type, "node"))
+        table = _table(node_type)
+        page = statement.alias("page")
+        order = ordering.order_by(False)
+        limit = statement.bind(first, "int")
+        statement.ctes.append(
+            f"{page} AS (SELECT * FROM {table.name} ORDER BY {order} LIMIT {limit})"
+        )
+        statement.asked.append(spec.listed)
+        seen = f"{page}_ids"
+        statement.columns.append(f"ARRAY(SELECT id FROM {page}) AS {seen}")
+        statement.seen.append((spec.audited, seen))
+        row = statement.alias("r")
+        pairs: list[str] = []
+        for child in _fields(node.selection_set, connection.name, fragments):
+            key = _key(child)
+            if child.name.value == "__typename":
+                pairs += [_text(key), _text(connection.name)]
+            elif child.name.value == "edges":
+                edge_pairs: list[str] = []
+                for edge in _fields(child.selection_set, edges_type.name, fragments):
+                    if edge.name.value == "__typename":
+                        edge_pairs += [_text(_key(edge)), _text(edges_type.name)]
+                    elif edge.name.value == "node":
+                        _no_arguments(edge)
+                        value = self._object(statement, node_type, row, edge, fragments, page)
+                        edge_pairs += [_text(_key(edge)), value]
+                    else:
+                        raise NotCompiled(
+                            f"{edges_type.name}.{edge.name.value} is not compiled yet"
+                        )
+                edges = (
+                    f"coalesce((SELECT json_agg(json_build_object({', '.join(edge_pairs)}) "
+                    f"ORDER BY {order}) FROM {page} AS {row}), '[]'::json)"
+                )
+                pairs += [_text(key), edges]
+            else:
+                raise NotCompiled(f"{connection.name}.{child.name.value} is not compiled yet")
+        return f"json_build_object({', '.join(pairs)})"
+
+    def _object(
+        self,
+        statement: _Statement,
+        definition: GraphQLObjectType,
+        row: str,
+        node: FieldNode,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        page: str | None,
+    ) -> str:
+        """The JSON object of ``row`` (a row of ``definition``'s table) for ``node``'s fields.
+        ``page``: the page's CTE when ``row`` is one of its rows (guarded relations are only
+        compiled there)."""
+        table = _table(definition)
+        pairs: list[str] = []
+        for child in _fields(node.selection_set, definition.name, fragments):
+            key = _key(child)
+            name = child.name.value
+            if name == "__typename":
+                pairs += [_text(key), _text(definition.name)]
+                continue
+            graphql_field = _field(definition, name)
+            spec = table.fields.get(_python_name(graphql_field))
+            where = f"{definition.name}.{name}"
+            if spec is None:
+                raise NotCompiled(f"{where} is computed in Python")
+            if not isinstance(spec, ToMany):
+                _no_arguments(child)
+            if isinstance(spec, Column):
+                pairs += [_text(key), _column(spec, row, graphql_field, where)]
+            elif isinstance(spec, Composite):
+                inner: list[str] = []
+                for part in _fields(child.selection_set, "", fragments):
+                    if part.name.value not in spec.fields:
+                        raise NotCompiled(f"{where}.{part.name.value} is computed in Python")
+                    _no_arguments(part)
+                    inner += [_text(_key(part)), spec.fields[part.name.value].format(row=row)]
+                pairs += [_text(key), f"json_build_object({', '.join(inner)})"]
+            elif isinstance(spec, ToOne):
+                target = _object_type(graphql_field)
+                target_table = _table(target)
+                alias = statement.alias("t")
+                value = self._object(statement, target, alias, child, fragments, None)
+                pairs += [
+                    _text(key),
+                    f"(SELECT {value} FROM {target_table.name} AS {alias} "
+                    f"WHERE {alias}.id = {row}.{spec.key})",
+                ]
+                if spec.guarded is not None:
+                    if page is None:
+                        raise NotCompiled(f"{where} is guarded and only compiled on a page's rows")
+                    action, resource = spec.guarded
+                    flag = statement.alias("guard")
+                    statement.columns.append(
+                        f"EXISTS (SELECT 1 FROM {page} WHERE {spec.key} IS NOT NULL) AS {flag}"
+                    )
+                    statement.guarded.append((action, resource, flag))
+            else:
+                target = _object_type(graphql_field)
+                children = spec.children(_arguments(child), statement.bind)
+                alias = statement.alias("c")
+                value = self._object(statement, target, alias, child, fragments, None)
+                rows = children.rows.format(parent=row)
+                pairs += [
+                    _text(key),
+                    f"coalesce((SELECT json_agg({value} ORDER BY {children.order}) "
+                    f"FROM ({rows}) AS {alias}), '[]'::json)",
+                ]
+        if not pairs:
+            raise NotCompiled(f"nothing selected of {definition.name}")
+        if len(pairs) > 2 * MAX_KEYS:
+            raise NotCompiled("too many fields at one level")
+        return f"json_build_object({', '.join(pairs)})"
+
+
+# --- the document ----------------------------------------------------------------------------
+
+
+def _fields(
+    selections: SelectionSetNode | None,
+    type_name: str,
+    fragments: Mapping[str, FragmentDefinitionNode],
+) -> list[FieldNode]:
+    """The fields of a selection set, fragments on the same type spread in place. A response
+    key asked twice (which GraphQL merges) is left to the resolver path."""
+    if selections is None:
+        raise NotCompiled("a selection set is missing")
+    found: list[FieldNode] = []
+    for selection in selections.selections:
+        if selection.directives:
+            raise NotCompiled("directives (@skip, @include) are not compiled")
+        if isinstance(selection, FieldNode):
+            found.append(selection)
+            continue
+        if isinstance(selection, FragmentSpreadNode):
+            fragment = fragments.get(selection.name.value)
+            if fragment is None or fragment.directives:
+                raise NotCompiled("a fragment is missing or has directives")
+            condition, inner = fragment.type_condition.name.value, fragment.selection_set
+        elif isinstance(selection, InlineFragmentNode):
+            condition = selection.type_condition.name.value if selection.type_condition else ""
+            inner = selection.selection_set
+        else:  # pragma: no cover - graphql-core has no other selection
+            raise NotCompiled("an unknown selection")
+        if condition and condition != type_name:
+            raise NotCompiled(f"a fragment on {condition} inside {type_name or 'an object'}")
+        found.extend(_fields(inner, type_name, fragments))
+    keys = [_key(node) for node in found]
+    if len(set(keys)) != len(keys):
+        raise NotCompiled("a response key asked twice (GraphQL's field merging) is not compiled")
+    return found
+
+
+def _key(node: FieldNode) -> str:
+    return node.alias.value if node.alias else node.name.value
+
+
+def _no_arguments(node: FieldNode) -> None:
+    if node.arguments:
+        raise NotCompiled(f"arguments of {node.name.value} are not compiled")
+
+
+def _arguments(node: FieldNode) -> dict[str, Any]:
+    return {argument.name.value: _literal(argument.value) for argument in node.arguments or ()}
+
+
+def _literal(value: ValueNode) -> Any:
+    if isinstance(value, IntValueNode):
+        return int(value.value)
+    if isinstance(value, EnumValueNode | StringValueNode):
+        return value.value
+    if isinstance(value, BooleanValueNode):
+        return value.value
+    if isinstance(value, NullValueNode):
+        return None
+    if isinstance(value, ListValueNode):
+        return [_literal(item) for item in value.values]
+    raise NotCompiled(f"an argument of kind {value.kind} is not compiled")
+
+
+# --- the schema ------------------------------------------------------------------------------
+
+
+def _field(definition: GraphQLObjectType, name: str) -> GraphQLField:
+    found: GraphQLField | None = definition.fields.get(name)
+    if found is None:
+        raise NotCompiled(f"{definition.name}.{name} is not a field")
+    return found
+
+
+def _strawberry(graphql_field: GraphQLField) -> StrawberryField:
+    definition = (graphql_field.extensions or {}).get("strawberry-definition")
+    if not isinstance(definition, StrawberryField):
+        raise NotCompiled("a field Strawberry did not define")
+    return definition
+
+
+def _python_name(graphql_field: GraphQLField) -> str:
+    name = _strawberry(graphql_field).python_name
+    return "id" if name == "_id" else name  # Relay's Node keeps its id field as _id
+
+
+def _object_type(graphql_field: GraphQLField) -> GraphQLObjectType:
+    """The object type of a field, under its list and non-null wrappers."""
+    named = get_named_type(graphql_field.type)
+    if not isinstance(named, GraphQLObjectType):
+        raise NotCompiled(f"{named} is not an object type")
+    return named
+
+
+def _table(definition: GraphQLObjectType) -> Table:
+    strawberry_type = (definition.extensions or {}).get("strawberry-definition")
+    table = getattr(getattr(strawberry_type, "origin", None), TABLE, None)
+    if not isinstance(table, Table):
+        raise NotCompiled(f"{definition.name} has no SQL mapping")
+    return table
+
+
+def _column(spec: Column, row: str, graphql_field: GraphQLField, where: str) -> str:
+    expression = spec.expression.format(row=row)
+    if spec.format is Format.TIMESTAMP:
+        return timestamp_sql(expression)
+    if spec.format is Format.DATE:
+        return f"to_char({expression}, 'YYYY-MM-DD')"
+    if spec.format is Format.GLOBAL_ID:
+        type_name = where.split(".")[0]
+        return (
+            f"translate(encode(convert_to({_text(type_name + ':')} || {expression}, 'UTF8'), "
+            "'base64'), E'\\n', '')"
+        )
+    named = get_named_type(graphql_field.type)
+    if isinstance(named, GraphQLEnumType):
+        enum = getattr((named.extensions or {}).get("strawberry-definition"), "wrapped_cls", None)
+        if not (isinstance(enum, type) and issubclass(enum, Enum)) or any(
+            member.name != member.value for member in enum
+        ):
+            raise NotCompiled(f"{where}: an enum whose names are not its values")
+    return expression
+
+
+def timestamp_sql(expression: str) -> str:
+    """A timestamptz as Python's ``datetime.isoformat()`` writes it in UTC: microseconds only
+    when there are some, and ``+00:00``."""
+    utc = f"({expression} AT TIME ZONE 'UTC')"
+    return (
+        f"(to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
+        f"date_part('microseconds', {utc})::bigint % 1000000 = 0 THEN '' "
+        f"ELSE to_char({utc}, '.US') END || '+00:00')"
+    )
+
+
+def case_of(expression: str, mapping: Mapping[str, str]) -> str:
+    """A SQL CASE giving ``mapping[value]`` for ``expression``'s value (a Python table of the
+    domain, such as an incident status's class, in SQL)."""
+    whens = " ".join(f"WHEN {_text(k)} THEN {_text(v)}" for k, v in mapping.items())
+    return f"CASE {expression} {whens} END"
+
+
+def _text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def statuses_argument(values: Sequence[str] | None, allowed: Sequence[str]) -> list[str]:
+    """A list-of-enums argument as the resolver path reads it: absent or empty means all."""
+    chosen = values or list(allowed)
+    return sorted({str(v) for v in chosen})

@@ -1,0 +1,162 @@
+"""Running a compiled document: a request that names a registered query the planner compiled.
+
+The request keeps everything the resolver path gives it — its token checked in the statement
+that opens its transaction, the policies' decisions (taken before the statement, audited with
+it), row-level security on every row, its audit record, the commit before the answer — and
+loses what it does not need: graphql-core's parse, validation and execution, and a statement
+per level of the tree. Anything else (a document that did not compile, variables, a caller the
+policies refuse) goes to the resolver path, which answers it as it answers any request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry import Schema
+
+from api.access.scope import OperationDescription
+from api.db.errors import translate
+from api.domain.errors import DomainError
+from api.graph.core.compiled import NotCompiled, Plan, Planner
+from api.graph.core.extensions import operation_label
+from api.graph.core.trusted import sha256
+from api.http.transaction import request_transaction
+from api.policy.resources import principal_entity
+from api.resources import resources_of
+from api.settings import GraphSettings
+
+log = structlog.get_logger(__name__)
+
+FIELDS = frozenset({"documentId", "operationName", "variables", "extensions"})
+
+
+class CompiledDocuments:
+    """The planner and one process's plans (a plan is a pure function of the document and the
+    operation's name; bounded by count)."""
+
+    def __init__(self, schema: Schema, graph: GraphSettings, max_plans: int = 2048) -> None:
+        self._planner = Planner(schema, graph)
+        self._plans: OrderedDict[tuple[str, str | None], Plan | NotCompiled] = OrderedDict()
+        self._max_plans = max_plans
+
+    def plan(self, text: str, operation_name: str | None) -> Plan | NotCompiled:
+        key = (sha256(text), operation_name)
+        found = self._plans.get(key)
+        if found is None:
+            found = self._plans[key] = self._planner.plan(text, operation_name)
+            while len(self._plans) > self._max_plans:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
+        return found
+
+    async def answer(self, request: Request) -> Response | None:
+        """The response to ``request`` if it names a compiled document; None for the resolver
+        path (which also answers every malformed request, in its own words)."""
+        named = _named(await request.body())
+        if named is None:
+            return None
+        document_id, operation_name = named
+        transaction = request_transaction(request)
+        uow = transaction.uow
+        if uow is None:
+            return None
+        resources = resources_of(request)
+        text = await resources.documents.text(uow, document_id)
+        if text is None:
+            return None
+        plan = self.plan(text, operation_name)
+        if isinstance(plan, NotCompiled):
+            return None
+        principal = transaction.principal
+        entity = principal_entity(principal)
+        for action, resource in (*plan.asked, *((a, r) for a, r, _ in plan.guarded)):
+            if not resources.policy.decide(entity, action, resource, principal.scopes).allowed:
+                return None  # the resolver path refuses it, and audits the refusal
+        started = time.perf_counter()
+        description = OperationDescription(
+            category="graphql", name=operation_label(plan.operation), kind="query", document=text
+        )
+        access = transaction.access(lambda: description)
+        try:
+            with transaction.timings.measure("sql"):
+                row = await access.uow.fetchrow(plan.sql, *plan.params)
+        except asyncpg.PostgresError as error:
+            return self._failed(request, transaction.request_id, error, plan)
+        assert row is not None
+        for action, resource in plan.asked:
+            access.authorize(action, resource)
+        for action, resource, flag in plan.guarded:
+            if row[flag]:
+                access.authorize(action, resource)
+        for type_name, column in plan.seen:
+            access.audit.saw(type_name, row[column])
+        try:
+            await transaction.commit()
+        except Exception as error:  # the audit append or the commit itself failed
+            log.error("graphql.commit_failed", error=repr(error))
+            return _errors(
+                "the request could not be committed; nothing was changed — retry it",
+                {"code": "SERVICE_UNAVAILABLE"},
+            )
+        self._count(request, plan, time.perf_counter() - started, "ok")
+        return Response(orjson.dumps({"data": row["data"]}), media_type="application/json")
+
+    def _failed(
+        self, request: Request, request_id: str, error: asyncpg.PostgresError, plan: Plan
+    ) -> Response:
+        translated = translate(error)
+        self._count(request, plan, 0.0, "error")
+        if isinstance(translated, DomainError):
+            return _errors(translated.message, {"code": translated.code})
+        log.error("graphql.compiled_failed", error=repr(error), operation=plan.operation)
+        return _errors(
+            f"internal error; quote request id {request_id} when you report it",
+            {"code": "INTERNAL_ERROR", "requestId": request_id},
+        )
+
+    @staticmethod
+    def _count(request: Request, plan: Plan, seconds: float, outcome: str) -> None:
+        metrics = resources_of(request).metrics
+        name = metrics.operation_name(operation_label(plan.operation))
+        metrics.graphql_seconds.labels(name, "query").observe(seconds)
+        metrics.graphql_operations.labels(name, "query", outcome).inc()
+
+
+def _named(body: bytes) -> tuple[str, str | None] | None:
+    """(document id, operation name) of a body that names a document and sends nothing else
+    the compiled path would have to honour (a text, variables, other extensions)."""
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or not data.keys() <= FIELDS or data.get("variables"):
+        return None
+    operation_name = data.get("operationName")
+    if operation_name is not None and not isinstance(operation_name, str):
+        return None
+    extensions = data.get("extensions") or {}
+    if not isinstance(extensions, dict) or not extensions.keys() <= {"persistedQuery"}:
+        return None
+    document_id = data.get("documentId")
+    if document_id is None:
+        persisted = extensions.get("persistedQuery")
+        if isinstance(persisted, dict):
+            document_id = persisted.get("sha256Hash")
+    elif "persistedQuery" in extensions:
+        return None
+    if not isinstance(document_id, str):
+        return None
+    return document_id, operation_name
+
+
+def _errors(message: str, extensions: dict[str, object]) -> Response:
+    body = {"data": None, "errors": [{"message": message, "extensions": extensions}]}
+    return Response(orjson.dumps(body), media_type="application/json")
