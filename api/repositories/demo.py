@@ -72,12 +72,14 @@ TABLES = (
     "incident_reporter",
 )
 # The demo reset wipes history, which the append-only triggers exist to prevent; the owner lifts
-# them for this one transaction only.
+# them for this one transaction only. Camera frames go with the cameras (assets) they came from
+# (their image files stay in the frame store, which keeps files by content).
 RESET = """
 ALTER TABLE lighthouse.incident_event DISABLE TRIGGER incident_event_no_truncate;
 TRUNCATE lighthouse.incident_transfer, lighthouse.work_order, lighthouse.incident_event,
-         lighthouse.incident_share, lighthouse.incident_reporter, lighthouse.incident,
-         lighthouse.asset, lighthouse.idempotency_key;
+         lighthouse.incident_share, lighthouse.incident_reporter, lighthouse.detection,
+         lighthouse.frame_analysis, lighthouse.frame, lighthouse.incident, lighthouse.asset,
+         lighthouse.idempotency_key;
 ALTER TABLE lighthouse.incident_event ENABLE TRIGGER incident_event_no_truncate;
 """
 RESYNC_IDENTITY = """

@@ -249,12 +249,12 @@ class Planner:
         node: FieldNode,
         fragments: Mapping[str, FragmentDefinitionNode],
     ) -> str:
-        arguments = _arguments(node)
-        unknown = set(arguments) - {"first", "orderBy"}
+        unknown = {a.name.value for a in node.arguments or ()} - {"first", "orderBy"}
         if unknown:
             raise NotCompiled(
                 f"{node.name.value}({', '.join(sorted(unknown))}) is not compiled yet"
             )
+        arguments = _arguments(node)
         default, most = spec.page_size(self._graph)
         first = arguments.get("first", default)
         if not isinstance(first, int) or not 1 <= first <= most:

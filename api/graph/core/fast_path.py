@@ -86,7 +86,7 @@ class CompiledDocuments:
         )
         access = transaction.access(lambda: description)
         try:
-            with transaction.timings.measure("sql"):
+            with transaction.timings.measure("compiled"):
                 row = await access.uow.fetchrow(plan.sql, *plan.params)
         except asyncpg.PostgresError as error:
             return self._failed(request, transaction.request_id, error, plan)

@@ -1,0 +1,217 @@
+"""Compiled documents: a registered query the planner compiled is answered by one SQL statement,
+and the answer is the resolver path's, byte for byte, with the same audit record.
+
+The differential test draws random documents over incidents (fields, aliases, nested bureaus,
+assets, events and work orders with their arguments, page sizes in and out of range, and now
+and then a field the planner leaves to the resolvers), registers them, and sends each for random
+principals (every development principal: bureaus' staff, the city, auditors, licensees, a
+caller with no scope) over random demo data, once by ``documentId`` (the compiled path when the
+document compiled) and once as text (always the resolver path). Status, body bytes and the
+audit records' decision, policies and resources must be equal.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from api.auth.dev_principals import DEV_PRINCIPALS
+from api.graph.core.compiled import NotCompiled, Plan, Planner
+from api.graph.core.schema import build_schema
+from api.graph.domains import DOMAINS
+from api.settings import Settings
+from tests.auth.test_oauth_server import cli
+from tests.graph.core.test_trusted_documents import manifest
+from tests.support import DatabaseUnderTest, GatewayProcess
+from tests.tokens import TokenFactory
+
+pytestmark = pytest.mark.db
+
+DOCUMENTS = int(os.environ.get("LIGHTHOUSE_COMPILED_EXAMPLES", "60"))
+BOARD = """query Board {
+  incidents(first: 50) {
+    edges { node {
+      id title status reportedAt
+      responsibleBureau { code nameZh }
+      asset { code kind }
+      events(limit: 3) { kind toStatus occurredAt }
+      workOrders(status: [OPEN]) { crew status }
+    } }
+  }
+}"""
+
+BUREAU = ["id", "code", "nameZh", "nameEn", "kind", "jointServiceCentre", "__typename"]
+LOCATION = ["latitude", "longitude"]
+EVENT = ["id", "kind", "fromStatus", "toStatus", "actor", "note", "data", "occurredAt"]
+WORK_ORDER = ["id", "status", "crew", "instructions", "dueAt", "createdAt", "createdBy",
+              "finishedAt"]  # fmt: skip
+INCIDENT = ["id", "caseNumber", "title", "description", "status", "statusClass",
+            "closingReason", "source", "reportedAt", "dueAt", "closedAt", "updatedAt",
+            "version", "__typename"]  # fmt: skip
+
+
+def planner() -> Planner:
+    settings = Settings()
+    return Planner(build_schema(settings, tuple(DOMAINS.values())), settings.graph)
+
+
+class Documents:
+    """Random documents over the incident board, each valid against the schema."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def pick(self, fields: list[str], at_least: int = 1) -> list[str]:
+        chosen = self.rng.sample(fields, self.rng.randint(at_least, len(fields)))
+        return [self.alias(name) for name in chosen]
+
+    def alias(self, name: str) -> str:
+        return f"a{self.rng.randint(0, 999)}_{name}: {name}" if self.rng.random() < 0.15 else name
+
+    def incident(self) -> str:
+        rng = self.rng
+        parts = self.pick(INCIDENT)
+        if rng.random() < 0.3:
+            parts.append(f"location {{ {' '.join(self.pick(LOCATION))} }}")
+        for relation in ("responsibleBureau", "reportingBureau"):
+            if rng.random() < 0.5:
+                parts.append(f"{self.alias(relation)} {{ {' '.join(self.pick(BUREAU))} }}")
+        if rng.random() < 0.4:
+            inner = self.pick(["id", "code", "kind", "name", "installedOn"])
+            if rng.random() < 0.3:
+                inner.append("location { latitude longitude }")
+            if rng.random() < 0.3:
+                inner.append(f"bureau {{ {' '.join(self.pick(BUREAU))} }}")
+            parts.append(f"{self.alias('asset')} {{ {' '.join(inner)} }}")
+        if rng.random() < 0.6:
+            arguments = []
+            if rng.random() < 0.6:
+                arguments.append(f"limit: {rng.choice([1, 2, 3, 5, 20, 100, 0, 101])}")
+            if rng.random() < 0.4:
+                arguments.append(f"order: {rng.choice(['NEWEST_FIRST', 'OLDEST_FIRST'])}")
+            called = f"({', '.join(arguments)})" if arguments else ""
+            parts.append(f"{self.alias('events')}{called} {{ {' '.join(self.pick(EVENT))} }}")
+        if rng.random() < 0.5:
+            statuses = rng.sample(["OPEN", "IN_PROGRESS", "COMPLETED", "CANCELLED"],
+                                  rng.randint(0, 2))  # fmt: skip
+            called = f"(status: [{', '.join(statuses)}])" if rng.random() < 0.7 else ""
+            inner = self.pick(WORK_ORDER)
+            if rng.random() < 0.3:
+                inner.append(f"bureau {{ {' '.join(self.pick(BUREAU))} }}")
+            parts.append(f"{self.alias('workOrders')}{called} {{ {' '.join(inner)} }}")
+        if rng.random() < 0.08:
+            parts.append(rng.choice(["overdue", "allowedActions", "transfers { reason }"]))
+        return " ".join(parts)
+
+    def document(self, name: str) -> str:
+        rng = self.rng
+        arguments = [f"first: {rng.choice([1, 2, 5, 10, 20, 50, 100, 0, 101])}"]
+        if rng.random() < 0.5:
+            arguments.append(
+                f"orderBy: {rng.choice(['NEWEST_FIRST', 'OLDEST_FIRST', 'DUE_SOONEST'])}"
+            )
+        if rng.random() < 0.1:
+            arguments = arguments[1:]  # the default page
+        extra = " pageInfo { hasNextPage }" if rng.random() < 0.05 else ""
+        edges = (
+            f"edges {{ {'__typename ' if rng.random() < 0.1 else ''}node {{ {self.incident()} }} }}"
+        )
+        root = self.alias("incidents")
+        called = f"({', '.join(arguments)})" if arguments else ""
+        return f"query {name} {{ {root}{called} {{ {edges}{extra} }} }}"
+
+
+async def audit_of(database: DatabaseUnderTest, request_ids: list[str]) -> dict[str, Any]:
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        rows = await owner.fetch(
+            "SELECT request_id, category, operation, document_hash, decision, policy_ids,"
+            " personal_data, array(SELECT unnest(resource_ids) ORDER BY 1) AS resources"
+            " FROM lighthouse.audit_record WHERE request_id = ANY($1::text[])",
+            request_ids,
+        )
+    finally:
+        await owner.close()
+    return {row["request_id"]: {k: v for k, v in row.items() if k != "request_id"} for row in rows}
+
+
+async def test_the_board_compiles_to_one_statement_that_reads_what_the_resolvers_read() -> None:
+    plan = planner().plan(BOARD, "Board")
+    assert isinstance(plan, Plan), plan
+    assert plan.sql.count("SELECT") >= 5 and plan.params == (50, 3, ["OPEN"])
+    assert [action for action, _ in plan.asked] == ["ListIncidents"]
+    assert [action for action, _, _ in plan.guarded] == ["ListAssets"]
+    reasons = {
+        "query Q { incidents { edges { node { overdue } } } }": "Incident.overdue is computed",
+        "query Q($n: Int) { incidents(first: $n) { edges { node { id } } } }": "variables",
+        'mutation M { registerDocuments(client: "x", documents: {}) { registered } }': "only queries",
+        "query Q { incidents(first: 5) { pageInfo { hasNextPage } } }": "pageInfo",
+        "query Q { incidents(filter: {overdue: true}) { edges { node { id } } } }": "filter",
+        "query Q { incidents(first: 500) { edges { node { id } } } }": "first out of range",
+        "query Q { incidents { edges { node { id id } } } }": "asked twice",
+        "query Q { incidents { edges { node { reporter { name } } } } }": "Incident.reporter",
+        "query Q { bureaus { code } }": "Query.bureaus has no SQL mapping",
+        "query Q { incidents { edges { node { id @include(if: true) } } } }": "directives",
+    }
+    for text, reason in reasons.items():
+        refused = planner().plan(text, None)
+        assert isinstance(refused, NotCompiled) and reason in refused.reason, (text, refused)
+
+
+async def test_compiled_and_resolved_answers_are_the_same_bytes_and_audit(
+    database: DatabaseUnderTest,
+    gateway: GatewayProcess,
+    tokens: TokenFactory,
+    clean: None,
+    tmp_path: Path,
+) -> None:
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    seeded = cli(database, gateway, "seed", "--assets", "40", "--incidents", "90",
+                 "--random-seed", str(seed % 100_000), "--reset")  # fmt: skip
+    assert seeded.returncode == 0, seeded.stderr
+    generator = Documents(rng)
+    texts = {f"diff-{uuid.uuid4().hex[:10]}": "" for _ in range(DOCUMENTS)}
+    for index, document_id in enumerate(texts):
+        texts[document_id] = BOARD if index == 0 else generator.document(f"D{index}")
+    plans = planner()
+    compiled = {i for i, text in texts.items() if isinstance(plans.plan(text, None), Plan)}
+    assert len(compiled) >= DOCUMENTS // 2, f"seed {seed}: too few documents compiled"
+    registered = cli(database, gateway, "documents", "register", str(manifest(tmp_path, texts)),
+                     "--client", "differential")  # fmt: skip
+    assert registered.returncode == 0, registered.stderr
+
+    principals = sorted(DEV_PRINCIPALS)
+    pairs: list[tuple[str, str, str, str, str]] = []  # doc, principal, ids of both, kind
+    fast = 0
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
+        for document_id, text in texts.items():
+            for name in (
+                rng.sample(principals, 3) if document_id != next(iter(texts)) else principals
+            ):
+                headers = {"authorization": f"Bearer {tokens.named(name)}"}
+                by_id = await http.post(
+                    "/graphql", json={"documentId": document_id}, headers=headers
+                )
+                by_text = await http.post("/graphql", json={"query": text}, headers=headers)
+                context = f"seed {seed}, {name}, {document_id}:\n{text}"
+                assert by_id.status_code == by_text.status_code, context
+                assert by_id.content == by_text.content, context
+                assert by_id.headers["content-type"] == by_text.headers["content-type"], context
+                took = "compiled;" in by_id.headers.get("server-timing", "")
+                assert not took or document_id in compiled, context
+                assert "compiled;" not in by_text.headers.get("server-timing", ""), context
+                fast += took
+                pairs.append((document_id, name, by_id.headers["x-request-id"],
+                              by_text.headers["x-request-id"], context))  # fmt: skip
+    assert fast >= len(pairs) // 4, f"seed {seed}: the compiled path answered only {fast}"
+    records = await audit_of(database, [p[2] for p in pairs] + [p[3] for p in pairs])
+    for _, _, compiled_request, resolved_request, context in pairs:
+        assert records[compiled_request] == records[resolved_request], context
