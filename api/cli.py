@@ -12,6 +12,7 @@ from typing import Annotated, TypeVar
 import asyncpg
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from api.command import command_settings
@@ -56,7 +57,7 @@ def migrate() -> None:
     try:
         _migrate(_settings())
     except SettingsError as error:
-        console.print(f"[red]{error}[/red]")
+        console.print(f"{error}", style="red", markup=False)
         raise typer.Exit(2) from None
 
 
@@ -80,7 +81,7 @@ def seed(
     try:
         owner = require_owner(resolve_endpoints(settings))
     except SettingsError as error:
-        console.print(f"[red]{error}[/red]")
+        console.print(f"{error}", style="red", markup=False)
         raise typer.Exit(2) from None
     asyncio.run(_seed(settings, owner, assets, incidents, random_seed, reset, if_empty))
 
@@ -198,7 +199,9 @@ def audit_check_anchor(
     elif Path(anchor).is_file():
         token = Path(anchor).read_text()
     else:
-        console.print(f"[red]{anchor!r} is neither an anchor nor a file holding one.[/red]")
+        console.print(
+            f"{anchor!r} is neither an anchor nor a file holding one.", style="red", markup=False
+        )
         raise typer.Exit(2)
 
     async def check(connection: asyncpg.Connection) -> AnchorCheck:
@@ -215,7 +218,7 @@ def audit_check_anchor(
 
     outcome = asyncio.run(_with_owner(settings, check))
     if not outcome.holds:
-        console.print(f"[red]The anchor does not hold: {outcome.reason}.[/red]")
+        console.print(f"The anchor does not hold: {outcome.reason}.", style="red", markup=False)
         raise typer.Exit(1)
     console.print(f"[green]The anchor holds: {outcome.reason}.[/green]")
 
@@ -287,7 +290,7 @@ def _serving(*arguments: str) -> None:
     try:
         code = run(Path.cwd(), *arguments)
     except ServingEnvMissing as missing:
-        console.print(f"[red]{missing}[/red]")
+        console.print(f"{missing}", style="red", markup=False)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
 
@@ -447,7 +450,7 @@ def clients_create(
     try:
         registered = asyncio.run(_with_owner(settings, create))
     except InvalidInput as error:
-        console.print(f"[red]{error.message}[/red]")
+        console.print(f"{error.message}", style="red", markup=False)
         raise typer.Exit(2) from None
     console.print(f"client_id: {registered.client_id}")
     console.print(f"client_secret: {registered.secret}")
@@ -477,7 +480,7 @@ def clients_rotate_secret(
         )
     )
     if rotated is None:
-        console.print(f"[red]No enabled client {client_id!r}.[/red]")
+        console.print(f"No enabled client {client_id!r}.", style="red", markup=False)
         raise typer.Exit(2)
     console.print(f"client_id: {rotated.client_id}")
     console.print(f"client_secret: {rotated.secret}")
@@ -498,7 +501,7 @@ def clients_disable(client_id: str) -> None:
         _with_owner(settings, lambda c: ClientRegistry(OAuthRepository(c)).disable(client_id))
     )
     if not done:
-        console.print(f"[red]No enabled client {client_id!r}.[/red]")
+        console.print(f"No enabled client {client_id!r}.", style="red", markup=False)
         raise typer.Exit(2)
     console.print(f"Client {client_id} disabled.")
 
@@ -523,14 +526,14 @@ def verify_release(
         try:
             keys = httpx.get(jwks, timeout=10).raise_for_status().json()
         except httpx.HTTPError as error:
-            console.print(f"[red]Cannot read the keys at {jwks}: {error}[/red]")
+            console.print(f"Cannot read the keys at {jwks}: {error}", style="red", markup=False)
             raise typer.Exit(2) from None
     else:
         keys = json.loads(Path(jwks).read_text(encoding="utf-8"))
     result = releases.verify(directory, manifest.read_text(encoding="utf-8"), keys)
     if not result.holds:
         for problem in result.problems:
-            console.print(f"[red]{problem}[/red]")
+            console.print(f"{problem}", style="red", markup=False)
         console.print(
             "[red]The release does not hold: do not run it; ask the city for it again.[/red]"
         )
@@ -580,7 +583,9 @@ def token(
     if as_ is not None:
         named = DEV_PRINCIPALS.get(as_)
         if named is None:
-            console.print(f"[red]No principal {as_!r}; see `lighthouse token --list`.[/red]")
+            console.print(
+                f"No principal {as_!r}; see `lighthouse token --list`.", style="red", markup=False
+            )
             raise typer.Exit(2)
         kind, bureau, subject = named.kind.value, named.bureau, named.subject
         role_list, scope_list = list(named.roles), list(named.scopes)
@@ -618,7 +623,8 @@ def _for_gateway(settings: Settings, url: str) -> Settings:
         issuer = httpx.get(metadata_url, timeout=5).json()["issuer"]
     except (httpx.HTTPError, ValueError, KeyError) as error:
         console.print(
-            f"[red]Cannot read {metadata_url} ({error}); is the gateway running there?[/red]"
+            f"[red]Cannot read {escape(metadata_url)} ({escape(str(error))}); is the gateway running "
+            "there?[/red]"
         )
         raise typer.Exit(2) from None
     return settings.model_copy(
@@ -709,7 +715,7 @@ def demo(
                 stdout=subprocess.PIPE, text=True,
             )  # fmt: skip
         except ServingEnvMissing as missing:
-            console.print(f"[red]{missing}[/red] (or run the demo with --no-serving)")
+            console.print(f"[red]{escape(str(missing))}[/red] (or run the demo with --no-serving)")
             raise typer.Exit(2) from None
         if started.returncode != 0:
             console.print(

@@ -33,7 +33,7 @@ def command_settings(*, service: bool = False, **overrides: object) -> Settings:
     try:
         settings = load_settings(**overrides)
     except SettingsError as error:
-        console.print(f"[red]{error}[/red]")
+        console.print(f"{error}", style="red", markup=False)
         raise typer.Exit(2) from None
     # Commands talk to a person: readable logs unless JSON was asked for explicitly. Services
     # (the gateway, the workers) log as the settings say, JSON lines by default.
@@ -77,5 +77,5 @@ def run_as(
     try:
         return asyncio.run(main())
     except DomainError as error:
-        console.print(f"[red]{error.message}[/red]")
+        console.print(f"{error.message}", style="red", markup=False)
         raise typer.Exit(2) from None

@@ -4,8 +4,9 @@ frontends send by id (trusted documents), and list them.
 A manifest is the JSON object Relay's compiler (``persistOutput``) and GraphQL Code Generator's
 client preset (``persisted-documents.json``) write: each document's id and its text. Every
 document is checked before anything is registered (syntax, names, validity against this
-gateway's schema, the depth and alias limits); one bad document registers none. The command
-acts as a developer (``cli:<user>``, the ``developer`` role): the policies and row-level
+gateway's schema, the depth and alias limits); one bad document registers none. ``plan`` says
+how the gateway answers a document: by its one compiled SQL statement, or on the resolvers and
+why. The commands act as a developer (``cli:<user>``, the ``developer`` role): the policies and row-level
 security apply, and the registration is audited in its transaction.
 """
 
@@ -22,6 +23,7 @@ from rich.console import Console
 from api.access.scope import AccessScope
 from api.auth.principal import Principal, PrincipalKind
 from api.command import command_settings, run_as
+from api.graph.core.compiled import NotCompiled, Planner
 from api.graph.core.schema import build_schema
 from api.graph.core.trusted import MAX_MANIFEST, Registration, check_all, register_manifest
 from api.graph.domains import DOMAINS
@@ -50,15 +52,21 @@ def read_manifest(path: Path) -> dict[str, str]:
             raise ValueError(f"larger than {MAX_MANIFEST_BYTES} bytes")
         manifest = orjson.loads(path.read_bytes())
     except (OSError, ValueError) as error:  # orjson's decode error is a ValueError
-        console.print(f"[red]{path}: cannot be read as a manifest: {error}[/red]")
+        console.print(f"{path}: cannot be read as a manifest: {error}", style="red", markup=False)
         raise typer.Exit(2) from None
     if not isinstance(manifest, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in manifest.items()
     ):
-        console.print(f"[red]{path}: a manifest is a JSON object of ids to document texts[/red]")
+        console.print(
+            f"{path}: a manifest is a JSON object of ids to document texts",
+            style="red",
+            markup=False,
+        )
         raise typer.Exit(2)
     if not manifest or len(manifest) > MAX_MANIFEST:
-        console.print(f"[red]{path}: 1 to {MAX_MANIFEST} documents per manifest[/red]")
+        console.print(
+            f"{path}: 1 to {MAX_MANIFEST} documents per manifest", style="red", markup=False
+        )
         raise typer.Exit(2)
     return manifest
 
@@ -79,8 +87,12 @@ def register_documents(
     _, problems = check_all(schema, settings.graph, client, principal.subject, documents)
     if problems:
         for problem in problems:
-            console.print(f"[red]{problem.field}: {problem.message}[/red]")
-        console.print(f"[red]{len(problems)} document(s) refused; nothing was registered[/red]")
+            console.print(f"{problem.field}: {problem.message}", style="red", markup=False)
+        console.print(
+            f"{len(problems)} document(s) refused; nothing was registered",
+            style="red",
+            markup=False,
+        )
         raise typer.Exit(2)
 
     async def step(access: AccessScope) -> Registration:
@@ -115,3 +127,35 @@ def list_documents(
         at = document.registered_at.isoformat(timespec="seconds") if document.registered_at else ""
         names = ",".join(document.operation_names)
         print(f"{document.id}\t{document.client}\t{names}\t{document.registered_by}\t{at}")
+
+
+@documents_app.command("plan")
+def plan_document(
+    document_id: Annotated[str, typer.Argument(help="The registered document's id.")],
+    operation: Annotated[
+        str | None, typer.Option(help="The operation, when the document has several.")
+    ] = None,
+) -> None:
+    """How the gateway answers a registered document: by its one compiled SQL statement (printed
+    with its parameters), or on the resolvers, and why."""
+    settings = command_settings()
+
+    async def step(access: AccessScope) -> TrustedDocument | None:
+        return (await TrustedDocuments(access.uow).by_ids([document_id])).get(document_id)
+
+    found = run_as(
+        settings, developer(), "documents plan", ("RegisterDocument", resources.DOCUMENTS), step
+    )
+    if found is None:
+        console.print(f"no document is registered as {document_id}", style="red", markup=False)
+        raise typer.Exit(1)
+    names = found.operation_names if operation is None else [operation]
+    schema = build_schema(settings, tuple(DOMAINS.values()))
+    planner = Planner(schema, settings.graph)
+    for name in names:
+        plan = planner.plan(found.document, name)
+        if isinstance(plan, NotCompiled):
+            print(f"{name}\tresolvers\t{plan.reason}")
+            continue
+        print(f"{name}\tcompiled\tone statement, parameters {list(plan.params)!r}")
+        print(plan.sql)

@@ -17,6 +17,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from api.access.scope import AccessScope
@@ -239,7 +240,8 @@ def statement(
     sys.stdout.write(built.csv(ZoneInfo(zone)))
     if not built.agrees:
         console.print(
-            f"[red]The records {built.totals} and the quota ledger {built.ledger} (requests, "
+            f"[red]The records {escape(str(built.totals))} and the quota ledger "
+            f"{escape(str(built.ledger))} (requests, "
             "input tokens, output tokens, images) differ: do not send this statement; report "
             "it.[/red]"
         )

@@ -8,6 +8,8 @@ token of a city-wide viewer, so authentication, policies, row-level security and
 record are all in the measurement. PostGraphile runs twice: as the owner, with none of them, and
 as the application role with the same viewer's identity settings (its ``pgSettings``, set per
 transaction as Lighthouse sets them), so row-level security filters its rows too.
+Lighthouse runs twice too: the board sent as text (the resolver path) and named by its
+``documentId`` as a registered document (``lighthouse-compiled``: its one compiled statement).
 
     .venv/bin/python bench/graph_read.py                 # 5,000 incidents, 10 s per measurement
     .venv/bin/python bench/graph_read.py --duration 20 --workers 2 --incidents 5000
@@ -55,6 +57,7 @@ query Board {
   }
 }
 """
+BOARD_DOCUMENT = "bench-board-v1"
 POSTGRAPHILE_BOARD = """
 query Board {
   allIncidents(first: 50, orderBy: [REPORTED_AT_DESC, PRIMARY_KEY_DESC]) {
@@ -326,6 +329,21 @@ def main() -> None:
             "LIGHTHOUSE_ENVIRONMENT": "test",
         },
     ).stdout.strip()
+    # The board as a trusted document: the gateway answers it by its one compiled statement.
+    manifest = WORK / "board-manifest.json"
+    manifest.write_text(json.dumps({BOARD_DOCUMENT: LIGHTHOUSE_BOARD}))
+    run(
+        [sys.executable, "-m", "api.cli", "documents", "register", str(manifest),
+         "--client", "bench"],
+        cwd=ROOT,
+        env=os.environ
+        | {
+            "LIGHTHOUSE_DATABASE_URL": app_url,
+            "LIGHTHOUSE_DATABASE_OWNER_URL": owner_url,
+            "LIGHTHOUSE_OAUTH_ISSUER": issuer,
+            "LIGHTHOUSE_ENVIRONMENT": "test",
+        },
+    )  # fmt: skip
     gateway_log = (WORK / "lighthouse.log").open("w")
     gateway = subprocess.Popen(
         [
@@ -382,6 +400,12 @@ def main() -> None:
             gateway,
             token,
         ),
+        "lighthouse-compiled": (
+            f"http://127.0.0.1:{gateway_port}/graphql",
+            {"documentId": BOARD_DOCUMENT},
+            gateway,
+            token,
+        ),
         "postgraphile": (
             f"http://127.0.0.1:{postgraphile_port}/graphql",
             {"query": POSTGRAPHILE_BOARD},
@@ -419,22 +443,23 @@ def main() -> None:
     print(
         f"\nIncident board, {arguments.incidents} incidents, {machine}, gateway workers {arguments.workers}"
     )
-    print(f"{'server':<14}{'conns':>6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    print(f"{'server':<20}{'conns':>6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
     for m in results:
         print(
-            f"{m.server:<14}{m.connections:>6}{m.requests_per_second:>10.1f}{m.p50_ms:>10.2f}{m.p99_ms:>10.2f}{m.errors:>8}"
+            f"{m.server:<20}{m.connections:>6}{m.requests_per_second:>10.1f}{m.p50_ms:>10.2f}{m.p99_ms:>10.2f}{m.errors:>8}"
         )
     for connections in arguments.connections:
-        ours = next(m for m in results if m.server == "lighthouse" and m.connections == connections)
-        for anchor_name in ("postgraphile", "postgraphile-rls"):
-            anchor = next(
-                m for m in results if m.server == anchor_name and m.connections == connections
-            )
-            print(
-                f"at {connections} connection(s): Lighthouse / {anchor_name} throughput "
-                f"{ours.requests_per_second / anchor.requests_per_second:.2f}, "
-                f"p99 {ours.p99_ms / anchor.p99_ms:.2f}"
-            )
+        for path in ("lighthouse", "lighthouse-compiled"):
+            ours = next(m for m in results if m.server == path and m.connections == connections)
+            for anchor_name in ("postgraphile", "postgraphile-rls"):
+                anchor = next(
+                    m for m in results if m.server == anchor_name and m.connections == connections
+                )
+                print(
+                    f"at {connections} connection(s): {path} / {anchor_name} throughput "
+                    f"{ours.requests_per_second / anchor.requests_per_second:.2f}, "
+                    f"p99 {ours.p99_ms / anchor.p99_ms:.2f}"
+                )
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (RESULTS / f"graph_read-{stamp}.json").write_text(

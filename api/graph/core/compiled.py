@@ -11,8 +11,9 @@ followed).
 
 What the planner compiles is declared next to the Strawberry types: a ``Table`` on each object
 type (its columns, the rows it points at, the lists under it) and a ``RootConnection`` in the
-metadata of a root field. Whatever is not declared — mutations, subscriptions, variables,
-fragments on other types, directives, computed fields, personal data, paging cursors and
+metadata of a root field. Arguments may be literals or variables (a variable's value is checked
+when a request sends it). Whatever is not declared — mutations, subscriptions, an ordering
+given by a variable, fragments on other types, directives, computed fields, personal data, paging cursors and
 filters — runs on the resolver path, for the whole document, and ``plan`` says why. The two
 paths give the same bytes (the differential test runs random documents through both).
 """
@@ -42,6 +43,8 @@ from graphql import (
     SelectionSetNode,
     StringValueNode,
     ValueNode,
+    VariableDefinitionNode,
+    VariableNode,
     get_named_type,
     parse,
 )
@@ -106,7 +109,38 @@ class ChildRows:
     order: str
 
 
-Bind = Callable[[object, str], str]  # a value and its SQL type → its placeholder
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """An argument given by a variable: its value is known only when a request sends it."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A parameter from a variable: ``convert`` turns the request's (coerced) value into the
+    parameter, or raises NotCompiled for a value the resolver path refuses or treats apart."""
+
+    variable: str
+    convert: Callable[[Any], object]
+
+
+def checked(value: object, convert: Callable[[Any], object]) -> object:
+    """An argument's parameter: converted now when the document gives it literally (raising
+    NotCompiled at planning), when a request sends it when given by a variable."""
+    if isinstance(value, Variable):
+        return Slot(value.name, convert)
+    return convert(value)
+
+
+def literal(value: object, where: str) -> Any:
+    """An argument that shapes the statement itself (an ordering): a variable will not do."""
+    if isinstance(value, Variable):
+        raise NotCompiled(f"{where} given by a variable is not compiled")
+    return value
+
+
+Bind = Callable[[object, str], str]  # a value (or a Slot) and its SQL type → its placeholder
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +184,18 @@ class Plan:
 
     operation: str
     sql: str
-    params: tuple[object, ...]
+    params: tuple[object, ...]  # values, and Slots the request's variables fill
+    variables: tuple[VariableDefinitionNode, ...]
     asked: tuple[tuple[str, Entity], ...]  # decided before the statement, recorded always
     guarded: tuple[tuple[str, Entity, str], ...]  # (action, resource, the flag column)
     seen: tuple[tuple[str, str], ...]  # (type name, the id-array column)
+
+    def parameters(self, variables: Mapping[str, Any]) -> list[object]:
+        """The statement's parameters for a request's coerced variables; NotCompiled when a
+        value is one the resolver path must answer (a page size out of range)."""
+        return [
+            p.convert(variables.get(p.variable)) if isinstance(p, Slot) else p for p in self.params
+        ]
 
 
 @dataclass(slots=True)
@@ -203,8 +245,6 @@ class Planner:
             operation = named[0]
         if operation.operation is not OperationType.QUERY:
             raise NotCompiled(f"only queries are compiled ({operation.operation.value} is not)")
-        if operation.variable_definitions:
-            raise NotCompiled("operations with variables are not compiled yet")
         if operation.directives:
             raise NotCompiled("directives are not compiled")
         query = self._definition("Query")
@@ -230,6 +270,7 @@ class Planner:
             operation=operation.name.value,
             sql=f"{with_clause}SELECT {columns}",
             params=tuple(statement.params),
+            variables=tuple(operation.variable_definitions or ()),
             asked=tuple(statement.asked),
             guarded=tuple(statement.guarded),
             seen=tuple(statement.seen),
@@ -256,10 +297,15 @@ class Planner:
             )
         arguments = _arguments(node)
         default, most = spec.page_size(self._graph)
-        first = arguments.get("first", default)
-        if not isinstance(first, int) or not 1 <= first <= most:
-            raise NotCompiled("first out of range: the resolver path answers with the error")
-        order_name = arguments.get("orderBy", spec.default_order)
+
+        def page_size(value: object) -> int:
+            size = default if value is None else value
+            if not isinstance(size, int) or not 1 <= size <= most:
+                raise NotCompiled("first out of range: the resolver path answers with the error")
+            return size
+
+        first = checked(arguments.get("first", default), page_size)
+        order_name = literal(arguments.get("orderBy", spec.default_order), "orderBy")
         ordering = spec.orderings.get(str(order_name))
         if ordering is None:
             raise NotCompiled(f"the ordering {order_name} is not compiled")
@@ -431,6 +477,8 @@ def _arguments(node: FieldNode) -> dict[str, Any]:
 
 
 def _literal(value: ValueNode) -> Any:
+    if isinstance(value, VariableNode):
+        return Variable(value.name.value)
     if isinstance(value, IntValueNode):
         return int(value.value)
     if isinstance(value, EnumValueNode | StringValueNode):
@@ -440,7 +488,10 @@ def _literal(value: ValueNode) -> Any:
     if isinstance(value, NullValueNode):
         return None
     if isinstance(value, ListValueNode):
-        return [_literal(item) for item in value.values]
+        items = [_literal(item) for item in value.values]
+        if any(isinstance(item, Variable) for item in items):
+            raise NotCompiled("a variable inside a list is not compiled")
+        return items
     raise NotCompiled(f"an argument of kind {value.kind} is not compiled")
 
 
@@ -526,7 +577,8 @@ def _text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def statuses_argument(values: Sequence[str] | None, allowed: Sequence[str]) -> list[str]:
-    """A list-of-enums argument as the resolver path reads it: absent or empty means all."""
+def statuses_argument(values: Sequence[object] | None, allowed: Sequence[str]) -> list[str]:
+    """A list-of-enums argument as the resolver path reads it: absent or empty means all (a
+    variable's values arrive as the enum's members, a literal's as names)."""
     chosen = values or list(allowed)
-    return sorted({str(v) for v in chosen})
+    return sorted({str(getattr(v, "value", v)) for v in chosen})

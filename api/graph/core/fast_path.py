@@ -4,8 +4,9 @@ The request keeps everything the resolver path gives it — its token checked in
 that opens its transaction, the policies' decisions (taken before the statement, audited with
 it), row-level security on every row, its audit record, the commit before the answer — and
 loses what it does not need: graphql-core's parse, validation and execution, and a statement
-per level of the tree. Anything else (a document that did not compile, variables, a caller the
-policies refuse) goes to the resolver path, which answers it as it answers any request.
+per level of the tree. Anything else (a document that did not compile, a caller the
+policies refuse, variables that do not coerce or a page size out of range) goes to the
+resolver path, which answers it as it answers any request.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import asyncpg
 import orjson
 import structlog
+from graphql.execution.values import get_variable_values
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry import Schema
@@ -42,6 +44,7 @@ class CompiledDocuments:
     operation's name; bounded by count)."""
 
     def __init__(self, schema: Schema, graph: GraphSettings, max_plans: int = 2048) -> None:
+        self._schema = schema
         self._planner = Planner(schema, graph)
         self._plans: OrderedDict[tuple[str, str | None], Plan | NotCompiled] = OrderedDict()
         self._max_plans = max_plans
@@ -63,7 +66,7 @@ class CompiledDocuments:
         named = _named(await request.body())
         if named is None:
             return None
-        document_id, operation_name = named
+        document_id, operation_name, variables = named
         transaction = request_transaction(request)
         uow = transaction.uow
         if uow is None:
@@ -75,6 +78,10 @@ class CompiledDocuments:
         plan = self.plan(text, operation_name)
         if isinstance(plan, NotCompiled):
             return None
+        try:
+            parameters = plan.parameters(self._coerced(plan, variables))
+        except NotCompiled:
+            return None  # the resolver path answers these values (with its error)
         principal = transaction.principal
         entity = principal_entity(principal)
         for action, resource in (*plan.asked, *((a, r) for a, r, _ in plan.guarded)):
@@ -82,12 +89,16 @@ class CompiledDocuments:
                 return None  # the resolver path refuses it, and audits the refusal
         started = time.perf_counter()
         description = OperationDescription(
-            category="graphql", name=operation_label(plan.operation), kind="query", document=text
+            category="graphql",
+            name=operation_label(plan.operation),
+            kind="query",
+            document=text,
+            variables=variables,
         )
         access = transaction.access(lambda: description)
         try:
             with transaction.timings.measure("compiled"):
-                row = await access.uow.fetchrow(plan.sql, *plan.params)
+                row = await access.uow.fetchrow(plan.sql, *parameters)
         except asyncpg.PostgresError as error:
             return self._failed(request, transaction.request_id, error, plan)
         assert row is not None
@@ -108,6 +119,16 @@ class CompiledDocuments:
             )
         self._count(request, plan, time.perf_counter() - started, "ok")
         return Response(orjson.dumps({"data": row["data"]}), media_type="application/json")
+
+    def _coerced(self, plan: Plan, variables: dict[str, Any] | None) -> dict[str, Any]:
+        """The request's variables as the resolver path would coerce them (defaults applied);
+        NotCompiled when they do not coerce (the resolver path names the error)."""
+        if not plan.variables:
+            return {}
+        coerced = get_variable_values(self._schema._schema, plan.variables, variables or {})
+        if isinstance(coerced, list):
+            raise NotCompiled("the variables do not coerce")
+        return coerced.coerced
 
     def _failed(
         self, request: Request, request_id: str, error: asyncpg.PostgresError, plan: Plan
@@ -130,14 +151,17 @@ class CompiledDocuments:
         metrics.graphql_operations.labels(name, "query", outcome).inc()
 
 
-def _named(body: bytes) -> tuple[str, str | None] | None:
-    """(document id, operation name) of a body that names a document and sends nothing else
-    the compiled path would have to honour (a text, variables, other extensions)."""
+def _named(body: bytes) -> tuple[str, str | None, dict[str, Any] | None] | None:
+    """(document id, operation name, variables) of a body that names a document and sends
+    nothing else the compiled path would have to honour (a text, other extensions)."""
     try:
         data: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(data, dict) or not data.keys() <= FIELDS or data.get("variables"):
+    if not isinstance(data, dict) or not data.keys() <= FIELDS:
+        return None
+    variables = data.get("variables")
+    if variables is not None and not isinstance(variables, dict):
         return None
     operation_name = data.get("operationName")
     if operation_name is not None and not isinstance(operation_name, str):
@@ -154,7 +178,7 @@ def _named(body: bytes) -> tuple[str, str | None] | None:
         return None
     if not isinstance(document_id, str):
         return None
-    return document_id, operation_name
+    return document_id, operation_name, variables
 
 
 def _errors(message: str, extensions: dict[str, object]) -> Response:

@@ -28,7 +28,9 @@ from api.graph.core.compiled import (
     ToMany,
     ToOne,
     case_of,
+    checked,
     compiled,
+    literal,
     statuses_argument,
 )
 from api.graph.core.context import Info
@@ -366,10 +368,15 @@ class Incident(relay.Node):
 def _compiled_events(arguments: Mapping[str, Any], bind: Bind) -> ChildRows:
     if set(arguments) - {"limit", "order"}:
         raise NotCompiled("Incident.events has arguments the planner does not know")
-    limit = arguments.get("limit", EVENTS_LIMIT)
-    if not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS:
-        raise NotCompiled("Incident.events(limit) out of range: the resolver path answers")
-    direction = "DESC" if arguments.get("order", "NEWEST_FIRST") == "NEWEST_FIRST" else "ASC"
+
+    def in_range(limit: object) -> int:
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS:
+            raise NotCompiled("Incident.events(limit) out of range: the resolver path answers")
+        return limit
+
+    limit = checked(arguments.get("limit", EVENTS_LIMIT), in_range)
+    order = literal(arguments.get("order", "NEWEST_FIRST"), "Incident.events(order)")
+    direction = "DESC" if order == "NEWEST_FIRST" else "ASC"
     return ChildRows(
         f"SELECT * FROM incident_event WHERE incident_id = {{parent}}.id "
         f"ORDER BY id {direction} LIMIT {bind(limit, 'int')}",
@@ -380,7 +387,8 @@ def _compiled_events(arguments: Mapping[str, Any], bind: Bind) -> ChildRows:
 def _compiled_work_orders(arguments: Mapping[str, Any], bind: Bind) -> ChildRows:
     if set(arguments) - {"status"}:
         raise NotCompiled("Incident.workOrders has arguments the planner does not know")
-    statuses = statuses_argument(arguments.get("status"), [s.value for s in WorkOrderStatus])
+    everything = [s.value for s in WorkOrderStatus]
+    statuses = checked(arguments.get("status"), lambda v: statuses_argument(v, everything))
     return ChildRows(
         f"SELECT * FROM work_order WHERE incident_id = {{parent}}.id "
         f"AND status = ANY({bind(statuses, 'text[]')})",

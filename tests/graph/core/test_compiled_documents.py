@@ -67,6 +67,11 @@ class Documents:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
+        self.declared: dict[str, str] = {}  # the document's variables and their types
+
+    def variable(self, name: str, type_: str) -> str:
+        self.declared[name] = type_
+        return f"${name}"
 
     def pick(self, fields: list[str], at_least: int = 1) -> list[str]:
         chosen = self.rng.sample(fields, self.rng.randint(at_least, len(fields)))
@@ -92,7 +97,9 @@ class Documents:
             parts.append(f"{self.alias('asset')} {{ {' '.join(inner)} }}")
         if rng.random() < 0.6:
             arguments = []
-            if rng.random() < 0.6:
+            if rng.random() < 0.2:
+                arguments.append(f"limit: {self.variable('limit', 'Int!')}")
+            elif rng.random() < 0.6:
                 arguments.append(f"limit: {rng.choice([1, 2, 3, 5, 20, 100, 0, 101])}")
             if rng.random() < 0.4:
                 arguments.append(f"order: {rng.choice(['NEWEST_FIRST', 'OLDEST_FIRST'])}")
@@ -102,6 +109,8 @@ class Documents:
             statuses = rng.sample(["OPEN", "IN_PROGRESS", "COMPLETED", "CANCELLED"],
                                   rng.randint(0, 2))  # fmt: skip
             called = f"(status: [{', '.join(statuses)}])" if rng.random() < 0.7 else ""
+            if rng.random() < 0.25:
+                called = f"(status: {self.variable('statuses', '[WorkOrderStatus!]')})"
             inner = self.pick(WORK_ORDER)
             if rng.random() < 0.3:
                 inner.append(f"bureau {{ {' '.join(self.pick(BUREAU))} }}")
@@ -112,20 +121,40 @@ class Documents:
 
     def document(self, name: str) -> str:
         rng = self.rng
+        self.declared = {}
         arguments = [f"first: {rng.choice([1, 2, 5, 10, 20, 50, 100, 0, 101])}"]
+        if rng.random() < 0.25:
+            arguments = [f"first: {self.variable('first', 'Int')}"]
         if rng.random() < 0.5:
             arguments.append(
                 f"orderBy: {rng.choice(['NEWEST_FIRST', 'OLDEST_FIRST', 'DUE_SOONEST'])}"
             )
         if rng.random() < 0.1:
             arguments = arguments[1:]  # the default page
+            self.declared.pop("first", None)
         extra = " pageInfo { hasNextPage }" if rng.random() < 0.05 else ""
         edges = (
             f"edges {{ {'__typename ' if rng.random() < 0.1 else ''}node {{ {self.incident()} }} }}"
         )
         root = self.alias("incidents")
         called = f"({', '.join(arguments)})" if arguments else ""
-        return f"query {name} {{ {root}{called} {{ {edges}{extra} }} }}"
+        declared = ", ".join(f"${k}: {v}" for k, v in self.declared.items())
+        head = f"query {name}({declared})" if declared else f"query {name}"
+        return f"{head} {{ {root}{called} {{ {edges}{extra} }} }}"
+
+    def values(self, text: str) -> dict[str, Any] | None:
+        """Variables for one request of ``text``: in range, out of range, of the wrong type,
+        or missing."""
+        rng, values = self.rng, {}
+        choices: dict[str, list[Any]] = {
+            "$first": [1, 5, 50, 100, 0, 101, "many", None],
+            "$limit": [1, 3, 100, 0, 101],
+            "$statuses": [[], ["OPEN"], ["OPEN", "COMPLETED"], ["CANCELLED"], ["BOGUS"]],
+        }
+        for variable, options in choices.items():
+            if f"{variable}:" in text and rng.random() < 0.9:
+                values[variable[1:]] = rng.choice(options)
+        return values or None
 
 
 async def audit_of(database: DatabaseUnderTest, request_ids: list[str]) -> dict[str, Any]:
@@ -150,7 +179,11 @@ async def test_the_board_compiles_to_one_statement_that_reads_what_the_resolvers
     assert [action for action, _, _ in plan.guarded] == ["ListAssets"]
     reasons = {
         "query Q { incidents { edges { node { overdue } } } }": "Incident.overdue is computed",
-        "query Q($n: Int) { incidents(first: $n) { edges { node { id } } } }": "variables",
+        "query Q($o: IncidentOrder!) { incidents(orderBy: $o) { edges { node { id } } } }": (
+            "orderBy given by a variable"
+        ),
+        "query Q($s: WorkOrderStatus!) { incidents { edges { node { workOrders(status: [$s]) "
+        "{ id } } } } }": "a variable inside a list",
         'mutation M { registerDocuments(client: "x", documents: {}) { registered } }': "only queries",
         "query Q { incidents(first: 5) { pageInfo { hasNextPage } } }": "pageInfo",
         "query Q { incidents(filter: {overdue: true}) { edges { node { id } } } }": "filter",
@@ -160,6 +193,15 @@ async def test_the_board_compiles_to_one_statement_that_reads_what_the_resolvers
         "query Q { bureaus { code } }": "Query.bureaus has no SQL mapping",
         "query Q { incidents { edges { node { id @include(if: true) } } } }": "directives",
     }
+    # A variable's value is checked when a request sends it: a page size out of range goes to
+    # the resolver path (which answers with the error), a missing one takes the default.
+    paged = planner().plan(
+        "query P($n: Int) { incidents(first: $n) { edges { node { id } } } }", None
+    )
+    assert isinstance(paged, Plan)
+    assert paged.parameters({"n": 7}) == [7] and paged.parameters({}) == [20]
+    with pytest.raises(NotCompiled, match="first out of range"):
+        paged.parameters({"n": 101})
     for text, reason in reasons.items():
         refused = planner().plan(text, None)
         assert isinstance(refused, NotCompiled) and reason in refused.reason, (text, refused)
@@ -197,11 +239,16 @@ async def test_compiled_and_resolved_answers_are_the_same_bytes_and_audit(
                 rng.sample(principals, 3) if document_id != next(iter(texts)) else principals
             ):
                 headers = {"authorization": f"Bearer {tokens.named(name)}"}
+                variables = generator.values(text)
                 by_id = await http.post(
-                    "/graphql", json={"documentId": document_id}, headers=headers
+                    "/graphql",
+                    json={"documentId": document_id, "variables": variables},
+                    headers=headers,
                 )
-                by_text = await http.post("/graphql", json={"query": text}, headers=headers)
-                context = f"seed {seed}, {name}, {document_id}:\n{text}"
+                by_text = await http.post(
+                    "/graphql", json={"query": text, "variables": variables}, headers=headers
+                )
+                context = f"seed {seed}, {name}, {document_id}, {variables}:\n{text}"
                 assert by_id.status_code == by_text.status_code, context
                 assert by_id.content == by_text.content, context
                 assert by_id.headers["content-type"] == by_text.headers["content-type"], context
@@ -215,3 +262,28 @@ async def test_compiled_and_resolved_answers_are_the_same_bytes_and_audit(
     records = await audit_of(database, [p[2] for p in pairs] + [p[3] for p in pairs])
     for _, _, compiled_request, resolved_request, context in pairs:
         assert records[compiled_request] == records[resolved_request], context
+
+
+async def test_the_plan_command_prints_the_statement_or_why_not(
+    database: DatabaseUnderTest, gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    board, overdue = f"plan-board-{uuid.uuid4().hex[:6]}", f"plan-overdue-{uuid.uuid4().hex[:6]}"
+    texts = {board: BOARD, overdue: "query Late { incidents { edges { node { overdue } } } }"}
+    done = cli(database, gateway, "documents", "register", str(manifest(tmp_path, texts)),
+               "--client", "plans")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    compiled = cli(database, gateway, "documents", "plan", board)
+    assert compiled.returncode == 0, compiled.stderr
+    first, statement = compiled.stdout.split("\n", 1)
+    assert first == "Board\tcompiled\tone statement, parameters [50, 3, ['OPEN']]"
+    assert statement.startswith("WITH page1 AS (SELECT * FROM incident ORDER BY reported_at DESC")
+    resolved = cli(database, gateway, "documents", "plan", overdue)
+    assert resolved.stdout == "Late\tresolvers\tIncident.overdue is computed in Python\n"
+    # A refused document is named by its id (which looks like markup to a terminal library).
+    refused = cli(database, gateway, "documents", "register",
+                  str(manifest(tmp_path, {"bad-one": "query Bad { nope }"})), "--client", "plans")  # fmt: skip
+    assert refused.returncode == 2 and "documents[bad-one]: is not valid" in refused.stderr
+    missing = cli(database, gateway, "documents", "plan", "no-such-document")
+    assert missing.returncode == 1 and "no document is registered as no-such-document" in (
+        missing.stderr
+    )
