@@ -39,12 +39,23 @@ def connection_settings(settings: Settings) -> dict[str, str]:
     }
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """What a connection goes back to the pool with, after asyncpg has rolled back a
+    transaction left open: nothing more. asyncpg's default reset (``RESET ALL``, ``CLOSE ALL``,
+    ``UNLISTEN *``, advisory unlocks) costs a round trip on every request, and undoes nothing
+    the gateway does: the caller's identity is written per transaction (``set_config(…,
+    true)``, gone at its end, and written afresh, every setting, by the statement that opens
+    the next one), no pooled connection listens, holds a cursor or takes a session lock
+    (``tests/db/test_pool_reset.py`` holds the code to that)."""
+
+
 async def create_pool(url: str, settings: Settings) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn=url,
         min_size=settings.database.pool_min_size,
         max_size=settings.database.pool_max_size,
         init=_init_connection,
+        reset=_keep_session,
         server_settings=connection_settings(settings),
     )
     assert pool is not None
