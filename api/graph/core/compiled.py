@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any
 
@@ -51,8 +52,9 @@ from graphql import (
 from strawberry import Schema
 from strawberry.types.field import StrawberryField
 
+from api.domain.errors import InvalidInput
 from api.policy.engine import Entity
-from api.repositories.sql import Ordering
+from api.repositories.sql import Ordering, decode_cursor
 from api.settings import GraphSettings
 
 SQL = "lighthouse.sql"  # a root field's metadata key for its RootConnection
@@ -290,7 +292,8 @@ class Planner:
         node: FieldNode,
         fragments: Mapping[str, FragmentDefinitionNode],
     ) -> str:
-        unknown = {a.name.value for a in node.arguments or ()} - {"first", "orderBy"}
+        known = {"first", "orderBy", "after"}
+        unknown = {a.name.value for a in node.arguments or ()} - known
         if unknown:
             raise NotCompiled(
                 f"{node.name.value}({', '.join(sorted(unknown))}) is not compiled yet"
@@ -304,7 +307,6 @@ class Planner:
                 raise NotCompiled("first out of range: the resolver path answers with the error")
             return size
 
-        first = checked(arguments.get("first", default), page_size)
         order_name = literal(arguments.get("orderBy", spec.default_order), "orderBy")
         ordering = spec.orderings.get(str(order_name))
         if ordering is None:
@@ -313,12 +315,17 @@ class Planner:
         edges_type = _object_type(_field(connection, "edges"))
         node_type = _object_type(_field(edges_type, "node"))
         table = _table(node_type)
-        page = statement.alias("page")
+        page, more = statement.alias("page"), statement.alias("more")
         order = ordering.order_by(False)
-        limit = statement.bind(first, "int")
+        given = arguments.get("first", default)
+        size = statement.bind(checked(given, page_size), "int")
+        look_ahead = statement.bind(checked(given, lambda v: page_size(v) + 1), "int")
+        where = self._after(statement, ordering, arguments) if "after" in arguments else "TRUE"
         statement.ctes.append(
-            f"{page} AS (SELECT * FROM {table.name} ORDER BY {order} LIMIT {limit})"
+            f"{more} AS (SELECT * FROM {table.name} WHERE {where} ORDER BY {order} "
+            f"LIMIT {look_ahead})"
         )
+        statement.ctes.append(f"{page} AS (SELECT * FROM {more} ORDER BY {order} LIMIT {size})")
         statement.asked.append(spec.listed)
         seen = f"{page}_ids"
         statement.columns.append(f"ARRAY(SELECT id FROM {page}) AS {seen}")
@@ -326,16 +333,25 @@ class Planner:
         row = statement.alias("r")
         pairs: list[str] = []
         for child in _fields(node.selection_set, connection.name, fragments):
-            key = _key(child)
-            if child.name.value == "__typename":
+            key, name = _key(child), child.name.value
+            if name != "edges":
+                _no_arguments(child)
+            if name == "__typename":
                 pairs += [_text(key), _text(connection.name)]
-            elif child.name.value == "edges":
+            elif name == "totalCount":
+                pairs += [_text(key), f"(SELECT count(*) FROM {table.name})"]
+            elif name == "pageInfo":
+                pairs += [_text(key), self._page_info(statement, child, ordering, page, more,
+                                                       size, arguments, fragments)]  # fmt: skip
+            elif name == "edges":
                 edge_pairs: list[str] = []
                 for edge in _fields(child.selection_set, edges_type.name, fragments):
+                    _no_arguments(edge)
                     if edge.name.value == "__typename":
                         edge_pairs += [_text(_key(edge)), _text(edges_type.name)]
+                    elif edge.name.value == "cursor":
+                        edge_pairs += [_text(_key(edge)), cursor_sql(ordering, row)]
                     elif edge.name.value == "node":
-                        _no_arguments(edge)
                         value = self._object(statement, node_type, row, edge, fragments, page)
                         edge_pairs += [_text(_key(edge)), value]
                     else:
@@ -348,7 +364,70 @@ class Planner:
                 )
                 pairs += [_text(key), edges]
             else:
-                raise NotCompiled(f"{connection.name}.{child.name.value} is not compiled yet")
+                raise NotCompiled(f"{connection.name}.{name} is not compiled yet")
+        return f"json_build_object({', '.join(pairs)})"
+
+    @staticmethod
+    def _after(statement: _Statement, ordering: Ordering, arguments: Mapping[str, Any]) -> str:
+        """Rows after the ``after`` cursor (all rows when it is null): its values bound one by
+        one, decoded as the resolver path decodes them (a cursor it refuses goes to it)."""
+
+        def part(index: int) -> Callable[[Any], object]:
+            def convert(text: object) -> object:
+                if text is None:
+                    return None
+                if not isinstance(text, str):
+                    raise NotCompiled("a cursor that is not text")
+                try:
+                    return decode_cursor(ordering, text, "after")[index]
+                except InvalidInput:
+                    raise NotCompiled("a cursor the resolver path refuses") from None
+
+            return convert
+
+        given = arguments["after"]
+        descending = ordering.descending
+        holes = []
+        for index, kind in enumerate(ordering.types):
+            sql_type, least, most = _KEY_TYPES[kind]
+            hole = statement.bind(checked(given, part(index)), sql_type)
+            holes.append(f"coalesce({hole}, {most if descending else least})")
+        operator = "<" if descending else ">"
+        return f"({', '.join(ordering.columns)}) {operator} ({', '.join(holes)})"
+
+    def _page_info(
+        self,
+        statement: _Statement,
+        node: FieldNode,
+        ordering: Ordering,
+        page: str,
+        more: str,
+        size: str,
+        arguments: Mapping[str, Any],
+        fragments: Mapping[str, FragmentDefinitionNode],
+    ) -> str:
+        order, reverse = ordering.order_by(False), ordering.order_by(True)
+        pairs: list[str] = []
+        for child in _fields(node.selection_set, "PageInfo", fragments):
+            _no_arguments(child)
+            key, name = _key(child), child.name.value
+            if name == "__typename":
+                value = _text("PageInfo")
+            elif name == "hasNextPage":
+                value = f"((SELECT count(*) FROM {more}) > {size})"
+            elif name == "hasPreviousPage":
+                after = arguments.get("after")
+                value = statement.bind(checked(after, lambda v: v is not None), "boolean")
+            elif name in ("startCursor", "endCursor"):
+                alias = statement.alias("k")
+                by = order if name == "startCursor" else reverse
+                value = (
+                    f"(SELECT {cursor_sql(ordering, alias)} FROM {page} AS {alias} "
+                    f"ORDER BY {by} LIMIT 1)"
+                )
+            else:
+                raise NotCompiled(f"PageInfo.{name} is not compiled")
+            pairs += [_text(key), value]
         return f"json_build_object({', '.join(pairs)})"
 
     def _object(
@@ -564,6 +643,28 @@ def timestamp_sql(expression: str) -> str:
         f"date_part('microseconds', {utc})::bigint % 1000000 = 0 THEN '' "
         f"ELSE to_char({utc}, '.US') END || '+00:00')"
     )
+
+
+# How a cursor's key values are bound, and the bounds that stand for "no cursor".
+_KEY_TYPES: dict[type, tuple[str, str, str]] = {
+    datetime: ("timestamptz", "'-infinity'::timestamptz", "'infinity'::timestamptz"),
+    int: ("bigint", "(-9223372036854775807 - 1)", "9223372036854775807"),
+}
+
+
+def cursor_sql(ordering: Ordering, row: str) -> str:
+    """A row's cursor as ``encode_cursor`` writes it: URL-safe base64, unpadded, of the compact
+    JSON ``[ordering, key values…]`` (a timestamp as ``{"t": isoformat}``)."""
+    parts = [_text(f'["{ordering.name}"')]
+    for column, kind in zip(ordering.columns, ordering.types, strict=True):
+        if kind is datetime:
+            parts.append(f"""',{{"t":"' || {timestamp_sql(f"{row}.{column}")} || '"}}'""")
+        elif kind is int:
+            parts.append(f"',' || {row}.{column}::text")
+        else:
+            raise NotCompiled(f"a cursor over a {kind.__name__} is not compiled")
+    text = " || ".join([*parts, "']'"])
+    return f"rtrim(translate(encode(convert_to({text}, 'UTF8'), 'base64'), E'+/\\n', '-_'), '=')"
 
 
 def case_of(expression: str, mapping: Mapping[str, str]) -> str:

@@ -26,6 +26,8 @@ from api.auth.dev_principals import DEV_PRINCIPALS
 from api.graph.core.compiled import NotCompiled, Plan, Planner
 from api.graph.core.schema import build_schema
 from api.graph.domains import DOMAINS
+from api.repositories.incidents import INCIDENT_ORDERINGS
+from api.repositories.sql import encode_cursor
 from api.settings import Settings
 from tests.auth.test_oauth_server import cli
 from tests.graph.core.test_trusted_documents import manifest
@@ -65,8 +67,9 @@ def planner() -> Planner:
 class Documents:
     """Random documents over the incident board, each valid against the schema."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, cursors: dict[str, list[str]]) -> None:
         self.rng = rng
+        self.cursors = cursors  # valid cursors of the data, by ordering
         self.declared: dict[str, str] = {}  # the document's variables and their types
 
     def variable(self, name: str, type_: str) -> str:
@@ -125,17 +128,32 @@ class Documents:
         arguments = [f"first: {rng.choice([1, 2, 5, 10, 20, 50, 100, 0, 101])}"]
         if rng.random() < 0.25:
             arguments = [f"first: {self.variable('first', 'Int')}"]
+        order = "NEWEST_FIRST"
         if rng.random() < 0.5:
-            arguments.append(
-                f"orderBy: {rng.choice(['NEWEST_FIRST', 'OLDEST_FIRST', 'DUE_SOONEST'])}"
-            )
+            order = rng.choice(["NEWEST_FIRST", "OLDEST_FIRST", "DUE_SOONEST"])
+            arguments.append(f"orderBy: {order}")
         if rng.random() < 0.1:
             arguments = arguments[1:]  # the default page
             self.declared.pop("first", None)
-        extra = " pageInfo { hasNextPage }" if rng.random() < 0.05 else ""
-        edges = (
-            f"edges {{ {'__typename ' if rng.random() < 0.1 else ''}node {{ {self.incident()} }} }}"
-        )
+        if rng.random() < 0.2:
+            arguments.append(f"after: {self.variable('after', 'String')}")
+        elif rng.random() < 0.2:
+            # Most often a cursor of this ordering; now and then another's (refused).
+            ordering = order if rng.random() < 0.8 else "OLDEST_FIRST"
+            arguments.append(f'after: "{rng.choice(self.cursors[ordering])}"')
+        extra = ""
+        if rng.random() < 0.4:
+            info = self.pick(["hasNextPage", "hasPreviousPage", "startCursor", "endCursor",
+                              "__typename"])  # fmt: skip
+            extra += f" {self.alias('pageInfo')} {{ {' '.join(info)} }}"
+        if rng.random() < 0.2:
+            extra += f" {self.alias('totalCount')}"
+        if rng.random() < 0.03:
+            extra += " pageInfo { hasNextPage } pageInfo { hasNextPage }"  # merged: resolvers
+        edge = ["__typename"] if rng.random() < 0.1 else []
+        if rng.random() < 0.3:
+            edge.append(self.alias("cursor"))
+        edges = f"edges {{ {' '.join(edge)} node {{ {self.incident()} }} }}"
         root = self.alias("incidents")
         called = f"({', '.join(arguments)})" if arguments else ""
         declared = ", ".join(f"${k}: {v}" for k, v in self.declared.items())
@@ -150,11 +168,32 @@ class Documents:
             "$first": [1, 5, 50, 100, 0, 101, "many", None],
             "$limit": [1, 3, 100, 0, 101],
             "$statuses": [[], ["OPEN"], ["OPEN", "COMPLETED"], ["CANCELLED"], ["BOGUS"]],
+            "$after": [
+                None,
+                "not-a-cursor",
+                7,
+                *self.rng.sample([c for cs in self.cursors.values() for c in cs], 4),
+            ],
         }
         for variable, options in choices.items():
             if f"{variable}:" in text and rng.random() < 0.9:
                 values[variable[1:]] = rng.choice(options)
         return values or None
+
+
+async def cursors_of(database: DatabaseUnderTest) -> dict[str, list[str]]:
+    """Cursors of some of the data's incidents, for each ordering, as the API writes them."""
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        rows = await owner.fetch(
+            "SELECT id, reported_at, due_at FROM lighthouse.incident ORDER BY random() LIMIT 12"
+        )
+    finally:
+        await owner.close()
+    return {
+        name: [encode_cursor(o, [row[c] for c in o.columns]) for row in rows]
+        for name, o in INCIDENT_ORDERINGS.items()
+    }
 
 
 async def audit_of(database: DatabaseUnderTest, request_ids: list[str]) -> dict[str, Any]:
@@ -174,7 +213,7 @@ async def audit_of(database: DatabaseUnderTest, request_ids: list[str]) -> dict[
 async def test_the_board_compiles_to_one_statement_that_reads_what_the_resolvers_read() -> None:
     plan = planner().plan(BOARD, "Board")
     assert isinstance(plan, Plan), plan
-    assert plan.sql.count("SELECT") >= 5 and plan.params == (50, 3, ["OPEN"])
+    assert plan.sql.count("SELECT") >= 5 and plan.params == (50, 51, 3, ["OPEN"])
     assert [action for action, _ in plan.asked] == ["ListIncidents"]
     assert [action for action, _, _ in plan.guarded] == ["ListAssets"]
     reasons = {
@@ -185,7 +224,8 @@ async def test_the_board_compiles_to_one_statement_that_reads_what_the_resolvers
         "query Q($s: WorkOrderStatus!) { incidents { edges { node { workOrders(status: [$s]) "
         "{ id } } } } }": "a variable inside a list",
         'mutation M { registerDocuments(client: "x", documents: {}) { registered } }': "only queries",
-        "query Q { incidents(first: 5) { pageInfo { hasNextPage } } }": "pageInfo",
+        "query Q { incidents(last: 5) { pageInfo { hasNextPage } } }": "incidents(last)",
+        'query Q { incidents(after: "bogus") { edges { node { id } } } }': "a cursor the resolver",
         "query Q { incidents(filter: {overdue: true}) { edges { node { id } } } }": "filter",
         "query Q { incidents(first: 500) { edges { node { id } } } }": "first out of range",
         "query Q { incidents { edges { node { id id } } } }": "asked twice",
@@ -199,7 +239,7 @@ async def test_the_board_compiles_to_one_statement_that_reads_what_the_resolvers
         "query P($n: Int) { incidents(first: $n) { edges { node { id } } } }", None
     )
     assert isinstance(paged, Plan)
-    assert paged.parameters({"n": 7}) == [7] and paged.parameters({}) == [20]
+    assert paged.parameters({"n": 7}) == [7, 8] and paged.parameters({}) == [20, 21]
     with pytest.raises(NotCompiled, match="first out of range"):
         paged.parameters({"n": 101})
     for text, reason in reasons.items():
@@ -219,7 +259,7 @@ async def test_compiled_and_resolved_answers_are_the_same_bytes_and_audit(
     seeded = cli(database, gateway, "seed", "--assets", "40", "--incidents", "90",
                  "--random-seed", str(seed % 100_000), "--reset")  # fmt: skip
     assert seeded.returncode == 0, seeded.stderr
-    generator = Documents(rng)
+    generator = Documents(rng, await cursors_of(database))
     texts = {f"diff-{uuid.uuid4().hex[:10]}": "" for _ in range(DOCUMENTS)}
     for index, document_id in enumerate(texts):
         texts[document_id] = BOARD if index == 0 else generator.document(f"D{index}")
@@ -275,8 +315,8 @@ async def test_the_plan_command_prints_the_statement_or_why_not(
     compiled = cli(database, gateway, "documents", "plan", board)
     assert compiled.returncode == 0, compiled.stderr
     first, statement = compiled.stdout.split("\n", 1)
-    assert first == "Board\tcompiled\tone statement, parameters [50, 3, ['OPEN']]"
-    assert statement.startswith("WITH page1 AS (SELECT * FROM incident ORDER BY reported_at DESC")
+    assert first == "Board\tcompiled\tone statement, parameters [50, 51, 3, ['OPEN']]"
+    assert statement.startswith("WITH more2 AS (SELECT * FROM incident WHERE TRUE ORDER BY")
     resolved = cli(database, gateway, "documents", "plan", overdue)
     assert resolved.stdout == "Late\tresolvers\tIncident.overdue is computed in Python\n"
     # A refused document is named by its id (which looks like markup to a terminal library).
