@@ -12,6 +12,7 @@ import asyncpg
 
 from api.db.errors import translate
 from api.db.unit_of_work import UnitOfWork
+from api.domain import lifecycle
 from api.domain.errors import Forbidden, NotFound, VersionConflict
 from api.domain.geo import BoundingBox, Circle
 from api.domain.models import (
@@ -23,6 +24,7 @@ from api.domain.models import (
     WorkOrderRecord,
     columns,
 )
+from api.repositories.json_sql import ChildRows, case_of
 from api.repositories.sql import Conditions, Ordering, Page, PageRequest, finish_page
 
 INCIDENT_COLUMNS = columns(IncidentRecord)
@@ -153,6 +155,36 @@ UPDATE work_order SET status = $3, finished_at = now()
 WHERE id = $1 AND status = ANY($2::text[])
 RETURNING {WORK_ORDER_COLUMNS}
 """
+
+# --- for compiled documents (api.graph.core.compiled): incidents' own columns and lists ------
+
+CASE_NUMBER_SQL = (
+    "'KH-' || CASE WHEN {row}.id < 100000000 THEN lpad({row}.id::text, 8, '0') "
+    "ELSE {row}.id::text END"
+)  # IncidentRecord.case_number
+STATUS_CLASS_SQL = case_of(
+    "{row}.status", {s.value: c.value for s, c in lifecycle.STATUS_CLASS.items()}
+)
+EVENT_ID_SQL = "{row}.id::text"  # an event's id is a string in the graph
+
+
+def events_rows(limit: str, newest_first: bool) -> ChildRows:
+    """An incident's newest (or oldest) ``limit`` events, as ``LATEST_EVENTS`` reads them."""
+    direction = "DESC" if newest_first else "ASC"
+    return ChildRows(
+        "SELECT * FROM incident_event WHERE incident_id = {parent}.id "
+        f"ORDER BY id {direction} LIMIT {limit}",
+        f"id {direction}",
+    )
+
+
+def work_orders_rows(statuses: str) -> ChildRows:
+    """An incident's work orders in ``statuses``, as ``WORK_ORDERS_FOR`` reads them."""
+    return ChildRows(
+        f"SELECT * FROM work_order WHERE incident_id = {{parent}}.id AND status = ANY({statuses})",
+        "id",
+    )
+
 
 TRANSFERS_FOR = f"""
 SELECT {TRANSFER_COLUMNS} FROM incident_transfer

@@ -13,11 +13,12 @@ from api.domain.models import AssetKind, AssetRecord
 from api.graph.assets.loaders import AssetById
 from api.graph.bureaus.loaders import BureauById
 from api.graph.bureaus.types import Bureau
-from api.graph.core.compiled import Column, Composite, Format, ToOne, compiled
+from api.graph.core.compiled import Column, Composite, ToOne, compiled
 from api.graph.core.context import Info
-from api.graph.core.geo import LOCATION_SQL, Location
+from api.graph.core.geo import LOCATION_COLUMNS, Location
 from api.graph.core.ids import decode_id
 from api.graph.core.prefetch import related
+from api.repositories.json_sql import Format
 
 strawberry.enum(AssetKind)
 
@@ -65,12 +66,12 @@ class Asset(relay.Node):
 compiled(
     Asset,
     "asset",
-    id=Column("{row}.id", Format.GLOBAL_ID),
-    code=Column("{row}.code"),
-    kind=Column("{row}.kind"),
-    name=Column("{row}.name"),
-    location=Composite(LOCATION_SQL),
-    installed_on=Column("{row}.installed_on", Format.DATE),
+    id=Column("id", Format.GLOBAL_ID),
+    code=Column("code"),
+    kind=Column("kind"),
+    name=Column("name"),
+    location=Composite(LOCATION_COLUMNS),
+    installed_on=Column("installed_on", Format.DATE),
     bureau=ToOne("bureau_id"),
 )
 

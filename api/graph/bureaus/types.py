@@ -10,10 +10,11 @@ from strawberry import relay
 
 from api.domain.models import BureauKind, BureauRecord, CategoryRecord
 from api.graph.bureaus.loaders import BureauById
-from api.graph.core.compiled import Column, Format, compiled
+from api.graph.core.compiled import Column, compiled
 from api.graph.core.context import Info
 from api.graph.core.ids import decode_id
 from api.graph.core.prefetch import related
+from api.repositories.json_sql import Format
 
 strawberry.enum(BureauKind)
 
@@ -58,12 +59,12 @@ class Bureau(relay.Node):
 compiled(
     Bureau,
     "bureau",
-    id=Column("{row}.id", Format.GLOBAL_ID),
-    code=Column("{row}.code"),
-    name_zh=Column("{row}.name_zh"),
-    name_en=Column("{row}.name_en"),
-    kind=Column("{row}.kind"),
-    joint_service_centre=Column("{row}.joint_service_centre"),
+    id=Column("id", Format.GLOBAL_ID),
+    code=Column("code"),
+    name_zh=Column("name_zh"),
+    name_en=Column("name_en"),
+    kind=Column("kind"),
+    joint_service_centre=Column("joint_service_centre"),
 )
 
 

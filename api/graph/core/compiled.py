@@ -11,19 +11,21 @@ followed).
 
 What the planner compiles is declared next to the Strawberry types: a ``Table`` on each object
 type (its columns, the rows it points at, the lists under it) and a ``RootConnection`` in the
-metadata of a root field. Arguments may be literals or variables (a variable's value is checked
-when a request sends it). Whatever is not declared — mutations, subscriptions, an ordering
-given by a variable, fragments on other types, directives, computed fields, personal data, paging cursors and
-filters — runs on the resolver path, for the whole document, and ``plan`` says why. The two
-paths give the same bytes (the differential test runs random documents through both).
+metadata of a root field. The declarations name columns; the SQL itself (the JSON-building
+statement, and a domain's computed columns and lists) is built in the repositories
+(``api.repositories.json_sql`` and each domain's repository), as all SQL is. Arguments may be
+literals or variables (a variable's value is checked when a request sends it). Whatever is not
+declared (mutations, subscriptions, an ordering given by a variable, fragments on other types,
+directives, computed fields, personal data, filters, paging backward) runs on the resolver
+path, for the whole document, and ``plan`` says why. The two paths give the same bytes (the
+differential test runs random documents through both).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import Any
 
 from graphql import (
@@ -54,12 +56,27 @@ from strawberry.types.field import StrawberryField
 
 from api.domain.errors import InvalidInput
 from api.policy.engine import Entity
+from api.repositories.json_sql import (
+    KEY_TYPES,
+    MAX_KEYS,
+    ChildRows,
+    Format,
+    JsonStatement,
+    Page,
+    after_condition,
+    child_list,
+    column,
+    cursor_sql,
+    formatted,
+    json_object,
+    quote,
+    related_row,
+)
 from api.repositories.sql import Ordering, decode_cursor
 from api.settings import GraphSettings
 
 SQL = "lighthouse.sql"  # a root field's metadata key for its RootConnection
 TABLE = "__lighthouse_table__"  # the attribute a compiled object type keeps its Table in
-MAX_KEYS = 50  # json_build_object takes at most 100 arguments
 
 
 class NotCompiled(Exception):
@@ -70,24 +87,18 @@ class NotCompiled(Exception):
         self.reason = reason
 
 
-class Format(StrEnum):
-    VALUE = "value"  # text, numbers, booleans and enums (whose names are their values) as they are
-    TIMESTAMP = "timestamp"  # as Python's isoformat() writes a UTC datetime
-    DATE = "date"
-    GLOBAL_ID = "global_id"  # the Relay id: base64 of "Type:id"
-
-
 @dataclass(frozen=True, slots=True)
 class Column:
-    """A scalar of the row: ``expression`` names the row as ``{row}``."""
+    """A scalar of the row: a column's name, or an expression a repository gives (naming the
+    row ``{row}``), and how it is written."""
 
-    expression: str
+    source: str
     format: Format = Format.VALUE
 
 
 @dataclass(frozen=True, slots=True)
 class Composite:
-    """An object made of the row's own columns (a location): its fields' expressions."""
+    """An object made of the row's own columns (a location): its fields' columns."""
 
     fields: Mapping[str, str]
 
@@ -100,15 +111,6 @@ class ToOne:
 
     key: str
     guarded: tuple[str, Entity] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ChildRows:
-    """The rows of a list field: ``rows`` is a query of the child table for the parent
-    ``{parent}`` (parameters through ``bind``), ``order`` how they are listed."""
-
-    rows: str
-    order: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,8 +149,9 @@ Bind = Callable[[object, str], str]  # a value (or a Slot) and its SQL type → 
 
 @dataclass(frozen=True, slots=True)
 class ToMany:
-    """A list field: ``children`` turns the field's arguments (literal values) into the query
-    of its rows, or raises NotCompiled for arguments the resolver path refuses."""
+    """A list field: ``children`` turns the field's arguments (literal values, or Variables)
+    into its rows (through a repository's SQL), or raises NotCompiled for arguments the
+    resolver path refuses."""
 
     children: Callable[[Mapping[str, Any], Bind], ChildRows]
 
@@ -171,7 +174,8 @@ def compiled(cls: type, table: str, **fields: FieldSql) -> None:
 
 @dataclass(frozen=True, slots=True)
 class RootConnection:
-    """A root field that lists a table as a Relay connection (``first`` and ``orderBy``)."""
+    """A root field that lists a table as a Relay connection (``first``, ``after``,
+    ``orderBy``)."""
 
     orderings: Mapping[str, Ordering]
     default_order: str
@@ -201,22 +205,13 @@ class Plan:
 
 
 @dataclass(slots=True)
-class _Statement:
-    params: list[object] = field(default_factory=list)
-    ctes: list[str] = field(default_factory=list)
-    columns: list[str] = field(default_factory=list)
+class _Plan:
+    """What planning gathers besides the statement."""
+
+    statement: JsonStatement = field(default_factory=JsonStatement)
     asked: list[tuple[str, Entity]] = field(default_factory=list)
     guarded: list[tuple[str, Entity, str]] = field(default_factory=list)
     seen: list[tuple[str, str]] = field(default_factory=list)
-    aliases: int = 0
-
-    def bind(self, value: object, sql_type: str) -> str:
-        self.params.append(value)
-        return f"${len(self.params)}::{sql_type}"
-
-    def alias(self, prefix: str) -> str:
-        self.aliases += 1
-        return f"{prefix}{self.aliases}"
 
 
 class Planner:
@@ -250,32 +245,27 @@ class Planner:
         if operation.directives:
             raise NotCompiled("directives are not compiled")
         query = self._definition("Query")
-        statement = _Statement()
-        pairs: list[str] = []
+        plan = _Plan()
+        pairs: list[tuple[str, str]] = []
         for node in _fields(operation.selection_set, "Query", fragments):
-            key = _key(node)
             if node.name.value == "__typename":
-                pairs += [_text(key), _text("Query")]
+                pairs.append((_key(node), quote("Query")))
                 continue
             root = _field(query, node.name.value)
             definition = _strawberry(root)
             spec = definition.metadata.get(SQL) if definition.metadata else None
             if not isinstance(spec, RootConnection):
                 raise NotCompiled(f"Query.{node.name.value} has no SQL mapping")
-            pairs += [_text(key), self._connection(statement, spec, root, node, fragments)]
-        if len(pairs) > 2 * MAX_KEYS:
-            raise NotCompiled("too many fields at one level")
-        with_clause = f"WITH {', '.join(statement.ctes)} " if statement.ctes else ""
-        columns = ", ".join([f"json_build_object({', '.join(pairs)}) AS data", *statement.columns])
+            pairs.append((_key(node), self._connection(plan, spec, root, node, fragments)))
         assert operation.name is not None  # registered documents name every operation
         return Plan(
             operation=operation.name.value,
-            sql=f"{with_clause}SELECT {columns}",
-            params=tuple(statement.params),
+            sql=plan.statement.sql(_object(pairs)),
+            params=tuple(plan.statement.params),
             variables=tuple(operation.variable_definitions or ()),
-            asked=tuple(statement.asked),
-            guarded=tuple(statement.guarded),
-            seen=tuple(statement.seen),
+            asked=tuple(plan.asked),
+            guarded=tuple(plan.guarded),
+            seen=tuple(plan.seen),
         )
 
     def _definition(self, name: str) -> GraphQLObjectType:
@@ -286,14 +276,14 @@ class Planner:
 
     def _connection(
         self,
-        statement: _Statement,
+        plan: _Plan,
         spec: RootConnection,
         root: GraphQLField,
         node: FieldNode,
         fragments: Mapping[str, FragmentDefinitionNode],
     ) -> str:
-        known = {"first", "orderBy", "after"}
-        unknown = {a.name.value for a in node.arguments or ()} - known
+        statement = plan.statement
+        unknown = {a.name.value for a in node.arguments or ()} - {"first", "orderBy", "after"}
         if unknown:
             raise NotCompiled(
                 f"{node.name.value}({', '.join(sorted(unknown))}) is not compiled yet"
@@ -315,60 +305,47 @@ class Planner:
         edges_type = _object_type(_field(connection, "edges"))
         node_type = _object_type(_field(edges_type, "node"))
         table = _table(node_type)
-        page, more = statement.alias("page"), statement.alias("more")
-        order = ordering.order_by(False)
         given = arguments.get("first", default)
         size = statement.bind(checked(given, page_size), "int")
         look_ahead = statement.bind(checked(given, lambda v: page_size(v) + 1), "int")
         where = self._after(statement, ordering, arguments) if "after" in arguments else "TRUE"
-        statement.ctes.append(
-            f"{more} AS (SELECT * FROM {table.name} WHERE {where} ORDER BY {order} "
-            f"LIMIT {look_ahead})"
-        )
-        statement.ctes.append(f"{page} AS (SELECT * FROM {more} ORDER BY {order} LIMIT {size})")
-        statement.asked.append(spec.listed)
-        seen = f"{page}_ids"
-        statement.columns.append(f"ARRAY(SELECT id FROM {page}) AS {seen}")
-        statement.seen.append((spec.audited, seen))
+        page = statement.page(table.name, ordering, where, size, look_ahead)
+        plan.asked.append(spec.listed)
+        plan.seen.append((spec.audited, page.ids()))
         row = statement.alias("r")
-        pairs: list[str] = []
+        pairs: list[tuple[str, str]] = []
         for child in _fields(node.selection_set, connection.name, fragments):
             key, name = _key(child), child.name.value
             if name != "edges":
                 _no_arguments(child)
             if name == "__typename":
-                pairs += [_text(key), _text(connection.name)]
+                pairs.append((key, quote(connection.name)))
             elif name == "totalCount":
-                pairs += [_text(key), f"(SELECT count(*) FROM {table.name})"]
+                pairs.append((key, page.total()))
             elif name == "pageInfo":
-                pairs += [_text(key), self._page_info(statement, child, ordering, page, more,
-                                                       size, arguments, fragments)]  # fmt: skip
+                pairs.append((key, self._page_info(statement, child, page, arguments, fragments)))
             elif name == "edges":
-                edge_pairs: list[str] = []
+                edge_pairs: list[tuple[str, str]] = []
                 for edge in _fields(child.selection_set, edges_type.name, fragments):
                     _no_arguments(edge)
                     if edge.name.value == "__typename":
-                        edge_pairs += [_text(_key(edge)), _text(edges_type.name)]
+                        edge_pairs.append((_key(edge), quote(edges_type.name)))
                     elif edge.name.value == "cursor":
-                        edge_pairs += [_text(_key(edge)), cursor_sql(ordering, row)]
+                        edge_pairs.append((_key(edge), cursor_sql(ordering, row)))
                     elif edge.name.value == "node":
-                        value = self._object(statement, node_type, row, edge, fragments, page)
-                        edge_pairs += [_text(_key(edge)), value]
+                        value = self._object(plan, node_type, row, edge, fragments, page)
+                        edge_pairs.append((_key(edge), value))
                     else:
                         raise NotCompiled(
                             f"{edges_type.name}.{edge.name.value} is not compiled yet"
                         )
-                edges = (
-                    f"coalesce((SELECT json_agg(json_build_object({', '.join(edge_pairs)}) "
-                    f"ORDER BY {order}) FROM {page} AS {row}), '[]'::json)"
-                )
-                pairs += [_text(key), edges]
+                pairs.append((key, page.edges(edge_pairs, row)))
             else:
                 raise NotCompiled(f"{connection.name}.{name} is not compiled yet")
-        return f"json_build_object({', '.join(pairs)})"
+        return _object(pairs)
 
     @staticmethod
-    def _after(statement: _Statement, ordering: Ordering, arguments: Mapping[str, Any]) -> str:
+    def _after(statement: JsonStatement, ordering: Ordering, arguments: Mapping[str, Any]) -> str:
         """Rows after the ``after`` cursor (all rows when it is null): its values bound one by
         one, decoded as the resolver path decodes them (a cursor it refuses goes to it)."""
 
@@ -386,69 +363,57 @@ class Planner:
             return convert
 
         given = arguments["after"]
-        descending = ordering.descending
-        holes = []
-        for index, kind in enumerate(ordering.types):
-            sql_type, least, most = _KEY_TYPES[kind]
-            hole = statement.bind(checked(given, part(index)), sql_type)
-            holes.append(f"coalesce({hole}, {most if descending else least})")
-        operator = "<" if descending else ">"
-        return f"({', '.join(ordering.columns)}) {operator} ({', '.join(holes)})"
+        holes = [
+            statement.bind(checked(given, part(index)), KEY_TYPES[kind][0])
+            for index, kind in enumerate(ordering.types)
+        ]
+        return after_condition(ordering, holes)
 
+    @staticmethod
     def _page_info(
-        self,
-        statement: _Statement,
+        statement: JsonStatement,
         node: FieldNode,
-        ordering: Ordering,
-        page: str,
-        more: str,
-        size: str,
+        page: Page,
         arguments: Mapping[str, Any],
         fragments: Mapping[str, FragmentDefinitionNode],
     ) -> str:
-        order, reverse = ordering.order_by(False), ordering.order_by(True)
-        pairs: list[str] = []
+        pairs: list[tuple[str, str]] = []
         for child in _fields(node.selection_set, "PageInfo", fragments):
             _no_arguments(child)
-            key, name = _key(child), child.name.value
+            name = child.name.value
             if name == "__typename":
-                value = _text("PageInfo")
+                value = quote("PageInfo")
             elif name == "hasNextPage":
-                value = f"((SELECT count(*) FROM {more}) > {size})"
+                value = page.has_next()
             elif name == "hasPreviousPage":
                 after = arguments.get("after")
                 value = statement.bind(checked(after, lambda v: v is not None), "boolean")
             elif name in ("startCursor", "endCursor"):
-                alias = statement.alias("k")
-                by = order if name == "startCursor" else reverse
-                value = (
-                    f"(SELECT {cursor_sql(ordering, alias)} FROM {page} AS {alias} "
-                    f"ORDER BY {by} LIMIT 1)"
-                )
+                value = page.end_cursor(first=name == "startCursor")
             else:
                 raise NotCompiled(f"PageInfo.{name} is not compiled")
-            pairs += [_text(key), value]
-        return f"json_build_object({', '.join(pairs)})"
+            pairs.append((_key(child), value))
+        return _object(pairs)
 
     def _object(
         self,
-        statement: _Statement,
+        plan: _Plan,
         definition: GraphQLObjectType,
         row: str,
         node: FieldNode,
         fragments: Mapping[str, FragmentDefinitionNode],
-        page: str | None,
+        page: Page | None,
     ) -> str:
         """The JSON object of ``row`` (a row of ``definition``'s table) for ``node``'s fields.
-        ``page``: the page's CTE when ``row`` is one of its rows (guarded relations are only
-        compiled there)."""
+        ``page``: the page when ``row`` is one of its rows (guarded relations are only compiled
+        there)."""
+        statement = plan.statement
         table = _table(definition)
-        pairs: list[str] = []
+        pairs: list[tuple[str, str]] = []
         for child in _fields(node.selection_set, definition.name, fragments):
-            key = _key(child)
-            name = child.name.value
+            key, name = _key(child), child.name.value
             if name == "__typename":
-                pairs += [_text(key), _text(definition.name)]
+                pairs.append((key, quote(definition.name)))
                 continue
             graphql_field = _field(definition, name)
             spec = table.fields.get(_python_name(graphql_field))
@@ -458,50 +423,41 @@ class Planner:
             if not isinstance(spec, ToMany):
                 _no_arguments(child)
             if isinstance(spec, Column):
-                pairs += [_text(key), _column(spec, row, graphql_field, where)]
+                _check_enum(graphql_field, where)
+                value = formatted(column(spec.source, row), spec.format, definition.name)
+                pairs.append((key, value))
             elif isinstance(spec, Composite):
-                inner: list[str] = []
+                inner: list[tuple[str, str]] = []
                 for part in _fields(child.selection_set, "", fragments):
                     if part.name.value not in spec.fields:
                         raise NotCompiled(f"{where}.{part.name.value} is computed in Python")
                     _no_arguments(part)
-                    inner += [_text(_key(part)), spec.fields[part.name.value].format(row=row)]
-                pairs += [_text(key), f"json_build_object({', '.join(inner)})"]
+                    inner.append((_key(part), column(spec.fields[part.name.value], row)))
+                pairs.append((key, _object(inner)))
             elif isinstance(spec, ToOne):
                 target = _object_type(graphql_field)
-                target_table = _table(target)
                 alias = statement.alias("t")
-                value = self._object(statement, target, alias, child, fragments, None)
-                pairs += [
-                    _text(key),
-                    f"(SELECT {value} FROM {target_table.name} AS {alias} "
-                    f"WHERE {alias}.id = {row}.{spec.key})",
-                ]
+                value = self._object(plan, target, alias, child, fragments, None)
+                pairs.append((key, related_row(value, _table(target).name, alias,
+                                               column(spec.key, row))))  # fmt: skip
                 if spec.guarded is not None:
                     if page is None:
                         raise NotCompiled(f"{where} is guarded and only compiled on a page's rows")
                     action, resource = spec.guarded
-                    flag = statement.alias("guard")
-                    statement.columns.append(
-                        f"EXISTS (SELECT 1 FROM {page} WHERE {spec.key} IS NOT NULL) AS {flag}"
-                    )
-                    statement.guarded.append((action, resource, flag))
+                    plan.guarded.append((action, resource, page.any_set(spec.key)))
             else:
                 target = _object_type(graphql_field)
                 children = spec.children(_arguments(child), statement.bind)
                 alias = statement.alias("c")
-                value = self._object(statement, target, alias, child, fragments, None)
-                rows = children.rows.format(parent=row)
-                pairs += [
-                    _text(key),
-                    f"coalesce((SELECT json_agg({value} ORDER BY {children.order}) "
-                    f"FROM ({rows}) AS {alias}), '[]'::json)",
-                ]
-        if not pairs:
-            raise NotCompiled(f"nothing selected of {definition.name}")
-        if len(pairs) > 2 * MAX_KEYS:
-            raise NotCompiled("too many fields at one level")
-        return f"json_build_object({', '.join(pairs)})"
+                value = self._object(plan, target, alias, child, fragments, None)
+                pairs.append((key, child_list(value, children, row, alias)))
+        return _object(pairs)
+
+
+def _object(pairs: list[tuple[str, str]]) -> str:
+    if not 1 <= len(pairs) <= MAX_KEYS:
+        raise NotCompiled(f"1 to {MAX_KEYS} fields at one level are compiled")
+    return json_object(pairs)
 
 
 # --- the document ----------------------------------------------------------------------------
@@ -612,18 +568,8 @@ def _table(definition: GraphQLObjectType) -> Table:
     return table
 
 
-def _column(spec: Column, row: str, graphql_field: GraphQLField, where: str) -> str:
-    expression = spec.expression.format(row=row)
-    if spec.format is Format.TIMESTAMP:
-        return timestamp_sql(expression)
-    if spec.format is Format.DATE:
-        return f"to_char({expression}, 'YYYY-MM-DD')"
-    if spec.format is Format.GLOBAL_ID:
-        type_name = where.split(".")[0]
-        return (
-            f"translate(encode(convert_to({_text(type_name + ':')} || {expression}, 'UTF8'), "
-            "'base64'), E'\\n', '')"
-        )
+def _check_enum(graphql_field: GraphQLField, where: str) -> None:
+    """An enum's names are what the resolver path writes; the row holds its values."""
     named = get_named_type(graphql_field.type)
     if isinstance(named, GraphQLEnumType):
         enum = getattr((named.extensions or {}).get("strawberry-definition"), "wrapped_cls", None)
@@ -631,51 +577,6 @@ def _column(spec: Column, row: str, graphql_field: GraphQLField, where: str) -> 
             member.name != member.value for member in enum
         ):
             raise NotCompiled(f"{where}: an enum whose names are not its values")
-    return expression
-
-
-def timestamp_sql(expression: str) -> str:
-    """A timestamptz as Python's ``datetime.isoformat()`` writes it in UTC: microseconds only
-    when there are some, and ``+00:00``."""
-    utc = f"({expression} AT TIME ZONE 'UTC')"
-    return (
-        f"(to_char({utc}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
-        f"date_part('microseconds', {utc})::bigint % 1000000 = 0 THEN '' "
-        f"ELSE to_char({utc}, '.US') END || '+00:00')"
-    )
-
-
-# How a cursor's key values are bound, and the bounds that stand for "no cursor".
-_KEY_TYPES: dict[type, tuple[str, str, str]] = {
-    datetime: ("timestamptz", "'-infinity'::timestamptz", "'infinity'::timestamptz"),
-    int: ("bigint", "(-9223372036854775807 - 1)", "9223372036854775807"),
-}
-
-
-def cursor_sql(ordering: Ordering, row: str) -> str:
-    """A row's cursor as ``encode_cursor`` writes it: URL-safe base64, unpadded, of the compact
-    JSON ``[ordering, key values…]`` (a timestamp as ``{"t": isoformat}``)."""
-    parts = [_text(f'["{ordering.name}"')]
-    for column, kind in zip(ordering.columns, ordering.types, strict=True):
-        if kind is datetime:
-            parts.append(f"""',{{"t":"' || {timestamp_sql(f"{row}.{column}")} || '"}}'""")
-        elif kind is int:
-            parts.append(f"',' || {row}.{column}::text")
-        else:
-            raise NotCompiled(f"a cursor over a {kind.__name__} is not compiled")
-    text = " || ".join([*parts, "']'"])
-    return f"rtrim(translate(encode(convert_to({text}, 'UTF8'), 'base64'), E'+/\\n', '-_'), '=')"
-
-
-def case_of(expression: str, mapping: Mapping[str, str]) -> str:
-    """A SQL CASE giving ``mapping[value]`` for ``expression``'s value (a Python table of the
-    domain, such as an incident status's class, in SQL)."""
-    whens = " ".join(f"WHEN {_text(k)} THEN {_text(v)}" for k, v in mapping.items())
-    return f"CASE {expression} {whens} END"
-
-
-def _text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def statuses_argument(values: Sequence[object] | None, allowed: Sequence[str]) -> list[str]:

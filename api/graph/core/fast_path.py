@@ -31,6 +31,7 @@ from api.graph.core.extensions import operation_label
 from api.graph.core.trusted import sha256
 from api.http.transaction import request_transaction
 from api.policy.resources import principal_entity
+from api.repositories.json_sql import CompiledReads
 from api.resources import resources_of
 from api.settings import GraphSettings
 
@@ -98,10 +99,9 @@ class CompiledDocuments:
         access = transaction.access(lambda: description)
         try:
             with transaction.timings.measure("compiled"):
-                row = await access.uow.fetchrow(plan.sql, *parameters)
+                row = await CompiledReads(access.uow).answer(plan.sql, parameters)
         except asyncpg.PostgresError as error:
             return self._failed(request, transaction.request_id, error, plan)
-        assert row is not None
         for action, resource in plan.asked:
             access.authorize(action, resource)
         for action, resource, flag in plan.guarded:

@@ -28,9 +28,9 @@ class Location:
         return Twd97Coordinates(x=point.x, y=point.y)
 
 
-# A location's fields from the row's own columns, for compiled documents (``twd97`` is computed
+# A location's fields, from the row's own columns, for compiled documents (``twd97`` is computed
 # in Python and stays on the resolver path).
-LOCATION_SQL = {"latitude": "{row}.latitude", "longitude": "{row}.longitude"}
+LOCATION_COLUMNS = {"latitude": "latitude", "longitude": "longitude"}
 
 
 @strawberry.input

@@ -20,21 +20,18 @@ from api.graph.bureaus.loaders import BureauById, CategoryByCode
 from api.graph.bureaus.types import Bureau, IncidentCategory
 from api.graph.core.compiled import (
     Bind,
-    ChildRows,
     Column,
     Composite,
-    Format,
     NotCompiled,
     ToMany,
     ToOne,
-    case_of,
     checked,
     compiled,
     literal,
     statuses_argument,
 )
 from api.graph.core.context import Info
-from api.graph.core.geo import LOCATION_SQL, Location
+from api.graph.core.geo import LOCATION_COLUMNS, Location
 from api.graph.core.ids import decode_id
 from api.graph.core.prefetch import (
     Children,
@@ -58,6 +55,14 @@ from api.graph.incidents.loaders import (
     WorkOrdersOf,
 )
 from api.policy import resources
+from api.repositories.incidents import (
+    CASE_NUMBER_SQL,
+    EVENT_ID_SQL,
+    STATUS_CLASS_SQL,
+    events_rows,
+    work_orders_rows,
+)
+from api.repositories.json_sql import ChildRows, Format
 from api.repositories.vision import AnalysisRecord, DetectionRecord, FrameRecord
 from api.vision.store import parse_digest
 
@@ -376,12 +381,7 @@ def _compiled_events(arguments: Mapping[str, Any], bind: Bind) -> ChildRows:
 
     limit = checked(arguments.get("limit", EVENTS_LIMIT), in_range)
     order = literal(arguments.get("order", "NEWEST_FIRST"), "Incident.events(order)")
-    direction = "DESC" if order == "NEWEST_FIRST" else "ASC"
-    return ChildRows(
-        f"SELECT * FROM incident_event WHERE incident_id = {{parent}}.id "
-        f"ORDER BY id {direction} LIMIT {bind(limit, 'int')}",
-        f"id {direction}",
-    )
+    return events_rows(bind(limit, "int"), newest_first=order == "NEWEST_FIRST")
 
 
 def _compiled_work_orders(arguments: Mapping[str, Any], bind: Bind) -> ChildRows:
@@ -389,60 +389,51 @@ def _compiled_work_orders(arguments: Mapping[str, Any], bind: Bind) -> ChildRows
         raise NotCompiled("Incident.workOrders has arguments the planner does not know")
     everything = [s.value for s in WorkOrderStatus]
     statuses = checked(arguments.get("status"), lambda v: statuses_argument(v, everything))
-    return ChildRows(
-        f"SELECT * FROM work_order WHERE incident_id = {{parent}}.id "
-        f"AND status = ANY({bind(statuses, 'text[]')})",
-        "id",
-    )
+    return work_orders_rows(bind(statuses, "text[]"))
 
 
 compiled(
     IncidentEvent,
     "incident_event",
-    id=Column("{row}.id::text"),
-    kind=Column("{row}.kind"),
-    from_status=Column("{row}.from_status"),
-    to_status=Column("{row}.to_status"),
-    actor=Column("{row}.actor"),
-    note=Column("{row}.note"),
-    data=Column("{row}.data"),
-    occurred_at=Column("{row}.occurred_at", Format.TIMESTAMP),
+    id=Column(EVENT_ID_SQL),
+    kind=Column("kind"),
+    from_status=Column("from_status"),
+    to_status=Column("to_status"),
+    actor=Column("actor"),
+    note=Column("note"),
+    data=Column("data"),
+    occurred_at=Column("occurred_at", Format.TIMESTAMP),
 )
 compiled(
     WorkOrder,
     "work_order",
-    id=Column("{row}.id", Format.GLOBAL_ID),
-    status=Column("{row}.status"),
-    crew=Column("{row}.crew"),
-    instructions=Column("{row}.instructions"),
-    due_at=Column("{row}.due_at", Format.TIMESTAMP),
-    created_at=Column("{row}.created_at", Format.TIMESTAMP),
-    created_by=Column("{row}.created_by"),
-    finished_at=Column("{row}.finished_at", Format.TIMESTAMP),
+    id=Column("id", Format.GLOBAL_ID),
+    status=Column("status"),
+    crew=Column("crew"),
+    instructions=Column("instructions"),
+    due_at=Column("due_at", Format.TIMESTAMP),
+    created_at=Column("created_at", Format.TIMESTAMP),
+    created_by=Column("created_by"),
+    finished_at=Column("finished_at", Format.TIMESTAMP),
     bureau=ToOne("bureau_id"),
 )
 compiled(
     Incident,
     "incident",
-    id=Column("{row}.id", Format.GLOBAL_ID),
-    case_number=Column(
-        "'KH-' || CASE WHEN {row}.id < 100000000 THEN lpad({row}.id::text, 8, '0') "
-        "ELSE {row}.id::text END"
-    ),
-    title=Column("{row}.title"),
-    description=Column("{row}.description"),
-    status=Column("{row}.status"),
-    status_class=Column(
-        case_of("{row}.status", {s.value: c.value for s, c in lifecycle.STATUS_CLASS.items()})
-    ),
-    closing_reason=Column("{row}.closing_reason"),
-    source=Column("{row}.source"),
-    location=Composite(LOCATION_SQL),
-    reported_at=Column("{row}.reported_at", Format.TIMESTAMP),
-    due_at=Column("{row}.due_at", Format.TIMESTAMP),
-    closed_at=Column("{row}.closed_at", Format.TIMESTAMP),
-    updated_at=Column("{row}.updated_at", Format.TIMESTAMP),
-    version=Column("{row}.version"),
+    id=Column("id", Format.GLOBAL_ID),
+    case_number=Column(CASE_NUMBER_SQL),
+    title=Column("title"),
+    description=Column("description"),
+    status=Column("status"),
+    status_class=Column(STATUS_CLASS_SQL),
+    closing_reason=Column("closing_reason"),
+    source=Column("source"),
+    location=Composite(LOCATION_COLUMNS),
+    reported_at=Column("reported_at", Format.TIMESTAMP),
+    due_at=Column("due_at", Format.TIMESTAMP),
+    closed_at=Column("closed_at", Format.TIMESTAMP),
+    updated_at=Column("updated_at", Format.TIMESTAMP),
+    version=Column("version"),
     responsible_bureau=ToOne("responsible_bureau_id"),
     reporting_bureau=ToOne("reporting_bureau_id"),
     asset=ToOne("asset_id", guarded=("ListAssets", resources.ASSETS)),
