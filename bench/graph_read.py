@@ -318,16 +318,14 @@ def main() -> None:
     issuer = f"http://127.0.0.1:{gateway_port}"
     # A city-wide viewer reads every bureau's incidents, so the board holds the same rows as
     # PostGraphile's (which connects as the owner, without row-level security).
+    cli_env = os.environ | {
+        "LIGHTHOUSE_DATABASE_URL": app_url,
+        "LIGHTHOUSE_DATABASE_OWNER_URL": owner_url,
+        "LIGHTHOUSE_OAUTH_ISSUER": issuer,
+        "LIGHTHOUSE_ENVIRONMENT": "test",
+    }
     token = run(
-        [sys.executable, "-m", "api.cli", "token", "--as", "city-viewer"],
-        cwd=ROOT,
-        env=os.environ
-        | {
-            "LIGHTHOUSE_DATABASE_URL": app_url,
-            "LIGHTHOUSE_DATABASE_OWNER_URL": owner_url,
-            "LIGHTHOUSE_OAUTH_ISSUER": issuer,
-            "LIGHTHOUSE_ENVIRONMENT": "test",
-        },
+        [sys.executable, "-m", "api.cli", "token", "--as", "city-viewer"], cwd=ROOT, env=cli_env
     ).stdout.strip()
     # The board as a trusted document: the gateway answers it by its one compiled statement.
     manifest = WORK / "board-manifest.json"
@@ -336,13 +334,7 @@ def main() -> None:
         [sys.executable, "-m", "api.cli", "documents", "register", str(manifest),
          "--client", "bench"],
         cwd=ROOT,
-        env=os.environ
-        | {
-            "LIGHTHOUSE_DATABASE_URL": app_url,
-            "LIGHTHOUSE_DATABASE_OWNER_URL": owner_url,
-            "LIGHTHOUSE_OAUTH_ISSUER": issuer,
-            "LIGHTHOUSE_ENVIRONMENT": "test",
-        },
+        env=cli_env,
     )  # fmt: skip
     gateway_log = (WORK / "lighthouse.log").open("w")
     gateway = subprocess.Popen(
