@@ -153,15 +153,35 @@ class JsonStatement:
         self.aliases += 1
         return f"{prefix}{self.aliases}"
 
-    def page(self, table: str, ordering: Ordering, where: str, size: str, look_ahead: str) -> Page:
-        """A page of ``table`` in ``ordering``: the rows, and one more to tell if there are."""
+    def page(
+        self,
+        table: str,
+        ordering: Ordering,
+        where: str,
+        size: str,
+        look_ahead: str,
+        filtered: str = "TRUE",
+    ) -> Page:
+        """A page of ``table`` in ``ordering`` (``where``: the filter and the cursor;
+        ``filtered``: the filter alone, which the total counts): the rows, and one more to tell
+        if there are."""
         page, more = self.alias("page"), self.alias("more")
         order = ordering.order_by(False)
         self.ctes.append(
             f"{more} AS (SELECT * FROM {table} WHERE {where} ORDER BY {order} LIMIT {look_ahead})"
         )
         self.ctes.append(f"{page} AS (SELECT * FROM {more} ORDER BY {order} LIMIT {size})")
-        return Page(self, table, ordering, page, more, size)
+        return Page(self, table, ordering, page, more, size, filtered)
+
+    def rows(self, table: str, where: str) -> Page:
+        """The rows of ``table`` that ``where`` names (one, by its id): a page of no ordering."""
+        name = self.alias("rows")
+        self.ctes.append(f"{name} AS (SELECT * FROM {table} WHERE {where})")
+        return Page(self, table, None, name, name, "0", where)
+
+    def first_of(self, value: str, page: Page, row: str) -> str:
+        """``value`` (built on ``row``) of the page's one row; null when it has none."""
+        return f"(SELECT {value} FROM {page.name} AS {row})"
 
     def sql(self, data: str) -> str:
         with_clause = f"WITH {', '.join(self.ctes)} " if self.ctes else ""
@@ -174,10 +194,11 @@ class Page:
 
     statement: JsonStatement
     table: str
-    ordering: Ordering
+    ordering: Ordering | None  # None: rows by id, not a connection's page
     name: str
     more: str
     size: str
+    filtered: str  # the WHERE clause of the filter alone
 
     def ids(self) -> str:
         """A result column with the page's ids (for the audit record); its name."""
@@ -194,6 +215,7 @@ class Page:
         return flag
 
     def edges(self, pairs: Sequence[tuple[str, str]], row: str) -> str:
+        assert self.ordering is not None
         return (
             f"coalesce((SELECT json_agg({json_object(pairs)} "
             f"ORDER BY {self.ordering.order_by(False)}) FROM {self.name} AS {row}), '[]'::json)"
@@ -203,6 +225,7 @@ class Page:
         return f"((SELECT count(*) FROM {self.more}) > {self.size})"
 
     def end_cursor(self, first: bool) -> str:
+        assert self.ordering is not None
         alias = self.statement.alias("k")
         by = self.ordering.order_by(not first)
         return (
@@ -211,7 +234,7 @@ class Page:
         )
 
     def total(self) -> str:
-        return f"(SELECT count(*) FROM {self.table})"
+        return f"(SELECT count(*) FROM {self.table} WHERE {self.filtered})"
 
 
 class CompiledReads:

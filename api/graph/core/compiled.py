@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from graphql import (
     BooleanValueNode,
@@ -41,6 +41,7 @@ from graphql import (
     IntValueNode,
     ListValueNode,
     NullValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
@@ -50,8 +51,11 @@ from graphql import (
     VariableNode,
     get_named_type,
     parse,
+    value_from_ast,
 )
+from graphql.pyutils import Undefined
 from strawberry import Schema
+from strawberry.types.arguments import convert_argument
 from strawberry.types.field import StrawberryField
 
 from api.domain.errors import InvalidInput
@@ -72,7 +76,7 @@ from api.repositories.json_sql import (
     quote,
     related_row,
 )
-from api.repositories.sql import Ordering, decode_cursor
+from api.repositories.sql import Conditions, Ordering, decode_cursor
 from api.settings import GraphSettings
 
 SQL = "lighthouse.sql"  # a root field's metadata key for its RootConnection
@@ -172,16 +176,35 @@ def compiled(cls: type, table: str, **fields: FieldSql) -> None:
     setattr(cls, TABLE, Table(table, fields))
 
 
+class Filter(Protocol):
+    """A repository's filter: its WHERE clause, its values appended to ``args``."""
+
+    def conditions(self, args: list[object] | None = None) -> Conditions: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RootConnection:
     """A root field that lists a table as a Relay connection (``first``, ``after``,
-    ``orderBy``)."""
+    ``orderBy``, and a ``filter`` given literally when ``filter`` turns it into the
+    repository's filter, raising NotCompiled for what it leaves to the resolvers)."""
 
     orderings: Mapping[str, Ordering]
     default_order: str
     listed: tuple[str, Entity]  # the policies' question the resolver path asks first
     audited: str  # the type name the audit record notes the rows under
     page_size: Callable[[GraphSettings], tuple[int, int]]  # (default, most)
+    filter: Callable[[Any], Filter] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RootById:
+    """A root field that finds one row by its Relay id (null when there is none or the caller
+    may not see it)."""
+
+    type_name: str  # the id's type
+    listed: tuple[str, Entity]  # the policies' question the resolver path asks first
+    audited: str  # the type name the audit record notes the row under
+    decode: Callable[[str, str, str], int]  # (id, type, field) → key; InvalidInput if not one
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,9 +277,12 @@ class Planner:
             root = _field(query, node.name.value)
             definition = _strawberry(root)
             spec = definition.metadata.get(SQL) if definition.metadata else None
-            if not isinstance(spec, RootConnection):
+            if isinstance(spec, RootConnection):
+                pairs.append((_key(node), self._connection(plan, spec, root, node, fragments)))
+            elif isinstance(spec, RootById):
+                pairs.append((_key(node), self._by_id(plan, spec, root, node, fragments)))
+            else:
                 raise NotCompiled(f"Query.{node.name.value} has no SQL mapping")
-            pairs.append((_key(node), self._connection(plan, spec, root, node, fragments)))
         assert operation.name is not None  # registered documents name every operation
         return Plan(
             operation=operation.name.value,
@@ -283,12 +309,13 @@ class Planner:
         fragments: Mapping[str, FragmentDefinitionNode],
     ) -> str:
         statement = plan.statement
-        unknown = {a.name.value for a in node.arguments or ()} - {"first", "orderBy", "after"}
+        known = {"first", "orderBy", "after"} | ({"filter"} if spec.filter else set())
+        unknown = {a.name.value for a in node.arguments or ()} - known
         if unknown:
             raise NotCompiled(
                 f"{node.name.value}({', '.join(sorted(unknown))}) is not compiled yet"
             )
-        arguments = _arguments(node)
+        arguments = _arguments(node, skip={"filter"})
         default, most = spec.page_size(self._graph)
 
         def page_size(value: object) -> int:
@@ -308,8 +335,13 @@ class Planner:
         given = arguments.get("first", default)
         size = statement.bind(checked(given, page_size), "int")
         look_ahead = statement.bind(checked(given, lambda v: page_size(v) + 1), "int")
-        where = self._after(statement, ordering, arguments) if "after" in arguments else "TRUE"
-        page = statement.page(table.name, ordering, where, size, look_ahead)
+        filtered = self._filter(statement, spec, root, node)
+        where = (
+            f"({filtered}) AND ({self._after(statement, ordering, arguments)})"
+            if ("after" in arguments)
+            else filtered
+        )
+        page = statement.page(table.name, ordering, where, size, look_ahead, filtered)
         plan.asked.append(spec.listed)
         plan.seen.append((spec.audited, page.ids()))
         row = statement.alias("r")
@@ -343,6 +375,60 @@ class Planner:
             else:
                 raise NotCompiled(f"{connection.name}.{name} is not compiled yet")
         return _object(pairs)
+
+    def _filter(
+        self, statement: JsonStatement, spec: RootConnection, root: GraphQLField, node: FieldNode
+    ) -> str:
+        """The WHERE clause of a ``filter`` given literally (TRUE without one), built by the
+        repository's filter with its values bound among the statement's."""
+        given = next((a for a in node.arguments or () if a.name.value == "filter"), None)
+        if given is None or spec.filter is None:
+            return "TRUE"
+        if any(isinstance(n, VariableNode) for n in _walk(given.value)):
+            raise NotCompiled("a filter given by variables is not compiled")
+        value = value_from_ast(given.value, root.args["filter"].type)
+        if value is Undefined:
+            raise NotCompiled("a filter the schema refuses")
+        if value is None:
+            return "TRUE"
+        argument = next(a for a in _strawberry(root).arguments if a.python_name == "filter")
+        converted = convert_argument(
+            value, argument.type, self._schema.schema_converter.scalar_registry, self._schema.config
+        )
+        try:
+            return spec.filter(converted).conditions(statement.params).sql()
+        except InvalidInput:
+            raise NotCompiled("a filter the resolver path refuses (it names the error)") from None
+
+    def _by_id(
+        self,
+        plan: _Plan,
+        spec: RootById,
+        root: GraphQLField,
+        node: FieldNode,
+        fragments: Mapping[str, FragmentDefinitionNode],
+    ) -> str:
+        arguments = _arguments(node)
+        if set(arguments) != {"id"}:
+            raise NotCompiled(f"{node.name.value} takes its id only")
+
+        def key(value: object) -> int:
+            if not isinstance(value, str):
+                raise NotCompiled("an id that is not text")
+            try:
+                return spec.decode(value, spec.type_name, "id")
+            except InvalidInput:
+                raise NotCompiled("an id the resolver path refuses") from None
+
+        target = _object_type(root)
+        statement = plan.statement
+        hole = statement.bind(checked(arguments["id"], key), "bigint")
+        rows = statement.rows(_table(target).name, f"id = {hole}")
+        plan.asked.append(spec.listed)
+        plan.seen.append((spec.audited, rows.ids()))
+        row = statement.alias("r")
+        value = self._object(plan, target, row, node, fragments, rows)
+        return statement.first_of(value, rows, row)
 
     @staticmethod
     def _after(statement: JsonStatement, ordering: Ordering, arguments: Mapping[str, Any]) -> str:
@@ -507,8 +593,24 @@ def _no_arguments(node: FieldNode) -> None:
         raise NotCompiled(f"arguments of {node.name.value} are not compiled")
 
 
-def _arguments(node: FieldNode) -> dict[str, Any]:
-    return {argument.name.value: _literal(argument.value) for argument in node.arguments or ()}
+def _arguments(node: FieldNode, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    return {
+        argument.name.value: _literal(argument.value)
+        for argument in node.arguments or ()
+        if argument.name.value not in skip
+    }
+
+
+def _walk(value: ValueNode) -> list[ValueNode]:
+    """A value and every value inside it."""
+    found = [value]
+    if isinstance(value, ListValueNode):
+        for item in value.values:
+            found += _walk(item)
+    elif isinstance(value, ObjectValueNode):
+        for object_field in value.fields:
+            found += _walk(object_field.value)
+    return found
 
 
 def _literal(value: ValueNode) -> Any:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import Enum
+from typing import cast
 
 import strawberry
 
 from api.domain import lifecycle
 from api.domain.errors import InvalidInput
-from api.graph.core.compiled import SQL, RootConnection
+from api.graph.core.compiled import SQL, NotCompiled, RootById, RootConnection
 from api.graph.core.connections import build_connection
 from api.graph.core.context import Info
 from api.graph.core.geo import BoundingBoxInput, NearInput, to_box, to_circle
@@ -99,14 +100,32 @@ def incident_filter(value: IncidentFilterInput | None, info: Info) -> IncidentFi
     )
 
 
-# ``incidents(first, orderBy) { edges { node { … } } }`` in a registered document compiles to
-# one statement (see api.graph.core.compiled); filters and cursors run on the resolvers.
+def _compiled_filter(value: IncidentFilterInput) -> IncidentFilter:
+    """A literal filter as the resolvers read it; ``overdue`` (the time of the request) and
+    ``near``/``within`` (a coordinate conversion) stay on the resolvers."""
+    if value.overdue is not None or value.near is not None or value.within is not None:
+        raise NotCompiled("filter.overdue, near and within are not compiled")
+    return incident_filter(value, cast(Info, None))  # info serves near/within only
+
+
+# ``incidents(first, after, orderBy, filter) { … }`` in a registered document compiles to one
+# statement (see api.graph.core.compiled).
 INCIDENTS_SQL = RootConnection(
     orderings=INCIDENT_ORDERINGS,
     default_order=IncidentOrder.NEWEST_FIRST.value,
     listed=("ListIncidents", resources.INCIDENTS),
     audited="Incident",
     page_size=lambda graph: (min(20, graph.max_page_size), graph.max_page_size),
+    filter=_compiled_filter,
+)
+
+
+# ``incident(id) { … }`` compiles the same way.
+INCIDENT_SQL = RootById(
+    type_name="Incident",
+    listed=("ListIncidents", resources.INCIDENTS),
+    audited="Incident",
+    decode=decode_id,
 )
 
 
@@ -158,6 +177,7 @@ class IncidentQueries:
         description="One incident by its ID; null if it does not exist (or you may not see it).",
         authenticated=True,
         requires_scopes=[["incidents:read"]],
+        metadata={SQL: INCIDENT_SQL},
     )
     async def incident(self, info: Info, id: strawberry.ID) -> Incident | None:
         return await load_incident(info, decode_id(id, "Incident", "id"))

@@ -24,6 +24,7 @@ import pytest
 
 from api.auth.dev_principals import DEV_PRINCIPALS
 from api.graph.core.compiled import NotCompiled, Plan, Planner
+from api.graph.core.ids import encode_id
 from api.graph.core.schema import build_schema
 from api.graph.domains import DOMAINS
 from api.repositories.incidents import INCIDENT_ORDERINGS
@@ -49,6 +50,8 @@ BOARD = """query Board {
   }
 }"""
 
+STATUSES = ["DETECTED", "VERIFIED", "DISPATCHED", "IN_PROGRESS", "RESOLVED", "CLOSED"]
+CATEGORIES = ["POTHOLE", "FLOODING", "ILLEGAL_DUMPING", "ILLEGAL_PARKING"]
 BUREAU = ["id", "code", "nameZh", "nameEn", "kind", "jointServiceCentre", "__typename"]
 LOCATION = ["latitude", "longitude"]
 EVENT = ["id", "kind", "fromStatus", "toStatus", "actor", "note", "data", "occurredAt"]
@@ -67,9 +70,10 @@ def planner() -> Planner:
 class Documents:
     """Random documents over the incident board, each valid against the schema."""
 
-    def __init__(self, rng: random.Random, cursors: dict[str, list[str]]) -> None:
+    def __init__(self, rng: random.Random, cursors: dict[str, list[str]], ids: list[str]) -> None:
         self.rng = rng
         self.cursors = cursors  # valid cursors of the data, by ordering
+        self.ids = ids  # incidents' ids, and ids of nothing, of another type, of no type
         self.declared: dict[str, str] = {}  # the document's variables and their types
 
     def variable(self, name: str, type_: str) -> str:
@@ -135,6 +139,8 @@ class Documents:
         if rng.random() < 0.1:
             arguments = arguments[1:]  # the default page
             self.declared.pop("first", None)
+        if rng.random() < 0.3:
+            arguments.append(f"filter: {{ {', '.join(self.filter())} }}")
         if rng.random() < 0.2:
             arguments.append(f"after: {self.variable('after', 'String')}")
         elif rng.random() < 0.2:
@@ -155,10 +161,39 @@ class Documents:
             edge.append(self.alias("cursor"))
         edges = f"edges {{ {' '.join(edge)} node {{ {self.incident()} }} }}"
         root = self.alias("incidents")
+        one = ""
+        if rng.random() < 0.3:
+            # One incident by id too: a visible one, a missing one, another type's, garbage.
+            if rng.random() < 0.3:
+                given = self.variable("id", "ID!")
+            else:
+                given = f'"{rng.choice(self.ids)}"'
+            one = f" {self.alias('incident')}(id: {given}) {{ {self.incident()} }}"
         called = f"({', '.join(arguments)})" if arguments else ""
         declared = ", ".join(f"${k}: {v}" for k, v in self.declared.items())
         head = f"query {name}({declared})" if declared else f"query {name}"
-        return f"{head} {{ {root}{called} {{ {edges}{extra} }} }}"
+        return f"{head} {{ {root}{called} {{ {edges}{extra} }}{one} }}"
+
+    def filter(self) -> list[str]:
+        """A literal filter: the parts the planner compiles, and now and then one it leaves to
+        the resolvers (overdue: the time of the request) or one they refuse (no time zone)."""
+        rng = self.rng
+        parts = []
+        if rng.random() < 0.5:
+            parts.append(f"status: [{', '.join(rng.sample(STATUSES, rng.randint(0, 3)))}]")
+        if rng.random() < 0.3:
+            parts.append(f"statusClass: [{rng.choice(['OPEN', 'FIXED', 'CLOSED'])}]")
+        if rng.random() < 0.3:
+            parts.append(f'category: ["{rng.choice(CATEGORIES)}"]')
+        if rng.random() < 0.3:
+            parts.append(f'bureauCode: ["{rng.choice(["PUBLIC_WORKS", "WATER_RESOURCES"])}"]')
+        if rng.random() < 0.2:
+            moment = rng.choice(["2026-01-01T00:00:00+08:00", "2026-11-01T00:00:00Z",
+                                 "2026-11-01T00:00:00"])  # fmt: skip
+            parts.append(f'{rng.choice(["reportedFrom", "reportedBefore"])}: "{moment}"')
+        if rng.random() < 0.05:
+            parts.append("overdue: true")
+        return parts or ["category: []"]
 
     def values(self, text: str) -> dict[str, Any] | None:
         """Variables for one request of ``text``: in range, out of range, of the wrong type,
@@ -168,6 +203,7 @@ class Documents:
             "$first": [1, 5, 50, 100, 0, 101, "many", None],
             "$limit": [1, 3, 100, 0, 101],
             "$statuses": [[], ["OPEN"], ["OPEN", "COMPLETED"], ["CANCELLED"], ["BOGUS"]],
+            "$id": self.ids,
             "$after": [
                 None,
                 "not-a-cursor",
@@ -181,8 +217,9 @@ class Documents:
         return values or None
 
 
-async def cursors_of(database: DatabaseUnderTest) -> dict[str, list[str]]:
-    """Cursors of some of the data's incidents, for each ordering, as the API writes them."""
+async def sample_of(database: DatabaseUnderTest) -> tuple[dict[str, list[str]], list[str]]:
+    """Cursors of some of the data's incidents, for each ordering, as the API writes them; and
+    their ids, with ids of nothing, of another type and of no type."""
     owner = await asyncpg.connect(database.owner_url)
     try:
         rows = await owner.fetch(
@@ -190,10 +227,12 @@ async def cursors_of(database: DatabaseUnderTest) -> dict[str, list[str]]:
         )
     finally:
         await owner.close()
-    return {
+    cursors = {
         name: [encode_cursor(o, [row[c] for c in o.columns]) for row in rows]
         for name, o in INCIDENT_ORDERINGS.items()
     }
+    ids = [encode_id("Incident", row["id"]) for row in rows]
+    return cursors, [*ids, encode_id("Incident", 10**9), encode_id("Asset", 1), "bogus"]
 
 
 async def audit_of(database: DatabaseUnderTest, request_ids: list[str]) -> dict[str, Any]:
@@ -226,11 +265,18 @@ async def test_the_board_compiles_to_one_statement_that_reads_what_the_resolvers
         'mutation M { registerDocuments(client: "x", documents: {}) { registered } }': "only queries",
         "query Q { incidents(last: 5) { pageInfo { hasNextPage } } }": "incidents(last)",
         'query Q { incidents(after: "bogus") { edges { node { id } } } }': "a cursor the resolver",
-        "query Q { incidents(filter: {overdue: true}) { edges { node { id } } } }": "filter",
+        "query Q { incidents(filter: {overdue: true}) { edges { node { id } } } }": "overdue",
+        "query Q($s: [IncidentStatus!]) { incidents(filter: {status: $s}) { totalCount } }": (
+            "a filter given by variables"
+        ),
+        'query Q { incidents(filter: {reportedFrom: "2026-01-01T00:00:00"}) { totalCount } }': (
+            "a filter the resolver path refuses"
+        ),
         "query Q { incidents(first: 500) { edges { node { id } } } }": "first out of range",
         "query Q { incidents { edges { node { id id } } } }": "asked twice",
         "query Q { incidents { edges { node { reporter { name } } } } }": "Incident.reporter",
         "query Q { bureaus { code } }": "Query.bureaus has no SQL mapping",
+        'query Q { incident(id: "bogus") { title } }': "an id the resolver path refuses",
         "query Q { incidents { edges { node { id @include(if: true) } } } }": "directives",
     }
     # A variable's value is checked when a request sends it: a page size out of range goes to
@@ -242,6 +288,18 @@ async def test_the_board_compiles_to_one_statement_that_reads_what_the_resolvers
     assert paged.parameters({"n": 7}) == [7, 8] and paged.parameters({}) == [20, 21]
     with pytest.raises(NotCompiled, match="first out of range"):
         paged.parameters({"n": 101})
+    filtered = planner().plan(
+        'query F { incidents(filter: {status: [VERIFIED], bureauCode: ["PUBLIC_WORKS"]}) '
+        "{ totalCount edges { node { id } } } }",
+        None,
+    )
+    assert isinstance(filtered, Plan), filtered
+    assert ["VERIFIED"] in filtered.params and ["PUBLIC_WORKS"] in filtered.params
+    assert "status = ANY(" in filtered.sql and "WHERE (status = ANY(" in filtered.sql
+    one = planner().plan(
+        f'query One {{ incident(id: "{encode_id("Incident", 7)}") {{ title }} }}', None
+    )
+    assert isinstance(one, Plan) and one.params == (7,) and one.seen[0][0] == "Incident"
     for text, reason in reasons.items():
         refused = planner().plan(text, None)
         assert isinstance(refused, NotCompiled) and reason in refused.reason, (text, refused)
@@ -259,7 +317,7 @@ async def test_compiled_and_resolved_answers_are_the_same_bytes_and_audit(
     seeded = cli(database, gateway, "seed", "--assets", "40", "--incidents", "90",
                  "--random-seed", str(seed % 100_000), "--reset")  # fmt: skip
     assert seeded.returncode == 0, seeded.stderr
-    generator = Documents(rng, await cursors_of(database))
+    generator = Documents(rng, *await sample_of(database))
     texts = {f"diff-{uuid.uuid4().hex[:10]}": "" for _ in range(DOCUMENTS)}
     for index, document_id in enumerate(texts):
         texts[document_id] = BOARD if index == 0 else generator.document(f"D{index}")
