@@ -166,6 +166,7 @@ STATUS_CLASS_SQL = case_of(
     "{row}.status", {s.value: c.value for s, c in lifecycle.STATUS_CLASS.items()}
 )
 EVENT_ID_SQL = "{row}.id::text"  # an event's id is a string in the graph
+TRANSFER_ID_SQL = "{row}.id::text"  # and so is a transfer's
 
 
 def events_rows(limit: str, newest_first: bool) -> ChildRows:
@@ -176,6 +177,11 @@ def events_rows(limit: str, newest_first: bool) -> ChildRows:
         f"ORDER BY id {direction} LIMIT {limit}",
         f"id {direction}",
     )
+
+
+def transfers_rows() -> ChildRows:
+    """An incident's transfers, as ``TRANSFERS_FOR`` reads them."""
+    return ChildRows("SELECT * FROM incident_transfer WHERE incident_id = {parent}.id", "id")
 
 
 def work_orders_rows(statuses: str) -> ChildRows:

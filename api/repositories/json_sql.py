@@ -122,9 +122,10 @@ def json_object(pairs: Sequence[tuple[str, str]]) -> str:
     return f"json_build_object({', '.join(f'{quote(k)}, {v}' for k, v in pairs)})"
 
 
-def related_row(value: str, table: str, alias: str, key: str) -> str:
-    """``value`` (built on ``alias``) of the row of ``table`` whose id is ``key``; null without."""
-    return f"(SELECT {value} FROM {table} AS {alias} WHERE {alias}.id = {key})"
+def related_row(value: str, table: str, alias: str, key: str, target_key: str = "id") -> str:
+    """``value`` (built on ``alias``) of the row of ``table`` whose ``target_key`` is ``key``;
+    null without."""
+    return f"(SELECT {value} FROM {table} AS {alias} WHERE {alias}.{target_key} = {key})"
 
 
 def child_list(value: str, children: ChildRows, parent: str, alias: str) -> str:

@@ -10,7 +10,7 @@ from strawberry import relay
 
 from api.domain.models import BureauKind, BureauRecord, CategoryRecord
 from api.graph.bureaus.loaders import BureauById
-from api.graph.core.compiled import Column, compiled
+from api.graph.core.compiled import Column, ToOne, compiled
 from api.graph.core.context import Info
 from api.graph.core.ids import decode_id
 from api.graph.core.prefetch import related
@@ -93,3 +93,15 @@ class IncidentCategory:
     responsible_bureau: Bureau | None = related(
         BureauById, "responsible_bureau_id", Bureau.from_record
     )
+
+
+compiled(
+    IncidentCategory,
+    "incident_category",
+    code=Column("code"),
+    name_zh=Column("name_zh"),
+    name_en=Column("name_en"),
+    sla_working_days=Column("sla_working_days"),
+    sla_hours=Column("sla_hours"),
+    responsible_bureau=ToOne("responsible_bureau_id"),
+)

@@ -115,6 +115,7 @@ class ToOne:
 
     key: str
     guarded: tuple[str, Entity] | None = None
+    target_key: str = "id"  # the column of the field type's table that ``key`` holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,7 +526,7 @@ class Planner:
                 alias = statement.alias("t")
                 value = self._object(plan, target, alias, child, fragments, None)
                 pairs.append((key, related_row(value, _table(target).name, alias,
-                                               column(spec.key, row))))  # fmt: skip
+                                               column(spec.key, row), spec.target_key)))  # fmt: skip
                 if spec.guarded is not None:
                     if page is None:
                         raise NotCompiled(f"{where} is guarded and only compiled on a page's rows")

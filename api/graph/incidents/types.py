@@ -59,7 +59,9 @@ from api.repositories.incidents import (
     CASE_NUMBER_SQL,
     EVENT_ID_SQL,
     STATUS_CLASS_SQL,
+    TRANSFER_ID_SQL,
     events_rows,
+    transfers_rows,
     work_orders_rows,
 )
 from api.repositories.json_sql import ChildRows, Format
@@ -404,6 +406,24 @@ compiled(
     data=Column("data"),
     occurred_at=Column("occurred_at", Format.TIMESTAMP),
 )
+
+
+def _compiled_transfers(arguments: Mapping[str, Any], bind: Bind) -> ChildRows:
+    if arguments:
+        raise NotCompiled("Incident.transfers takes no arguments")
+    return transfers_rows()
+
+
+compiled(
+    IncidentTransfer,
+    "incident_transfer",
+    id=Column(TRANSFER_ID_SQL),
+    reason=Column("reason"),
+    actor=Column("actor"),
+    transferred_at=Column("transferred_at", Format.TIMESTAMP),
+    from_bureau=ToOne("from_bureau_id"),
+    to_bureau=ToOne("to_bureau_id"),
+)
 compiled(
     WorkOrder,
     "work_order",
@@ -434,11 +454,13 @@ compiled(
     closed_at=Column("closed_at", Format.TIMESTAMP),
     updated_at=Column("updated_at", Format.TIMESTAMP),
     version=Column("version"),
+    category=ToOne("category", target_key="code"),
     responsible_bureau=ToOne("responsible_bureau_id"),
     reporting_bureau=ToOne("reporting_bureau_id"),
     asset=ToOne("asset_id", guarded=("ListAssets", resources.ASSETS)),
     events=ToMany(_compiled_events),
     work_orders=ToMany(_compiled_work_orders),
+    transfers=ToMany(_compiled_transfers),
 )
 
 

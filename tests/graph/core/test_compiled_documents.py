@@ -54,6 +54,8 @@ STATUSES = ["DETECTED", "VERIFIED", "DISPATCHED", "IN_PROGRESS", "RESOLVED", "CL
 CATEGORIES = ["POTHOLE", "FLOODING", "ILLEGAL_DUMPING", "ILLEGAL_PARKING"]
 BUREAU = ["id", "code", "nameZh", "nameEn", "kind", "jointServiceCentre", "__typename"]
 LOCATION = ["latitude", "longitude"]
+CATEGORY = ["code", "nameZh", "nameEn", "slaWorkingDays", "slaHours"]
+TRANSFER = ["id", "reason", "actor", "transferredAt"]
 EVENT = ["id", "kind", "fromStatus", "toStatus", "actor", "note", "data", "occurredAt"]
 WORK_ORDER = ["id", "status", "crew", "instructions", "dueAt", "createdAt", "createdBy",
               "finishedAt"]  # fmt: skip
@@ -122,8 +124,19 @@ class Documents:
             if rng.random() < 0.3:
                 inner.append(f"bureau {{ {' '.join(self.pick(BUREAU))} }}")
             parts.append(f"{self.alias('workOrders')}{called} {{ {' '.join(inner)} }}")
+        if rng.random() < 0.3:
+            inner = self.pick(CATEGORY)
+            if rng.random() < 0.3:
+                inner.append(f"responsibleBureau {{ {' '.join(self.pick(BUREAU))} }}")
+            parts.append(f"{self.alias('category')} {{ {' '.join(inner)} }}")
+        if rng.random() < 0.3:
+            inner = self.pick(TRANSFER)
+            for end in ("fromBureau", "toBureau"):
+                if rng.random() < 0.4:
+                    inner.append(f"{end} {{ {' '.join(self.pick(BUREAU))} }}")
+            parts.append(f"{self.alias('transfers')} {{ {' '.join(inner)} }}")
         if rng.random() < 0.08:
-            parts.append(rng.choice(["overdue", "allowedActions", "transfers { reason }"]))
+            parts.append(rng.choice(["overdue", "allowedActions", "duplicateOf { id }"]))
         return " ".join(parts)
 
     def document(self, name: str) -> str:
