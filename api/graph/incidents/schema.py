@@ -5,6 +5,9 @@ from __future__ import annotations
 import strawberry
 
 from api.graph.core.bundle import DomainBundle
+
+# The types' SQL declarations for registered documents, made as the module loads.
+from api.graph.incidents import compiled as _compiled  # noqa: F401
 from api.graph.incidents.frames import DetectionSubscriptions, FrameMutations, FrameQueries
 from api.graph.incidents.loaders import (
     AnalysesOf,

@@ -342,8 +342,8 @@ async def test_compiled_and_resolved_answers_are_the_same_bytes_and_audit(
     assert registered.returncode == 0, registered.stderr
 
     principals = sorted(DEV_PRINCIPALS)
-    pairs: list[tuple[str, str, str, str, str]] = []  # doc, principal, ids of both, kind
-    fast = 0
+    pairs: list[tuple[str, str, str]] = []  # the compiled request, the resolved one, what
+    fast = sent = 0
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
         for document_id, text in texts.items():
             for name in (
@@ -366,12 +366,15 @@ async def test_compiled_and_resolved_answers_are_the_same_bytes_and_audit(
                 took = "compiled;" in by_id.headers.get("server-timing", "")
                 assert not took or document_id in compiled, context
                 assert "compiled;" not in by_text.headers.get("server-timing", ""), context
-                fast += took
-                pairs.append((document_id, name, by_id.headers["x-request-id"],
-                              by_text.headers["x-request-id"], context))  # fmt: skip
-    assert fast >= len(pairs) // 4, f"seed {seed}: the compiled path answered only {fast}"
-    records = await audit_of(database, [p[2] for p in pairs] + [p[3] for p in pairs])
-    for _, _, compiled_request, resolved_request, context in pairs:
+                fast, sent = fast + took, sent + 1
+                if took:
+                    # (Two runs of the resolver path may audit different decisions when an
+                    # error cuts sibling fields short: which loaders ran first is timing.)
+                    pairs.append((by_id.headers["x-request-id"],
+                                  by_text.headers["x-request-id"], context))  # fmt: skip
+    assert fast >= sent // 4, f"seed {seed}: the compiled path answered only {fast} of {sent}"
+    records = await audit_of(database, [p[0] for p in pairs] + [p[1] for p in pairs])
+    for compiled_request, resolved_request, context in pairs:
         assert records[compiled_request] == records[resolved_request], context
 
 

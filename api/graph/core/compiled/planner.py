@@ -1,52 +1,20 @@
-"""Registered queries compiled to one SQL statement that returns the response's ``data`` as JSON.
-
-A trusted document is known before any request names it, so the work the resolver path does per
-request — walking the document, resolving every field of every row in Python, a statement per
-level of the tree — can be done once, at planning: the planner turns the document into one
-statement that builds the whole response inside PostgreSQL. The statement runs in the request's
-transaction under the caller's identity, so row-level security filters it as it filters any
-other; the policies' request-level decisions are taken before it runs; and it also returns what
-the audit record needs (the ids of the rows the caller received, whether a guarded relation was
-followed).
-
-What the planner compiles is declared next to the Strawberry types: a ``Table`` on each object
-type (its columns, the rows it points at, the lists under it) and a ``RootConnection`` in the
-metadata of a root field. The declarations name columns; the SQL itself (the JSON-building
-statement, and a domain's computed columns and lists) is built in the repositories
-(``api.repositories.json_sql`` and each domain's repository), as all SQL is. Arguments may be
-literals or variables (a variable's value is checked when a request sends it). Whatever is not
-declared (mutations, subscriptions, an ordering given by a variable, fragments on other types,
-directives, computed fields, personal data, filters, paging backward) runs on the resolver
-path, for the whole document, and ``plan`` says why. The two paths give the same bytes (the
-differential test runs random documents through both).
-"""
+"""The planner: a registered query, walked against the schema, becomes one statement."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any
 
 from graphql import (
-    BooleanValueNode,
-    EnumValueNode,
     FieldNode,
     FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLEnumType,
     GraphQLField,
     GraphQLObjectType,
-    InlineFragmentNode,
-    IntValueNode,
-    ListValueNode,
-    NullValueNode,
-    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
-    SelectionSetNode,
-    StringValueNode,
-    ValueNode,
     VariableDefinitionNode,
     VariableNode,
     get_named_type,
@@ -59,12 +27,32 @@ from strawberry.types.arguments import convert_argument
 from strawberry.types.field import StrawberryField
 
 from api.domain.errors import InvalidInput
+from api.graph.core.compiled.declarations import (
+    SQL,
+    TABLE,
+    Column,
+    Composite,
+    NotCompiled,
+    RootById,
+    RootConnection,
+    Slot,
+    Table,
+    ToMany,
+    ToOne,
+    checked,
+    literal,
+)
+from api.graph.core.compiled.document import (
+    arguments_of,
+    fields_of,
+    no_arguments,
+    response_key,
+    walk,
+)
 from api.policy.engine import Entity
 from api.repositories.json_sql import (
     KEY_TYPES,
     MAX_KEYS,
-    ChildRows,
-    Format,
     JsonStatement,
     Page,
     after_condition,
@@ -76,136 +64,8 @@ from api.repositories.json_sql import (
     quote,
     related_row,
 )
-from api.repositories.sql import Conditions, Ordering, decode_cursor
+from api.repositories.sql import Ordering, decode_cursor
 from api.settings import GraphSettings
-
-SQL = "lighthouse.sql"  # a root field's metadata key for its RootConnection
-TABLE = "__lighthouse_table__"  # the attribute a compiled object type keeps its Table in
-
-
-class NotCompiled(Exception):
-    """Why a document runs on the resolver path."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    """A scalar of the row: a column's name, or an expression a repository gives (naming the
-    row ``{row}``), and how it is written."""
-
-    source: str
-    format: Format = Format.VALUE
-
-
-@dataclass(frozen=True, slots=True)
-class Composite:
-    """An object made of the row's own columns (a location): its fields' columns."""
-
-    fields: Mapping[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class ToOne:
-    """The row ``key`` points at, in the field type's table. ``guarded``: the policies'
-    question the resolver path asks when it follows the relation (decided before the statement
-    runs, recorded when a row of the page had the key set)."""
-
-    key: str
-    guarded: tuple[str, Entity] | None = None
-    target_key: str = "id"  # the column of the field type's table that ``key`` holds
-
-
-@dataclass(frozen=True, slots=True)
-class Variable:
-    """An argument given by a variable: its value is known only when a request sends it."""
-
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Slot:
-    """A parameter from a variable: ``convert`` turns the request's (coerced) value into the
-    parameter, or raises NotCompiled for a value the resolver path refuses or treats apart."""
-
-    variable: str
-    convert: Callable[[Any], object]
-
-
-def checked(value: object, convert: Callable[[Any], object]) -> object:
-    """An argument's parameter: converted now when the document gives it literally (raising
-    NotCompiled at planning), when a request sends it when given by a variable."""
-    if isinstance(value, Variable):
-        return Slot(value.name, convert)
-    return convert(value)
-
-
-def literal(value: object, where: str) -> Any:
-    """An argument that shapes the statement itself (an ordering): a variable will not do."""
-    if isinstance(value, Variable):
-        raise NotCompiled(f"{where} given by a variable is not compiled")
-    return value
-
-
-Bind = Callable[[object, str], str]  # a value (or a Slot) and its SQL type → its placeholder
-
-
-@dataclass(frozen=True, slots=True)
-class ToMany:
-    """A list field: ``children`` turns the field's arguments (literal values, or Variables)
-    into its rows (through a repository's SQL), or raises NotCompiled for arguments the
-    resolver path refuses."""
-
-    children: Callable[[Mapping[str, Any], Bind], ChildRows]
-
-
-FieldSql = Column | Composite | ToOne | ToMany
-
-
-@dataclass(frozen=True, slots=True)
-class Table:
-    """How an object type reads from the database: its table, and its fields by Python name."""
-
-    name: str
-    fields: Mapping[str, FieldSql]
-
-
-def compiled(cls: type, table: str, **fields: FieldSql) -> None:
-    """Declare how ``cls`` (a Strawberry object type) compiles to SQL."""
-    setattr(cls, TABLE, Table(table, fields))
-
-
-class Filter(Protocol):
-    """A repository's filter: its WHERE clause, its values appended to ``args``."""
-
-    def conditions(self, args: list[object] | None = None) -> Conditions: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RootConnection:
-    """A root field that lists a table as a Relay connection (``first``, ``after``,
-    ``orderBy``, and a ``filter`` given literally when ``filter`` turns it into the
-    repository's filter, raising NotCompiled for what it leaves to the resolvers)."""
-
-    orderings: Mapping[str, Ordering]
-    default_order: str
-    listed: tuple[str, Entity]  # the policies' question the resolver path asks first
-    audited: str  # the type name the audit record notes the rows under
-    page_size: Callable[[GraphSettings], tuple[int, int]]  # (default, most)
-    filter: Callable[[Any], Filter] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RootById:
-    """A root field that finds one row by its Relay id (null when there is none or the caller
-    may not see it)."""
-
-    type_name: str  # the id's type
-    listed: tuple[str, Entity]  # the policies' question the resolver path asks first
-    audited: str  # the type name the audit record notes the row under
-    decode: Callable[[str, str, str], int]  # (id, type, field) → key; InvalidInput if not one
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,17 +131,19 @@ class Planner:
         query = self._definition("Query")
         plan = _Plan()
         pairs: list[tuple[str, str]] = []
-        for node in _fields(operation.selection_set, "Query", fragments):
+        for node in fields_of(operation.selection_set, "Query", fragments):
             if node.name.value == "__typename":
-                pairs.append((_key(node), quote("Query")))
+                pairs.append((response_key(node), quote("Query")))
                 continue
             root = _field(query, node.name.value)
             definition = _strawberry(root)
             spec = definition.metadata.get(SQL) if definition.metadata else None
             if isinstance(spec, RootConnection):
-                pairs.append((_key(node), self._connection(plan, spec, root, node, fragments)))
+                pairs.append(
+                    (response_key(node), self._connection(plan, spec, root, node, fragments))
+                )
             elif isinstance(spec, RootById):
-                pairs.append((_key(node), self._by_id(plan, spec, root, node, fragments)))
+                pairs.append((response_key(node), self._by_id(plan, spec, root, node, fragments)))
             else:
                 raise NotCompiled(f"Query.{node.name.value} has no SQL mapping")
         assert operation.name is not None  # registered documents name every operation
@@ -316,7 +178,7 @@ class Planner:
             raise NotCompiled(
                 f"{node.name.value}({', '.join(sorted(unknown))}) is not compiled yet"
             )
-        arguments = _arguments(node, skip={"filter"})
+        arguments = arguments_of(node, skip={"filter"})
         default, most = spec.page_size(self._graph)
 
         def page_size(value: object) -> int:
@@ -347,10 +209,10 @@ class Planner:
         plan.seen.append((spec.audited, page.ids()))
         row = statement.alias("r")
         pairs: list[tuple[str, str]] = []
-        for child in _fields(node.selection_set, connection.name, fragments):
-            key, name = _key(child), child.name.value
+        for child in fields_of(node.selection_set, connection.name, fragments):
+            key, name = response_key(child), child.name.value
             if name != "edges":
-                _no_arguments(child)
+                no_arguments(child)
             if name == "__typename":
                 pairs.append((key, quote(connection.name)))
             elif name == "totalCount":
@@ -359,15 +221,15 @@ class Planner:
                 pairs.append((key, self._page_info(statement, child, page, arguments, fragments)))
             elif name == "edges":
                 edge_pairs: list[tuple[str, str]] = []
-                for edge in _fields(child.selection_set, edges_type.name, fragments):
-                    _no_arguments(edge)
+                for edge in fields_of(child.selection_set, edges_type.name, fragments):
+                    no_arguments(edge)
                     if edge.name.value == "__typename":
-                        edge_pairs.append((_key(edge), quote(edges_type.name)))
+                        edge_pairs.append((response_key(edge), quote(edges_type.name)))
                     elif edge.name.value == "cursor":
-                        edge_pairs.append((_key(edge), cursor_sql(ordering, row)))
+                        edge_pairs.append((response_key(edge), cursor_sql(ordering, row)))
                     elif edge.name.value == "node":
                         value = self._object(plan, node_type, row, edge, fragments, page)
-                        edge_pairs.append((_key(edge), value))
+                        edge_pairs.append((response_key(edge), value))
                     else:
                         raise NotCompiled(
                             f"{edges_type.name}.{edge.name.value} is not compiled yet"
@@ -385,7 +247,7 @@ class Planner:
         given = next((a for a in node.arguments or () if a.name.value == "filter"), None)
         if given is None or spec.filter is None:
             return "TRUE"
-        if any(isinstance(n, VariableNode) for n in _walk(given.value)):
+        if any(isinstance(n, VariableNode) for n in walk(given.value)):
             raise NotCompiled("a filter given by variables is not compiled")
         value = value_from_ast(given.value, root.args["filter"].type)
         if value is Undefined:
@@ -409,7 +271,7 @@ class Planner:
         node: FieldNode,
         fragments: Mapping[str, FragmentDefinitionNode],
     ) -> str:
-        arguments = _arguments(node)
+        arguments = arguments_of(node)
         if set(arguments) != {"id"}:
             raise NotCompiled(f"{node.name.value} takes its id only")
 
@@ -465,8 +327,8 @@ class Planner:
         fragments: Mapping[str, FragmentDefinitionNode],
     ) -> str:
         pairs: list[tuple[str, str]] = []
-        for child in _fields(node.selection_set, "PageInfo", fragments):
-            _no_arguments(child)
+        for child in fields_of(node.selection_set, "PageInfo", fragments):
+            no_arguments(child)
             name = child.name.value
             if name == "__typename":
                 value = quote("PageInfo")
@@ -479,7 +341,7 @@ class Planner:
                 value = page.end_cursor(first=name == "startCursor")
             else:
                 raise NotCompiled(f"PageInfo.{name} is not compiled")
-            pairs.append((_key(child), value))
+            pairs.append((response_key(child), value))
         return _object(pairs)
 
     def _object(
@@ -497,8 +359,8 @@ class Planner:
         statement = plan.statement
         table = _table(definition)
         pairs: list[tuple[str, str]] = []
-        for child in _fields(node.selection_set, definition.name, fragments):
-            key, name = _key(child), child.name.value
+        for child in fields_of(node.selection_set, definition.name, fragments):
+            key, name = response_key(child), child.name.value
             if name == "__typename":
                 pairs.append((key, quote(definition.name)))
                 continue
@@ -508,18 +370,18 @@ class Planner:
             if spec is None:
                 raise NotCompiled(f"{where} is computed in Python")
             if not isinstance(spec, ToMany):
-                _no_arguments(child)
+                no_arguments(child)
             if isinstance(spec, Column):
                 _check_enum(graphql_field, where)
                 value = formatted(column(spec.source, row), spec.format, definition.name)
                 pairs.append((key, value))
             elif isinstance(spec, Composite):
                 inner: list[tuple[str, str]] = []
-                for part in _fields(child.selection_set, "", fragments):
+                for part in fields_of(child.selection_set, "", fragments):
                     if part.name.value not in spec.fields:
                         raise NotCompiled(f"{where}.{part.name.value} is computed in Python")
-                    _no_arguments(part)
-                    inner.append((_key(part), column(spec.fields[part.name.value], row)))
+                    no_arguments(part)
+                    inner.append((response_key(part), column(spec.fields[part.name.value], row)))
                 pairs.append((key, _object(inner)))
             elif isinstance(spec, ToOne):
                 target = _object_type(graphql_field)
@@ -534,7 +396,7 @@ class Planner:
                     plan.guarded.append((action, resource, page.any_set(spec.key)))
             else:
                 target = _object_type(graphql_field)
-                children = spec.children(_arguments(child), statement.bind)
+                children = spec.children(arguments_of(child), statement.bind)
                 alias = statement.alias("c")
                 value = self._object(plan, target, alias, child, fragments, None)
                 pairs.append((key, child_list(value, children, row, alias)))
@@ -545,92 +407,6 @@ def _object(pairs: list[tuple[str, str]]) -> str:
     if not 1 <= len(pairs) <= MAX_KEYS:
         raise NotCompiled(f"1 to {MAX_KEYS} fields at one level are compiled")
     return json_object(pairs)
-
-
-# --- the document ----------------------------------------------------------------------------
-
-
-def _fields(
-    selections: SelectionSetNode | None,
-    type_name: str,
-    fragments: Mapping[str, FragmentDefinitionNode],
-) -> list[FieldNode]:
-    """The fields of a selection set, fragments on the same type spread in place. A response
-    key asked twice (which GraphQL merges) is left to the resolver path."""
-    if selections is None:
-        raise NotCompiled("a selection set is missing")
-    found: list[FieldNode] = []
-    for selection in selections.selections:
-        if selection.directives:
-            raise NotCompiled("directives (@skip, @include) are not compiled")
-        if isinstance(selection, FieldNode):
-            found.append(selection)
-            continue
-        if isinstance(selection, FragmentSpreadNode):
-            fragment = fragments.get(selection.name.value)
-            if fragment is None or fragment.directives:
-                raise NotCompiled("a fragment is missing or has directives")
-            condition, inner = fragment.type_condition.name.value, fragment.selection_set
-        elif isinstance(selection, InlineFragmentNode):
-            condition = selection.type_condition.name.value if selection.type_condition else ""
-            inner = selection.selection_set
-        else:  # pragma: no cover - graphql-core has no other selection
-            raise NotCompiled("an unknown selection")
-        if condition and condition != type_name:
-            raise NotCompiled(f"a fragment on {condition} inside {type_name or 'an object'}")
-        found.extend(_fields(inner, type_name, fragments))
-    keys = [_key(node) for node in found]
-    if len(set(keys)) != len(keys):
-        raise NotCompiled("a response key asked twice (GraphQL's field merging) is not compiled")
-    return found
-
-
-def _key(node: FieldNode) -> str:
-    return node.alias.value if node.alias else node.name.value
-
-
-def _no_arguments(node: FieldNode) -> None:
-    if node.arguments:
-        raise NotCompiled(f"arguments of {node.name.value} are not compiled")
-
-
-def _arguments(node: FieldNode, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
-    return {
-        argument.name.value: _literal(argument.value)
-        for argument in node.arguments or ()
-        if argument.name.value not in skip
-    }
-
-
-def _walk(value: ValueNode) -> list[ValueNode]:
-    """A value and every value inside it."""
-    found = [value]
-    if isinstance(value, ListValueNode):
-        for item in value.values:
-            found += _walk(item)
-    elif isinstance(value, ObjectValueNode):
-        for object_field in value.fields:
-            found += _walk(object_field.value)
-    return found
-
-
-def _literal(value: ValueNode) -> Any:
-    if isinstance(value, VariableNode):
-        return Variable(value.name.value)
-    if isinstance(value, IntValueNode):
-        return int(value.value)
-    if isinstance(value, EnumValueNode | StringValueNode):
-        return value.value
-    if isinstance(value, BooleanValueNode):
-        return value.value
-    if isinstance(value, NullValueNode):
-        return None
-    if isinstance(value, ListValueNode):
-        items = [_literal(item) for item in value.values]
-        if any(isinstance(item, Variable) for item in items):
-            raise NotCompiled("a variable inside a list is not compiled")
-        return items
-    raise NotCompiled(f"an argument of kind {value.kind} is not compiled")
 
 
 # --- the schema ------------------------------------------------------------------------------
@@ -680,10 +456,3 @@ def _check_enum(graphql_field: GraphQLField, where: str) -> None:
             member.name != member.value for member in enum
         ):
             raise NotCompiled(f"{where}: an enum whose names are not its values")
-
-
-def statuses_argument(values: Sequence[object] | None, allowed: Sequence[str]) -> list[str]:
-    """A list-of-enums argument as the resolver path reads it: absent or empty means all (a
-    variable's values arrive as the enum's members, a literal's as names)."""
-    chosen = values or list(allowed)
-    return sorted({str(getattr(v, "value", v)) for v in chosen})
