@@ -10,13 +10,16 @@ concurrently; an asyncpg connection runs one statement at a time).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 
 import asyncpg
+import structlog
 from asyncpg.transaction import Transaction
+
+from api.db.errors import UNREACHABLE
 
 _SET_IDENTITY = (
     "SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)"
@@ -33,6 +36,10 @@ async def set_identity(connection: asyncpg.Connection, identity: Mapping[str, st
     """Write ``identity`` for the rest of the connection's open transaction (and no longer)."""
     names = list(identity)
     await connection.execute(_SET_IDENTITY, names, [identity[n] for n in names])
+
+
+log = structlog.get_logger(__name__)
+AfterCommit = Callable[[asyncpg.Connection], Awaitable[object]]
 
 
 class UnitOfWork:
@@ -52,6 +59,14 @@ class UnitOfWork:
         self._transaction: Transaction | None = None
         self._lock = asyncio.Lock()
         self.statements = 0
+        self._after_commit: list[AfterCommit] = []
+
+    def after_commit(self, step: AfterCommit) -> None:
+        """Run ``step`` on the connection once the transaction has committed, before the
+        connection goes back to the pool (once, however often it is asked). A step that fails
+        is logged: what it would have done must not be lost by failing (see ``close``)."""
+        if step not in self._after_commit:
+            self._after_commit.append(step)
 
     async def __aenter__(self) -> UnitOfWork:
         return self
@@ -162,6 +177,13 @@ class UnitOfWork:
         try:
             if commit:
                 await transaction.commit()
+                for step in self._after_commit:
+                    try:
+                        await step(connection)
+                    except UNREACHABLE as error:
+                        # Committed already; a step is work anyone can finish later (the audit
+                        # chain links pending records at every commit).
+                        log.warning("unit_of_work.after_commit_failed", error=repr(error))
             else:
                 await transaction.rollback()
         finally:

@@ -16,6 +16,8 @@ APPEND = """
 SELECT lighthouse.append_audit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 """
 APPEND_MANY = "SELECT lighthouse.append_audits($1::lighthouse.audit_entry[])"
+CHAIN = "SELECT lighthouse.chain_audits($1)"
+CHAIN_BATCH = 10_000  # records linked in one transaction at most (the rest by the next)
 RECORD_COLUMNS = ", ".join(("seq", *MIRRORED, "payload", "prev_hash", "hash"))
 CHAIN_SLICE = f"""
 SELECT {RECORD_COLUMNS} FROM audit_record WHERE seq >= $1 ORDER BY seq LIMIT $2
@@ -118,17 +120,32 @@ class AnchorRow:
     signature: str
 
 
+async def chain_pending(db: asyncpg.Connection | asyncpg.Pool) -> int:
+    """Link the pending records (everyone's committed ones, and this connection's own) into the
+    hash chain, under the head's lock, in one transaction; the last sequence number."""
+    return int(await db.fetchval(CHAIN, CHAIN_BATCH))
+
+
 class AuditRepository:
     def __init__(self, db: UnitOfWork | asyncpg.Connection | asyncpg.Pool) -> None:
         self._db = db
 
-    async def append(self, entry: AuditEntry) -> int:
-        return int(await self._db.fetchval(APPEND, *append_arguments(entry)))
+    async def append(self, entry: AuditEntry) -> None:
+        """Append a record in the unit of work's transaction; it is linked into the chain
+        right after the commit (see ``chain_pending``)."""
+        await self._db.fetchval(APPEND, *append_arguments(entry))
+        await self._chain_after()
 
     async def append_many(self, entries: Sequence[AuditEntry]) -> None:
-        """Append several records, chained in the order given, under one hold of the chain's
-        head (one statement)."""
+        """Append several records in the order given (one statement)."""
         await self._db.execute(APPEND_MANY, [append_arguments(entry) for entry in entries])
+        await self._chain_after()
+
+    async def _chain_after(self) -> None:
+        if isinstance(self._db, UnitOfWork):
+            self._db.after_commit(chain_pending)
+        else:  # a bare connection (the CLI's, a test's): linked at once, in its transaction
+            await chain_pending(self._db)
 
     async def page(self, where: AuditFilter, request: PageRequest) -> Page[AuditRecordRow]:
         conditions = where.conditions()

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 
 from api.audit.entries import AuditEntry
-from api.repositories.audit import APPEND, append_arguments
+from api.repositories.audit import APPEND, append_arguments, chain_pending
 from api.services.audit_chain import VERIFY_BATCH
 from tests.support import DatabaseUnderTest, GraphQLClient
 
@@ -108,6 +108,7 @@ def probe(database: DatabaseUnderTest) -> Probe:
                     for i in range(COUNT)
                 ]
                 await owner.executemany(APPEND, [append_arguments(e) for e in entries])
+                await chain_pending(owner)  # linked in this transaction, one unbroken run
                 first = await owner.fetchval(
                     "SELECT min(seq) FROM lighthouse.audit_record WHERE subject = $1", subject
                 )

@@ -17,7 +17,7 @@ from api.audit.entries import AuditEntry
 from api.auth.keys import KeyRing
 from api.auth.principal import Principal, PrincipalKind
 from api.db.pool import connect
-from api.repositories.audit import AuditRepository, append_arguments
+from api.repositories.audit import AuditRepository, append_arguments, chain_pending
 from api.repositories.oauth import OAuthRepository
 from api.services.audit_chain import AuditAnchors, verify_chain
 from api.settings import OAuthSettings, Settings
@@ -80,7 +80,8 @@ def chain_database(server_url: str) -> Iterator[DatabaseUnderTest]:
 @pytest.fixture
 async def chain(chain_database: DatabaseUnderTest) -> AsyncIterator[asyncpg.Connection]:
     """A superuser connection to a database holding a chain of RECORDS records: the first ten
-    appended one at a time, the rest in two groups (as a group of admissions appends them)."""
+    appended one at a time and linked in one batch (as concurrent commits are), the rest in
+    two groups (as a group of admissions appends them)."""
     connection = await connect(chain_database.owner_url, Settings(), "forensics")
     principal = Principal(subject="forensics", kind=PrincipalKind.STAFF)
     entries = [
@@ -100,6 +101,7 @@ async def chain(chain_database: DatabaseUnderTest) -> AsyncIterator[asyncpg.Conn
             " $12, $13, $14, $15)",
             *append_arguments(entry),
         )
+    await chain_pending(connection)  # ten pending records linked in one batch
     await AuditRepository(connection).append_many(entries[10:13])
     await AuditRepository(connection).append_many([])
     await AuditRepository(connection).append_many(entries[13:])
@@ -137,6 +139,8 @@ async def test_an_untouched_chain_is_intact(chain: asyncpg.Connection) -> None:
     ("statements", "broken", "reason"),
     [
         (["DELETE FROM audit_record WHERE seq = 12"], 12, "record 12 is missing"),
+        # The first ten records were linked in one batch (chain_audits): one from its middle.
+        (["DELETE FROM audit_record WHERE seq = 5"], 5, "record 5 is missing"),
         (
             ["UPDATE audit_record SET prev_hash = sha256('x') WHERE seq = 7"],
             7,
@@ -164,7 +168,7 @@ async def test_an_untouched_chain_is_intact(chain: asyncpg.Connection) -> None:
             "past the chain's head",
         ),
     ],
-    ids=["a-deleted-record", "a-relinked-record", "an-edited-column", "the-newest-deleted",
+    ids=["a-deleted-record", "a-record-deleted-from-a-batch", "a-relinked-record", "an-edited-column", "the-newest-deleted",
          "a-forged-head", "a-record-past-the-head"],
 )  # fmt: skip
 async def test_tampering_shows(

@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 
 from api.auth.principal import Principal, PrincipalKind
+from api.repositories.audit import chain_pending
 from tests.support import DatabaseUnderTest
 
 pytestmark = pytest.mark.db
@@ -613,7 +614,8 @@ async def test_the_audit_trail_is_written_only_through_append_audit(
     app: asyncpg.Connection, world: World, sql: str
 ) -> None:
     async with acting_as(app, AUDITOR, world) as connection:
-        seq = await connection.fetchval(APPEND_AUDIT)
+        await connection.fetchval(APPEND_AUDIT)
+        seq = await chain_pending(connection)  # linked in the same transaction
         record = "SELECT subject, operation FROM audit_record WHERE seq = $1"
         assert tuple(await connection.fetchrow(record, seq)) == ("auditor", "probe")
         with pytest.raises(

@@ -1,0 +1,128 @@
+"""Audit records are appended in the access's own transaction to a pending log and linked into
+the hash chain right after the commit: nothing committed is ever left out of the chain (a
+record whose linking did not happen is linked by the next commit), concurrent commits are all
+linked in one unbroken, verifiable run, and the application role cannot touch the pending log."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from api.audit.entries import AuditEntry
+from api.auth.principal import Principal, PrincipalKind
+from api.db.pool import create_pool
+from api.db.unit_of_work import UnitOfWork
+from api.repositories.audit import APPEND, AuditRepository, append_arguments
+from api.services.audit_chain import verify_chain
+from api.settings import DatabaseSettings, Settings
+from tests.support import DatabaseUnderTest
+
+pytestmark = pytest.mark.db
+
+WRITER = Principal(subject="pending-probe", kind=PrincipalKind.STAFF)
+
+
+def entry(request_id: str) -> AuditEntry:
+    return AuditEntry.of(
+        WRITER, request_id=request_id, category="graphql", operation="probe",
+        decision="ALLOW", policy_version="test",
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def pool(database: DatabaseUnderTest) -> AsyncIterator[asyncpg.Pool]:
+    settings = Settings(
+        database=DatabaseSettings(url=database.app_url, pool_min_size=1, pool_max_size=20)
+    )
+    created = await create_pool(database.app_url, settings)
+    try:
+        yield created
+    finally:
+        await created.close()
+
+
+async def chained(owner: asyncpg.Connection, request_ids: list[str]) -> list[int]:
+    rows = await owner.fetch(
+        "SELECT seq FROM lighthouse.audit_record WHERE request_id = ANY($1::text[]) ORDER BY seq",
+        request_ids,
+    )
+    return [row["seq"] for row in rows]
+
+
+async def pending(owner: asyncpg.Connection, request_ids: list[str]) -> int:
+    return int(
+        await owner.fetchval(
+            "SELECT count(*) FROM lighthouse.audit_pending WHERE request_id = ANY($1::text[])",
+            request_ids,
+        )
+    )
+
+
+async def test_a_record_committed_without_its_linking_is_linked_by_the_next_commit(
+    pool: asyncpg.Pool, owner: asyncpg.Connection
+) -> None:
+    """A gateway that dies between its commit and the linking leaves its record pending, never
+    lost: the next audited commit (any process's) links it, before its own, in commit order."""
+    first, second = f"left-{uuid.uuid4().hex[:8]}", f"next-{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.fetchval(APPEND, *append_arguments(entry(first)))
+    assert await pending(owner, [first]) == 1 and await chained(owner, [first]) == []
+    async with UnitOfWork(pool, WRITER.database_settings()) as uow:
+        await AuditRepository(uow).append(entry(second))
+    assert await pending(owner, [first, second]) == 0
+    seqs = await chained(owner, [first, second])
+    assert len(seqs) == 2 and seqs[1] == seqs[0] + 1
+    outcome = await verify_chain(AuditRepository(owner), 1, None)
+    assert outcome.intact, outcome
+
+
+async def test_a_rolled_back_access_leaves_no_record(
+    pool: asyncpg.Pool, owner: asyncpg.Connection
+) -> None:
+    request = f"undone-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ZeroDivisionError):
+        async with UnitOfWork(pool, WRITER.database_settings()) as uow:
+            await AuditRepository(uow).append(entry(request))
+            raise ZeroDivisionError
+    assert await pending(owner, [request]) == 0 and await chained(owner, [request]) == []
+
+
+async def test_concurrent_commits_are_all_linked_in_one_unbroken_run(
+    pool: asyncpg.Pool, owner: asyncpg.Connection
+) -> None:
+    requests = [f"together-{uuid.uuid4().hex[:8]}-{n}" for n in range(40)]
+
+    async def access(request_id: str) -> None:
+        async with UnitOfWork(pool, WRITER.database_settings()) as uow:
+            await AuditRepository(uow).append(entry(request_id))
+
+    await asyncio.gather(*(access(r) for r in requests))
+    seqs = await chained(owner, requests)
+    assert len(seqs) == len(requests) == len(set(seqs))
+    assert await pending(owner, requests) == 0
+    outcome = await verify_chain(AuditRepository(owner), 1, None)
+    assert outcome.intact, outcome
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM lighthouse.audit_pending",
+        "DELETE FROM lighthouse.audit_pending",
+        "UPDATE lighthouse.audit_pending SET subject = 'someone-else'",
+        "INSERT INTO lighthouse.audit_pending (occurred_at, request_id, subject, principal_kind,"
+        " category, operation, decision, policy_version, payload)"
+        " VALUES (now(), 'x', 'x', 'staff', 'graphql', 'x', 'ALLOW', 'x', 'x')",
+    ],
+    ids=["read", "delete", "update", "insert"],
+)
+async def test_the_application_role_cannot_touch_the_pending_log(
+    pool: asyncpg.Pool, sql: str
+) -> None:
+    async with pool.acquire() as connection:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute(sql)
