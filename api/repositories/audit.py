@@ -16,7 +16,7 @@ APPEND = """
 SELECT lighthouse.append_audit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 """
 APPEND_MANY = "SELECT lighthouse.append_audits($1::lighthouse.audit_entry[])"
-CHAIN = "SELECT lighthouse.chain_audits($1)"
+CHAIN = "SELECT lighthouse.chain_audits($1, $2)"
 CHAIN_BATCH = 10_000  # records linked in one transaction at most (the rest by the next)
 RECORD_COLUMNS = ", ".join(("seq", *MIRRORED, "payload", "prev_hash", "hash"))
 CHAIN_SLICE = f"""
@@ -120,10 +120,18 @@ class AnchorRow:
     signature: str
 
 
-async def chain_pending(db: asyncpg.Connection | asyncpg.Pool) -> int:
+async def chain_pending(
+    db: asyncpg.Connection | asyncpg.Pool, *, after_commit: bool = False
+) -> int:
     """Link the pending records (everyone's committed ones, and this connection's own) into the
-    hash chain, under the head's lock, in one transaction; the last sequence number."""
-    return int(await db.fetchval(CHAIN, CHAIN_BATCH))
+    hash chain, under the head's lock; the last sequence number. ``after_commit``: in a
+    transaction of its own once the records are durable, whose commit need not wait for the
+    disk (see migration 0009)."""
+    return int(await db.fetchval(CHAIN, CHAIN_BATCH, after_commit))
+
+
+async def chain_after_commit(connection: asyncpg.Connection) -> int:
+    return await chain_pending(connection, after_commit=True)
 
 
 class AuditRepository:
@@ -143,7 +151,7 @@ class AuditRepository:
 
     async def _chain_after(self) -> None:
         if isinstance(self._db, UnitOfWork):
-            self._db.after_commit(chain_pending)
+            self._db.after_commit(chain_after_commit)
         else:  # a bare connection (the CLI's, a test's): linked at once, in its transaction
             await chain_pending(self._db)
 

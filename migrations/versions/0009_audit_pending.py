@@ -84,7 +84,12 @@ $$;
 -- Link the pending records (at most max_records, oldest first) into the chain, each exactly as
 -- append_audit linked one; the last sequence number. Runs under the head's row lock, so one
 -- chaining at a time; a record appended in the caller's own open transaction is linked too.
-CREATE FUNCTION lighthouse.chain_audits(max_records integer) RETURNS bigint
+-- after_commit: called in a transaction of its own, after the records' own commits. That
+-- transaction's commit then need not wait for its disk flush: it writes nothing that is not
+-- already durable in the pending log, and a crash that loses it loses the linking only (the
+-- records stay pending, and the next linking takes them).
+CREATE FUNCTION lighthouse.chain_audits(max_records integer, after_commit boolean DEFAULT false)
+RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = lighthouse, public, pg_temp AS $$
 DECLARE
     head lighthouse.audit_chain_head;
@@ -94,6 +99,9 @@ DECLARE
     next_hash bytea;
     linked bigint[] := '{}';
 BEGIN
+    IF after_commit THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
     SELECT * INTO head FROM lighthouse.audit_chain_head WHERE id = 1 FOR UPDATE;
     next_seq := head.last_seq;
     next_hash := head.last_hash;
