@@ -149,6 +149,10 @@ class AuditRepository:
         await self._db.execute(APPEND_MANY, [append_arguments(entry) for entry in entries])
         await self._chain_after()
 
+    async def link_pending(self) -> int:
+        """Link every committed pending record now; the last sequence number."""
+        return await chain_pending(self._db)
+
     async def _chain_after(self) -> None:
         if isinstance(self._db, UnitOfWork):
             self._db.after_commit(chain_after_commit)

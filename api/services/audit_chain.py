@@ -130,7 +130,10 @@ class AuditAnchors:
 
     async def publish(self) -> Anchor:
         """Sign the chain's head, keep the anchor, and log it (logs leave the machine for the
-        city's log store: a copy outside this database)."""
+        city's log store: a copy outside this database). Records still pending (their linking
+        was lost and no audited commit came since) are linked first, so each anchor covers
+        everything committed before it."""
+        await self._audit.link_pending()
         seq, head_hash = await self._audit.head()
         key = self._keys.current()
         if key is None:

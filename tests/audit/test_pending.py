@@ -13,12 +13,14 @@ import asyncpg
 import pytest
 
 from api.audit.entries import AuditEntry
+from api.auth.keys import KeyRing
 from api.auth.principal import Principal, PrincipalKind
-from api.db.pool import create_pool
+from api.db.pool import connect, create_pool
 from api.db.unit_of_work import UnitOfWork
 from api.repositories.audit import APPEND, AuditRepository, append_arguments
-from api.services.audit_chain import verify_chain
-from api.settings import DatabaseSettings, Settings
+from api.repositories.oauth import OAuthRepository
+from api.services.audit_chain import AuditAnchors, verify_chain
+from api.settings import DatabaseSettings, OAuthSettings, Settings
 from tests.support import DatabaseUnderTest
 
 pytestmark = pytest.mark.db
@@ -126,3 +128,26 @@ async def test_the_application_role_cannot_touch_the_pending_log(
     async with pool.acquire() as connection:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await connection.execute(sql)
+
+
+async def test_an_anchor_links_what_is_pending_before_it_signs(
+    pool: asyncpg.Pool, owner: asyncpg.Connection, database: DatabaseUnderTest
+) -> None:
+    """A record whose linking was lost, with no audited commit after it (a quiet night), is
+    linked by the next anchor, which then covers it."""
+    left = f"quiet-{uuid.uuid4().hex[:8]}"
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.fetchval(APPEND, *append_arguments(entry(left)))
+    assert await pending(owner, [left]) == 1
+    settings = Settings(oauth=OAuthSettings(issuer="https://anchor.test"))
+    signer = await connect(database.owner_url, settings, "anchor-test")  # with the JSON codecs
+    try:
+        keys = KeyRing(settings)
+        oauth = OAuthRepository(signer)
+        await keys.ensure_signing_key(oauth)
+        anchors = AuditAnchors(AuditRepository(signer), oauth, keys, "https://anchor.test")
+        anchor = await anchors.publish()
+    finally:
+        await signer.close()
+    [seq] = await chained(owner, [left])
+    assert await pending(owner, [left]) == 0 and anchor.seq >= seq
