@@ -5,21 +5,21 @@ identity is written with ``set_config(name, value, true)`` so it lasts only as l
 transaction: row-level security policies read it, and it can never leak to the next user of the
 pooled connection. Statements on one unit of work are serialised (GraphQL resolves fields
 concurrently; an asyncpg connection runs one statement at a time).
+
+The unit of work sends BEGIN, SAVEPOINT and COMMIT itself rather than through asyncpg's
+``Transaction``, so that the statements that follow a commit (the audit chain's linking) go in
+the same round trip as the COMMIT.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
 
 import asyncpg
-import structlog
-from asyncpg.transaction import Transaction
-
-from api.db.errors import UNREACHABLE
 
 _SET_IDENTITY = (
     "SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)"
@@ -38,8 +38,10 @@ async def set_identity(connection: asyncpg.Connection, identity: Mapping[str, st
     await connection.execute(_SET_IDENTITY, names, [identity[n] for n in names])
 
 
-log = structlog.get_logger(__name__)
-AfterCommit = Callable[[asyncpg.Connection], Awaitable[object]]
+# Sent with the COMMIT, in one round trip (statements run in order, an error stops the rest;
+# the statements after the COMMIT catch their own, so an error is the commit's). COMMIT alone
+# would turn a failed transaction into a silent rollback; this statement raises in one.
+_COMMITTABLE = "SELECT 1"
 
 
 class UnitOfWork:
@@ -56,17 +58,19 @@ class UnitOfWork:
         self._identity = identity
         self.on_close = on_close
         self._connection: asyncpg.Connection | None = None
-        self._transaction: Transaction | None = None
         self._lock = asyncio.Lock()
+        self._savepoints = 0
         self.statements = 0
-        self._after_commit: list[AfterCommit] = []
+        self._after_commit: list[str] = []
 
-    def after_commit(self, step: AfterCommit) -> None:
-        """Run ``step`` on the connection once the transaction has committed, before the
-        connection goes back to the pool (once, however often it is asked). A step that fails
-        is logged: what it would have done must not be lost by failing (see ``close``)."""
-        if step not in self._after_commit:
-            self._after_commit.append(step)
+    def after_commit(self, statement: str) -> None:
+        """Run ``statement`` (SQL without parameters) once the transaction has committed, in the
+        COMMIT's own round trip, in a transaction of its own (once, however often it is asked).
+        It must not raise (a database function that catches its own errors): an error from that
+        round trip is taken as the commit's. What it does must be work anyone can finish later,
+        since a gateway may die between the two."""
+        if statement not in self._after_commit:
+            self._after_commit.append(statement)
 
     async def __aenter__(self) -> UnitOfWork:
         return self
@@ -89,8 +93,7 @@ class UnitOfWork:
                 raise RuntimeError("the unit of work is already open")
             connection = await self._pool.acquire()
             try:
-                transaction = connection.transaction()
-                await transaction.start()
+                await connection.execute("BEGIN")
                 names = list(self._identity)
                 row = await connection.fetchrow(
                     _SET_IDENTITY_WITH.format(columns=columns),
@@ -102,7 +105,7 @@ class UnitOfWork:
                 await self._pool.release(connection)
                 raise
             self.statements += 1
-            self._connection, self._transaction = connection, transaction
+            self._connection = connection
             assert row is not None
             return row
 
@@ -110,14 +113,13 @@ class UnitOfWork:
         if self._connection is None:
             connection = await self._pool.acquire()
             try:
-                transaction = connection.transaction()
-                await transaction.start()
+                await connection.execute("BEGIN")
                 await set_identity(connection, self._identity)
             except BaseException:
                 await self._pool.release(connection)
                 raise
             self.statements += 1
-            self._connection, self._transaction = connection, transaction
+            self._connection = connection
         return self._connection
 
     @property
@@ -157,35 +159,35 @@ class UnitOfWork:
         """
         async with self._lock:
             connection = await self._open()
-            savepoint = connection.transaction()
-            await savepoint.start()
+            self._savepoints += 1
+            name = f"lighthouse_{self._savepoints}"
+            await connection.execute(f"SAVEPOINT {name}")
         try:
             yield
         except BaseException:
             async with self._lock:
-                await savepoint.rollback()
+                await connection.execute(f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
             raise
         else:
             async with self._lock:
-                await savepoint.commit()
+                await connection.execute(f"RELEASE SAVEPOINT {name}")
 
     async def close(self, *, commit: bool) -> None:
-        connection, transaction = self._connection, self._transaction
-        self._connection = self._transaction = None
-        if connection is None or transaction is None:
+        connection = self._connection
+        self._connection = None
+        if connection is None:
             return
         try:
             if commit:
-                await transaction.commit()
-                for step in self._after_commit:
-                    try:
-                        await step(connection)
-                    except UNREACHABLE as error:
-                        # Committed already; a step is work anyone can finish later (the audit
-                        # chain links pending records at every commit).
-                        log.warning("unit_of_work.after_commit_failed", error=repr(error))
+                try:
+                    await connection.execute(
+                        ";".join((_COMMITTABLE, "COMMIT", *self._after_commit))
+                    )
+                finally:
+                    if connection.is_in_transaction():  # failed before its COMMIT
+                        await connection.execute("ROLLBACK")
             else:
-                await transaction.rollback()
+                await connection.execute("ROLLBACK")
         finally:
             # Counted even when the closing itself is cancelled (a subscription whose socket
             # went away while its event's transaction was open).

@@ -120,18 +120,16 @@ class AnchorRow:
     signature: str
 
 
-async def chain_pending(
-    db: asyncpg.Connection | asyncpg.Pool, *, after_commit: bool = False
-) -> int:
+async def chain_pending(db: asyncpg.Connection | asyncpg.Pool) -> int:
     """Link the pending records (everyone's committed ones, and this connection's own) into the
-    hash chain, under the head's lock; the last sequence number. ``after_commit``: in a
-    transaction of its own once the records are durable, whose commit need not wait for the
-    disk (see migration 0009)."""
-    return int(await db.fetchval(CHAIN, CHAIN_BATCH, after_commit))
+    hash chain, under the head's lock; the last sequence number."""
+    return int(await db.fetchval(CHAIN, CHAIN_BATCH, False))
 
 
-async def chain_after_commit(connection: asyncpg.Connection) -> int:
-    return await chain_pending(connection, after_commit=True)
+# Sent in the COMMIT's round trip by a unit of work that appended records (``after_commit``):
+# links them in a transaction of its own whose commit need not wait for the disk, and never
+# raises (see migration 0009).
+LINK_COMMITTED = f"SELECT lighthouse.link_committed({CHAIN_BATCH})"
 
 
 class AuditRepository:
@@ -155,7 +153,7 @@ class AuditRepository:
 
     async def _chain_after(self) -> None:
         if isinstance(self._db, UnitOfWork):
-            self._db.after_commit(chain_after_commit)
+            self._db.after_commit(LINK_COMMITTED)
         else:  # a bare connection (the CLI's, a test's): linked at once, in its transaction
             await chain_pending(self._db)
 

@@ -126,16 +126,34 @@ BEGIN
     RETURN next_seq;
 END;
 $$;
+
+-- The linking sent in the same round trip as a request's COMMIT ("COMMIT; SELECT
+-- lighthouse.link_committed(n)"): it never raises, so an error from that round trip is the
+-- commit's own. A linking that fails (a lock or statement timeout) is logged by the server and
+-- left to the next linking; NULL then.
+CREATE FUNCTION lighthouse.link_committed(max_records integer) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = lighthouse, public, pg_temp AS $$
+BEGIN
+    RETURN lighthouse.chain_audits(max_records, true);
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    RAISE WARNING 'audit linking after a commit failed (left to the next linking): % %',
+        SQLSTATE, SQLERRM;
+    RETURN NULL;
+END;
+$$;
 """
 
 GRANTS = """
 REVOKE ALL ON FUNCTION lighthouse.chain_audits FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION lighthouse.chain_audits TO {role};
+REVOKE ALL ON FUNCTION lighthouse.link_committed FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lighthouse.link_committed TO {role};
 """
 
 # Back to appending under the head's lock: what is pending is linked first.
 DOWNGRADE = """
 SELECT lighthouse.chain_audits(2147483647);
+DROP FUNCTION lighthouse.link_committed;
 DROP FUNCTION lighthouse.chain_audits;
 CREATE OR REPLACE FUNCTION lighthouse.append_audit(
     occurred_at timestamptz, request_id text, subject text, client_id text, bureau text,

@@ -151,3 +151,53 @@ async def test_an_anchor_links_what_is_pending_before_it_signs(
         await signer.close()
     [seq] = await chained(owner, [left])
     assert await pending(owner, [left]) == 0 and anchor.seq >= seq
+
+
+async def test_a_linking_that_cannot_run_does_not_fail_its_commit(
+    database: DatabaseUnderTest, owner: asyncpg.Connection
+) -> None:
+    """The linking goes in the COMMIT's round trip: when it cannot run (here the chain's head is
+    held past the statement timeout), the commit it follows still succeeds, its record stays
+    pending, and the next commit links it."""
+    settings = Settings(
+        database=DatabaseSettings(
+            url=database.app_url, pool_min_size=1, pool_max_size=2, statement_timeout_ms=200
+        )
+    )
+    short = await create_pool(database.app_url, settings)
+    held, after = f"held-{uuid.uuid4().hex[:8]}", f"after-{uuid.uuid4().hex[:8]}"
+    try:
+        holder = owner.transaction()
+        await holder.start()
+        await owner.execute("SELECT 1 FROM lighthouse.audit_chain_head WHERE id = 1 FOR UPDATE")
+        try:
+            async with UnitOfWork(short, WRITER.database_settings()) as uow:
+                await AuditRepository(uow).append(entry(held))
+        finally:
+            await holder.rollback()
+        assert await pending(owner, [held]) == 1 and await chained(owner, [held]) == []
+        async with UnitOfWork(short, WRITER.database_settings()) as uow:
+            await AuditRepository(uow).append(entry(after))
+    finally:
+        await short.close()
+    seqs = await chained(owner, [held, after])
+    assert len(seqs) == 2 and seqs[1] == seqs[0] + 1
+    assert await pending(owner, [held, after]) == 0
+
+
+async def test_a_failed_transaction_is_never_reported_committed(
+    pool: asyncpg.Pool, owner: asyncpg.Connection
+) -> None:
+    """A statement that failed outside a savepoint leaves the transaction unable to commit
+    (PostgreSQL would answer COMMIT with a silent rollback): closing it raises, nothing it
+    wrote is kept, and the connection goes back to the pool clean."""
+    request = f"failed-{uuid.uuid4().hex[:8]}"
+    uow = UnitOfWork(pool, WRITER.database_settings())
+    await AuditRepository(uow).append(entry(request))
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await uow.fetchval("SELECT 1 / 0")
+    with pytest.raises(asyncpg.InFailedSQLTransactionError):
+        await uow.close(commit=True)
+    assert await pending(owner, [request]) == 0 and await chained(owner, [request]) == []
+    async with pool.acquire() as connection:
+        assert not connection.is_in_transaction()
