@@ -40,7 +40,8 @@ async def set_identity(connection: asyncpg.Connection, identity: Mapping[str, st
 
 # Sent with the COMMIT, in one round trip (statements run in order, an error stops the rest;
 # the statements after the COMMIT catch their own, so an error is the commit's). COMMIT alone
-# would turn a failed transaction into a silent rollback; this statement raises in one.
+# would turn a failed transaction into a silent rollback; this statement (or any statement sent
+# before the COMMIT) raises in one.
 _COMMITTABLE = "SELECT 1"
 
 
@@ -61,7 +62,16 @@ class UnitOfWork:
         self._lock = asyncio.Lock()
         self._savepoints = 0
         self.statements = 0
+        self._at_commit: list[str] = []
         self._after_commit: list[str] = []
+
+    def at_commit(self, statement: str) -> None:
+        """Run ``statement`` (SQL without parameters: see ``api.db.literals``) in the
+        transaction, just before it commits, in the COMMIT's own round trip. An error in it fails
+        the commit, and nothing is kept. It runs after everything else, so a savepoint rolled
+        back before it does not take it back (a request's audit record, which must survive the
+        request's failed parts, is appended this way)."""
+        self._at_commit.append(statement)
 
     def after_commit(self, statement: str) -> None:
         """Run ``statement`` (SQL without parameters) once the transaction has committed, in the
@@ -173,16 +183,19 @@ class UnitOfWork:
                 await connection.execute(f"RELEASE SAVEPOINT {name}")
 
     async def close(self, *, commit: bool) -> None:
+        if commit and self._at_commit and self._connection is None:
+            async with self._lock:
+                await self._open()
         connection = self._connection
         self._connection = None
         if connection is None:
             return
         try:
             if commit:
+                self.statements += len(self._at_commit)
+                script = (*(self._at_commit or [_COMMITTABLE]), "COMMIT", *self._after_commit)
                 try:
-                    await connection.execute(
-                        ";".join((_COMMITTABLE, "COMMIT", *self._after_commit))
-                    )
+                    await connection.execute(";".join(script))
                 finally:
                     if connection.is_in_transaction():  # failed before its COMMIT
                         await connection.execute("ROLLBACK")

@@ -9,6 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from api.audit.entries import MIRRORED, AuditEntry, StoredRecord
+from api.db.literals import call
 from api.db.unit_of_work import UnitOfWork
 from api.repositories.sql import Conditions, Ordering, Page, PageRequest, finish_page
 
@@ -42,6 +43,18 @@ SELECT version, first_seen_at, last_seen_at FROM policy_version ORDER BY first_s
 POLICY_TEXT = "SELECT policies FROM policy_version WHERE version = $1"
 
 NEWEST_FIRST = Ordering("NEWEST_FIRST", ("seq",), descending=True, types=(int,))
+
+
+APPEND_TYPES = (
+    "timestamptz", "text", "text", "text", "text", "text", "text", "text", "text", "text[]",
+    "text", "text[]", "text", "boolean", "text",
+)  # fmt: skip
+
+
+def append_statement(entry: AuditEntry) -> str:
+    """``APPEND`` for ``entry`` as one statement without parameters (its values as literals)."""
+    arguments = append_arguments(entry)
+    return call("lighthouse.append_audit", list(zip(arguments, APPEND_TYPES, strict=True)))  # type: ignore[arg-type]
 
 
 def append_arguments(entry: AuditEntry) -> tuple[object, ...]:
@@ -137,10 +150,15 @@ class AuditRepository:
         self._db = db
 
     async def append(self, entry: AuditEntry) -> None:
-        """Append a record in the unit of work's transaction; it is linked into the chain
-        right after the commit (see ``chain_pending``)."""
+        """Append a record in the unit of work's transaction, as it commits (in the COMMIT's
+        round trip, see ``UnitOfWork.at_commit``); it is linked into the chain right after
+        (``LINK_COMMITTED``). On a bare connection: now, and linked at once."""
+        if isinstance(self._db, UnitOfWork):
+            self._db.at_commit(append_statement(entry))
+            self._db.after_commit(LINK_COMMITTED)
+            return
         await self._db.fetchval(APPEND, *append_arguments(entry))
-        await self._chain_after()
+        await chain_pending(self._db)
 
     async def append_many(self, entries: Sequence[AuditEntry]) -> None:
         """Append several records in the order given (one statement)."""

@@ -201,3 +201,28 @@ async def test_a_failed_transaction_is_never_reported_committed(
     assert await pending(owner, [request]) == 0 and await chained(owner, [request]) == []
     async with pool.acquire() as connection:
         assert not connection.is_in_transaction()
+
+
+async def test_a_record_sent_with_the_commit_is_stored_as_it_was_made(
+    pool: asyncpg.Pool, owner: asyncpg.Connection
+) -> None:
+    """A unit of work's record travels as literals in the COMMIT's round trip: every column
+    comes back exactly as the entry has it (text a caller chose included), and the chain holds."""
+    request = f"literal-{uuid.uuid4().hex[:8]}"
+    made = AuditEntry.of(
+        Principal(subject="o'neil $q$ \\ 高雄", kind=PrincipalKind.STAFF, bureau_code="PWB"),
+        request_id=request, category="graphql", operation="Board $q1$;\n--", decision="PARTIAL",
+        policy_version="v'1", resource_ids=["Incident:1", "x'y", "$q$"], policy_ids=[],
+        personal_data=True, document_hash="sha256:ab", details={"variables": {"q": "'; --"}},
+    )  # fmt: skip
+    async with UnitOfWork(pool, WRITER.database_settings()) as uow:
+        await AuditRepository(uow).append(made)
+    stored = await owner.fetchrow(
+        "SELECT occurred_at, request_id, subject, client_id, bureau, principal_kind, category,"
+        " operation, document_hash, resource_ids, decision, policy_ids, policy_version,"
+        " personal_data, payload FROM lighthouse.audit_record WHERE request_id = $1",
+        request,
+    )
+    assert tuple(stored.values()) == append_arguments(made)
+    outcome = await verify_chain(AuditRepository(owner), 1, None)
+    assert outcome.intact, outcome
