@@ -21,6 +21,8 @@ from typing import Any
 
 import asyncpg
 
+from api.db.literals import literal
+
 _SET_IDENTITY = (
     "SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)"
 )
@@ -30,6 +32,15 @@ SELECT (SELECT count(*) FROM (
             SELECT set_config(name, value, true) FROM unnest($1::text[], $2::text[]) AS s(name, value)
         ) AS identity) AS identity, {columns}
 """
+
+
+def identity_statement(identity: Mapping[str, str]) -> str:
+    """``_SET_IDENTITY`` without parameters (the values as literals)."""
+    settings = ", ".join(
+        f"set_config({literal(name, 'text')}, {literal(value, 'text')}, true)"
+        for name, value in identity.items()
+    )
+    return f"SELECT {settings or 'NULL'}"
 
 
 async def set_identity(connection: asyncpg.Connection, identity: Mapping[str, str]) -> None:
@@ -60,6 +71,7 @@ class UnitOfWork:
         self.on_close = on_close
         self._connection: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
+        self._closed = False
         self._savepoints = 0
         self.statements = 0
         self._at_commit: list[str] = []
@@ -99,8 +111,8 @@ class UnitOfWork:
         request's token status is checked this way (see ``OAuthRepository.token_status_columns``).
         """
         async with self._lock:
-            if self._connection is not None:
-                raise RuntimeError("the unit of work is already open")
+            if self._connection is not None or self._closed:
+                raise RuntimeError("the unit of work is already open, or closed")
             connection = await self._pool.acquire()
             try:
                 await connection.execute("BEGIN")
@@ -119,7 +131,32 @@ class UnitOfWork:
             assert row is not None
             return row
 
+    async def begin_with(self, statement: str) -> None:
+        """Open the transaction now, with the identity and ``statement`` (SQL without
+        parameters, see ``api.db.literals``) in the same round trip as BEGIN: one message in
+        PostgreSQL's simple query protocol. Its rows are not returned; an error is raised (and
+        nothing is left open), which is how a check in ``statement`` answers."""
+        async with self._lock:
+            if self._connection is not None or self._closed:
+                raise RuntimeError("the unit of work is already open, or closed")
+            connection = await self._pool.acquire()
+            try:
+                await connection.execute(f"BEGIN;{identity_statement(self._identity)};{statement}")
+            except BaseException:
+                try:
+                    if connection.is_in_transaction():
+                        await connection.execute("ROLLBACK")
+                finally:
+                    await self._pool.release(connection)
+                raise
+            self.statements += 1
+            self._connection = connection
+
     async def _open(self) -> asyncpg.Connection:
+        if self._closed:
+            # A resolver still running after its operation ended (graphql-core's gather does not
+            # cancel a failed field's siblings) must not open a transaction nobody closes.
+            raise RuntimeError("the unit of work is closed")
         if self._connection is None:
             connection = await self._pool.acquire()
             try:
@@ -183,11 +220,16 @@ class UnitOfWork:
                 await connection.execute(f"RELEASE SAVEPOINT {name}")
 
     async def close(self, *, commit: bool) -> None:
-        if commit and self._at_commit and self._connection is None:
-            async with self._lock:
+        """Commit or roll back, and give the connection back; the unit of work is then closed
+        (a statement sent to it raises). Waits for a statement in flight (a resolver that
+        outlived its operation) to finish first: one connection runs one statement at a time."""
+        async with self._lock:
+            if self._closed:
+                return
+            if commit and self._at_commit and self._connection is None:
                 await self._open()
-        connection = self._connection
-        self._connection = None
+            self._closed = True
+            connection, self._connection = self._connection, None
         if connection is None:
             return
         try:

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from api.db.errors import is_unique_violation
+from api.db.literals import call
 from api.db.unit_of_work import UnitOfWork
 from api.domain.errors import InvalidInput
 
@@ -78,6 +79,7 @@ def token_statuses_columns(first: int) -> str:
 
 
 TOKEN_STATUS = f"SELECT {token_status_columns(1)}"
+TOKEN_FALLEN = "LH401"  # lighthouse.token_stands: the token is revoked or its client disabled
 COUNT_REQUEST = """
 INSERT INTO token_request_count (caller, window_start, requests)
 VALUES ($1, date_trunc('minute', now()), 1)
@@ -205,9 +207,17 @@ class OAuthRepository:
 
     @staticmethod
     async def begin_checking_token(uow: UnitOfWork, jti: str, client_id: str) -> tuple[bool, bool]:
-        """Open ``uow`` and, in the same statement, read (revoked, client disabled)."""
-        row = await uow.begin(token_status_columns(3), jti, client_id)
-        return bool(row["revoked"]), bool(row["client_disabled"])
+        """Open ``uow`` and, in the same round trip, learn (revoked, client disabled): the
+        check raises unless the token stands (migration 0010), and then ``uow`` is not open."""
+        try:
+            await uow.begin_with(
+                call("lighthouse.token_stands", [(jti, "text"), (client_id, "text")])
+            )
+        except asyncpg.PostgresError as error:
+            if error.sqlstate != TOKEN_FALLEN:
+                raise
+            return error.message == "revoked", error.message == "client disabled"
+        return False, False
 
     @staticmethod
     async def begin_checking_tokens(
