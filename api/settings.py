@@ -104,6 +104,14 @@ class DatabaseSettings(SettingsGroup):
     pool_min_size: Annotated[int, Field(ge=0, le=100)] = 2
     pool_max_size: Annotated[int, Field(ge=1, le=500)] = 10
     statement_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 15_000
+    plan_cache_mode: Literal["auto", "force_generic_plan", "force_custom_plan"] = Field(
+        default="force_generic_plan",
+        description=(
+            "PostgreSQL's plan_cache_mode for the gateway's connections. Its statements are "
+            "prepared once per connection; a generic plan is made once, where 'auto' may plan "
+            "a compiled document's statement afresh on every request."
+        ),
+    )
     data_dir: Path = Field(default=Path(".lighthouse"), validation_alias="LIGHTHOUSE_DATA_DIR")
     migrate_on_start: bool | None = Field(
         default=None,

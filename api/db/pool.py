@@ -36,6 +36,7 @@ def connection_settings(settings: Settings) -> dict[str, str]:
         "statement_timeout": str(settings.database.statement_timeout_ms),
         "idle_in_transaction_session_timeout": str(settings.database.statement_timeout_ms * 2),
         "timezone": "UTC",
+        "plan_cache_mode": settings.database.plan_cache_mode,
     }
 
 

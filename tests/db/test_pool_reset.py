@@ -47,6 +47,8 @@ async def test_an_identity_and_an_open_transaction_never_reach_the_next_user(
             assert not connection.is_in_transaction()
             assert await connection.fetchval(IDENTITY) in (None, "")
             assert await connection.fetchval("SHOW search_path") == "lighthouse, public"
+            # Prepared once per connection, planned once (settings: plan_cache_mode).
+            assert await connection.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
         # A transaction left open on a raw connection is rolled back too.
         async with pool.acquire() as connection:
             await connection.execute("BEGIN")
