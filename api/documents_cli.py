@@ -23,7 +23,7 @@ from rich.console import Console
 from api.access.scope import AccessScope
 from api.auth.principal import Principal, PrincipalKind
 from api.command import command_settings, run_as
-from api.graph.core.compiled import NotCompiled, Planner
+from api.graph.core.compiled import NeedsValues, NotCompiled, Planner
 from api.graph.core.schema import build_schema
 from api.graph.core.trusted import MAX_MANIFEST, Registration, check_all, register_manifest
 from api.graph.domains import DOMAINS
@@ -154,6 +154,9 @@ def plan_document(
     planner = Planner(schema, settings.graph)
     for name in names:
         plan = planner.plan(found.document, name)
+        if isinstance(plan, NeedsValues):
+            print(f"{name}\tcompiled\tper value: {plan.reason}")
+            continue
         if isinstance(plan, NotCompiled):
             print(f"{name}\tresolvers\t{plan.reason}")
             continue

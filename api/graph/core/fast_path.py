@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 import orjson
 import structlog
+from graphql import VariableDefinitionNode
 from graphql.execution.values import get_variable_values
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,7 +28,7 @@ from strawberry import Schema
 from api.access.scope import OperationDescription
 from api.db.errors import translate
 from api.domain.errors import DomainError
-from api.graph.core.compiled import NotCompiled, Plan, Planner
+from api.graph.core.compiled import NeedsValues, NotCompiled, Plan, Planner
 from api.graph.core.extensions import operation_label
 from api.graph.core.trusted import sha256
 from api.http.transaction import request_transaction
@@ -47,14 +49,19 @@ class CompiledDocuments:
     def __init__(self, schema: Schema, graph: GraphSettings, max_plans: int = 2048) -> None:
         self._schema = schema
         self._planner = Planner(schema, graph)
-        self._plans: OrderedDict[tuple[str, str | None], Plan | NotCompiled] = OrderedDict()
+        self._plans: OrderedDict[tuple[str, str | None, bytes], Plan | NotCompiled] = OrderedDict()
         self._max_plans = max_plans
 
-    def plan(self, text: str, operation_name: str | None) -> Plan | NotCompiled:
-        key = (sha256(text), operation_name)
+    def plan(
+        self, text: str, operation_name: str | None, fixed: dict[str, Any] | None = None
+    ) -> Plan | NotCompiled:
+        """The plan of ``text`` (with ``fixed``: the values of the variables a filter is given
+        by; one plan per distinct value, all in the same bounded memory)."""
+        values = orjson.dumps(fixed, default=repr, option=orjson.OPT_SORT_KEYS) if fixed else b""
+        key = (sha256(text), operation_name, values)
         found = self._plans.get(key)
         if found is None:
-            found = self._plans[key] = self._planner.plan(text, operation_name)
+            found = self._plans[key] = self._planner.plan(text, operation_name, fixed)
             while len(self._plans) > self._max_plans:
                 self._plans.popitem(last=False)
         else:
@@ -77,10 +84,20 @@ class CompiledDocuments:
         if text is None:
             return None
         plan = self.plan(text, operation_name)
-        if isinstance(plan, NotCompiled):
-            return None
         try:
-            parameters = plan.parameters(self._coerced(plan, variables))
+            fixed: dict[str, Any] = {}
+            while isinstance(plan, NeedsValues):
+                # Filters given by variables: planned with their values (each root's in turn;
+                # a variable sent without a value leaves the document to the resolvers).
+                coerced = self._coerced(plan.definitions, variables)
+                more = {n: coerced[n] for n in plan.variables if n in coerced and n not in fixed}
+                if not more:
+                    break
+                fixed |= more
+                plan = self.plan(text, operation_name, fixed)
+            if isinstance(plan, NotCompiled):
+                return None
+            parameters = plan.parameters(self._coerced(plan.variables, variables))
         except NotCompiled:
             return None  # the resolver path answers these values (with its error)
         principal = transaction.principal
@@ -120,12 +137,14 @@ class CompiledDocuments:
         self._count(request, plan, time.perf_counter() - started, "ok")
         return Response(orjson.dumps({"data": row["data"]}), media_type="application/json")
 
-    def _coerced(self, plan: Plan, variables: dict[str, Any] | None) -> dict[str, Any]:
+    def _coerced(
+        self, definitions: Sequence[VariableDefinitionNode], variables: dict[str, Any] | None
+    ) -> dict[str, Any]:
         """The request's variables as the resolver path would coerce them (defaults applied);
         NotCompiled when they do not coerce (the resolver path names the error)."""
-        if not plan.variables:
+        if not definitions:
             return {}
-        coerced = get_variable_values(self._schema._schema, plan.variables, variables or {})
+        coerced = get_variable_values(self._schema._schema, definitions, variables or {})
         if isinstance(coerced, list):
             raise NotCompiled("the variables do not coerce")
         return coerced.coerced

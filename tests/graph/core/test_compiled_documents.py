@@ -21,9 +21,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from graphql.execution.values import VariableValues, get_variable_values
 
 from api.auth.dev_principals import DEV_PRINCIPALS
-from api.graph.core.compiled import NotCompiled, Plan, Planner
+from api.graph.core.compiled import NeedsValues, NotCompiled, Plan, Planner
 from api.graph.core.ids import encode_id
 from api.graph.core.schema import build_schema
 from api.graph.domains import DOMAINS
@@ -152,7 +153,13 @@ class Documents:
         if rng.random() < 0.1:
             arguments = arguments[1:]  # the default page
             self.declared.pop("first", None)
-        if rng.random() < 0.3:
+        if rng.random() < 0.15:
+            arguments.append(f"filter: {self.variable('filter', 'IncidentFilterInput')}")
+        elif rng.random() < 0.1:
+            given = self.variable("statusFilter", "[IncidentStatus!]")
+            rest = [part for part in self.filter() if not part.startswith("status:")]
+            arguments.append(f"filter: {{ {', '.join([f'status: {given}', *rest])} }}")
+        elif rng.random() < 0.3:
             arguments.append(f"filter: {{ {', '.join(self.filter())} }}")
         if rng.random() < 0.2:
             arguments.append(f"after: {self.variable('after', 'String')}")
@@ -208,6 +215,28 @@ class Documents:
             parts.append("overdue: true")
         return parts or ["category: []"]
 
+    def filter_value(self) -> dict[str, Any] | None:
+        """A filter sent as a variable's value: what compiles, and now and then what stays on
+        the resolvers (overdue), what they refuse (no time zone) or what does not coerce."""
+        rng, value = self.rng, {}
+        if rng.random() < 0.5:
+            value["status"] = rng.sample(STATUSES, rng.randint(0, 3))
+        if rng.random() < 0.3:
+            value["statusClass"] = [rng.choice(["OPEN", "FIXED", "CLOSED"])]
+        if rng.random() < 0.3:
+            value["category"] = [rng.choice(CATEGORIES)]
+        if rng.random() < 0.3:
+            value["bureauCode"] = [rng.choice(["PUBLIC_WORKS", "WATER_RESOURCES"])]
+        if rng.random() < 0.2:
+            value[rng.choice(["reportedFrom", "reportedBefore"])] = rng.choice(
+                ["2026-01-01T00:00:00+08:00", "2026-11-01T00:00:00Z", "2026-11-01T00:00:00"]
+            )
+        if rng.random() < 0.05:
+            value["overdue"] = True
+        if rng.random() < 0.05:
+            value["status"] = ["BOGUS"]
+        return None if rng.random() < 0.1 else value
+
     def values(self, text: str) -> dict[str, Any] | None:
         """Variables for one request of ``text``: in range, out of range, of the wrong type,
         or missing."""
@@ -216,6 +245,8 @@ class Documents:
             "$first": [1, 5, 50, 100, 0, 101, "many", None],
             "$limit": [1, 3, 100, 0, 101],
             "$statuses": [[], ["OPEN"], ["OPEN", "COMPLETED"], ["CANCELLED"], ["BOGUS"]],
+            "$filter": [self.filter_value() for _ in range(4)],
+            "$statusFilter": [None, [], ["VERIFIED"], ["DETECTED", "CLOSED"], ["BOGUS"]],
             "$id": self.ids,
             "$after": [
                 None,
@@ -313,6 +344,28 @@ async def test_the_board_compiles_to_one_statement_that_reads_what_the_resolvers
         f'query One {{ incident(id: "{encode_id("Incident", 7)}") {{ title }} }}', None
     )
     assert isinstance(one, Plan) and one.params == (7,) and one.seen[0][0] == "Incident"
+    # A filter given by variables compiles once their values are known (one plan per value).
+    by_values = (
+        "query V($s: [IncidentStatus!], $f: IncidentFilterInput) {"
+        " a: incidents(filter: {status: $s}) { totalCount }"
+        " b: incidents(filter: $f) { totalCount } }"
+    )
+    needs = planner().plan(by_values, None)
+    assert isinstance(needs, NeedsValues) and needs.variables == ("s",), needs
+    values = get_variable_values(
+        planner()._schema._schema,
+        needs.definitions,
+        {"s": ["VERIFIED"], "f": {"bureauCode": ["PUBLIC_WORKS"], "statusClass": ["OPEN"]}},
+    )
+    assert isinstance(values, VariableValues)
+    coerced = values.coerced
+    more = planner().plan(by_values, None, {"s": coerced["s"]})
+    assert isinstance(more, NeedsValues) and more.variables == ("f",), more
+    both = planner().plan(by_values, None, coerced)
+    assert isinstance(both, Plan), both
+    assert ["VERIFIED"] in both.params and ["PUBLIC_WORKS"] in both.params
+    overdue = planner().plan(by_values, None, {**coerced, "f": {"overdue": True}})
+    assert isinstance(overdue, NotCompiled) and "overdue" in overdue.reason
     for text, reason in reasons.items():
         refused = planner().plan(text, None)
         assert isinstance(refused, NotCompiled) and reason in refused.reason, (text, refused)
@@ -335,7 +388,10 @@ async def test_compiled_and_resolved_answers_are_the_same_bytes_and_audit(
     for index, document_id in enumerate(texts):
         texts[document_id] = BOARD if index == 0 else generator.document(f"D{index}")
     plans = planner()
-    compiled = {i for i, text in texts.items() if isinstance(plans.plan(text, None), Plan)}
+    # Compiled, or compiled per value of the variables a filter is given by.
+    compiled = {
+        i for i, text in texts.items() if isinstance(plans.plan(text, None), Plan | NeedsValues)
+    }
     assert len(compiled) >= DOCUMENTS // 2, f"seed {seed}: too few documents compiled"
     registered = cli(database, gateway, "documents", "register", str(manifest(tmp_path, texts)),
                      "--client", "differential")  # fmt: skip
@@ -343,7 +399,7 @@ async def test_compiled_and_resolved_answers_are_the_same_bytes_and_audit(
 
     principals = sorted(DEV_PRINCIPALS)
     pairs: list[tuple[str, str, str]] = []  # the compiled request, the resolved one, what
-    fast = sent = 0
+    fast = sent = by_values = 0  # by_values: answered compiled, with a filter by variables
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
         for document_id, text in texts.items():
             for name in (
@@ -367,12 +423,15 @@ async def test_compiled_and_resolved_answers_are_the_same_bytes_and_audit(
                 assert not took or document_id in compiled, context
                 assert "compiled;" not in by_text.headers.get("server-timing", ""), context
                 fast, sent = fast + took, sent + 1
+                by_values += took and ("filter: $" in text or "status: $" in text)
                 if took:
                     # (Two runs of the resolver path may audit different decisions when an
                     # error cuts sibling fields short: which loaders ran first is timing.)
                     pairs.append((by_id.headers["x-request-id"],
                                   by_text.headers["x-request-id"], context))  # fmt: skip
     assert fast >= sent // 4, f"seed {seed}: the compiled path answered only {fast} of {sent}"
+    given_by_values = sum("filter: $" in t or "status: $" in t for t in texts.values())
+    assert by_values > 0 or given_by_values < 4, f"seed {seed}: no filter by variables compiled"
     records = await audit_of(database, [p[0] for p in pairs] + [p[1] for p in pairs])
     for compiled_request, resolved_request, context in pairs:
         assert records[compiled_request] == records[resolved_request], context

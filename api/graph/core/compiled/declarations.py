@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from graphql import VariableDefinitionNode
+
 from api.policy.engine import Entity
 from api.repositories.json_sql import (
     ChildRows,
@@ -25,6 +27,18 @@ class NotCompiled(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class NeedsValues(NotCompiled):
+    """The document compiles once the values of ``variables`` are known: a filter given by
+    variables builds its WHERE clause from their values (one plan per distinct value)."""
+
+    def __init__(
+        self, variables: tuple[str, ...], definitions: tuple[VariableDefinitionNode, ...] = ()
+    ) -> None:
+        super().__init__(f"a filter given by variables ({', '.join(variables)}) compiles per value")
+        self.variables = variables
+        self.definitions = definitions  # the operation's, to coerce the request's values
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from api.graph.core.compiled.declarations import (
     TABLE,
     Column,
     Composite,
+    NeedsValues,
     NotCompiled,
     RootById,
     RootConnection,
@@ -96,6 +97,8 @@ class _Plan:
     asked: list[tuple[str, Entity]] = field(default_factory=list)
     guarded: list[tuple[str, Entity, str]] = field(default_factory=list)
     seen: list[tuple[str, str]] = field(default_factory=list)
+    fixed: Mapping[str, Any] = field(default_factory=dict)  # variables' values compiled in
+    definitions: tuple[VariableDefinitionNode, ...] = ()
 
 
 class Planner:
@@ -105,13 +108,17 @@ class Planner:
         self._schema = schema
         self._graph = graph
 
-    def plan(self, text: str, operation_name: str | None) -> Plan | NotCompiled:
+    def plan(
+        self, text: str, operation_name: str | None, fixed: Mapping[str, Any] | None = None
+    ) -> Plan | NotCompiled:
+        """The document's plan, or why not. ``fixed``: coerced values of the variables a filter
+        is given by (``NeedsValues`` names them), compiled in as if written literally."""
         try:
-            return self._plan(text, operation_name)
+            return self._plan(text, operation_name, fixed or {})
         except NotCompiled as reason:
             return reason
 
-    def _plan(self, text: str, operation_name: str | None) -> Plan:
+    def _plan(self, text: str, operation_name: str | None, fixed: Mapping[str, Any]) -> Plan:
         document = parse(text, max_tokens=self._graph.max_tokens)
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         fragments = {
@@ -129,7 +136,7 @@ class Planner:
         if operation.directives:
             raise NotCompiled("directives are not compiled")
         query = self._definition("Query")
-        plan = _Plan()
+        plan = _Plan(fixed=fixed, definitions=tuple(operation.variable_definitions or ()))
         pairs: list[tuple[str, str]] = []
         for node in fields_of(operation.selection_set, "Query", fragments):
             if node.name.value == "__typename":
@@ -198,7 +205,7 @@ class Planner:
         given = arguments.get("first", default)
         size = statement.bind(checked(given, page_size), "int")
         look_ahead = statement.bind(checked(given, lambda v: page_size(v) + 1), "int")
-        filtered = self._filter(statement, spec, root, node)
+        filtered = self._filter(plan, spec, root, node)
         where = (
             f"({filtered}) AND ({self._after(statement, ordering, arguments)})"
             if ("after" in arguments)
@@ -240,16 +247,20 @@ class Planner:
         return _object(pairs)
 
     def _filter(
-        self, statement: JsonStatement, spec: RootConnection, root: GraphQLField, node: FieldNode
+        self, plan: _Plan, spec: RootConnection, root: GraphQLField, node: FieldNode
     ) -> str:
-        """The WHERE clause of a ``filter`` given literally (TRUE without one), built by the
-        repository's filter with its values bound among the statement's."""
+        """The WHERE clause of a ``filter`` (TRUE without one), built by the repository's
+        filter with its values bound among the statement's. A filter given by variables is
+        read with their values (``fixed``), so each distinct value has a plan of its own."""
         given = next((a for a in node.arguments or () if a.name.value == "filter"), None)
         if given is None or spec.filter is None:
             return "TRUE"
-        if any(isinstance(n, VariableNode) for n in walk(given.value)):
-            raise NotCompiled("a filter given by variables is not compiled")
-        value = value_from_ast(given.value, root.args["filter"].type)
+        variables = tuple(
+            dict.fromkeys(n.name.value for n in walk(given.value) if isinstance(n, VariableNode))
+        )
+        if any(name not in plan.fixed for name in variables):
+            raise NeedsValues(variables, plan.definitions)
+        value = value_from_ast(given.value, root.args["filter"].type, dict(plan.fixed))
         if value is Undefined:
             raise NotCompiled("a filter the schema refuses")
         if value is None:
@@ -259,7 +270,7 @@ class Planner:
             value, argument.type, self._schema.schema_converter.scalar_registry, self._schema.config
         )
         try:
-            return spec.filter(converted).conditions(statement.params).sql()
+            return spec.filter(converted).conditions(plan.statement.params).sql()
         except InvalidInput:
             raise NotCompiled("a filter the resolver path refuses (it names the error)") from None
 
