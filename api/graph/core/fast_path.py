@@ -40,6 +40,7 @@ from api.settings import GraphSettings
 log = structlog.get_logger(__name__)
 
 FIELDS = frozenset({"documentId", "operationName", "variables", "extensions"})
+MAX_KEPT_VALUES = 1024  # bytes of filter values a kept plan may be keyed (and bound) by
 
 
 class CompiledDocuments:
@@ -58,6 +59,10 @@ class CompiledDocuments:
         """The plan of ``text`` (with ``fixed``: the values of the variables a filter is given
         by; one plan per distinct value, all in the same bounded memory)."""
         values = orjson.dumps(fixed, default=repr, option=orjson.OPT_SORT_KEYS) if fixed else b""
+        if len(values) > MAX_KEPT_VALUES:
+            # Planned for this request alone: plans are kept by count, so what each holds of
+            # a caller's values is bounded too.
+            return self._planner.plan(text, operation_name, fixed)
         key = (sha256(text), operation_name, values)
         found = self._plans.get(key)
         if found is None:

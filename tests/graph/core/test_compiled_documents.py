@@ -25,6 +25,7 @@ from graphql.execution.values import VariableValues, get_variable_values
 
 from api.auth.dev_principals import DEV_PRINCIPALS
 from api.graph.core.compiled import NeedsValues, NotCompiled, Plan, Planner
+from api.graph.core.fast_path import MAX_KEPT_VALUES, CompiledDocuments
 from api.graph.core.ids import encode_id
 from api.graph.core.schema import build_schema
 from api.graph.domains import DOMAINS
@@ -460,3 +461,20 @@ async def test_the_plan_command_prints_the_statement_or_why_not(
     assert missing.returncode == 1 and "no document is registered as no-such-document" in (
         missing.stderr
     )
+
+
+def test_plans_per_value_are_kept_within_bounds() -> None:
+    """One plan per distinct filter value, reused; a value too large to key a kept plan by is
+    planned for its request alone, so what a caller sends never grows the plan memory."""
+    settings = Settings()
+    documents = CompiledDocuments(build_schema(settings, tuple(DOMAINS.values())), settings.graph)
+    text = "query V($s: [IncidentStatus!]) { incidents(filter: {status: $s}) { totalCount } }"
+    needs = documents.plan(text, None)
+    assert isinstance(needs, NeedsValues)
+    few = documents._coerced(needs.definitions, {"s": ["VERIFIED"]})
+    small = documents.plan(text, None, few)
+    assert isinstance(small, Plan) and documents.plan(text, None, few) is small
+    kept = len(documents._plans)
+    many = documents._coerced(needs.definitions, {"s": ["VERIFIED"] * (MAX_KEPT_VALUES // 4)})
+    large = documents.plan(text, None, many)
+    assert isinstance(large, Plan) and len(documents._plans) == kept
