@@ -7,10 +7,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -27,6 +30,22 @@ class DatabaseUnderTest:
     name: str
     owner_url: str
     app_url: str
+
+    @asynccontextmanager
+    async def app_pool(self, max_size: int, **settings: Any) -> AsyncIterator[asyncpg.Pool]:
+        """The gateway's pool on this database, as the application role (``settings``: more
+        of the database settings, e.g. a statement timeout)."""
+        from api.db.pool import create_pool
+        from api.settings import DatabaseSettings, Settings
+
+        database = DatabaseSettings(
+            url=self.app_url, pool_min_size=1, pool_max_size=max_size, **settings
+        )
+        pool = await create_pool(self.app_url, Settings(database=database))
+        try:
+            yield pool
+        finally:
+            await pool.close()
 
 
 class GraphQLClient:

@@ -15,12 +15,12 @@ import pytest
 from api.audit.entries import AuditEntry
 from api.auth.keys import KeyRing
 from api.auth.principal import Principal, PrincipalKind
-from api.db.pool import connect, create_pool
+from api.db.pool import connect
 from api.db.unit_of_work import UnitOfWork
 from api.repositories.audit import APPEND, AuditRepository, append_arguments
 from api.repositories.oauth import OAuthRepository
 from api.services.audit_chain import AuditAnchors, verify_chain
-from api.settings import DatabaseSettings, OAuthSettings, Settings
+from api.settings import OAuthSettings, Settings
 from tests.support import DatabaseUnderTest
 
 pytestmark = pytest.mark.db
@@ -37,14 +37,8 @@ def entry(request_id: str) -> AuditEntry:
 
 @pytest.fixture
 async def pool(database: DatabaseUnderTest) -> AsyncIterator[asyncpg.Pool]:
-    settings = Settings(
-        database=DatabaseSettings(url=database.app_url, pool_min_size=1, pool_max_size=20)
-    )
-    created = await create_pool(database.app_url, settings)
-    try:
+    async with database.app_pool(max_size=20) as created:
         yield created
-    finally:
-        await created.close()
 
 
 async def chained(owner: asyncpg.Connection, request_ids: list[str]) -> list[int]:
@@ -159,14 +153,8 @@ async def test_a_linking_that_cannot_run_does_not_fail_its_commit(
     """The linking goes in the COMMIT's round trip: when it cannot run (here the chain's head is
     held past the statement timeout), the commit it follows still succeeds, its record stays
     pending, and the next commit links it."""
-    settings = Settings(
-        database=DatabaseSettings(
-            url=database.app_url, pool_min_size=1, pool_max_size=2, statement_timeout_ms=200
-        )
-    )
-    short = await create_pool(database.app_url, settings)
     held, after = f"held-{uuid.uuid4().hex[:8]}", f"after-{uuid.uuid4().hex[:8]}"
-    try:
+    async with database.app_pool(max_size=2, statement_timeout_ms=200) as short:
         holder = owner.transaction()
         await holder.start()
         await owner.execute("SELECT 1 FROM lighthouse.audit_chain_head WHERE id = 1 FOR UPDATE")
@@ -178,8 +166,6 @@ async def test_a_linking_that_cannot_run_does_not_fail_its_commit(
         assert await pending(owner, [held]) == 1 and await chained(owner, [held]) == []
         async with UnitOfWork(short, WRITER.database_settings()) as uow:
             await AuditRepository(uow).append(entry(after))
-    finally:
-        await short.close()
     seqs = await chained(owner, [held, after])
     assert len(seqs) == 2 and seqs[1] == seqs[0] + 1
     assert await pending(owner, [held, after]) == 0

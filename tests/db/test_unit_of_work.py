@@ -15,11 +15,9 @@ import pytest
 
 from api.audit.entries import AuditEntry
 from api.auth.principal import Principal, PrincipalKind
-from api.db.pool import create_pool
 from api.db.unit_of_work import UnitOfWork, set_identity
 from api.repositories.audit import AuditRepository
 from api.repositories.oauth import OAuthRepository
-from api.settings import DatabaseSettings, Settings
 from tests.support import DatabaseUnderTest
 
 pytestmark = pytest.mark.db
@@ -35,14 +33,8 @@ SETTINGS = ", ".join(f"current_setting('{name}', true)" for name in TRICKY.datab
 
 @pytest.fixture
 async def pool(database: DatabaseUnderTest) -> AsyncIterator[asyncpg.Pool]:
-    settings = Settings(
-        database=DatabaseSettings(url=database.app_url, pool_min_size=1, pool_max_size=1)
-    )
-    created = await create_pool(database.app_url, settings)
-    try:
+    async with database.app_pool(max_size=1) as created:
         yield created
-    finally:
-        await created.close()
 
 
 async def test_the_identity_written_as_literals_is_the_parameterised_one(
