@@ -83,6 +83,9 @@ def case_of(expression: str, mapping: Mapping[str, str]) -> str:
 KEY_TYPES: dict[type, tuple[str, str, str]] = {
     datetime: ("timestamptz", "'-infinity'::timestamptz", "'infinity'::timestamptz"),
     int: ("bigint", "(-9223372036854775807 - 1)", "9223372036854775807"),
+    # Text keys (codes) are never empty, so '' comes before all; no text comes after all, so a
+    # descending ordering over text has no SQL form (none is declared).
+    str: ("text", "''", ""),
 }
 
 
@@ -95,6 +98,8 @@ def cursor_sql(ordering: Ordering, row: str) -> str:
             parts.append(f"""',{{"t":"' || {timestamp_sql(f"{row}.{name}")} || '"}}'""")
         elif kind is int:
             parts.append(f"',' || {row}.{name}::text")
+        elif kind is str:
+            parts.append(f"',' || to_json({row}.{name})::text")
         else:
             raise ValueError(f"a cursor over a {kind.__name__} has no SQL form")
     text = " || ".join([*parts, "']'"])
@@ -106,7 +111,10 @@ def after_condition(ordering: Ordering, holes: Sequence[str]) -> str:
     bounds = []
     for hole, kind in zip(holes, ordering.types, strict=True):
         _, least, most = KEY_TYPES[kind]
-        bounds.append(f"coalesce({hole}, {most if ordering.descending else least})")
+        bound = most if ordering.descending else least
+        if not bound:
+            raise ValueError(f"a descending ordering over {kind.__name__} has no SQL form")
+        bounds.append(f"coalesce({hole}, {bound})")
     operator = "<" if ordering.descending else ">"
     return f"({', '.join(ordering.columns)}) {operator} ({', '.join(bounds)})"
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import strawberry
 
 from api.domain.errors import InvalidInput
 from api.domain.models import AssetKind
 from api.graph.assets.loaders import AssetById
 from api.graph.assets.types import Asset, AssetConnection, load_asset
+from api.graph.core.compiled import SQL, NotCompiled, RootById, RootConnection
 from api.graph.core.connections import build_connection
 from api.graph.core.context import Info
 from api.graph.core.geo import BoundingBoxInput, NearInput, to_box, to_circle
 from api.graph.core.ids import decode_id, decode_ids
 from api.graph.core.prefetch import node_selections, prefetch
+from api.policy import resources
 from api.repositories.assets import ASSET_ORDERINGS, AssetFilter
 from api.repositories.sql import page_request
 from api.services.assets import AssetReads
@@ -39,12 +43,37 @@ def asset_filter(value: AssetFilterInput | None, info: Info) -> AssetFilter:
     )
 
 
+def _compiled_filter(value: AssetFilterInput) -> AssetFilter:
+    """A filter as the resolvers read it; ``near``/``within`` (a coordinate conversion) stay on
+    the resolvers."""
+    if value.near is not None or value.within is not None:
+        raise NotCompiled("filter.near and within are not compiled")
+    return asset_filter(value, cast(Info, None))  # info serves near/within only
+
+
+# ``assets(first, after, filter) { … }`` and ``asset(id)`` in a registered document compile to
+# one statement (see api.graph.core.compiled). The resolvers note no asset in the audit record
+# (assets are not personal and are listed whole), so neither does the statement.
+ASSETS_SQL = RootConnection(
+    orderings=ASSET_ORDERINGS,
+    default_order="CODE",
+    listed=("ListAssets", resources.ASSETS),
+    audited=None,
+    page_size=lambda graph: (min(20, graph.max_page_size), graph.max_page_size),
+    filter=_compiled_filter,
+)
+ASSET_SQL = RootById(
+    type_name="Asset", listed=("ListAssets", resources.ASSETS), audited=None, decode=decode_id
+)
+
+
 @strawberry.type
 class AssetQueries:
     @strawberry.federation.field(
         description="Assets, ordered by code; filter by kind, bureau and place.",
         authenticated=True,
         requires_scopes=[["assets:read"]],
+        metadata={SQL: ASSETS_SQL},
     )
     async def assets(
         self,
@@ -85,6 +114,7 @@ class AssetQueries:
         description="One asset by its ID; null if it does not exist.",
         authenticated=True,
         requires_scopes=[["assets:read"]],
+        metadata={SQL: ASSET_SQL},
     )
     async def asset(self, info: Info, id: strawberry.ID) -> Asset | None:
         return await load_asset(info, decode_id(id, "Asset", "id"))

@@ -29,6 +29,7 @@ from api.graph.core.fast_path import MAX_KEPT_VALUES, CompiledDocuments
 from api.graph.core.ids import encode_id
 from api.graph.core.schema import build_schema
 from api.graph.domains import DOMAINS
+from api.repositories.assets import ASSET_ORDERINGS
 from api.repositories.incidents import INCIDENT_ORDERINGS
 from api.repositories.sql import encode_cursor
 from api.settings import Settings
@@ -141,9 +142,54 @@ class Documents:
             parts.append(rng.choice(["overdue", "allowedActions", "duplicateOf { id }"]))
         return " ".join(parts)
 
+    def asset(self) -> str:
+        inner = self.pick(["id", "code", "kind", "name", "installedOn", "__typename"])
+        if self.rng.random() < 0.3:
+            inner.append("location { latitude longitude }")
+        if self.rng.random() < 0.4:
+            inner.append(f"{self.alias('bureau')} {{ {' '.join(self.pick(BUREAU))} }}")
+        return " ".join(inner)
+
+    def assets_document(self, name: str) -> str:
+        """The asset register: ``assets`` (a page by code, a filter, a cursor) and ``asset(id)``."""
+        rng = self.rng
+        arguments = []
+        if rng.random() < 0.7:
+            arguments.append(f"first: {rng.choice([1, 3, 10, 50, 0, 101])}")
+        if rng.random() < 0.3:
+            kinds = rng.sample(["CAMERA", "STREET_LIGHT", "DRAIN", "HYDRANT"], rng.randint(0, 2))
+            arguments.append(f"filter: {{ kind: [{', '.join(kinds)}] }}")
+        elif rng.random() < 0.15:
+            arguments.append(f"filter: {self.variable('assetFilter', 'AssetFilterInput')}")
+        if rng.random() < 0.2:
+            arguments.append(f"after: {self.variable('assetAfter', 'String')}")
+        elif rng.random() < 0.2:
+            arguments.append(f'after: "{rng.choice([*self.cursors["CODE"], "bogus"])}"')
+        extra = ""
+        if rng.random() < 0.4:
+            info = self.pick(["hasNextPage", "hasPreviousPage", "startCursor", "endCursor"])
+            extra += f" pageInfo {{ {' '.join(info)} }}"
+        if rng.random() < 0.3:
+            extra += f" {self.alias('totalCount')}"
+        edge = [self.alias("cursor")] if rng.random() < 0.3 else []
+        called = f"({', '.join(arguments)})" if arguments else ""
+        body = f"{self.alias('assets')}{called} {{ edges {{ {' '.join(edge)} node {{ {self.asset()} }} }}{extra} }}"
+        if rng.random() < 0.3:
+            given = (
+                self.variable("assetId", "ID!")
+                if rng.random() < 0.3
+                else f'"{rng.choice(self.ids)}"'
+            )
+            body += f" {self.alias('asset')}(id: {given}) {{ {self.asset()} }}"
+        declared = ", ".join(f"${k}: {v}" for k, v in self.declared.items())
+        head = f"query {name}({declared})" if declared else f"query {name}"
+        return f"{head} {{ {body} }}"
+
     def document(self, name: str) -> str:
         rng = self.rng
         self.declared = {}
+        if rng.random() < 0.2:
+            return self.assets_document(name)
         arguments = [f"first: {rng.choice([1, 2, 5, 10, 20, 50, 100, 0, 101])}"]
         if rng.random() < 0.25:
             arguments = [f"first: {self.variable('first', 'Int')}"]
@@ -248,6 +294,16 @@ class Documents:
             "$statuses": [[], ["OPEN"], ["OPEN", "COMPLETED"], ["CANCELLED"], ["BOGUS"]],
             "$filter": [self.filter_value() for _ in range(4)],
             "$statusFilter": [None, [], ["VERIFIED"], ["DETECTED", "CLOSED"], ["BOGUS"]],
+            "$assetFilter": [
+                None,
+                {},
+                {"kind": ["CAMERA"]},
+                {"kind": ["DRAIN", "HYDRANT"]},
+                {"bureau": ["bogus"]},
+                {"kind": ["BOGUS"]},
+            ],
+            "$assetAfter": [None, "bogus", *self.rng.sample(self.cursors["CODE"], 2)],
+            "$assetId": self.ids,
             "$id": self.ids,
             "$after": [
                 None,
@@ -270,14 +326,20 @@ async def sample_of(database: DatabaseUnderTest) -> tuple[dict[str, list[str]], 
         rows = await owner.fetch(
             "SELECT id, reported_at, due_at FROM lighthouse.incident ORDER BY random() LIMIT 12"
         )
+        assets = await owner.fetch(
+            "SELECT id, code FROM lighthouse.asset ORDER BY random() LIMIT 8"
+        )
     finally:
         await owner.close()
     cursors = {
         name: [encode_cursor(o, [row[c] for c in o.columns]) for row in rows]
         for name, o in INCIDENT_ORDERINGS.items()
     }
+    by_code = ASSET_ORDERINGS["CODE"]
+    cursors["CODE"] = [encode_cursor(by_code, [row[c] for c in by_code.columns]) for row in assets]
     ids = [encode_id("Incident", row["id"]) for row in rows]
-    return cursors, [*ids, encode_id("Incident", 10**9), encode_id("Asset", 1), "bogus"]
+    ids += [encode_id("Asset", row["id"]) for row in assets[:4]]
+    return cursors, [*ids, encode_id("Incident", 10**9), encode_id("Asset", 10**9), "bogus"]
 
 
 async def audit_of(database: DatabaseUnderTest, request_ids: list[str]) -> dict[str, Any]:
@@ -367,6 +429,22 @@ async def test_the_board_compiles_to_one_statement_that_reads_what_the_resolvers
     assert ["VERIFIED"] in both.params and ["PUBLIC_WORKS"] in both.params
     overdue = planner().plan(by_values, None, {**coerced, "f": {"overdue": True}})
     assert isinstance(overdue, NotCompiled) and "overdue" in overdue.reason
+    # The asset register: listed under ListAssets, and (as on the resolvers) not noted in the
+    # audit record; a place-based filter stays on the resolvers.
+    register = planner().plan(
+        "query A { assets(first: 5, filter: {kind: [CAMERA]}) { totalCount"
+        " edges { cursor node { id code bureau { code } } } } }",
+        None,
+    )
+    assert isinstance(register, Plan), register
+    assert register.params == (5, 6, ["CAMERA"]) and not register.seen
+    assert [action for action, _ in register.asked] == ["ListAssets"]
+    placed = planner().plan(
+        "query P { assets(filter: {near: {point: {wgs84: {latitude: 22.6, longitude: 120.3}},"
+        " radiusMeters: 300}}) { totalCount } }",
+        None,
+    )
+    assert isinstance(placed, NotCompiled) and "near" in placed.reason, placed
     for text, reason in reasons.items():
         refused = planner().plan(text, None)
         assert isinstance(refused, NotCompiled) and reason in refused.reason, (text, refused)
@@ -400,7 +478,8 @@ async def test_compiled_and_resolved_answers_are_the_same_bytes_and_audit(
 
     principals = sorted(DEV_PRINCIPALS)
     pairs: list[tuple[str, str, str]] = []  # the compiled request, the resolved one, what
-    fast = sent = by_values = 0  # by_values: answered compiled, with a filter by variables
+    # by_values, register: answered compiled, with a filter by variables, over the assets
+    fast = sent = by_values = register = 0
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
         for document_id, text in texts.items():
             for name in (
@@ -425,6 +504,7 @@ async def test_compiled_and_resolved_answers_are_the_same_bytes_and_audit(
                 assert "compiled;" not in by_text.headers.get("server-timing", ""), context
                 fast, sent = fast + took, sent + 1
                 by_values += took and ("filter: $" in text or "status: $" in text)
+                register += took and "assets" in text
                 if took:
                     # (Two runs of the resolver path may audit different decisions when an
                     # error cuts sibling fields short: which loaders ran first is timing.)
@@ -433,6 +513,8 @@ async def test_compiled_and_resolved_answers_are_the_same_bytes_and_audit(
     assert fast >= sent // 4, f"seed {seed}: the compiled path answered only {fast} of {sent}"
     given_by_values = sum("filter: $" in t or "status: $" in t for t in texts.values())
     assert by_values > 0 or given_by_values < 4, f"seed {seed}: no filter by variables compiled"
+    over_assets = sum("assets" in t for t in texts.values())
+    assert register > 0 or over_assets < 4, f"seed {seed}: no asset register compiled"
     records = await audit_of(database, [p[0] for p in pairs] + [p[1] for p in pairs])
     for compiled_request, resolved_request, context in pairs:
         assert records[compiled_request] == records[resolved_request], context

@@ -142,7 +142,7 @@ class RootConnection:
     orderings: Mapping[str, Ordering]
     default_order: str
     listed: tuple[str, Entity]  # the policies' question the resolver path asks first
-    audited: str  # the type name the audit record notes the rows under
+    audited: str | None  # the type the audit record notes the rows under (None: not noted)
     page_size: Callable[[GraphSettings], tuple[int, int]]  # (default, most)
     filter: Callable[[Any], Filter] | None = None
 
@@ -154,7 +154,7 @@ class RootById:
 
     type_name: str  # the id's type
     listed: tuple[str, Entity]  # the policies' question the resolver path asks first
-    audited: str  # the type name the audit record notes the row under
+    audited: str | None  # the type the audit record notes the row under (None: not noted)
     decode: Callable[[str, str, str], int]  # (id, type, field) → key; InvalidInput if not one
 
 

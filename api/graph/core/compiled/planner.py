@@ -213,7 +213,8 @@ class Planner:
         )
         page = statement.page(table.name, ordering, where, size, look_ahead, filtered)
         plan.asked.append(spec.listed)
-        plan.seen.append((spec.audited, page.ids()))
+        if spec.audited is not None:
+            plan.seen.append((spec.audited, page.ids()))
         row = statement.alias("r")
         pairs: list[tuple[str, str]] = []
         for child in fields_of(node.selection_set, connection.name, fragments):
@@ -299,7 +300,8 @@ class Planner:
         hole = statement.bind(checked(arguments["id"], key), "bigint")
         rows = statement.rows(_table(target).name, f"id = {hole}")
         plan.asked.append(spec.listed)
-        plan.seen.append((spec.audited, rows.ids()))
+        if spec.audited is not None:
+            plan.seen.append((spec.audited, rows.ids()))
         row = statement.alias("r")
         value = self._object(plan, target, row, node, fragments, rows)
         return statement.first_of(value, rows, row)
