@@ -9,6 +9,16 @@ from api.settings import Settings
 
 JSONB_VERSION = b"\x01"
 
+# asyncpg decodes the fields of an anonymous record (a page read with its companions, see
+# api.repositories.companions) only with codecs the connection already holds; scalar types'
+# are built in, array types' are learnt when a statement first returns one. Reading one of
+# each array type a record may hold teaches them all, once per connection.
+RECORD_ARRAY_TYPES = (
+    "bool", "int2", "int4", "int8", "float4", "float8", "numeric", "text", "varchar",
+    "bytea", "uuid", "date", "timestamptz", "json", "jsonb",
+)  # fmt: skip
+LEARN_ARRAY_TYPES = "SELECT " + ", ".join(f"NULL::{name}[]" for name in RECORD_ARRAY_TYPES)
+
 
 async def _init_connection(connection: asyncpg.Connection) -> None:
     # jsonb travels in binary form (a version byte, then the JSON text), which COPY needs too.
@@ -25,6 +35,7 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
         decoder=orjson.loads,
         schema="pg_catalog",
     )
+    await connection.fetchrow(LEARN_ARRAY_TYPES)
 
 
 def connection_settings(settings: Settings) -> dict[str, str]:

@@ -28,6 +28,7 @@ class Authorizer:
         # A request asks the same question many times (a nested field on every row): the
         # first answer is kept for the rest of the request, and audited once.
         self._answers: dict[tuple[str, Entity, tuple[tuple[str, str], ...]], Decision] = {}
+        self._foreseen: dict[tuple[str, Entity, tuple[tuple[str, str], ...]], Decision] = {}
 
     @property
     def policy_version(self) -> str:
@@ -39,13 +40,26 @@ class Authorizer:
         key = (action, resource, tuple(sorted(context.items())) if context else ())
         decision = self._answers.get(key)
         if decision is None:
-            with self._timings.measure("policy"):
-                decision = self._engine.decide(
-                    self._entity, action, resource, self._principal.scopes, context
-                )
+            decision = self._foreseen.pop(key, None) or self._ask(action, resource, context)
             self._answers[key] = decision
             self._audit.decided(decision.allowed, decision.policy_ids)
         return decision
+
+    def foresee(self, action: str, resource: Entity) -> bool:
+        """Whether the policies allow ``action`` on ``resource``, without it counting as a
+        decision of the request: for a read made ahead in case a field needs it (see
+        ``api.repositories.companions``); the field's own ``decide`` is what is audited."""
+        key = (action, resource, ())
+        decision = self._answers.get(key) or self._foreseen.get(key)
+        if decision is None:
+            decision = self._foreseen[key] = self._ask(action, resource, None)
+        return decision.allowed
+
+    def _ask(self, action: str, resource: Entity, context: Mapping[str, str] | None) -> Decision:
+        with self._timings.measure("policy"):
+            return self._engine.decide(
+                self._entity, action, resource, self._principal.scopes, context
+            )
 
     def decide_many(self, action: str, resources: Sequence[Entity]) -> list[Decision]:
         with self._timings.measure("policy"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import asyncpg
 
@@ -13,6 +14,7 @@ from api.db.unit_of_work import UnitOfWork
 from api.domain.errors import InvalidInput
 from api.domain.geo import BoundingBox, Circle
 from api.domain.models import AssetRecord, columns
+from api.repositories.companions import Companion, read_page
 from api.repositories.sql import Conditions, Ordering, Page, PageRequest, finish_page
 
 ASSET_COLUMNS = columns(AssetRecord)
@@ -66,19 +68,29 @@ class AssetRepository:
         rows = await self._uow.fetch(ASSETS_BY_ID, list(ids))
         return {row["id"]: AssetRecord(**row) for row in rows}
 
+    @staticmethod
+    def by_ids_companion() -> Companion[AssetRecord]:
+        return Companion(ASSETS_BY_ID, AssetRecord)
+
     async def page(
-        self, where: AssetFilter, ordering: Ordering, request: PageRequest
+        self,
+        where: AssetFilter,
+        ordering: Ordering,
+        request: PageRequest,
+        companions: Sequence[Companion[Any]] = (),
     ) -> Page[AssetRecord]:
+        """A page of assets; ``companions`` are read in the same statement."""
         conditions = where.conditions()
         if request.cursor is not None:
             ordering.after(conditions, request.cursor, request.backward)
         limit = conditions.param(request.limit + 1)
+        order_by = ordering.order_by(request.backward)
         query = (
             f"SELECT {ASSET_COLUMNS} FROM asset WHERE {conditions.sql()}"
-            f" ORDER BY {ordering.order_by(request.backward)} LIMIT {limit}"
+            f" ORDER BY {order_by} LIMIT {limit}"
         )
-        rows = await self._uow.fetch(query, *conditions.args)
-        return finish_page([AssetRecord(**row) for row in rows], request)
+        rows = await read_page(self._uow, query, conditions.args, order_by, AssetRecord, companions)
+        return finish_page(rows, request)
 
     async def count(self, where: AssetFilter) -> int:
         conditions = where.conditions()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from api.db.unit_of_work import UnitOfWork
 from api.domain.models import BureauRecord, CategoryRecord, columns
+from api.repositories.companions import Companion
 
 BUREAU_COLUMNS = columns(BureauRecord)
 CATEGORY_COLUMNS = columns(CategoryRecord)
@@ -29,6 +30,14 @@ class BureauRepository:
     async def by_ids(self, ids: Sequence[int]) -> dict[int, BureauRecord]:
         rows = await self._uow.fetch(BUREAUS_BY_ID, list(ids))
         return {row["id"]: BureauRecord(**row) for row in rows}
+
+    @staticmethod
+    def by_ids_companion() -> Companion[BureauRecord]:
+        return Companion(BUREAUS_BY_ID, BureauRecord)
+
+    @staticmethod
+    def categories_by_code_companion() -> Companion[CategoryRecord]:
+        return Companion(CATEGORIES_BY_CODE, CategoryRecord)
 
     async def by_codes(self, codes: Sequence[str]) -> dict[str, BureauRecord]:
         rows = await self._uow.fetch(BUREAUS_BY_CODE, list(codes))

@@ -24,6 +24,7 @@ from api.domain.models import (
     WorkOrderRecord,
     columns,
 )
+from api.repositories.companions import Companion, read_page
 from api.repositories.json_sql import ChildRows, case_of
 from api.repositories.sql import Conditions, Ordering, Page, PageRequest, finish_page
 
@@ -321,23 +322,54 @@ class IncidentRepository:
         return found[incident_id]
 
     async def page(
-        self, where: IncidentFilter, ordering: Ordering, request: PageRequest
+        self,
+        where: IncidentFilter,
+        ordering: Ordering,
+        request: PageRequest,
+        companions: Sequence[Companion[Any]] = (),
     ) -> Page[IncidentRecord]:
+        """A page of incidents; ``companions`` are read in the same statement."""
         conditions = where.conditions()
         if request.cursor is not None:
             ordering.after(conditions, request.cursor, request.backward)
         limit = conditions.param(request.limit + 1)
+        order_by = ordering.order_by(request.backward)
         query = (
             f"SELECT {INCIDENT_COLUMNS} FROM incident WHERE {conditions.sql()}"
-            f" ORDER BY {ordering.order_by(request.backward)} LIMIT {limit}"
+            f" ORDER BY {order_by} LIMIT {limit}"
         )
-        rows = await self._uow.fetch(query, *conditions.args)
-        return finish_page([IncidentRecord(**row) for row in rows], request)
+        rows = await read_page(
+            self._uow, query, conditions.args, order_by, IncidentRecord, companions
+        )
+        return finish_page(rows, request)
 
     async def count(self, where: IncidentFilter) -> int:
         conditions = where.conditions()
         query = f"SELECT count(*) FROM incident WHERE {conditions.sql()}"
         return int(await self._uow.fetchval(query, *conditions.args))
+
+    # --- batch reads a page can fold into its own statement (api.repositories.companions) ---
+
+    @staticmethod
+    def events_companion(limit: int, newest_first: bool) -> Companion[EventRecord]:
+        query = LATEST_EVENTS if newest_first else EARLIEST_EVENTS
+        return Companion(query, EventRecord, (limit,))
+
+    @staticmethod
+    def work_orders_companion(statuses: Sequence[str]) -> Companion[WorkOrderRecord]:
+        return Companion(WORK_ORDERS_FOR, WorkOrderRecord, (list(statuses),))
+
+    @staticmethod
+    def transfers_companion() -> Companion[TransferRecord]:
+        return Companion(TRANSFERS_FOR, TransferRecord)
+
+    @staticmethod
+    def by_ids_companion() -> Companion[IncidentRecord]:
+        return Companion(INCIDENTS_BY_ID, IncidentRecord)
+
+    @staticmethod
+    def duplicates_companion() -> Companion[IncidentRecord]:
+        return Companion(DUPLICATES_OF, IncidentRecord)
 
     async def events_for(
         self, incident_ids: Sequence[int], limit: int, newest_first: bool

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from api.access.scope import AccessScope
 from api.domain.errors import InvalidInput, NotFound
@@ -13,6 +14,7 @@ from api.domain.models import AssetKind, AssetRecord
 from api.policy import resources
 from api.repositories.assets import AssetFilter, AssetRepository, NewAsset
 from api.repositories.bureaus import BureauRepository
+from api.repositories.companions import Companion
 from api.repositories.idempotency import IdempotencyRepository
 from api.repositories.sql import Ordering, Page, PageRequest
 from api.services.idempotency import once
@@ -39,10 +41,16 @@ class AssetReads:
         self._access.authorize("ListAssets", resources.ASSETS)
 
     async def page(
-        self, where: AssetFilter, ordering: Ordering, request: PageRequest
+        self,
+        where: AssetFilter,
+        ordering: Ordering,
+        request: PageRequest,
+        companions: Sequence[Companion[Any]] = (),
     ) -> Page[AssetRecord]:
+        """A page of assets; ``companions`` (reads of what they refer to) in the same
+        statement."""
         self._may_list()
-        return await self._repository.page(where, ordering, request)
+        return await self._repository.page(where, ordering, request, companions)
 
     async def count(self, where: AssetFilter) -> int:
         self._may_list()
@@ -51,6 +59,14 @@ class AssetReads:
     async def by_ids(self, ids: Sequence[int]) -> dict[int, AssetRecord]:
         self._may_list()
         return await self._repository.by_ids(ids)
+
+    def by_ids_companion(self) -> Companion[AssetRecord] | None:
+        """``by_ids`` as a read a page folds into its own statement; None where the caller
+        may not list assets (the field then reads, and reports the refusal, itself)."""
+        if not self._access.authorizer.foresee("ListAssets", resources.ASSETS):
+            return None
+        # Decided (and audited) as the field's own read would be: once it has keys to read.
+        return self._repository.by_ids_companion().followed_by(lambda _: self._may_list())
 
 
 class AssetRegistry:

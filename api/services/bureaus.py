@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from api.access.scope import AccessScope
 from api.domain.models import BureauRecord, CategoryRecord
 from api.repositories.bureaus import BureauRepository
+from api.repositories.companions import Companion
 
 
 class BureauReads:
@@ -18,6 +19,13 @@ class BureauReads:
 
     async def by_ids(self, ids: Sequence[int]) -> dict[int, BureauRecord]:
         return await self._repository.by_ids(ids)
+
+    def by_ids_companion(self) -> Companion[BureauRecord]:
+        """``by_ids`` as a read a page folds into its own statement."""
+        return self._repository.by_ids_companion()
+
+    def categories_by_code_companion(self) -> Companion[CategoryRecord]:
+        return self._repository.categories_by_code_companion()
 
     async def by_codes(self, codes: Sequence[str]) -> dict[str, BureauRecord]:
         return await self._repository.by_codes(codes)

@@ -15,7 +15,7 @@ from api.graph.core.connections import build_connection
 from api.graph.core.context import Info
 from api.graph.core.geo import BoundingBoxInput, NearInput, to_box, to_circle
 from api.graph.core.ids import decode_id, decode_ids
-from api.graph.core.prefetch import node_selections, prefetch
+from api.graph.core.prefetch import PagePrefetch, node_selections
 from api.policy import resources
 from api.repositories.assets import ASSET_ORDERINGS, AssetFilter
 from api.repositories.sql import page_request
@@ -97,9 +97,11 @@ class AssetQueries:
         )
         where = asset_filter(filter, info)
         reads = AssetReads(info.context.access)
-        page = await reads.page(where, ordering, request)
+        # The nested fields' reads that can go with the page go in its statement.
+        nested = PagePrefetch(info, "Asset", "edges", "node")
+        page = await reads.page(where, ordering, request, nested.companions)
         AssetById.of(info).prime_many({record.id: record for record in page.items})
-        await prefetch(info, "Asset", page.items, "edges", "node")
+        await nested.finish(page.items)
         edge_fields = {field.name for field in node_selections(info, "edges")}
         return build_connection(
             AssetConnection,

@@ -9,13 +9,16 @@ registry knows no domain: each domain's loaders register themselves.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
-from collections.abc import Hashable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from strawberry.dataloader import DataLoader
 
 from api.access.scope import AccessScope
+from api.repositories.companions import Companion
 
 if TYPE_CHECKING:
     from api.graph.core.context import Info
@@ -42,6 +45,44 @@ class ScopedLoader(DataLoader[K, V], Generic[K, V]):
     @classmethod
     def of(cls, info: Info, *arguments: Hashable) -> Self:
         return info.context.loaders.get(cls, arguments)
+
+    def folded(self) -> Folded | None:
+        """How a page reads this loader's values inside its own statement (see
+        ``api.graph.core.prefetch.PagePrefetch``); None where it cannot, and loads them itself."""
+        return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Folded:
+    """A loader's batch read as a companion of a page, and how its rows become values."""
+
+    companion: Companion[Any]
+    values: Callable[[Sequence[Any]], Mapping[Any, Any]]
+    missing: Callable[[], Any]  # the value of a key no row answered
+    records: Callable[[Any], list[Any]]  # the records in one key's value
+
+
+def one_each(companion: Companion[Any], attribute: str) -> Folded:
+    """A loader of one record (or None) per key, the key being the record's ``attribute``."""
+    return Folded(
+        companion,
+        lambda records: {getattr(record, attribute): record for record in records},
+        lambda: None,
+        lambda value: [] if value is None else [value],
+    )
+
+
+def lists_of(companion: Companion[Any], attribute: str) -> Folded:
+    """A loader of a list per key, the key being each record's ``attribute``, rows in the
+    order read."""
+
+    def values(records: Sequence[Any]) -> Mapping[Any, Any]:
+        grouped: defaultdict[Any, list[Any]] = defaultdict(list)
+        for record in records:
+            grouped[getattr(record, attribute)].append(record)
+        return grouped
+
+    return Folded(companion, values, list, list)
 
 
 L = TypeVar("L", bound=ScopedLoader[Any, Any])

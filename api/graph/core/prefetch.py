@@ -31,7 +31,8 @@ from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
 from api.graph.core.context import Info
-from api.graph.core.loaders import LoaderRegistry, ScopedLoader
+from api.graph.core.loaders import Folded, LoaderRegistry, ScopedLoader
+from api.repositories.companions import Companion
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -53,6 +54,39 @@ class Prefetch(ABC):
         """What is wrong with this declaration for parents of ``record_type`` (for tests)."""
         return []
 
+    def fold(self, loaders: LoaderRegistry, arguments: Mapping[str, Any]) -> FoldedRead | None:
+        """This field's read as a companion of its parents' page; None where it cannot be."""
+        return None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FoldedRead:
+    """A loader's batch read, folded into a page's statement, keyed by the page's column."""
+
+    loader: ScopedLoader[Any, Any]
+    folded: Folded
+    companion: Companion[Any]
+
+    @classmethod
+    def of(cls, loader: ScopedLoader[Any, Any], key: str) -> FoldedRead | None:
+        folded = loader.folded()
+        return None if folded is None else cls(loader, folded, folded.companion.keyed(key))
+
+    def receive(self, parents: Sequence[Any]) -> list[Any]:
+        """Prime the loader with what the page's statement read for ``parents``; the records
+        read (the next level's parents)."""
+        keys = {getattr(parent, self.companion.key) for parent in parents} - {None}
+        if not keys:
+            return []
+        values = self.folded.values(self.companion.rows)
+        primed = {key: values[key] if key in values else self.folded.missing() for key in keys}
+        self.loader.prime_many(primed)
+        # Only what hangs off ``parents``: the statement also read for the look-ahead row.
+        records = [record for value in primed.values() for record in self.folded.records(value)]
+        if self.companion.then is not None:
+            self.companion.then(records)
+        return records
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Reference(Prefetch):
@@ -66,6 +100,9 @@ class Reference(Prefetch):
     ) -> list[Any]:
         keys = {getattr(parent, self.key) for parent in parents} - {None}
         return [record for record in await preload(loaders.get(self.loader), keys) if record]
+
+    def fold(self, loaders: LoaderRegistry, arguments: Mapping[str, Any]) -> FoldedRead | None:
+        return FoldedRead.of(loaders.get(self.loader), self.key)
 
     def problems(self, record_type: type | None) -> list[str]:
         if record_type is None:
@@ -95,6 +132,12 @@ class Children(Prefetch):
         loader = loaders.get(self.loader, loader_arguments)
         found = await preload(loader, [parent.id for parent in parents])
         return [record for records in found for record in records]
+
+    def fold(self, loaders: LoaderRegistry, arguments: Mapping[str, Any]) -> FoldedRead | None:
+        loader_arguments = self.arguments(arguments) if self.arguments is not None else ()
+        if loader_arguments is None:
+            return None
+        return FoldedRead.of(loaders.get(self.loader, loader_arguments), "id")
 
     def problems(self, record_type: type | None) -> list[str]:
         if record_type is None:
@@ -284,14 +327,56 @@ def node_selections(info: Info, *path: str) -> list[SelectedField]:
     return current
 
 
+Level = list[tuple[str, Sequence[Any], list[SelectedField]]]
+
+
 async def prefetch(info: Info, type_name: str, records: Sequence[Any], *path: str) -> None:
     """Load the nested fields selected under ``path`` for ``records`` (of ``type_name``),
     level by level."""
+    await _load_levels(info, [(type_name, records, node_selections(info, *path))])
+
+
+class PagePrefetch:
+    """A page's nested fields: those whose loaders can be read in the page's own statement
+    (``companions``, given to the page's read), then the rest, level by level.
+
+        nested = PagePrefetch(info, "Incident", "edges", "node")
+        page = await reads.page(where, ordering, request, nested.companions)
+        await nested.finish(page.items)
+    """
+
+    def __init__(self, info: Info, type_name: str, *path: str) -> None:
+        self._info = info
+        self._type_name = type_name
+        known = plan_of(info).fields.get(type_name, {})
+        loaders = info.context.loaders
+        reads: dict[tuple[int, str], FoldedRead] = {}
+        self._folded: list[tuple[FoldedRead, str, list[SelectedField]]] = []
+        self._rest: list[SelectedField] = []
+        for field in node_selections(info, *path):
+            planned = known.get(field.name)
+            read = planned.how.fold(loaders, field.arguments) if planned is not None else None
+            if planned is None or read is None:
+                self._rest.append(field)
+                continue
+            # The same field selected twice (fragments, aliases) is read once.
+            read = reads.setdefault((id(read.loader), read.companion.key), read)
+            self._folded.append((read, planned.child_type, _fields(field.selections)))
+        self.companions = [read.companion for read in reads.values()]
+
+    async def finish(self, records: Sequence[Any]) -> None:
+        """Prime the loaders with what the page's statement read; load the rest."""
+        level: Level = [(self._type_name, records, self._rest)] if self._rest else []
+        for read, child_type, child_fields in self._folded:
+            children = read.receive(records)
+            if children and child_fields:
+                level.append((child_type, children, child_fields))
+        await _load_levels(self._info, level)
+
+
+async def _load_levels(info: Info, level: Level) -> None:
     plan = plan_of(info).fields
     loaders = info.context.loaders
-    level: list[tuple[str, Sequence[Any], list[SelectedField]]] = [
-        (type_name, records, node_selections(info, *path))
-    ]
     while level:
         jobs: list[Awaitable[list[Any]]] = []
         next_level: list[tuple[str, list[SelectedField]]] = []

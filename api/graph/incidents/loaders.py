@@ -17,7 +17,7 @@ from api.domain.models import (
     TransferRecord,
     WorkOrderRecord,
 )
-from api.graph.core.loaders import ScopedLoader
+from api.graph.core.loaders import Folded, ScopedLoader, lists_of, one_each
 from api.repositories.vision import AnalysisRecord, DetectionRecord, FrameRecord
 from api.services.incidents.reads import IncidentReads
 from api.services.vision.reads import VisionReads
@@ -28,17 +28,28 @@ class IncidentById(ScopedLoader[int, IncidentRecord | None]):
         found = await IncidentReads(self.access).by_ids(keys)
         return [found.get(key) for key in keys]
 
+    def folded(self) -> Folded | None:
+        companion = IncidentReads(self.access).by_ids_companion()
+        return one_each(companion, "id") if companion is not None else None
+
 
 class DuplicatesOf(ScopedLoader[int, list[IncidentRecord]]):
     async def load_batch(self, keys: Sequence[int]) -> list[list[IncidentRecord]]:
         found = await IncidentReads(self.access).duplicates_of(keys)
         return [found.get(key, []) for key in keys]
 
+    def folded(self) -> Folded:
+        companion = IncidentReads(self.access).duplicates_companion()
+        return lists_of(companion, "duplicate_of_id")
+
 
 class TransfersOf(ScopedLoader[int, list[TransferRecord]]):
     async def load_batch(self, keys: Sequence[int]) -> list[list[TransferRecord]]:
         found = await IncidentReads(self.access).transfers_for(keys)
         return [found.get(key, []) for key in keys]
+
+    def folded(self) -> Folded:
+        return lists_of(IncidentReads(self.access).transfers_companion(), "incident_id")
 
 
 class WorkOrderById(ScopedLoader[int, WorkOrderRecord | None]):
@@ -69,6 +80,10 @@ class EventsOf(ScopedLoader[int, list[EventRecord]]):
         found = await IncidentReads(self.access).events_for(keys, self._limit, self._newest_first)
         return [found.get(key, []) for key in keys]
 
+    def folded(self) -> Folded:
+        reads = IncidentReads(self.access)
+        return lists_of(reads.events_companion(self._limit, self._newest_first), "incident_id")
+
 
 class WorkOrdersOf(ScopedLoader[int, list[WorkOrderRecord]]):
     """An incident's work orders in the given statuses (a sorted tuple)."""
@@ -80,6 +95,10 @@ class WorkOrdersOf(ScopedLoader[int, list[WorkOrderRecord]]):
     async def load_batch(self, keys: Sequence[int]) -> list[list[WorkOrderRecord]]:
         found = await IncidentReads(self.access).work_orders_for(keys, self._statuses)
         return [found.get(key, []) for key in keys]
+
+    def folded(self) -> Folded:
+        companion = IncidentReads(self.access).work_orders_companion(self._statuses)
+        return lists_of(companion, "incident_id")
 
 
 class FrameBySha(ScopedLoader[bytes, FrameRecord | None]):

@@ -15,7 +15,7 @@ from api.graph.core.connections import build_connection
 from api.graph.core.context import Info
 from api.graph.core.geo import BoundingBoxInput, NearInput, to_box, to_circle
 from api.graph.core.ids import decode_id, decode_ids
-from api.graph.core.prefetch import node_selections, prefetch
+from api.graph.core.prefetch import PagePrefetch, node_selections
 from api.graph.incidents.loaders import IncidentById, WorkOrderById
 from api.graph.incidents.types import (
     Incident,
@@ -160,9 +160,11 @@ class IncidentQueries:
         )
         where = incident_filter(filter, info)
         reads = IncidentReads(info.context.access)
-        page = await reads.page(where, ordering, request)
+        # The nested fields' reads that can go with the page go in its statement.
+        nested = PagePrefetch(info, "Incident", "edges", "node")
+        page = await reads.page(where, ordering, request, nested.companions)
         IncidentById.of(info).prime_many({record.id: record for record in page.items})
-        await prefetch(info, "Incident", page.items, "edges", "node")
+        await nested.finish(page.items)
         edge_fields = {field.name for field in node_selections(info, "edges")}
         return build_connection(
             IncidentConnection,

@@ -8,6 +8,7 @@ Personal data is decided per incident and noted apart.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from api.access.scope import AccessScope
 from api.domain.errors import PersonalDataMasked
@@ -20,6 +21,7 @@ from api.domain.models import (
     WorkOrderRecord,
 )
 from api.policy import resources
+from api.repositories.companions import Companion
 from api.repositories.incidents import IncidentFilter, IncidentRepository
 from api.repositories.sql import Ordering, Page, PageRequest
 
@@ -36,10 +38,16 @@ class IncidentReads:
         self._access.audit.saw("Incident", [record.id for record in records])
 
     async def page(
-        self, where: IncidentFilter, ordering: Ordering, request: PageRequest
+        self,
+        where: IncidentFilter,
+        ordering: Ordering,
+        request: PageRequest,
+        companions: Sequence[Companion[Any]] = (),
     ) -> Page[IncidentRecord]:
+        """A page of incidents; ``companions`` (reads of what they refer to) in the same
+        statement."""
         self._may_list()
-        page = await self._repository.page(where, ordering, request)
+        page = await self._repository.page(where, ordering, request, companions)
         self._returned(page.items)
         return page
 
@@ -72,6 +80,31 @@ class IncidentReads:
         self, ids: Sequence[int], limit: int, newest_first: bool
     ) -> dict[int, list[EventRecord]]:
         return await self._repository.events_for(ids, limit, newest_first)
+
+    def events_companion(self, limit: int, newest_first: bool) -> Companion[EventRecord]:
+        """``events_for`` as a read a page folds into its own statement."""
+        return self._repository.events_companion(limit, newest_first)
+
+    def work_orders_companion(self, statuses: Sequence[str]) -> Companion[WorkOrderRecord]:
+        return self._repository.work_orders_companion(statuses)
+
+    def transfers_companion(self) -> Companion[TransferRecord]:
+        return self._repository.transfers_companion()
+
+    def by_ids_companion(self) -> Companion[IncidentRecord] | None:
+        """``by_ids`` as a read a page folds into its own statement (the incidents read are
+        noted for the audit record); None where the caller may not list incidents."""
+        if not self._access.authorizer.foresee("ListIncidents", resources.INCIDENTS):
+            return None
+
+        def read(records: Sequence[IncidentRecord]) -> None:
+            self._may_list()
+            self._returned(records)
+
+        return self._repository.by_ids_companion().followed_by(read)
+
+    def duplicates_companion(self) -> Companion[IncidentRecord]:
+        return self._repository.duplicates_companion().followed_by(self._returned)
 
     async def transfers_for(self, ids: Sequence[int]) -> dict[int, list[TransferRecord]]:
         return await self._repository.transfers_for(ids)

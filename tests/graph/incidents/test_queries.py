@@ -77,14 +77,40 @@ async def _board_statements(city: GraphQLClient, http: httpx.AsyncClient, first:
 async def test_nested_board_query_uses_a_fixed_number_of_statements(
     seeded: None, city: GraphQLClient, http: httpx.AsyncClient
 ) -> None:
-    # The bound follows from the query's shape: the identity, the page, and one batch per
-    # nested loader per depth (bureaus, assets, events, work orders, duplicates, categories at
-    # depth 1; bureaus of assets and categories at depth 2), and the audit record. Depth-2
-    # bureaus may all be cached.
-    bound = 1 + 1 + 6 + 1 + 1
+    # The bound follows from the query's shape: the identity; the page, with the depth-1 reads
+    # folded into its statement (bureaus, assets, events, work orders, duplicates,
+    # categories); depth 2's two bureau fields (of assets, of categories: one read each, none
+    # once the page's own bureaus cover them); and the audit record. The first request of a
+    # document also looks the document up.
+    await _board_statements(city, http, 1)
+    bound = 1 + 1 + 2 + 1
     counts = [await _board_statements(city, http, size) for size in (1, 10, 100)]
     assert all(count <= bound for count in counts), counts
     assert counts[2] <= counts[0], counts
+
+
+async def test_a_page_reads_what_its_rows_refer_to_in_its_own_statement(
+    seeded: None, city: GraphQLClient, http: httpx.AsyncClient
+) -> None:
+    # Everything this board asks for hangs off the page at depth 1 and can be folded, so the
+    # request runs the identity, one statement, and the audit record, at any size.
+    query = """
+    query Flat($first: Int!) {
+      incidents(first: $first) { edges { node {
+        id responsibleBureau { code } reportingBureau { nameEn } category { code }
+        asset { code } events(limit: 3) { kind } transfers { reason }
+        workOrders(status: [OPEN]) { crew } duplicates { id } duplicateOf { id }
+        again: events(limit: 3) { occurredAt }
+      } } }
+    }
+    """
+    await city.data(query, {"first": 1})
+    for first in (1, 50):
+        before = _statements((await http.get("/metrics")).text, "Flat")
+        data = await city.data(query, {"first": first})
+        after = _statements((await http.get("/metrics")).text, "Flat")
+        assert len(data["incidents"]["edges"]) == first
+        assert after[0] - before[0] == 3, (first, after[0] - before[0])
 
 
 async def _walk(city: GraphQLClient, variables: dict[str, Any], forward: bool) -> list[str]:
