@@ -219,11 +219,16 @@ def _background(work: Coroutine[Any, Any, None]) -> Iterator[None]:
 
 
 def create_app(
-    settings: Settings, domains: Sequence[DomainBundle] = tuple(DOMAINS.values())
+    settings: Settings,
+    domains: Sequence[DomainBundle] = tuple(DOMAINS.values()),
+    *,
+    subgraph: bool = False,
 ) -> Starlette:
     """The gateway serving ``domains`` (all of them by default): their graph at ``/graphql``,
-    the REST routes they bring, the authorization server and the operations endpoints."""
-    schema = build_schema(settings, domains)
+    the REST routes they bring, the authorization server and the operations endpoints. With
+    ``subgraph``, the domains are served alone behind a federation router (other domains'
+    entities are references)."""
+    schema = build_schema(settings, domains, subgraph=subgraph)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:

@@ -19,6 +19,7 @@ from api.command import command_settings
 from api.db import migrations
 from api.db.endpoints import redact, require_owner, resolve_endpoints
 from api.documents_cli import documents_app
+from api.federation_cli import subgraph, supergraph
 from api.licensing_cli import licensing_app
 from api.settings import Environment, Settings, SettingsError
 
@@ -338,6 +339,8 @@ clients_app = typer.Typer(help="OAuth clients (machine principals).", no_args_is
 app.add_typer(keys_app, name="keys")
 app.add_typer(clients_app, name="clients")
 app.add_typer(licensing_app, name="licensing")
+app.command()(subgraph)
+app.command()(supergraph)
 app.add_typer(documents_app, name="documents")
 
 

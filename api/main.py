@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 
 from api.app import create_app
+from api.graph.domains import DOMAINS
 from api.logging import configure_logging
 from api.settings import load_settings
 
@@ -12,4 +13,11 @@ from api.settings import load_settings
 def app() -> Starlette:
     settings = load_settings()
     configure_logging(settings.logging.level, settings.logging.format)
-    return create_app(settings)
+    name = settings.graph.subgraph
+    if name is None:
+        return create_app(settings)
+    if name not in DOMAINS:
+        raise SystemExit(
+            f"LIGHTHOUSE_SUBGRAPH={name!r} names no domain; one of: {', '.join(DOMAINS)}"
+        )
+    return create_app(settings, [DOMAINS[name]], subgraph=True)

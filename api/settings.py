@@ -189,6 +189,11 @@ class GraphSettings(SettingsGroup):
         description="Answer a request that names a registered query the planner compiled with "
         "its one SQL statement (off: every request runs on the resolvers).",
     )
+    subgraph: str | None = Field(
+        default=None,
+        description="Serve one domain alone as a federation subgraph (incidents, assets, "
+        "bureaus, models, licensing, audit, documents); unset: the unified graph.",
+    )
 
 
 class CitySettings(SettingsGroup):

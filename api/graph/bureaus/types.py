@@ -9,7 +9,7 @@ import strawberry
 from strawberry import relay
 
 from api.domain.models import BureauKind, BureauRecord, CategoryRecord
-from api.graph.bureaus.loaders import BureauById
+from api.graph.bureaus.loaders import BureauById, CategoryByCode
 from api.graph.core.compiled import Column, ToOne, compiled
 from api.graph.core.context import Info
 from api.graph.core.ids import decode_id
@@ -68,8 +68,9 @@ compiled(
 )
 
 
-@strawberry.type(
-    description="A kind of problem, the bureau it is routed to, and its service level."
+@strawberry.federation.type(
+    keys=["code"],
+    description="A kind of problem, the bureau it is routed to, and its service level.",
 )
 class IncidentCategory:
     code: str
@@ -93,6 +94,11 @@ class IncidentCategory:
     responsible_bureau: Bureau | None = related(
         BureauById, "responsible_bureau_id", Bureau.from_record
     )
+
+    @classmethod
+    async def resolve_reference(cls, info: Info, **representation: Any) -> IncidentCategory | None:
+        record = await CategoryByCode.of(info).load(str(representation["code"]))
+        return cls.from_record(record) if record else None
 
 
 compiled(

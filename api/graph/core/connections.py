@@ -6,12 +6,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from strawberry import relay
+from strawberry.federation.schema_directives import Shareable
 
 from api.repositories.sql import Ordering, Page, encode_cursor
 
 NodeT = TypeVar("NodeT")
 RecordT = TypeVar("RecordT")
 ConnectionT = TypeVar("ConnectionT", bound=relay.Connection[Any])
+
+# Every subgraph with a connection has Relay's PageInfo, resolved alike: shareable. (Strawberry's
+# own type, so the directive is added to its definition here, once.)
+_page_info = relay.PageInfo.__strawberry_definition__  # type: ignore[attr-defined]
+if not any(isinstance(directive, Shareable) for directive in _page_info.directives):
+    _page_info.directives = (*_page_info.directives, Shareable())
 
 
 def build_connection(

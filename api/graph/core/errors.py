@@ -19,50 +19,56 @@ class Error:
     code: str
 
 
-@strawberry.type
+@strawberry.federation.type(shareable=True)
 class NotFound(Error):
     entity: str
 
 
-@strawberry.type
+@strawberry.federation.type(shareable=True)
 class InvalidInput(Error):
     field: str
 
 
-@strawberry.type
+@strawberry.federation.type(shareable=True)
 class TransitionRejected(Error):
     status: str
     action: str
     allowed_actions: list[str]
 
 
-@strawberry.type
+@strawberry.federation.type(shareable=True)
 class VersionConflict(Error):
     expected_version: int
     current_version: int | None
 
 
-@strawberry.type
+@strawberry.federation.type(shareable=True)
 class IdempotencyKeyReused(Error):
     idempotency_key: str
 
 
-@strawberry.type
+@strawberry.federation.type(shareable=True)
 class Forbidden(Error):
     pass
 
 
-@strawberry.type(description="A dependency cannot serve now (the serving tier); retry later.")
+@strawberry.federation.type(
+    shareable=True, description="A dependency cannot serve now (the serving tier); retry later."
+)
 class ServiceUnavailable(Error):
     pass
 
 
-@strawberry.type(description="As much of this is under way as the service takes at once.")
+@strawberry.federation.type(
+    shareable=True, description="As much of this is under way as the service takes at once."
+)
 class TooBusy(Error):
     retry_after_seconds: int
 
 
-@strawberry.type(description="An uploaded image was not taken; nothing was stored.")
+@strawberry.federation.type(
+    shareable=True, description="An uploaded image was not taken; nothing was stored."
+)
 class FrameRejected(Error):
     reason: str = strawberry.field(
         description="EMPTY, TOO_LARGE, NOT_AN_IMAGE, CORRUPT or SENT_ELSEWHERE: what to fix before sending again."

@@ -9,13 +9,15 @@ from api.domain.errors import InvalidInput
 from api.graph.core.context import Info
 
 
-@strawberry.type(description="A point in TWD97 / TM2 zone 121 (EPSG:3826), metres.")
+@strawberry.federation.type(
+    shareable=True, description="A point in TWD97 / TM2 zone 121 (EPSG:3826), metres."
+)
 class Twd97Coordinates:
     x: float
     y: float
 
 
-@strawberry.type(description="A location, stored in WGS84 (EPSG:4326).")
+@strawberry.federation.type(shareable=True, description="A location, stored in WGS84 (EPSG:4326).")
 class Location:
     latitude: float
     longitude: float

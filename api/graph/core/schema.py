@@ -26,13 +26,19 @@ from api.graph.core.extensions import (
     OperationScopeExtension,
 )
 from api.graph.core.prefetch import PrefetchPlan
+from api.graph.core.subgraph import reduce_to_references
 from api.graph.core.viewer import ViewerQueries
 from api.settings import Settings
 
+FEDERATION_VERSION = "2.9"
 
-def _core_queries() -> type:
+
+def _core_queries(subgraph: bool) -> type:
     """The fields every schema has. Made afresh for each schema: Strawberry's relay ``node``
-    field is bound to the first schema built with it."""
+    field is bound to the first schema built with it. A subgraph has no ``node``: it could only
+    answer for its own domain's types, and a router would send it any ID."""
+    if subgraph:
+        return ViewerQueries
 
     @strawberry.type
     class CoreQueries(ViewerQueries):
@@ -58,9 +64,12 @@ def _root(name: str, parts: Sequence[type]) -> type | None:
     return strawberry.type(type(name, tuple(parts), {}))
 
 
-def build_schema(settings: Settings, domains: Sequence[DomainBundle]) -> LighthouseSchema:
+def build_schema(
+    settings: Settings, domains: Sequence[DomainBundle], *, subgraph: bool = False
+) -> LighthouseSchema:
     """The graph of ``domains``, as a federation v2 subgraph schema (``_service``,
-    ``_entities``): all of them make the unified graph, one of them a subgraph."""
+    ``_entities``): all of them make the unified graph; with ``subgraph``, the domains served
+    alone behind a router, other domains' entities cut down to references (their keys)."""
     names = [domain.name for domain in domains]
     if len(set(names)) != len(names):
         raise ValueError(f"a domain is given twice: {names}")
@@ -79,9 +88,11 @@ def build_schema(settings: Settings, domains: Sequence[DomainBundle]) -> Lightho
         OperationNameRequired,
         OperationScopeExtension,
     ]
-    query = _root("Query", [d.query for d in domains if d.query] + [_core_queries()])
-    return LighthouseSchema(
+    query = _root("Query", [d.query for d in domains if d.query] + [_core_queries(subgraph)])
+    schema = LighthouseSchema(
         documents=documents,
+        # The newest version the composition and both routers (Hive Gateway, Apollo) know.
+        federation_version=FEDERATION_VERSION,
         query=query,
         mutation=_root("Mutation", [d.mutation for d in domains if d.mutation]),
         subscription=_root("Subscription", [d.subscription for d in domains if d.subscription]),
@@ -89,3 +100,6 @@ def build_schema(settings: Settings, domains: Sequence[DomainBundle]) -> Lightho
         config=StrawberryConfig(auto_camel_case=True),
         extensions=extensions,
     )
+    if subgraph:
+        reduce_to_references(schema._schema, names)
+    return schema

@@ -7,7 +7,9 @@ import strawberry
 from api.graph.core.context import Info
 
 
-@strawberry.type(description="Who is asking, as this service understood the access token.")
+@strawberry.federation.type(
+    shareable=True, description="Who is asking, as this service understood the access token."
+)
 class Viewer:
     subject: str
     kind: str
@@ -20,7 +22,9 @@ class Viewer:
 
 @strawberry.type
 class ViewerQueries:
-    @strawberry.field(description="The caller: subject, kind, bureau, roles and scopes.")
+    @strawberry.federation.field(
+        shareable=True, description="The caller: subject, kind, bureau, roles and scopes."
+    )
     def me(self, info: Info) -> Viewer:
         principal = info.context.principal
         return Viewer(
