@@ -14,10 +14,14 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types.info import Info as StrawberryInfo
 
+from api.domain.errors import InvalidInput
 from api.graph.core.bundle import DomainBundle
 from api.graph.core.documents import CachedDocuments, DocumentCache
+from api.graph.core.errors import query_error
 from api.graph.core.extensions import (
     ErrorPolicyExtension,
     IntrospectionPolicy,
@@ -26,11 +30,13 @@ from api.graph.core.extensions import (
     OperationScopeExtension,
 )
 from api.graph.core.prefetch import PrefetchPlan
-from api.graph.core.subgraph import reduce_to_references
+from api.graph.core.subgraph import key_fields, reduce_to_references
 from api.graph.core.viewer import ViewerQueries
 from api.settings import Settings
 
 FEDERATION_VERSION = "2.9"
+# References a router may send in one ``_entities`` call (its batches are far smaller).
+MAX_REPRESENTATIONS = 1000
 
 
 def _core_queries(subgraph: bool) -> type:
@@ -52,6 +58,40 @@ class LighthouseSchema(strawberry.federation.Schema):
         super().__init__(**options)
         self.prefetch_plan = PrefetchPlan.of(self)
         self.documents = documents
+
+    def entities_resolver(
+        self, info: StrawberryInfo, representations: list[FederationAny]
+    ) -> list[FederationAny]:
+        """``_entities`` for a router: at most ``MAX_REPRESENTATIONS`` references a call, each
+        an object naming one of this schema's entity types; anything else is refused whole
+        (INVALID_INPUT), before anything is read."""
+        if len(representations) > MAX_REPRESENTATIONS:
+            raise query_error(
+                InvalidInput(
+                    "representations",
+                    f"at most {MAX_REPRESENTATIONS} a call; send the rest in another",
+                )
+            )
+        type_map = self.schema_converter.type_map
+        for index, given in enumerate(representations):
+            representation: dict[str, object] = given if isinstance(given, dict) else {}
+            type_name = representation.get("__typename")
+            entry = type_map.get(type_name) if isinstance(type_name, str) else None
+            definition = getattr(entry, "definition", None)
+            keys = key_fields(definition) if definition is not None else set()
+            if (
+                not keys
+                or not all(isinstance(representation.get(key), str | int) for key in keys)
+                or len(representation) > 16
+            ):
+                raise query_error(
+                    InvalidInput(
+                        "representations",
+                        f"item {index} is not a reference to an entity of this graph (an "
+                        "object with __typename and its key fields)",
+                    )
+                )
+        return super().entities_resolver(info, representations)
 
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """Strawberry logs every error at ERROR level; expected ones (a caller's bad input, a
