@@ -225,9 +225,15 @@ class DetectionFilter:
     min_confidence: float | None = None
     detected_from: datetime | None = None
     detected_before: datetime | None = None
+    models: Sequence[str] | None = None  # the models whose analyses found them, by name
 
     def conditions(self) -> Conditions:
         where = Conditions()
+        if self.models is not None:
+            where.add(
+                "analysis_id IN (SELECT id FROM frame_analysis WHERE model = ANY({}::text[]))",
+                list(self.models),
+            )
         if self.categories is not None:
             where.add("category = ANY({}::text[])", list(self.categories))
         if self.bureau_ids is not None:

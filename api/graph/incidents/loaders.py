@@ -18,7 +18,7 @@ from api.domain.models import (
     WorkOrderRecord,
 )
 from api.graph.core.loaders import Folded, ScopedLoader, lists_of, one_each
-from api.repositories.vision import AnalysisRecord, DetectionRecord, FrameRecord
+from api.repositories.vision import DetectionRecord
 from api.services.incidents.reads import IncidentReads
 from api.services.vision.reads import VisionReads
 
@@ -101,33 +101,9 @@ class WorkOrdersOf(ScopedLoader[int, list[WorkOrderRecord]]):
         return lists_of(companion, "incident_id")
 
 
-class FrameBySha(ScopedLoader[bytes, FrameRecord | None]):
-    async def load_batch(self, keys: Sequence[bytes]) -> list[FrameRecord | None]:
-        found = await VisionReads(self.access).frames(keys)
-        return [found.get(key) for key in keys]
-
-
-class AnalysesOf(ScopedLoader[bytes, list[AnalysisRecord]]):
-    async def load_batch(self, keys: Sequence[bytes]) -> list[list[AnalysisRecord]]:
-        found = await VisionReads(self.access).analyses_of(keys)
-        return [found.get(key, []) for key in keys]
-
-
-class DetectionById(ScopedLoader[int, DetectionRecord | None]):
-    async def load_batch(self, keys: Sequence[int]) -> list[DetectionRecord | None]:
-        found = await VisionReads(self.access).detections(keys)
-        return [found.get(key) for key in keys]
-
-
 class DetectionsOf(ScopedLoader[int, list[DetectionRecord]]):
     """The detections that opened or joined each incident, oldest first."""
 
     async def load_batch(self, keys: Sequence[int]) -> list[list[DetectionRecord]]:
         found = await VisionReads(self.access).detections_of_incidents(keys)
-        return [found.get(key, []) for key in keys]
-
-
-class DetectionsInFrame(ScopedLoader[bytes, list[DetectionRecord]]):
-    async def load_batch(self, keys: Sequence[bytes]) -> list[list[DetectionRecord]]:
-        found = await VisionReads(self.access).detections_of_frames(keys)
         return [found.get(key, []) for key in keys]

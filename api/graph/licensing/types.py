@@ -13,6 +13,7 @@ from api.graph.core.context import Info
 from api.graph.core.ids import encode_id
 from api.graph.licensing import usage
 from api.graph.licensing.usage import DailyUsage, UsageRecordConnection, UsageStatus
+from api.graph.models.vision_model import VisionModel
 from api.repositories.licensing import LicenseeRecord
 from api.services.metering.licences import LicenceView
 
@@ -72,6 +73,13 @@ class Licence:
     own_compute: bool
     usage: LicenceUsage
     key: strawberry.Private[int]
+
+    @strawberry.field(
+        description="The models it covers, as the model registry knows them (their versions "
+        "and the detections they found, for those who may see them)."
+    )
+    def vision_models(self) -> list[VisionModel]:
+        return [VisionModel(name=name) for name in self.models]
 
     @strawberry.field(
         description="The licence's usage records, newest first: one per metered request "

@@ -11,7 +11,7 @@ from api.domain.errors import DomainError
 from api.graph.core import errors
 from api.graph.core.context import Info
 from api.graph.core.uploads import read_upload
-from api.graph.incidents.types import AnalysisOutcome
+from api.graph.models.detections import AnalysisOutcome
 from api.services.vision.adhoc import ImageAnalyses
 
 

@@ -1,9 +1,42 @@
-"""The models domain's part of the graph."""
+"""The models domain's part of the graph: the model registry, image analysis, and the discover
+step (camera frames, their analyses and detections, and frame intake over REST)."""
 
 from __future__ import annotations
 
+import strawberry
+
 from api.graph.core.bundle import DomainBundle
 from api.graph.models.analysis import AnalysisMutations
+from api.graph.models.detections import Detection, Frame
+from api.graph.models.frames import DetectionSubscriptions, FrameMutations, FrameQueries
+from api.graph.models.loaders import (
+    AnalysesOf,
+    DetectionById,
+    DetectionsInFrame,
+    FrameBySha,
+    ModelVersionsByName,
+)
 from api.graph.models.registry import ModelQueries
+from api.graph.models.vision_model import VisionModel
+from api.http.frames import frame_routes
 
-bundle = DomainBundle(name="models", query=ModelQueries, mutation=AnalysisMutations)
+
+@strawberry.type
+class Queries(ModelQueries, FrameQueries):
+    pass
+
+
+@strawberry.type
+class Mutations(AnalysisMutations, FrameMutations):
+    pass
+
+
+bundle = DomainBundle(
+    name="models",
+    query=Queries,
+    mutation=Mutations,
+    subscription=DetectionSubscriptions,
+    types=(Frame, Detection, VisionModel),
+    loaders=(FrameBySha, AnalysesOf, DetectionById, DetectionsInFrame, ModelVersionsByName),
+    routes=tuple(frame_routes()),
+)

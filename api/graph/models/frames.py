@@ -19,14 +19,14 @@ from api.graph.core.context import Info
 from api.graph.core.ids import decode_id, decode_ids, decode_key
 from api.graph.core.prefetch import node_selections, prefetch
 from api.graph.core.uploads import read_upload
-from api.graph.incidents.loaders import DetectionById, FrameBySha
-from api.graph.incidents.types import (
+from api.graph.models.detections import (
     Detection,
     DetectionConnection,
     DetectionOutcome,
     Frame,
     FrameConnection,
 )
+from api.graph.models.loaders import DetectionById, FrameBySha
 from api.repositories.sql import page_request
 from api.repositories.vision import (
     DETECTIONS_NEWEST_FIRST,
@@ -50,11 +50,20 @@ class DetectionFilterInput:
     min_confidence: float | None = None
     detected_from: datetime | None = strawberry.field(default=None, description="Inclusive.")
     detected_before: datetime | None = strawberry.field(default=None, description="Exclusive.")
+    model: list[str] | None = strawberry.field(
+        default=None, description="The models whose analyses found them, by name."
+    )
 
 
-def detection_filter(value: DetectionFilterInput | None) -> DetectionFilter:
+def detection_filter(
+    value: DetectionFilterInput | None, models: list[str] | None = None
+) -> DetectionFilter:
     if value is None:
-        return DetectionFilter()
+        return DetectionFilter(models=models)
+    if models is not None and value.model is not None:
+        models = [model for model in value.model if model in models]
+    elif value.model is not None:
+        models = value.model
     if value.min_confidence is not None and not 0 <= value.min_confidence <= 1:
         raise InvalidInput("filter.minConfidence", "must be between 0 and 1")
     for name, moment in (
@@ -71,6 +80,41 @@ def detection_filter(value: DetectionFilterInput | None) -> DetectionFilter:
         min_confidence=value.min_confidence,
         detected_from=value.detected_from,
         detected_before=value.detected_before,
+        models=models,
+    )
+
+
+async def detections_connection(
+    info: Info,
+    where: DetectionFilter,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> DetectionConnection:
+    """A page of the detections ``where`` selects, as a connection (the caller's read)."""
+    settings = info.context.resources.settings
+    request = page_request(
+        DETECTIONS_NEWEST_FIRST,
+        first=first,
+        after=after,
+        last=last,
+        before=before,
+        default_size=min(20, settings.graph.max_page_size),
+        max_size=settings.graph.max_page_size,
+    )
+    reads = VisionReads(info.context.access)
+    page = await reads.detections_page(where, request)
+    DetectionById.of(info).prime_many({record.id: record for record in page.items})
+    await prefetch(info, "Detection", page.items, "edges", "node")
+    edge_fields = {field.name for field in node_selections(info, "edges")}
+    return build_connection(
+        DetectionConnection,
+        page,
+        DETECTIONS_NEWEST_FIRST,
+        Detection.from_record,
+        lambda: reads.detections_count(where),
+        edge_cursors="cursor" in edge_fields,
     )
 
 
@@ -142,29 +186,8 @@ class FrameQueries:
         before: str | None = None,
         filter: DetectionFilterInput | None = None,
     ) -> DetectionConnection:
-        settings = info.context.resources.settings
-        request = page_request(
-            DETECTIONS_NEWEST_FIRST,
-            first=first,
-            after=after,
-            last=last,
-            before=before,
-            default_size=min(20, settings.graph.max_page_size),
-            max_size=settings.graph.max_page_size,
-        )
-        where = detection_filter(filter)
-        reads = VisionReads(info.context.access)
-        page = await reads.detections_page(where, request)
-        DetectionById.of(info).prime_many({record.id: record for record in page.items})
-        await prefetch(info, "Detection", page.items, "edges", "node")
-        edge_fields = {field.name for field in node_selections(info, "edges")}
-        return build_connection(
-            DetectionConnection,
-            page,
-            DETECTIONS_NEWEST_FIRST,
-            Detection.from_record,
-            lambda: reads.detections_count(where),
-            edge_cursors="cursor" in edge_fields,
+        return await detections_connection(
+            info, detection_filter(filter), first, after, last, before
         )
 
 
