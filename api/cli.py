@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +20,7 @@ from api.db.endpoints import redact, require_owner, resolve_endpoints
 from api.documents_cli import documents_app
 from api.federation_cli import subgraph, supergraph
 from api.licensing_cli import licensing_app
+from api.serve_cli import serve
 from api.settings import Environment, Settings, SettingsError
 
 T = TypeVar("T")
@@ -339,6 +339,7 @@ clients_app = typer.Typer(help="OAuth clients (machine principals).", no_args_is
 app.add_typer(keys_app, name="keys")
 app.add_typer(clients_app, name="clients")
 app.add_typer(licensing_app, name="licensing")
+app.command()(serve)
 app.command()(subgraph)
 app.command()(supergraph)
 app.add_typer(documents_app, name="documents")
@@ -632,42 +633,6 @@ def _for_gateway(settings: Settings, url: str) -> Settings:
         raise typer.Exit(2) from None
     return settings.model_copy(
         update={"oauth": settings.oauth.model_copy(update={"issuer": str(issuer)})}
-    )
-
-
-@app.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="Overrides LIGHTHOUSE_HOST.")] = None,
-    port: Annotated[int | None, typer.Option(help="Overrides LIGHTHOUSE_PORT.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Overrides LIGHTHOUSE_WORKERS.")] = None,
-) -> None:
-    """Run the GraphQL gateway."""
-    import uvicorn
-
-    # The worker processes read their settings from the environment: pass the overrides on, so
-    # that, for one, the token issuer URL follows the port.
-    if host is not None:
-        os.environ["LIGHTHOUSE_HOST"] = host
-    if port is not None:
-        os.environ["LIGHTHOUSE_PORT"] = str(port)
-    settings = _settings()
-    console.print(
-        f"Lighthouse gateway on http://{host or settings.http.host}:{port or settings.http.port}/graphql"
-    )
-    uvicorn.run(
-        "api.main:app",
-        factory=True,
-        host=host or settings.http.host,
-        port=port or settings.http.port,
-        workers=workers or settings.http.workers,
-        loop=settings.http.event_loop,
-        # A WebSocket message carries one GraphQL document and its variables.
-        ws_max_size=settings.graph.max_document_bytes + 64 * 1024,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        ws="websockets",
-        proxy_headers=False,
     )
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from api.graph.domains import DOMAINS
+from api.serve_cli import serve
 
 console = Console(stderr=True)
 
@@ -35,8 +36,6 @@ def subgraph(
         )
         raise typer.Exit(2)
     os.environ["LIGHTHOUSE_SUBGRAPH"] = name
-    from api.cli import serve
-
     serve(host=host, port=port, workers=workers)
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import strawberry
 from strawberry import relay
 from strawberry.scalars import JSON
+from strawberry.types.lazy_type import LazyType
 
 from api.domain import lifecycle
 from api.domain.errors import InvalidInput
@@ -44,11 +45,14 @@ if TYPE_CHECKING:
     from api.graph.models.detections import Detection
 
 
-def _detection(record: DetectionRecord) -> Detection:
-    # Detections are the models domain's (their own subgraph); an incident lists its own.
-    from api.graph.models.detections import Detection
+# Detections are the models domain's (their own subgraph), which refers to incidents: the type
+# is resolved lazily, as Strawberry resolves the field's annotation.
+_DETECTION: LazyType[Any, Any] = LazyType("Detection", "api.graph.models.detections")
 
-    return Detection.from_record(record)
+
+def _detection(record: DetectionRecord) -> Detection:
+    detection: type[Detection] = _DETECTION.resolve_type()
+    return detection.from_record(record)
 
 
 # The domain's enums are the schema's (registered in place, so annotations use the classes).
