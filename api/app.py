@@ -19,6 +19,7 @@ from starlette.types import Scope
 
 from api.access.refusals import RefusalLedger
 from api.access.scope import AccessGate
+from api.auth.api_keys import ApiKeys
 from api.auth.authenticate import Authenticator
 from api.auth.issuers import IssuerRegistry
 from api.auth.keys import KeyRing
@@ -153,6 +154,7 @@ async def _serving(
             keys=keys,
             issuers=issuers,
             authenticator=authenticator,
+            api_keys=ApiKeys(pool),
             gate=gate,
             refusals=refusals,
             sockets=SocketBudget(

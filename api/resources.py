@@ -9,6 +9,7 @@ from starlette.requests import HTTPConnection
 
 from api.access.refusals import RefusalLedger
 from api.access.scope import AccessGate
+from api.auth.api_keys import ApiKeys
 from api.auth.authenticate import Authenticator
 from api.auth.issuers import IssuerRegistry
 from api.auth.keys import KeyRing
@@ -67,6 +68,7 @@ class Resources:
     keys: KeyRing
     issuers: IssuerRegistry
     authenticator: Authenticator
+    api_keys: ApiKeys
     gate: AccessGate
     refusals: RefusalLedger
     sockets: SocketBudget

@@ -200,6 +200,8 @@ class CitySettings(SettingsGroup):
     model_config = SettingsConfigDict(env_prefix="LIGHTHOUSE_CITY_")
 
     timezone: str = "Asia/Taipei"
+    # The city's Open311 jurisdiction_id: a request naming another is answered 404.
+    jurisdiction: Annotated[str, Field(min_length=1, max_length=100)] = "kaohsiung.gov.tw"
     idempotency_key_ttl_hours: Annotated[int, Field(ge=1, le=24 * 90)] = Field(
         default=72, validation_alias="LIGHTHOUSE_IDEMPOTENCY_KEY_TTL_HOURS"
     )

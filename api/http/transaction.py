@@ -15,7 +15,7 @@ route runs (and audits the refusal), and hands the route a typed ``RequestTransa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import Any
@@ -128,6 +128,10 @@ def request_transaction(connection: HTTPConnection) -> RequestTransaction:
 
 
 Refusal = Callable[[str], Response]
+# Who is calling: a route whose callers do not all present bearer tokens (Open311's API keys)
+# names them its own way, and may read the body to do so (handing on a ``Receive`` that
+# replays what it read). Raises ``InvalidToken`` for a credential that does not stand.
+Identify = Callable[[Scope, Receive], Awaitable[tuple[Principal, Receive]]]
 
 
 def unauthenticated(reason: str) -> Response:
@@ -155,11 +159,13 @@ class RequestTransactionMiddleware:
         mode: TransactionMode = TransactionMode.REQUEST,
         refuse: Refusal = unauthenticated,
         unavailable: Refusal | None = None,
+        identify: Identify | None = None,
     ) -> None:
         self.app = app
         self._mode = mode
         self._refuse = refuse
         self._unavailable = unavailable or database_unavailable
+        self._identify = identify
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -179,7 +185,10 @@ class RequestTransactionMiddleware:
 
         try:
             with timings.measure("auth"):
-                principal = await authenticator.verify(_authorization(scope))
+                if self._identify is None:
+                    principal = await authenticator.verify(authorization(scope))
+                else:
+                    principal, receive = await self._identify(scope, receive)
             # Reported apart: every request opens its transaction and sets its identity.
             with timings.measure("begin"):
                 if self._mode is TransactionMode.REQUEST:
@@ -222,10 +231,12 @@ def protected(
     refuse: Refusal = unauthenticated,
     unavailable: Refusal | None = None,
     name: str | None = None,
+    identify: Identify | None = None,
 ) -> Route:
     """A route whose requests run under their caller's identity (see the module docstring).
     ``refuse`` answers a token that does not stand (401), ``unavailable`` a database that
-    cannot be reached (503), each in the route's own error shape."""
+    cannot be reached (503), each in the route's own error shape; ``identify`` names callers
+    who do not present a bearer token (the default)."""
     return Route(
         path,
         endpoint,
@@ -233,7 +244,11 @@ def protected(
         name=name,
         middleware=[
             Middleware(
-                RequestTransactionMiddleware, mode=mode, refuse=refuse, unavailable=unavailable
+                RequestTransactionMiddleware,
+                mode=mode,
+                refuse=refuse,
+                unavailable=unavailable,
+                identify=identify,
             )
         ],
     )
@@ -270,7 +285,8 @@ def client_address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-def _authorization(scope: Scope) -> str | None:
+def authorization(scope: Scope) -> str | None:
+    """The request's ``Authorization`` header, if it has one."""
     for name, value in scope.get("headers", []):
         if name == b"authorization":
             return str(value.decode("latin-1"))

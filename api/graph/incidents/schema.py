@@ -20,6 +20,7 @@ from api.graph.incidents.mutations import IncidentMutations
 from api.graph.incidents.queries import IncidentQueries
 from api.graph.incidents.subscriptions import IncidentSubscriptions
 from api.graph.incidents.types import Incident, WorkOrder
+from api.http.open311.routes import open311_routes
 
 bundle = DomainBundle(
     name="incidents",
@@ -37,4 +38,6 @@ bundle = DomainBundle(
         WorkOrdersOf,
         DetectionsOf,
     ),
+    # Open311 GeoReport v2: service requests are incidents.
+    routes=tuple(open311_routes()),
 )
