@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -15,11 +15,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from api.command import command_settings
+from api.command import with_owner as _with_owner
 from api.db import migrations
 from api.db.endpoints import redact, require_owner, resolve_endpoints
 from api.documents_cli import documents_app
 from api.federation_cli import subgraph, supergraph
 from api.licensing_cli import licensing_app
+from api.open311_cli import open311_app
 from api.serve_cli import serve
 from api.settings import Environment, Settings, SettingsError
 
@@ -343,18 +345,7 @@ app.command()(serve)
 app.command()(subgraph)
 app.command()(supergraph)
 app.add_typer(documents_app, name="documents")
-
-
-async def _with_owner(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    from api.db.pool import connect
-
-    connection = await connect(
-        require_owner(resolve_endpoints(settings)), settings, "lighthouse-cli"
-    )
-    try:
-        return await work(connection)
-    finally:
-        await connection.close()
+app.add_typer(open311_app, name="open311")
 
 
 @keys_app.command("rotate")

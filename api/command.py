@@ -9,13 +9,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import asyncpg
 import typer
 from rich.console import Console
 
 from api.access.scope import AccessScope, OperationDescription
 from api.auth.principal import Principal
-from api.db.endpoints import resolve_endpoints
-from api.db.pool import create_pool
+from api.db.endpoints import require_owner, resolve_endpoints
+from api.db.pool import connect, create_pool
 from api.db.unit_of_work import UnitOfWork
 from api.domain.errors import DomainError
 from api.logging import configure_logging
@@ -79,3 +80,15 @@ def run_as(
     except DomainError as error:
         console.print(f"{error.message}", style="red", markup=False)
         raise typer.Exit(2) from None
+
+
+async def with_owner(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """``work`` on a connection as the schema owner (the city's operators' own tables: OAuth
+    clients, signing keys, Open311 keys)."""
+    connection = await connect(
+        require_owner(resolve_endpoints(settings)), settings, "lighthouse-cli"
+    )
+    try:
+        return await work(connection)
+    finally:
+        await connection.close()
