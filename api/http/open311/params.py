@@ -33,6 +33,15 @@ def parameters(text: str) -> dict[str, str]:
     return found
 
 
+def api_key(text: str) -> str | None:
+    """The first non-empty ``api_key`` of a query string or form body (bounded by the body
+    limit); its other parameters are checked later, by the route."""
+    for name, value in parse_qsl(text, keep_blank_values=False):
+        if name == "api_key" and value.strip():
+            return value.strip()
+    return None
+
+
 def _listed(params: Mapping[str, str], name: str, limit: int) -> tuple[str, ...] | None:
     value = params.get(name)
     if value is None:

@@ -49,12 +49,12 @@ async def identify(scope: Scope, receive: Receive) -> tuple[Principal, Receive]:
     header = authorization(scope)
     if header:
         return await resources.authenticator.verify(header), receive
-    key = params.parameters(scope.get("query_string", b"").decode("latin-1")).get("api_key")
+    key = params.api_key(scope.get("query_string", b"").decode("latin-1"))
     if scope["method"] == "POST":
         body = await _body(receive)  # bounded by the body limit
         receive = _replaying(body, receive)
         if key is None and _is_form(scope):
-            key = params.parameters(body.decode("utf-8", "replace")).get("api_key")
+            key = params.api_key(body.decode("utf-8", "replace"))
     if key is None:
         return Principal.anonymous(), receive
     return await resources.api_keys.principal(key), receive
@@ -115,6 +115,10 @@ def _desk(request: Request, access: AccessScope) -> Open311Desk:
         settings.city.timezone,
         str(request.base_url),
     )
+
+
+def _query(request: Request) -> dict[str, str]:
+    return params.parameters(request.url.query)
 
 
 def _check_jurisdiction(request: Request, given: str | None) -> None:
@@ -218,10 +222,8 @@ def _request_row(request: ServiceRequest) -> dict[str, Value]:
 async def list_services(
     request: Request, transaction: RequestTransaction, renderer: Renderer
 ) -> Response:
-    query = params.parameters(request.url.query)
-
     async def work(access: AccessScope) -> Response:
-        _check_jurisdiction(request, query.get("jurisdiction_id"))
+        _check_jurisdiction(request, _query(request).get("jurisdiction_id"))
         services = await _desk(request, access).services(_english(request))
         return renderer.listing("services", "service", [_service_row(s) for s in services])
 
@@ -231,11 +233,10 @@ async def list_services(
 async def service_definition(
     request: Request, transaction: RequestTransaction, renderer: Renderer
 ) -> Response:
-    query = params.parameters(request.url.query)
     code = request.path_params["code"]
 
     async def work(access: AccessScope) -> Response:
-        _check_jurisdiction(request, query.get("jurisdiction_id"))
+        _check_jurisdiction(request, _query(request).get("jurisdiction_id"))
         service = await _desk(request, access).service(code, _english(request))
         # No service asks for attributes beyond the specification's own fields.
         return renderer.document(
@@ -249,7 +250,7 @@ async def list_requests(
     request: Request, transaction: RequestTransaction, renderer: Renderer
 ) -> Response:
     async def work(access: AccessScope) -> Response:
-        query = params.parameters(request.url.query)
+        query = _query(request)
         _check_jurisdiction(request, query.get("jurisdiction_id"))
         found = await _desk(request, access).requests(
             params.request_query(query), _english(request)
@@ -263,7 +264,7 @@ async def one_request(
     request: Request, transaction: RequestTransaction, renderer: Renderer
 ) -> Response:
     async def work(access: AccessScope) -> Response:
-        _check_jurisdiction(request, params.parameters(request.url.query).get("jurisdiction_id"))
+        _check_jurisdiction(request, _query(request).get("jurisdiction_id"))
         found = await _desk(request, access).request(request.path_params["id"], _english(request))
         return renderer.listing("service_requests", "request", [_request_row(found)])
 
@@ -274,7 +275,7 @@ async def one_request(
 
 async def token(request: Request, transaction: RequestTransaction, renderer: Renderer) -> Response:
     async def work(access: AccessScope) -> Response:
-        _check_jurisdiction(request, params.parameters(request.url.query).get("jurisdiction_id"))
+        _check_jurisdiction(request, _query(request).get("jurisdiction_id"))
         request_id, value = await _desk(request, access).token(request.path_params["token"])
         return renderer.listing(
             "service_requests", "request", [{"service_request_id": request_id, "token": value}]
@@ -292,11 +293,12 @@ async def submit(request: Request, transaction: RequestTransaction, renderer: Re
         )
     if not _is_form(request.scope):
         return renderer.errors(400, f"send the parameters as {params.FORM_TYPE}")
-    form = params.parameters((await request.body()).decode("utf-8", "replace"))
+    body = (await request.body()).decode("utf-8", "replace")
     created = False
 
     async def work(access: AccessScope) -> Response:
         nonlocal created
+        form = params.parameters(body)
         _check_jurisdiction(request, form.get("jurisdiction_id"))
         submission = params.submission(form)
         key = request.headers.get("idempotency-key")

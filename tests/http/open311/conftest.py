@@ -51,11 +51,18 @@ def issue_key(owner: asyncpg.Connection) -> IssueKey:
     return issue
 
 
-async def audit_records(owner: asyncpg.Connection, operation: str) -> list[asyncpg.Record]:
+async def audit_records(
+    owner: asyncpg.Connection, operation: str, key: str
+) -> list[asyncpg.Record]:
+    """The audit records of ``operation`` by the app holding ``key``."""
+    client_id = await owner.fetchval(
+        "SELECT id FROM lighthouse.open311_client WHERE key_digest = $1", digest(key)
+    )
     return await owner.fetch(
-        "SELECT subject, operation, decision, resource_ids, details FROM lighthouse.audit_record"
-        " WHERE operation = $1 ORDER BY id",
+        "SELECT subject, operation, decision, resource_ids, payload FROM lighthouse.audit_record"
+        " WHERE operation = $1 AND subject = $2 ORDER BY seq",
         operation,
+        f"open311:{client_id}",
     )
 
 
