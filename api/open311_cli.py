@@ -16,7 +16,6 @@ import asyncpg
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from api.audit.entries import AuditEntry
 from api.auth.api_keys import digest, new_key
@@ -107,14 +106,10 @@ def keys() -> None:
     """The apps holding keys, what each may do and whether its key is revoked."""
     settings = command_settings()
     clients = asyncio.run(with_owner(settings, lambda c: Open311Clients(c).all()))
-    table = Table("id", "app", "bureau", "may submit", "issued", "revoked")
     for client in clients:
-        table.add_row(
-            str(client.id),
-            escape(client.name),
-            client.bureau_code,
-            "yes" if client.may_submit else "no",
-            f"{client.issued_at:%Y-%m-%d} by {escape(client.issued_by)}",
-            f"{client.revoked_at:%Y-%m-%d %H:%M}" if client.revoked_at else "-",
+        revoked = f"revoked {client.revoked_at:%Y-%m-%d %H:%M}" if client.revoked_at else "in use"
+        print(
+            f"{client.id}\t{client.name}\t{client.bureau_code}\t"
+            f"{'submits and reads' if client.may_submit else 'reads'}\t"
+            f"issued {client.issued_at:%Y-%m-%d} by {client.issued_by}\t{revoked}"
         )
-    Console().print(table)
