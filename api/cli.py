@@ -689,6 +689,10 @@ def demo(
         f"--url {where}` (`--list` shows the demo principals); send it as "
         "`Authorization: Bearer …`."
     )
+    console.print(
+        f"Open311 GeoReport v2 is at {where}/open311/v2/services.json; an app's key comes from "
+        "`.venv/bin/lighthouse open311 issue-key 'demo app' --bureau RDEC`."
+    )
     try:
         serve(host=None, port=port, workers=None)
     finally:
