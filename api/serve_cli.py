@@ -13,6 +13,8 @@ from api.command import command_settings
 
 console = Console(stderr=True)
 
+WORKER_HEALTHCHECK_SECONDS = 60
+
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Overrides LIGHTHOUSE_HOST.")] = None,
@@ -46,4 +48,9 @@ def serve(
         lifespan="on",
         ws="websockets",
         proxy_headers=False,
+        # How long a worker may take to answer the supervisor's ping before it is killed and
+        # replaced. Uvicorn's 5 s is less than a worker needs to start (import, build the
+        # schema, open its pool) on a busy 2-core machine running other gateways: workers
+        # were killed mid-start, over and over, and never served.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
