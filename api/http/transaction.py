@@ -132,6 +132,8 @@ Refusal = Callable[[str], Response]
 # names them its own way, and may read the body to do so (handing on a ``Receive`` that
 # replays what it read). Raises ``InvalidToken`` for a credential that does not stand.
 Identify = Callable[[Scope, Receive], Awaitable[tuple[Principal, Receive]]]
+# The answer to a source throttled for too many refused requests, given the seconds to wait.
+Throttled = Callable[[int], Response]
 
 
 def unauthenticated(reason: str) -> Response:
@@ -160,12 +162,14 @@ class RequestTransactionMiddleware:
         refuse: Refusal = unauthenticated,
         unavailable: Refusal | None = None,
         identify: Identify | None = None,
+        throttled: Throttled | None = None,
     ) -> None:
         self.app = app
         self._mode = mode
         self._refuse = refuse
         self._unavailable = unavailable or database_unavailable
         self._identify = identify
+        self._throttled = throttled or too_many
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -202,7 +206,7 @@ class RequestTransactionMiddleware:
             source = client_address(scope)
             verdict = await ledger.refuse(source, scope["path"], error.reason, request_id)
             if verdict is Verdict.THROTTLED:
-                await too_many(ledger.retry_after(source))(scope, receive, send)
+                await self._throttled(ledger.retry_after(source))(scope, receive, send)
             else:
                 await self._refuse(error.reason)(scope, receive, send)
             return
@@ -232,11 +236,13 @@ def protected(
     unavailable: Refusal | None = None,
     name: str | None = None,
     identify: Identify | None = None,
+    throttled: Throttled | None = None,
 ) -> Route:
     """A route whose requests run under their caller's identity (see the module docstring).
     ``refuse`` answers a token that does not stand (401), ``unavailable`` a database that
-    cannot be reached (503), each in the route's own error shape; ``identify`` names callers
-    who do not present a bearer token (the default)."""
+    cannot be reached (503), ``throttled`` a source refused too often (429), each in the
+    route's own error shape; ``identify`` names callers who do not present a bearer token (the
+    default)."""
     return Route(
         path,
         endpoint,
@@ -249,6 +255,7 @@ def protected(
                 refuse=refuse,
                 unavailable=unavailable,
                 identify=identify,
+                throttled=throttled,
             )
         ],
     )

@@ -80,3 +80,26 @@ async def test_a_flood_of_bad_tokens_writes_two_rows_and_is_throttled(
     assert details[1]["first"] <= details[1]["last"]
     assert sum(details[1]["reasons"].values()) == 11
     assert verification.intact
+
+
+async def test_open311_refusals_are_throttled_in_the_specifications_format(
+    database: DatabaseUnderTest,
+) -> None:
+    port = free_port()
+    settings = load_settings(
+        environment=Environment.TEST,
+        database=DatabaseSettings(
+            url=database.app_url, owner_url=database.owner_url, migrate_on_start=False
+        ),
+        oauth=OAuthSettings(issuer=f"http://127.0.0.1:{port}", refusals_per_minute=LIMIT),
+    )
+    guesses = [{"api_key": f"l311_guess-{number}"} for number in range(8)]
+    async with (
+        InProcessGateway(create_app(settings), port) as gateway,
+        client_from(gateway.base_url, stranger_address()) as http,
+    ):
+        answers = [await http.get("/open311/v2/requests.xml", params=guess) for guess in guesses]
+    assert [a.status_code for a in answers] == [403] * LIMIT + [429] * (8 - LIMIT)
+    assert int(answers[-1].headers["retry-after"]) >= 1
+    assert answers[-1].headers["content-type"] == "text/xml; charset=utf-8"
+    assert "<errors><error><code>429</code>" in answers[-1].text

@@ -145,6 +145,13 @@ def _route(path: str, handler: Handler, fmt: Format, name: str, method: str) -> 
         response.headers["Retry-After"] = "5"
         return response
 
+    def throttled(retry_after: int) -> Response:
+        response = Renderer(fmt, ZoneInfo("UTC")).errors(
+            429, "too many refused requests from this address; retry later"
+        )
+        response.headers["Retry-After"] = str(retry_after)
+        return response
+
     return protected(
         f"{BASE}/{path}.{fmt.value}",
         endpoint,
@@ -152,6 +159,7 @@ def _route(path: str, handler: Handler, fmt: Format, name: str, method: str) -> 
         refuse=refuse,
         unavailable=unavailable,
         identify=identify,
+        throttled=throttled,
         name=f"open311-{name}-{fmt.value}",
     )
 
