@@ -1,12 +1,16 @@
 # Two commands do all the set-up on a fresh machine:
 #   make demo   the whole system on embedded defaults, with demo data
 #   make test   the full test suite (what CI runs, through .ci/run)
+# and, for the developer's quick loop, `make check` (lint, types, contracts, tests without servers).
+#
+# Python packages are installed from the lock (requirements/dev.txt: every package, exact versions
+# and hashes), never from pyproject.toml's ranges; `make lock` updates it.
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install lint clean graphiql-assets serving-env
+.PHONY: demo test check install lint lock clean graphiql-assets serving-env
 
 install: $(VENV)/.installed graphiql-assets
 
@@ -14,12 +18,30 @@ install: $(VENV)/.installed graphiql-assets
 graphiql-assets:
 	@scripts/vendor-graphiql
 
-$(VENV)/.installed: pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Lighthouse needs Python 3.11 or newer (set PYTHON=...)")'
+# Everything from the lock, hashes checked; then the project itself, built with the lock's
+# setuptools (no build isolation: nothing unpinned is fetched); then `pip check`, which fails when
+# pyproject.toml asks for something the lock does not hold (run `make lock`).
+$(VENV)/.installed: pyproject.toml requirements/dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Lighthouse is locked for Python 3.11 (set PYTHON=python3.11)")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check || { echo "the lock does not satisfy pyproject.toml: run make lock" >&2; exit 1; }
 	@touch $@
+
+# The lock: requirements/dev.txt (the gateway, its tests and tools) and requirements/gateway.txt
+# (what a production gateway installs, the same versions). Run after changing a dependency in
+# pyproject.toml, and monthly for security releases; commit both files with the test run they
+# passed. --upgrade takes the newest versions pyproject.toml admits; without it (LOCK_UPGRADE=)
+# only what changed is resolved.
+LOCK_UPGRADE ?= --upgrade
+lock: $(VENV)/.installed
+	$(BIN)/uv pip compile --quiet pyproject.toml requirements/tools.in --extra dev \
+		--generate-hashes --python-version 3.11 $(LOCK_UPGRADE) \
+		--custom-compile-command 'make lock' -o requirements/dev.txt
+	$(BIN)/uv pip compile --quiet pyproject.toml --generate-hashes --python-version 3.11 \
+		--constraint requirements/dev.txt --custom-compile-command 'make lock' \
+		-o requirements/gateway.txt
 
 # The serving tier's CPU environment (Ray Serve LLM + vLLM, about 7 GB), built once per machine
 # outside the checkout and shared by every clone; its path is printed last and written to

@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
-import httpx
 import openai
 from authlib.deprecate import AuthlibDeprecationWarning
 
@@ -137,7 +136,9 @@ def sdk(gateway: GatewayProcess, token: str, **options: Any) -> openai.AsyncOpen
         base_url=gateway.base_url + "/v1",
         api_key=token,
         max_retries=0,
-        timeout=httpx.Timeout(120.0),
+        # Seconds as a number: the SDK builds its own HTTP client (openai 3.x on httpx2), and a
+        # timeout object of another HTTP library is refused.
+        timeout=120.0,
         **options,
     )
 
