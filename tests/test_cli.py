@@ -14,8 +14,6 @@ import pytest
 from tests.conftest import _drop_database, gateway_env, make_database
 from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess
 
-pytestmark = pytest.mark.db
-
 
 def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

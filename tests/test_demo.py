@@ -10,12 +10,22 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests import embedded
 from tests.support import REPOSITORY, free_port
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """A directory for the demo's data under the suite's root for embedded servers: if this run is
+    killed, the next one stops the PostgreSQL the demo started here (tests/embedded.py)."""
+    with embedded.owned_home() as path:
+        yield path
 
 
 def demo_env(data: Path) -> dict[str, str]:
@@ -55,18 +65,18 @@ def wait_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 def test_the_demo_stops_its_database_however_it_is_stopped(
-    tmp_path: Path, stop: signal.Signals
+    home: Path, stop: signal.Signals
 ) -> None:
-    port, log = free_port(), tmp_path / "demo.log"
-    process = start_demo(tmp_path, port, log)
+    port, log = free_port(), home / "demo.log"
+    process = start_demo(home, port, log)
     try:
         wait_ready(process, port, log)
-        assert postmaster(tmp_path).exists()
+        assert postmaster(home).exists()
         # The token command mints for the gateway it is pointed at (here not on 8000).
         token = subprocess.run(
             [sys.executable, "-m", "api.cli", "token", "--as", "city-viewer", "--url",
              f"http://127.0.0.1:{port}"],
-            cwd=REPOSITORY, env=demo_env(tmp_path), capture_output=True, text=True, timeout=60,
+            cwd=REPOSITORY, env=demo_env(home), capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert token.returncode == 0, token.stderr
         answer = httpx.post(
@@ -78,28 +88,28 @@ def test_the_demo_stops_its_database_however_it_is_stopped(
     finally:
         process.send_signal(stop)
         process.wait(60)
-    assert not postmaster(tmp_path).exists(), log.read_text()[-3000:]
+    assert not postmaster(home).exists(), log.read_text()[-3000:]
 
 
-def test_a_demo_that_cannot_start_stops_its_database(tmp_path: Path) -> None:
-    port, log = free_port(), tmp_path / "demo.log"
+def test_a_demo_that_cannot_start_stops_its_database(home: Path) -> None:
+    port, log = free_port(), home / "demo.log"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
         taken.listen()
-        process = start_demo(tmp_path, port, log)
+        process = start_demo(home, port, log)
         assert process.wait(180) != 0
-    assert not postmaster(tmp_path).exists(), log.read_text()[-3000:]
+    assert not postmaster(home).exists(), log.read_text()[-3000:]
 
 
-def test_a_token_for_another_gateway_says_what_to_do(tmp_path: Path) -> None:
-    port, log = free_port(), tmp_path / "demo.log"
-    process = start_demo(tmp_path, port, log)
+def test_a_token_for_another_gateway_says_what_to_do(home: Path) -> None:
+    port, log = free_port(), home / "demo.log"
+    process = start_demo(home, port, log)
     try:
         wait_ready(process, port, log)
         # Minted for http://127.0.0.1:8000 (the default), not for this gateway.
         token = subprocess.run(
             [sys.executable, "-m", "api.cli", "token", "--as", "city-viewer"],
-            cwd=REPOSITORY, env=demo_env(tmp_path), capture_output=True, text=True, timeout=60,
+            cwd=REPOSITORY, env=demo_env(home), capture_output=True, text=True, timeout=60,
         ).stdout.strip()  # fmt: skip
         refused = httpx.post(
             f"http://127.0.0.1:{port}/graphql",

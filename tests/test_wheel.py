@@ -9,11 +9,13 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests import embedded
 from tests.support import REPOSITORY, free_port
 
 
@@ -46,6 +48,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
+@pytest.fixture
+def home() -> Iterator[Path]:
+    """A directory for the installed gateway's data under the suite's root for embedded servers: if this run is
+    killed, the next one stops the PostgreSQL the installed gateway started here (tests/embedded.py)."""
+    with embedded.owned_home() as path:
+        yield path
+
+
 def run(venv: Path, cwd: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(venv / "bin" / "lighthouse"), *arguments],
@@ -75,21 +85,21 @@ def test_the_wheel_holds_the_project_and_not_the_checkout(installed: Path, tmp_p
     assert not any(str(REPOSITORY) in line for line in where), where
 
 
-def test_the_installed_wheel_migrates_and_serves(installed: Path, tmp_path: Path) -> None:
-    migrated = run(installed, tmp_path, "migrate")
+def test_the_installed_wheel_migrates_and_serves(installed: Path, home: Path) -> None:
+    migrated = run(installed, home, "migrate")
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
     assert "Database is at revision" in migrated.stdout + migrated.stderr
     port = free_port()
-    log = (tmp_path / "gateway.log").open("w")
+    log = (home / "gateway.log").open("w")
     server = subprocess.Popen(
         [str(installed / "bin" / "lighthouse"), "serve", "--port", str(port)],
-        cwd=tmp_path, env=environment(tmp_path), stdout=log, stderr=subprocess.STDOUT,
+        cwd=home, env=environment(home), stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            assert server.poll() is None, (tmp_path / "gateway.log").read_text()[-3000:]
+            assert server.poll() is None, (home / "gateway.log").read_text()[-3000:]
             try:
                 if httpx.get(base + "/readyz", timeout=1).status_code == 200:
                     break
@@ -97,7 +107,7 @@ def test_the_installed_wheel_migrates_and_serves(installed: Path, tmp_path: Path
                 pass
             time.sleep(0.3)
         else:
-            raise AssertionError((tmp_path / "gateway.log").read_text()[-3000:])
+            raise AssertionError((home / "gateway.log").read_text()[-3000:])
         body = httpx.post(
             base + "/graphql", json={"query": "{ bureaus { code } categories { code } }"}
         ).json()
@@ -109,4 +119,4 @@ def test_the_installed_wheel_migrates_and_serves(installed: Path, tmp_path: Path
         server.terminate()
         server.wait(30)
     # Stopped by a signal, the gateway still stops the embedded PostgreSQL it started.
-    assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
+    assert not (home / "data" / "postgres" / "postmaster.pid").exists()

@@ -34,6 +34,12 @@ def _config(migrations_dir: Path, url: str | None, app_role: str) -> Config:
     return config
 
 
+def revisions(migrations_dir: Path) -> list[str]:
+    """Every revision, oldest first."""
+    script = ScriptDirectory.from_config(_config(migrations_dir, None, "lighthouse_app"))
+    return [revision.revision for revision in reversed(list(script.walk_revisions()))]
+
+
 def head_revision(migrations_dir: Path) -> str:
     script = ScriptDirectory.from_config(_config(migrations_dir, None, "lighthouse_app"))
     head = script.get_current_head()
@@ -48,8 +54,10 @@ def upgrade(
     app_role: str,
     *,
     on_step: Callable[[str, str], None] | None = None,
+    target: str = "head",
 ) -> str:
-    """Bring the database to the newest revision; report each applied step; return the head."""
+    """Bring the database to the newest revision (or ``target``); report each applied step;
+    return the head."""
     config = _config(migrations_dir, owner_url, app_role)
     script = ScriptDirectory.from_config(config)
     total = len(list(script.walk_revisions()))
@@ -63,10 +71,18 @@ def upgrade(
 
     config.attributes["on_version_apply"] = applied
     log.info("migration.start", database=redact(owner_url), head=script.get_current_head())
-    command.upgrade(config, "head")
+    command.upgrade(config, target)
     head = script.get_current_head()
     assert head is not None
     return head
+
+
+def downgrade(owner_url: str, migrations_dir: Path, app_role: str, target: str) -> None:
+    """Take the database back to ``target`` (a revision, or ``base``), undoing each revision
+    after it with its own ``downgrade``."""
+    config = _config(migrations_dir, owner_url, app_role)
+    log.info("migration.downgrade", database=redact(owner_url), target=target)
+    command.downgrade(config, target)
 
 
 async def current_revision(connection: asyncpg.Connection | asyncpg.Pool) -> str | None:

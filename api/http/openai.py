@@ -239,6 +239,11 @@ async def _stream(
                     if not chunk.get("choices") and not parsed.include_usage:
                         continue  # the usage chunk we asked for; the caller did not
                 yield (line + "\n").encode()
+                # Let the event loop run between chunks. When the model is ahead of us (its
+                # answer already buffered), neither reading it nor sending to a client that has
+                # gone ever suspends, so the client's leaving would be seen only after the
+                # whole answer, and charged as used.
+                await anyio.lowlevel.checkpoint()
             finished = True
         except ServingUnavailable as error:
             log.warning("metering.stream_broken", error=str(error))

@@ -236,6 +236,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The upgrade granted USAGE on ALL sequences, those of 0001 too: take that back from them.
+    execute_script(f"REVOKE USAGE ON ALL SEQUENCES IN SCHEMA lighthouse FROM {app_role()}")
     execute_script("""
         DROP TABLE lighthouse.detection, lighthouse.frame_analysis, lighthouse.vision_prompt,
             lighthouse.vision_model, lighthouse.frame;

@@ -34,6 +34,10 @@ MAX_RAY_TEMP_DIR = 40
 STATE_FILE = "state.json"
 PHASE_FILE = "phase"
 LOG_FILE = "serving.log"
+# The supervisor's phase once Serve reports the application running (every replica's engine
+# started) and /v1/models answers. The ingress answers /v1/models from the config while the
+# engine is still starting, so the probe alone says "up" half a minute early.
+SERVING_PHASE = "serving at"
 
 
 class InstanceError(Exception):
@@ -126,7 +130,8 @@ class LocalInstance:
         timeout: float,
         report: Callable[[str], None],
     ) -> InstanceState:
-        """Start the supervisor and wait until ``/v1/models`` lists every model.
+        """Start the supervisor and wait until the application runs and ``/v1/models`` lists
+        every model.
 
         Reuses an instance already up with the same address and models; refuses any other that
         is running. If start-up fails or times out, everything started is stopped again.
@@ -236,11 +241,12 @@ class LocalInstance:
                     f"the serving supervisor exited ({code}) during start-up; "
                     f"its log ({self.log_path}) ends with:\n{self.log_tail()}"
                 )
-            answer: ProbeResult = probe(state.base_url, timeout=2.0)
-            if answer.answers and wanted <= set(answer.models):
-                report(f"healthy after {elapsed:.0f} s: {', '.join(answer.models)}")
-                return
             phase = self.phase()
+            if phase.startswith(SERVING_PHASE):
+                answer: ProbeResult = probe(state.base_url, timeout=2.0)
+                if answer.answers and wanted <= set(answer.models):
+                    report(f"healthy after {elapsed:.0f} s: {', '.join(answer.models)}")
+                    return
             if phase != last_phase or elapsed - last_report >= 15:
                 report(f"{elapsed:4.0f} s  {phase}")
                 last_phase, last_report = phase, elapsed

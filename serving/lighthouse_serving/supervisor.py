@@ -16,6 +16,7 @@ from types import FrameType
 
 from lighthouse_serving.app import build_app
 from lighthouse_serving.config import ServingConfig
+from lighthouse_serving.local import SERVING_PHASE
 from lighthouse_serving.probe import probe
 
 log = logging.getLogger("lighthouse_serving")
@@ -109,7 +110,7 @@ def supervise(
                 raise RuntimeError("the app is running but /v1/models does not answer")
             stop.wait(1.0)
         if not stop.is_set():
-            phase(f"serving at {config.http.base_url}")
+            phase(f"{SERVING_PHASE} {config.http.base_url}")
         while not stop.wait(3600):
             pass
     except Exception:

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from lighthouse_serving.local import LocalInstance
 from lighthouse_serving.probe import free_port
 
 SERVING = Path(__file__).resolve().parents[1]
@@ -47,6 +48,7 @@ class ServedApp:
     model: str
     run_dir: Path
     startup_seconds: float
+    phase_when_up: str  # what the supervisor said it was doing when `up` returned
 
 
 @pytest.fixture(scope="session")
@@ -66,13 +68,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
         timeout=900,
     )  # fmt: skip
     elapsed = time.monotonic() - started
+    phase_when_up = LocalInstance(run_dir).phase()
     sys.stderr.write(result.stderr)
     if result.returncode != 0:
         pytest.fail(f"`up` failed ({result.returncode}):\n{result.stderr[-4000:]}")
     base_url = result.stdout.strip().splitlines()[-1]
     assert base_url == f"http://127.0.0.1:{port}"
     try:
-        yield ServedApp(base_url, data["models"][0]["name"], run_dir, elapsed)
+        yield ServedApp(base_url, data["models"][0]["name"], run_dir, elapsed, phase_when_up)
     finally:
         serving_command("down", "--run-dir", str(run_dir), timeout=300)
 

@@ -15,7 +15,7 @@ import httpx
 import jsonschema
 import pytest
 
-from lighthouse_serving.local import LocalInstance, instance_processes
+from lighthouse_serving.local import SERVING_PHASE, LocalInstance, instance_processes
 from lighthouse_serving.tiny_model import CATEGORIES
 
 from .conftest import ServedApp, png_data_uri, serving_command
@@ -85,6 +85,14 @@ def test_the_model_list_names_the_model(served: ServedApp) -> None:
     assert body["object"] == "list"
     assert [model["id"] for model in body["data"]] == [served.model]
     print(f"\n`up` took {served.startup_seconds:.0f} s to answer /v1/models")
+
+
+def test_up_returns_once_the_engine_runs_not_when_the_ingress_first_answers(
+    served: ServedApp,
+) -> None:
+    # The ingress lists the configured models while the engine is still starting; `up` must
+    # wait for Serve to report the application running, or the first call waits half a minute.
+    assert served.phase_when_up.startswith(SERVING_PHASE), served.phase_when_up
 
 
 def test_a_chat_completion_with_an_image(served: ServedApp) -> None:

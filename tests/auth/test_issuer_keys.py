@@ -61,7 +61,6 @@ async def wait_for(condition: Callable[[], bool], what: str, seconds: float = 15
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.db  # a gateway needs its database; the registry's own tests below need none
 async def test_a_key_the_provider_publishes_after_start_up_is_accepted_once_fetched(
     database: DatabaseUnderTest, tmp_path: Path
 ) -> None:

@@ -4,14 +4,11 @@ their claims mapped to a bureau, roles and scopes by configuration."""
 from __future__ import annotations
 
 import httpx
-import pytest
 
 from tests.conftest import SSO_CLIENTS
 from tests.graph.helpers import create_incident
 from tests.oidc_provider import OidcProvider
 from tests.support import GraphQLClient
-
-pytestmark = pytest.mark.db
 
 
 async def _token(sso: OidcProvider, index: int) -> str:

@@ -43,8 +43,6 @@ from tests.policy.camera_frames import (
 from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess
 from tests.tokens import TokenFactory
 
-pytestmark = pytest.mark.db
-
 CORPUS = {
     # incident → asset → owning bureau; incident → category → responsible bureau: planned
     # across the incidents, assets and bureaus subgraphs.

@@ -11,8 +11,6 @@ import pytest
 from tests.graph.helpers import act, create_incident, global_id, incident_in
 from tests.support import GraphQLClient
 
-pytestmark = pytest.mark.db
-
 COUNTS = """
 SELECT (SELECT count(*) FROM incident) AS incidents, (SELECT count(*) FROM incident_event) AS events,
        (SELECT count(*) FROM work_order) AS work_orders, (SELECT count(*) FROM asset) AS assets,

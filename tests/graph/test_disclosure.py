@@ -12,8 +12,6 @@ import pytest
 from tests.graph.helpers import ERROR_FIELDS, global_id
 from tests.support import GraphQLClient
 
-pytestmark = pytest.mark.db
-
 MARK_DUPLICATE = """
 mutation($input: MarkDuplicateInput!) {
   markDuplicate(input: $input) { __typename ERRORS }

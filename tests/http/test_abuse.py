@@ -20,8 +20,6 @@ from tests.graph.helpers import create_incident
 from tests.support import GatewayProcess, GraphQLClient, client_from, stranger_address
 from tests.tokens import TokenFactory
 
-pytestmark = pytest.mark.db
-
 LIMIT = 64 * 1024  # LIGHTHOUSE_MAX_DOCUMENT_BYTES's default
 BODY_LIMIT = 1024 * 1024  # LIGHTHOUSE_MAX_BODY_BYTES's default
 

@@ -19,8 +19,6 @@ from tests.http.test_graphiql_assets import FOREIGN_URL, parse
 from tests.support import DatabaseUnderTest, GatewayProcess
 from tests.tokens import TokenFactory
 
-pytestmark = pytest.mark.db
-
 # Installed in the process under test through sitecustomize: every connection or name lookup
 # that is not this machine's is written down. Python's audit hooks see every socket Python
 # opens; uvloop opens its own in libuv, so the process under test runs the asyncio loop (which

@@ -15,8 +15,6 @@ from tests.conftest import gateway_env
 from tests.support import DatabaseUnderTest, GatewayProcess, GraphQLClient
 from tests.tokens import TokenFactory
 
-pytestmark = pytest.mark.db
-
 INTROSPECT = "{ __schema { queryType { name } } }"
 
 

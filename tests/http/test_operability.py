@@ -6,11 +6,8 @@ import json
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.support import GraphQLClient
-
-pytestmark = pytest.mark.db
 
 
 def _log_lines(path: Path) -> list[str]:

@@ -5,7 +5,6 @@ is throttled (429) — other sources untouched, the chain intact."""
 from __future__ import annotations
 
 import orjson
-import pytest
 
 from api.app import create_app
 from api.db.pool import connect
@@ -25,8 +24,6 @@ from tests.support import (
     free_port,
     stranger_address,
 )
-
-pytestmark = pytest.mark.db
 
 LIMIT = 5
 QUERY = {"query": "{ me { subject } }"}

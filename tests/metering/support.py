@@ -5,6 +5,9 @@ OAuth client library for the token, the OpenAI SDK for the calls."""
 
 from __future__ import annotations
 
+import base64
+import io
+import os
 import uuid
 import warnings
 from collections.abc import Awaitable, Callable
@@ -15,6 +18,7 @@ from typing import Any, TypeVar
 import asyncpg
 import openai
 from authlib.deprecate import AuthlibDeprecationWarning
+from PIL import Image
 
 from api.auth.clients import ClientRegistration, ClientRegistry
 from api.auth.principal import Principal, PrincipalKind
@@ -172,3 +176,16 @@ async def ledger(database: DatabaseUnderTest, licence: Licence) -> dict[str, int
         **{k: int(v) for k, v in period.items()},
         **{f"records_{k}": int(v) for k, v in records.items()},
     }
+
+
+def png_uri(size: tuple[int, int] = (64, 48), noise: bool = False) -> str:
+    image = Image.new("RGB", size, (200, 40, 40))
+    if noise:  # incompressible: the PNG is as large as its pixels
+        image = Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def hello() -> list[dict[str, object]]:
+    return [{"role": "user", "content": "How many cars are parked here?"}]

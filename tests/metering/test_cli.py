@@ -15,8 +15,6 @@ from tests.auth.test_oauth_server import cli
 from tests.metering.support import MODEL, Licensed, access_token, sdk
 from tests.support import DatabaseUnderTest, GatewayProcess
 
-pytestmark = pytest.mark.db
-
 
 def secret_of(stderr: str) -> str:
     return next(

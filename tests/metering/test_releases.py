@@ -16,8 +16,6 @@ from tests.auth.test_oauth_server import cli
 from tests.metering.support import Licensed, access_token, licensee_with_licence
 from tests.support import DatabaseUnderTest, GatewayProcess
 
-pytestmark = pytest.mark.db
-
 REPOSITORY = Path(__file__).resolve().parents[2]
 RELEASED = "city-vlm-7b"
 

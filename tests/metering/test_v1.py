@@ -1,16 +1,13 @@
 """Metered inference through ``/v1``, called with the OpenAI SDK by a licensee's client holding a
 token from the city's authorization server (authlib).
 
-The tests that reach a model use the session's real serving tier (Ray Serve LLM, vLLM on CPU,
-the tiny model); the refusals are decided before anything is forwarded and need no model.
+The refusals here are decided before anything is forwarded and need no model; the tests that
+reach the model are in test_v1_with_the_model.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import io
-import os
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,23 +16,20 @@ import asyncpg
 import httpx
 import openai
 import pytest
-from PIL import Image
 
 from tests.conftest import _drop_database, gateway_env, make_database
 from tests.metering.support import (
     MODEL,
-    PURPOSE,
     Licensed,
     access_token,
     as_admin,
+    hello,
     ledger,
     licensee_with_licence,
+    png_uri,
     sdk,
 )
-from tests.serving_tier import ServingTier
 from tests.support import DatabaseUnderTest, GatewayProcess, free_port
-
-pytestmark = pytest.mark.db
 
 NOTHING_CHARGED = {
     "used_requests": 0,
@@ -46,26 +40,8 @@ NOTHING_CHARGED = {
 }
 
 
-def png_uri(size: tuple[int, int] = (64, 48), noise: bool = False) -> str:
-    image = Image.new("RGB", size, (200, 40, 40))
-    if noise:  # incompressible: the PNG is as large as its pixels
-        image = Image.frombytes("RGB", size, os.urandom(size[0] * size[1] * 3))
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
-
-
-def hello() -> list[dict[str, object]]:
-    return [{"role": "user", "content": "How many cars are parked here?"}]
-
-
 def charged(state: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in state.items() if k in NOTHING_CHARGED}
-
-
-@pytest.fixture
-async def licensed(database: DatabaseUnderTest) -> Licensed:
-    return await licensee_with_licence(database)
 
 
 async def test_a_licensee_lists_only_the_models_its_licence_covers(
@@ -154,7 +130,7 @@ async def test_what_the_licence_does_not_allow_is_refused_before_anything_is_for
 async def test_suspended_expired_and_revoked_licences_are_refused(
     gateway: GatewayProcess, database: DatabaseUnderTest
 ) -> None:
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     expired = await licensee_with_licence(
         database,
@@ -376,217 +352,3 @@ async def _refuse_connections(admin: asyncpg.Connection, name: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"the backends of {name} did not leave in 10 s")
-
-
-# --- with the model --------------------------------------------------------------------------
-
-
-@pytest.mark.serving
-async def test_a_completion_is_charged_exactly_what_the_model_reports(
-    serving_tier: ServingTier,
-    gateway: GatewayProcess,
-    database: DatabaseUnderTest,
-    licensed: Licensed,
-) -> None:
-    client = sdk(gateway, await access_token(gateway, licensed))
-    answer = await client.chat.completions.create(
-        model=MODEL, messages=hello(), max_tokens=8, temperature=0
-    )
-    assert answer.usage is not None and answer.usage.completion_tokens <= 8
-    image = await client.chat.completions.create(
-        model=MODEL,
-        max_tokens=8,
-        temperature=0,
-        metadata={"purpose": PURPOSE},
-        messages=[{"role": "user", "content": [
-            {"type": "text", "text": "What is parked here?"},
-            {"type": "image_url", "image_url": {"url": png_uri()}},
-        ]}],
-    )  # fmt: skip
-    assert image.usage is not None
-    state = await ledger(database, licensed.licence)
-    assert state == {
-        "used_requests": 2,
-        "used_input_tokens": answer.usage.prompt_tokens + image.usage.prompt_tokens,
-        "used_output_tokens": answer.usage.completion_tokens + image.usage.completion_tokens,
-        "used_images": 1,
-        "reserved_requests": 0,
-        "records_ok": 2,
-        "records_not_charged": 0,
-        "records_input_tokens": answer.usage.prompt_tokens + image.usage.prompt_tokens,
-        "records_output_tokens": answer.usage.completion_tokens + image.usage.completion_tokens,
-        "records_images": 1,
-    }
-
-
-@pytest.mark.serving
-async def test_a_stream_is_settled_from_its_usage_chunk(
-    serving_tier: ServingTier,
-    gateway: GatewayProcess,
-    database: DatabaseUnderTest,
-    licensed: Licensed,
-) -> None:
-    client = sdk(gateway, await access_token(gateway, licensed))
-    stream = await client.chat.completions.create(
-        model=MODEL, messages=hello(), max_tokens=12, temperature=0, stream=True,
-        stream_options={"include_usage": True},
-    )  # fmt: skip
-    chunks = [chunk async for chunk in stream]
-    usage = chunks[-1].usage
-    assert usage is not None and chunks[-1].choices == []
-    # Without include_usage the caller gets no usage chunk, and is charged all the same.
-    plain = await client.chat.completions.create(
-        model=MODEL, messages=hello(), max_tokens=12, temperature=0, stream=True
-    )
-    plain_chunks = [chunk async for chunk in plain]
-    assert all(chunk.usage is None for chunk in plain_chunks)
-    state = await ledger(database, licensed.licence)
-    assert state["used_requests"] == 2 and state["records_ok"] == 2
-    assert (
-        state["used_output_tokens"] == state["records_output_tokens"] == 2 * usage.completion_tokens
-    )
-    assert state["used_input_tokens"] == 2 * usage.prompt_tokens
-
-
-@pytest.mark.serving
-async def test_a_client_that_leaves_mid_stream_is_charged_nothing(
-    serving_tier: ServingTier,
-    gateway: GatewayProcess,
-    database: DatabaseUnderTest,
-) -> None:
-    # A long answer (greedy decoding does not stop early), left after its first token.
-    licensed = await licensee_with_licence(database, max_tokens=1500)
-    token = await access_token(gateway, licensed)
-    request = {
-        "model": MODEL, "messages": hello(), "max_tokens": 1500, "temperature": 0, "stream": True,
-    }  # fmt: skip
-    async with (
-        httpx.AsyncClient(base_url=gateway.base_url, timeout=60) as http,
-        http.stream(
-            "POST",
-            "/v1/chat/completions",
-            json=request,
-            headers={"Authorization": f"Bearer {token}"},
-        ) as response,
-    ):
-        assert response.status_code == 200
-        async for line in response.aiter_lines():
-            if line.startswith("data: "):
-                break  # the first token arrived: leave
-    for _ in range(300):  # up to 30 s on a loaded machine; at once, normally
-        state = await ledger(database, licensed.licence)
-        if state["records_not_charged"]:
-            break
-        await asyncio.sleep(0.1)
-    assert charged(state) == NOTHING_CHARGED
-    assert state["records_not_charged"] == 1
-
-
-@pytest.fixture(scope="module")
-def second_gateway(
-    database: DatabaseUnderTest, serving_port: int, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    """Another gateway process on the same database and serving tier."""
-    process = GatewayProcess({}, tmp_path_factory.mktemp("second") / "gateway.log")
-    process.configure(gateway_env(database, issuer=process.base_url))
-    process.configure({"LIGHTHOUSE_SERVING_URL": f"http://127.0.0.1:{serving_port}"})
-    process.start()
-    yield process
-    process.stop()
-
-
-@pytest.mark.serving
-@pytest.mark.parametrize(
-    ("terms", "admitted", "code"),
-    [
-        ({"quota_requests": 50}, 50, "requests"),
-        # Each request reserves 33 input tokens (1 byte of text, 16 for its message, 16 for the
-        # answer's prompt) and its 4 output tokens, for the whole minute.
-        ({"tokens_per_minute": 50 * 37 + 10}, 50, "rate_tokens"),
-    ],
-)
-async def test_200_at_once_over_two_gateways_admit_exactly_the_limit(
-    serving_tier: ServingTier,
-    gateway: GatewayProcess,
-    second_gateway: GatewayProcess,
-    database: DatabaseUnderTest,
-    terms: dict[str, int],
-    admitted: int,
-    code: str,
-) -> None:
-    licensed = await licensee_with_licence(database, **terms)
-    if datetime.now(UTC).second >= 30:  # the per-minute limit counts calendar minutes
-        await asyncio.sleep(61 - datetime.now(UTC).second)
-    clients = [
-        sdk(process, await access_token(process, licensed)) for process in (gateway, second_gateway)
-    ]
-    messages = [{"role": "user", "content": "x"}]
-
-    async def one(n: int) -> str:
-        try:
-            await clients[n % 2].chat.completions.create(
-                model=MODEL,
-                messages=messages,
-                max_tokens=4,
-                temperature=0,  # type: ignore[arg-type]
-            )
-        except openai.RateLimitError as error:
-            return str(error.code)
-        return "ok"
-
-    outcomes = await asyncio.gather(*(one(n) for n in range(200)))
-    assert outcomes.count("ok") == admitted, outcomes
-    assert set(outcomes) == {"ok", code}
-    state = await ledger(database, licensed.licence)
-    assert state["used_requests"] == state["records_ok"] == admitted
-    assert state["reserved_requests"] == 0
-    assert state["used_input_tokens"] == state["records_input_tokens"]
-    assert state["used_output_tokens"] == state["records_output_tokens"]
-
-
-@pytest.mark.serving
-async def test_the_concurrency_cap_holds_over_two_gateways(
-    serving_tier: ServingTier,
-    gateway: GatewayProcess,
-    second_gateway: GatewayProcess,
-    database: DatabaseUnderTest,
-) -> None:
-    licensed = await licensee_with_licence(database, max_concurrent=5, max_tokens=200)
-    clients = [
-        sdk(process, await access_token(process, licensed)) for process in (gateway, second_gateway)
-    ]
-
-    async def one(n: int) -> str:
-        try:
-            await clients[n % 2].chat.completions.create(
-                model=MODEL,
-                messages=hello(),
-                max_tokens=200,
-                temperature=0,  # type: ignore[arg-type]
-            )
-        except openai.RateLimitError as error:
-            return str(error.code)
-        return "ok"
-
-    outcomes = await asyncio.gather(*(one(n) for n in range(60)))
-    assert set(outcomes) == {"ok", "concurrency"}
-    owner = await asyncpg.connect(database.owner_url)
-    try:
-        spans = await owner.fetch(
-            "SELECT started_at, finished_at FROM lighthouse.usage_record"
-            " WHERE licence_id = $1 AND status = 'OK'",
-            licensed.licence.id,
-        )
-    finally:
-        await owner.close()
-    assert len(spans) == outcomes.count("ok")
-    # At no moment were more than five of the licence's requests admitted and unfinished.
-    events = sorted(
-        [(r["started_at"], 1) for r in spans] + [(r["finished_at"], -1) for r in spans],
-        key=lambda event: (event[0], event[1]),
-    )
-    running = peak = 0
-    for _, step in events:
-        running += step
-        peak = max(peak, running)
-    assert 2 <= peak <= 5

@@ -21,8 +21,6 @@ from tests.graph.helpers import global_id
 from tests.support import REPOSITORY, GraphQLClient
 from tests.tokens import TokenFactory
 
-pytestmark = pytest.mark.db
-
 RULE_BOOK = REPOSITORY / "policies" / "README.md"
 
 # Each column of the table: the steps it stands for, and the state each starts from.

@@ -13,8 +13,6 @@ from tests.graph.helpers import bureau_ids, global_id, kaohsiung, key_of
 from tests.support import GraphQLClient
 from tests.tokens import TokenFactory
 
-pytestmark = pytest.mark.db
-
 CREATE = """
 mutation Register($input: CreateAssetInput!, $key: String) {
   createAsset(input: $input, idempotencyKey: $key) {

@@ -15,8 +15,6 @@ import pytest
 from tests.graph.helpers import act, bureau_ids, incident_in, key_of
 from tests.support import GraphQLClient
 
-pytestmark = pytest.mark.db
-
 # status → action → the status it leads to. Anything not listed is forbidden.
 #   DETECTED ─verify→ VERIFIED ─dispatch→ DISPATCHED ─startWork→ IN_PROGRESS ─resolve→ RESOLVED
 #   ─close(FIXED)→ CLOSED; close / transfer / markDuplicate from DETECTED, VERIFIED and DISPATCHED;

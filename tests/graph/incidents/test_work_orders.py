@@ -13,8 +13,6 @@ from api.domain import lifecycle
 from tests.graph.helpers import act, bureau_ids, global_id, incident_in, key_of
 from tests.support import GraphQLClient
 
-pytestmark = pytest.mark.db
-
 WORK_ORDER_FIELDS = """
 fragment WorkOrderFields on WorkOrder {
   id status crew instructions dueAt createdBy finishedAt

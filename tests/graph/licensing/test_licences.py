@@ -8,7 +8,6 @@ import uuid
 from datetime import timedelta
 
 import httpx
-import pytest
 
 from api.domain.licensing import Cost
 from api.repositories.licensing import QuotaLedger
@@ -16,8 +15,6 @@ from tests.db.test_quota_ledger import licensee_principal, run
 from tests.metering.support import access_token, licensee_with_licence
 from tests.support import DatabaseUnderTest, GatewayProcess, GraphQLClient
 from tests.tokens import TokenFactory
-
-pytestmark = pytest.mark.db
 
 LICENCES = """
 { licences { id code state models purpose quotaPeriod suspensionReason

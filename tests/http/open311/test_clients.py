@@ -22,8 +22,6 @@ from georeport import GeoReport
 from tests.http.open311.conftest import BASE, IssueKey
 from tests.support import GatewayProcess
 
-pytestmark = pytest.mark.db
-
 
 class KeyedTransport(HttpTransport):
     """civicbot's transport, sending the app's api_key with every read."""

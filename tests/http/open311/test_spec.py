@@ -15,8 +15,6 @@ from tests.graph.helpers import act, create_incident, key_of
 from tests.http.open311.conftest import BASE, FORM, IssueKey, only
 from tests.support import GraphQLClient
 
-pytestmark = pytest.mark.db
-
 SERVICE_FIELDS = [
     "service_code", "service_name", "description", "metadata", "type", "keywords", "group",
 ]  # fmt: skip
