@@ -67,6 +67,7 @@ def test_bad_setting_stops_the_command(fresh: DatabaseUnderTest) -> None:
     assert "LIGHTHOUSE_DATABASE_URL" in result.stderr
 
 
+@pytest.mark.db
 async def test_seed_loads_a_consistent_city(fresh: DatabaseUnderTest) -> None:
     env = {
         "LIGHTHOUSE_DATABASE_URL": fresh.app_url,

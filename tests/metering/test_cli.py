@@ -24,6 +24,7 @@ def secret_of(stderr: str) -> str:
     )
 
 
+@pytest.mark.db
 async def test_an_officer_licenses_a_company_from_the_command_line(
     database: DatabaseUnderTest, gateway: GatewayProcess
 ) -> None:
@@ -130,6 +131,7 @@ async def test_a_licensee_client_cannot_call_without_inference_invoke(
     assert response.json()["error"]["type"] == "permission_error"
 
 
+@pytest.mark.db
 async def test_a_rotated_secret_works_through_its_overlap_and_not_after(
     database: DatabaseUnderTest, gateway: GatewayProcess
 ) -> None:
@@ -235,6 +237,7 @@ async def test_a_statement_lists_every_request_and_agrees_with_the_ledger_to_the
     assert wrong.returncode == 2 and "write YYYY-MM" in wrong.stderr
 
 
+@pytest.mark.db
 async def test_usage_is_rolled_up_by_day_and_old_records_go_once_rolled_up(
     database: DatabaseUnderTest, gateway: GatewayProcess
 ) -> None:

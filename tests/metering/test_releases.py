@@ -64,6 +64,7 @@ async def download(gateway: GatewayProcess, licensed: Licensed, release: int, in
     return manifest
 
 
+@pytest.mark.db
 async def test_a_release_is_downloaded_under_a_licence_that_allows_it_and_verified(
     database: DatabaseUnderTest, gateway: GatewayProcess, model_dir: Path, tmp_path: Path
 ) -> None:

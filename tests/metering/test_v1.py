@@ -191,6 +191,7 @@ async def test_with_the_model_down_the_call_is_503_and_nothing_is_charged(
     assert state["records_not_charged"] == 2 and state["records_ok"] == 0
 
 
+@pytest.mark.db
 async def test_calls_at_once_are_admitted_in_groups_each_audited_and_a_revoked_token_alone_refused(
     without_model: GatewayProcess, database: DatabaseUnderTest, licensed: Licensed
 ) -> None:

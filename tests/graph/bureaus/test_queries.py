@@ -7,9 +7,12 @@ from collections.abc import Callable
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.graph.helpers import global_id
 from tests.support import GraphQLClient
+
+pytestmark = pytest.mark.db
 
 BUREAUS = "{ bureaus { id code nameZh nameEn kind jointServiceCentre } }"
 CATEGORIES = """

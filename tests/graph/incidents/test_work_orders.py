@@ -109,6 +109,7 @@ async def dispatched(client: GraphQLClient) -> tuple[dict[str, Any], str]:
 
 
 @pytest.mark.parametrize("status", ["DISPATCHED", "IN_PROGRESS"])
+@pytest.mark.db
 async def test_another_crew_joins_an_incident_under_way(
     client: GraphQLClient, owner: asyncpg.Connection, status: str
 ) -> None:
@@ -247,6 +248,7 @@ async def test_unknown_and_malformed_incidents(client: GraphQLClient) -> None:
 @pytest.mark.parametrize(
     ("outcome", "who"), [("COMPLETED", "pwb-dispatcher"), ("CANCELLED", "pwb-supervisor")]
 )
+@pytest.mark.db
 async def test_finishing_one_order_leaves_the_incident_and_other_orders(
     client: GraphQLClient,
     owner: asyncpg.Connection,

@@ -16,6 +16,8 @@ from tests.metering.support import MODEL, Licensed, access_token, sdk
 from tests.support import GatewayProcess, GraphQLClient
 from tests.tokens import TokenFactory
 
+pytestmark = pytest.mark.db
+
 CREATE = """
 mutation($code: String!, $taxId: String!) {
   createLicensee(code: $code, company: "ParkWise Ltd.", taxId: $taxId,

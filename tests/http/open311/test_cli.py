@@ -10,11 +10,14 @@ import uuid
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.conftest import gateway_env
 from tests.http.open311.conftest import BASE, FORM
 from tests.http.open311.test_spec import SUBMISSION
 from tests.support import REPOSITORY, DatabaseUnderTest
+
+pytestmark = pytest.mark.db
 
 
 def lighthouse(database: DatabaseUnderTest, *args: str) -> subprocess.CompletedProcess[str]:

@@ -287,6 +287,7 @@ async def test_filters_by_ids_codes_and_statuses(
     assert await ids(**long_ago) == []
 
 
+@pytest.mark.db
 async def test_tokens_name_their_request(
     http: httpx.AsyncClient, clean: None, issue_key: IssueKey
 ) -> None:
