@@ -157,15 +157,32 @@ def serving_port() -> int:
     return free_port()
 
 
+SERVING_TIER = pytest.StashKey[ServingTier]()
+
+
 @pytest.fixture(scope="session")
 def serving_tier(
-    serving_port: int, tmp_path_factory: pytest.TempPathFactory
+    serving_port: int, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[ServingTier]:
-    """The real serving tier (Ray Serve LLM, vLLM on CPU, the tiny model), once per session."""
+    """The real serving tier (Ray Serve LLM, vLLM on CPU, the tiny model), once per session,
+    for the serving group's tests (tests/scheduling.py), which stops it when it ends."""
     tier = ServingTier(serving_port, tmp_path_factory.mktemp("serving"))
     tier.start()
+    request.config.stash[SERVING_TIER] = tier
     yield tier
-    tier.stop()
+    if tier.running:
+        tier.stop()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After the serving group's last test, stop the tier: idle, Ray and vLLM still take a
+    seventh of a core, for the rest of the worker's session."""
+    tier = item.config.stash.get(SERVING_TIER, None)
+    if tier is None or not tier.running:
+        return
+    if nextitem is None or scheduling.group_of(nextitem.nodeid) != scheduling.SERVING:
+        tier.stop()
 
 
 @pytest.fixture(scope="session")

@@ -64,7 +64,7 @@ class GroupScheduling(LoadScopeScheduling):
 
     def __init__(self, config: pytest.Config, log: object | None = None) -> None:
         config.option.loadscopereorder = False  # the collection order is ours (order_and_check)
-        super().__init__(config, log)  # type: ignore[arg-type]
+        super().__init__(config, log)
 
     def _split_scope(self, nodeid: str) -> str:
         return group_of(nodeid)

@@ -23,6 +23,7 @@ class ServingTier:
         self.run_dir = run_dir
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = run_dir / "up.log"
+        self.running = False
 
     def _run(self, *arguments: str, timeout: float) -> subprocess.CompletedProcess[str]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -50,11 +51,13 @@ class ServingTier:
                 f"the serving tier did not start (exit {done.returncode}):\n"
                 + self.log_path.read_text()[-6000:]
             )
+        self.running = True
         models = httpx.get(f"{self.url}/v1/models", timeout=30).json()
         assert [m["id"] for m in models["data"]] == [MODEL], models
         self.started_in = time.monotonic() - started
 
     def stop(self) -> None:
+        self.running = False
         done = self._run("down", timeout=300)
         if done.returncode != 0:
             raise RuntimeError(
