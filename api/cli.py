@@ -6,18 +6,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
-import asyncpg
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from api.command import command_settings
 from api.command import with_owner as _with_owner
-from api.db import migrations
-from api.db.endpoints import redact, require_owner, resolve_endpoints
 from api.documents_cli import documents_app
 from api.federation_cli import subgraph, supergraph
 from api.licensing_cli import licensing_app
@@ -25,6 +21,10 @@ from api.open311_cli import open311_app
 from api.serve_cli import serve
 from api.settings import Environment, Settings, SettingsError
 
+if TYPE_CHECKING:
+    import asyncpg
+
+# Each command imports what it needs when it runs (see api/command.py).
 T = TypeVar("T")
 
 app = typer.Typer(
@@ -42,6 +42,9 @@ _settings = command_settings
 
 
 def _migrate(settings: Settings) -> None:
+    from api.db import migrations
+    from api.db.endpoints import redact, require_owner, resolve_endpoints
+
     endpoints = resolve_endpoints(settings)
     owner = require_owner(endpoints)
     console.print(f"Migrating {redact(owner)} …")
@@ -77,6 +80,8 @@ def seed(
     if_empty: Annotated[bool, typer.Option(help="Do nothing if incidents exist.")] = False,
 ) -> None:
     """Load demo data: assets across Kaohsiung and incidents at every stage of the workflow."""
+    from api.db.endpoints import require_owner, resolve_endpoints
+
     settings = _settings()
     if reset and settings.environment is Environment.PRODUCTION:
         console.print("[red]--reset deletes history and is refused in production.[/red]")
@@ -98,6 +103,8 @@ async def _seed(
     reset: bool,
     if_empty: bool,
 ) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from api.db.pool import connect
     from api.domain.sla import SlaCalendar
     from api.repositories.demo import TABLES, DemoDataRepository

@@ -7,23 +7,24 @@ import asyncio
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import asyncpg
 import typer
 from rich.console import Console
 
-from api.access.scope import AccessScope, OperationDescription
-from api.auth.principal import Principal
-from api.db.endpoints import require_owner, resolve_endpoints
-from api.db.pool import connect, create_pool
-from api.db.unit_of_work import UnitOfWork
 from api.domain.errors import DomainError
-from api.logging import configure_logging
-from api.policy.engine import Entity, PolicyEngine
-from api.repositories.audit import AuditRepository
-from api.repositories.system import SystemRepository
 from api.settings import LogFormat, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from api.access.scope import AccessScope
+    from api.auth.principal import Principal
+    from api.policy.engine import Entity
+
+# The command line imports what a command needs when it runs (not when it starts): an operator's
+# `lighthouse --help` or `lighthouse token` should not wait for the whole graph, the policy
+# engine and the migrations to load.
 
 T = TypeVar("T")
 console = Console(stderr=True)
@@ -31,6 +32,8 @@ console = Console(stderr=True)
 
 def command_settings(*, service: bool = False, **overrides: object) -> Settings:
     """The settings, or a message naming what is wrong and exit code 2."""
+    from api.logging import configure_logging
+
     try:
         settings = load_settings(**overrides)
     except SettingsError as error:
@@ -55,6 +58,13 @@ def run_as(
     """``step`` in one transaction as ``principal`` (the application role, row-level security
     on), after the policies allowed ``permission`` (an action on a resource), with the audit
     record in the same transaction. A DomainError is printed and exits 2."""
+    from api.access.scope import AccessScope, OperationDescription
+    from api.db.endpoints import resolve_endpoints
+    from api.db.pool import create_pool
+    from api.db.unit_of_work import UnitOfWork
+    from api.policy.engine import PolicyEngine
+    from api.repositories.audit import AuditRepository
+    from api.repositories.system import SystemRepository
 
     async def main() -> T:
         endpoints = await asyncio.to_thread(resolve_endpoints, settings)
@@ -85,6 +95,9 @@ def run_as(
 async def with_owner(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     """``work`` on a connection as the schema owner (the city's operators' own tables: OAuth
     clients, signing keys, Open311 keys)."""
+    from api.db.endpoints import require_owner, resolve_endpoints
+    from api.db.pool import connect
+
     connection = await connect(
         require_owner(resolve_endpoints(settings)), settings, "lighthouse-cli"
     )

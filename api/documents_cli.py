@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
 from rich.console import Console
 
-from api.access.scope import AccessScope
 from api.auth.principal import Principal, PrincipalKind
 from api.command import command_settings, run_as
-from api.graph.core.compiled import NeedsValues, NotCompiled, Planner
-from api.graph.core.schema import build_schema
-from api.graph.core.trusted import MAX_MANIFEST, Registration, check_all, register_manifest
-from api.graph.domains import DOMAINS
-from api.policy import resources
-from api.repositories.documents import TrustedDocument, TrustedDocuments
+
+if TYPE_CHECKING:
+    from api.access.scope import AccessScope
+    from api.graph.core.trusted import Registration
+    from api.repositories.documents import TrustedDocument
+
+# The graph is imported by the commands that need it, when they run (see api/command.py).
 
 console = Console(stderr=True)
 documents_app = typer.Typer(
@@ -63,6 +63,8 @@ def read_manifest(path: Path) -> dict[str, str]:
             markup=False,
         )
         raise typer.Exit(2)
+    from api.graph.core.trusted import MAX_MANIFEST
+
     if not manifest or len(manifest) > MAX_MANIFEST:
         console.print(
             f"{path}: 1 to {MAX_MANIFEST} documents per manifest", style="red", markup=False
@@ -79,6 +81,11 @@ def register_documents(
     ],
 ) -> None:
     """Register a manifest's documents; those registered before with the same text stay."""
+    from api.graph.core.schema import build_schema
+    from api.graph.core.trusted import check_all, register_manifest
+    from api.graph.domains import DOMAINS
+    from api.policy import resources
+
     settings = command_settings()
     documents = read_manifest(manifest)
     schema = build_schema(settings, tuple(DOMAINS.values()))
@@ -113,6 +120,9 @@ def list_documents(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200,
 ) -> None:
     """The registered documents, newest first."""
+    from api.policy import resources
+    from api.repositories.documents import TrustedDocuments
+
     settings = command_settings()
 
     async def step(access: AccessScope) -> list[TrustedDocument]:
@@ -138,6 +148,12 @@ def plan_document(
 ) -> None:
     """How the gateway answers a registered document: by its one compiled SQL statement (printed
     with its parameters), or on the resolvers, and why."""
+    from api.graph.core.compiled import NeedsValues, NotCompiled, Planner
+    from api.graph.core.schema import build_schema
+    from api.graph.domains import DOMAINS
+    from api.policy import resources
+    from api.repositories.documents import TrustedDocuments
+
     settings = command_settings()
 
     async def step(access: AccessScope) -> TrustedDocument | None:

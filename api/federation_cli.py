@@ -17,19 +17,25 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from api.graph.domains import DOMAINS
 from api.serve_cli import serve
 
 console = Console(stderr=True)
 
 
 def subgraph(
-    name: Annotated[str, typer.Argument(help=f"The domain: {', '.join(DOMAINS)}.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="The domain: incidents, assets, bureaus, audit, models, licensing or documents."
+        ),
+    ],
     host: Annotated[str | None, typer.Option(help="Overrides LIGHTHOUSE_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides LIGHTHOUSE_PORT.")] = None,
     workers: Annotated[int | None, typer.Option(help="Overrides LIGHTHOUSE_WORKERS.")] = None,
 ) -> None:
     """Serve one domain alone as a federation subgraph (at /graphql)."""
+    from api.graph.domains import DOMAINS
+
     if name not in DOMAINS:
         console.print(
             f"[red]No domain is called {escape(name)}; one of: {', '.join(DOMAINS)}[/red]"

@@ -13,21 +13,22 @@ import getpass
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from api.access.scope import AccessScope
 from api.auth.principal import Principal, PrincipalKind
 from api.command import command_settings, run_as
 from api.domain.errors import InvalidInput
 from api.domain.licensing import Licence, LicenceTerms, QuotaPeriod
-from api.policy import resources
 from api.repositories.licensing import Contact, LicensingRepository
 from api.settings import Settings
+
+if TYPE_CHECKING:
+    from api.access.scope import AccessScope
 
 T = TypeVar("T")
 console = Console(stderr=True)
@@ -46,6 +47,8 @@ def officer() -> Principal:
 
 def _run(settings: Settings, name: str, step: Callable[[AccessScope], Awaitable[T]]) -> T:
     """``step`` in one transaction as a licensing officer, authorized and audited."""
+    from api.policy import resources
+
     return run_as(settings, officer(), name, ("ManageLicensing", resources.LICENSING), step)
 
 

@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from api.audit.entries import AuditEntry
-from api.auth.api_keys import digest, new_key
 from api.auth.principal import Principal, PrincipalKind
 from api.command import command_settings, with_owner
 from api.domain.errors import InvalidInput
@@ -59,6 +58,8 @@ def issue_key(
     ] = True,
 ) -> None:
     """Issue an app its API key; prints the key once."""
+    from api.auth.api_keys import digest, new_key
+
     settings = command_settings()
     key = new_key()
     operator = _operator().subject

@@ -153,3 +153,23 @@ def test_the_vision_worker_logs_json_lines_as_a_service(fresh: DatabaseUnderTest
     names = [event["event"] for event in events]
     assert "vision.worker_started" in names and "vision.worker_stopped" in names
     assert all({"timestamp", "level", "logger"} <= event.keys() for event in events)
+
+
+def test_the_command_starts_without_loading_the_graph_or_the_migrations() -> None:
+    """Each command imports what it needs when it runs: `lighthouse --help`, `token` or
+    `licensing list` do not wait for the graph, Alembic or the policy engine to load."""
+    heavy = ["strawberry", "alembic", "cedarpy", "api.graph.domains", "api.access.scope"]
+    loaded = subprocess.run(
+        [sys.executable, "-c", f"import sys, api.cli; print([m for m in {heavy!r} if m in sys.modules])"],
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert loaded == "[]"
+
+
+def test_subgraph_help_names_every_domain() -> None:
+    from api.graph.domains import DOMAINS
+
+    shown = run("subgraph", "--help")
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert all(name in text for name in DOMAINS), (list(DOMAINS), text)
