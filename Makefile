@@ -55,6 +55,11 @@ demo: install serving-env
 test: install serving-env
 	scripts/run-tests
 
+# The developer's quick loop (a minute or two): lint, types, import contracts and the tests that
+# need no server, for the gateway and the serving tier. CI runs `make test`.
+check: install serving-env
+	scripts/run-tests --quick
+
 lint: install
 	$(BIN)/ruff check api tests bench migrations
 	$(BIN)/ruff format --check api tests bench migrations

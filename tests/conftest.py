@@ -266,6 +266,9 @@ def log_path(gateway: GatewayProcess) -> Path:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "server_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.server)
     scheduling.order_and_check(items)
 
 

@@ -19,6 +19,8 @@ import pytest
 from tests import embedded
 from tests.support import REPOSITORY, free_port
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture
 def home() -> Iterator[Path]:

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import asyncpg
 import psutil
+import pytest
 
 from tests import embedded
 from tests.support import REPOSITORY
+
+pytestmark = pytest.mark.server
 
 CHILD = """
 import sys, time

@@ -12,6 +12,8 @@ import pytest
 
 from tests.oidc_provider import OidcProvider
 
+pytestmark = pytest.mark.server
+
 AUDIENCE = "https://lighthouse.test/api"
 CLIENT_ID = "public-works-dispatch"
 CLIENT_SECRET = "public-works-dispatch-secret"

@@ -18,6 +18,8 @@ import pytest
 from tests import embedded
 from tests.support import REPOSITORY, free_port
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
