@@ -176,27 +176,37 @@ async def test_200_at_once_over_two_gateways_admit_exactly_the_limit(
     admitted: int,
     code: str,
 ) -> None:
-    licensed = await licensee_with_licence(database, **terms)
-    if datetime.now(UTC).second >= 30:  # the per-minute limit counts calendar minutes
-        await asyncio.sleep(61 - datetime.now(UTC).second)
-    clients = [
-        sdk(process, await access_token(process, licensed)) for process in (gateway, second_gateway)
-    ]
     messages = [{"role": "user", "content": "x"}]
+    # A per-minute limit counts calendar minutes: a burst that crossed one had two minutes'
+    # budgets, so it is tried again (a new licence, at the start of a minute). Rarely needed;
+    # waiting for a fresh minute before every burst cost seconds each time.
+    for attempt in (1, 2):
+        licensed = await licensee_with_licence(database, **terms)
+        clients = [
+            sdk(process, await access_token(process, licensed))
+            for process in (gateway, second_gateway)
+        ]
 
-    async def one(n: int) -> str:
-        try:
-            await clients[n % 2].chat.completions.create(
-                model=MODEL,
-                messages=messages,
-                max_tokens=4,
-                temperature=0,  # type: ignore[arg-type]
-            )
-        except openai.RateLimitError as error:
-            return str(error.code)
-        return "ok"
+        async def one(n: int, clients: list[openai.AsyncOpenAI] = clients) -> str:
+            try:
+                await clients[n % 2].chat.completions.create(
+                    model=MODEL,
+                    messages=messages,
+                    max_tokens=4,
+                    temperature=0,  # type: ignore[arg-type]
+                )
+            except openai.RateLimitError as error:
+                return str(error.code)
+            return "ok"
 
-    outcomes = await asyncio.gather(*(one(n) for n in range(200)))
+        started = datetime.now(UTC)
+        outcomes = await asyncio.gather(*(one(n) for n in range(200)))
+        crossed = datetime.now(UTC).replace(second=0, microsecond=0) != started.replace(
+            second=0, microsecond=0
+        )
+        if not (crossed and code.startswith("rate_")) or attempt == 2:
+            break
+        await asyncio.sleep(60.5 - datetime.now(UTC).second)
     assert outcomes.count("ok") == admitted, outcomes
     assert set(outcomes) == {"ok", code}
     state = await ledger(database, licensed.licence)
