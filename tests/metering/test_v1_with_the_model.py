@@ -9,13 +9,18 @@ on the one worker that starts the tier.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import httpx
 import openai
 import pytest
+from PIL import Image
 
 from tests.conftest import gateway_env
 from tests.metering.support import (
@@ -30,7 +35,7 @@ from tests.metering.support import (
     sdk,
 )
 from tests.serving_tier import ServingTier
-from tests.support import DatabaseUnderTest, GatewayProcess
+from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess
 
 pytestmark = pytest.mark.serving
 
@@ -261,3 +266,38 @@ async def test_the_concurrency_cap_holds_over_two_gateways(
         running += step
         peak = max(peak, running)
     assert 2 <= peak <= 5
+
+
+def readme_example() -> str:
+    """The licensee's example in README.md, as it stands."""
+    text = (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    (example,) = [block for block in blocks if "openai.OpenAI(" in block]
+    return example
+
+
+async def test_the_readme_example_runs_as_written(
+    serving_tier: ServingTier,
+    gateway: GatewayProcess,
+    database: DatabaseUnderTest,
+    tmp_path: Path,
+) -> None:
+    """The README's licensee example, run by the locked OpenAI SDK against this gateway: only
+    the city's address and the client's id change (and a photo of the bays is put beside it)."""
+    licensed = await licensee_with_licence(database, max_tokens=200)
+    script = readme_example()
+    script = script.replace("https://lighthouse.city.example", gateway.base_url)
+    script = script.replace('"parkwise-app"', repr(licensed.client_id))
+    (tmp_path / "example.py").write_text(script, encoding="utf-8")
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(tmp_path / "bays.jpg", format="JPEG")
+    done = await asyncio.create_subprocess_exec(
+        sys.executable, "example.py", cwd=tmp_path,
+        env={**os.environ, "PARKWISE_SECRET": licensed.secret},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(done.communicate(), 120)
+    assert done.returncode == 0, err.decode()[-3000:]
+    assert out.decode().startswith(f"['{MODEL}']"), out.decode()[:500]
+    state = await ledger(database, licensed.licence)
+    assert state["used_requests"] == state["records_ok"] == 2  # the answer and the stream
+    assert state["used_images"] == 2 and state["reserved_requests"] == 0
