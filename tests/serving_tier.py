@@ -4,11 +4,15 @@ own environment), and stopped at the end — or in between, by a test of the out
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 from api.vision.serving import serving_command, serving_environment
 from tests.support import REPOSITORY
@@ -64,6 +68,22 @@ class ServingTier:
                 f"the serving tier did not stop cleanly (exit {done.returncode}):\n"
                 + self.log_path.read_text()[-4000:]
             )
+
+    def crash_front(self) -> int:
+        """Kill the tier's HTTP front (Ray Serve's proxy actor) as a crash would; Ray Serve
+        starts another within about half a minute. Nothing else of the tier stops. Its pid."""
+        supervisor = json.loads((self.run_dir / "state.json").read_text())["pid"]
+        for process in psutil.process_iter(["cmdline"]):
+            command = process.info["cmdline"] or []
+            try:
+                ours = os.getsid(process.pid) == supervisor  # the instance's own session
+            except OSError:
+                continue
+            if ours and command and command[0].startswith("ray::ProxyActor"):
+                os.kill(process.pid, signal.SIGKILL)
+                psutil.wait_procs([process], timeout=10)
+                return process.pid
+        raise RuntimeError(f"no Serve proxy in the serving tier's session ({supervisor})")
 
     def answers(self) -> bool:
         try:
