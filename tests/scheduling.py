@@ -27,11 +27,15 @@ SERVING = "serving"
 SERVING_MODULES = frozenset(
     {"tests/metering/test_v1_with_the_model.py", "tests/vision/test_pipeline.py"}
 )
+# Modules whose tests are groups of their own: long tests drawn in shards, each shard on a
+# worker of its own.
+SHARDED_MODULES = frozenset({"tests/policy/test_agreement.py"})
 # The longest groups (measured with --durations), handed out first and in this order; the
 # others follow in collection order.
 LONGEST = (
     SERVING,
-    "tests/policy/test_agreement.py",
+    "tests/policy/test_agreement.py::test_the_rule_book_cedar_rls_and_api_agree[shard0]",
+    "tests/policy/test_agreement.py::test_the_rule_book_cedar_rls_and_api_agree[shard1]",
     "tests/metering/test_v1.py",
     "tests/federation/test_routers.py",
 )
@@ -39,7 +43,9 @@ LONGEST = (
 
 def group_of(nodeid: str) -> str:
     module = nodeid.split("::", 1)[0]
-    return SERVING if module in SERVING_MODULES else module
+    if module in SERVING_MODULES:
+        return SERVING
+    return nodeid if module in SHARDED_MODULES else module
 
 
 def order_and_check(items: list[pytest.Item]) -> None:
