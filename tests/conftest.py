@@ -55,7 +55,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):
         return
     for home in embedded.reap_orphans(embedded.suite_root()):
-        print(f"stopped an embedded PostgreSQL a killed run left behind: {home}")
+        print(f"stopped what a killed run left behind in {home}")
 
 
 async def _create_database(server_url: str, name: str) -> None:
@@ -161,17 +161,16 @@ SERVING_TIER = pytest.StashKey[ServingTier]()
 
 
 @pytest.fixture(scope="session")
-def serving_tier(
-    serving_port: int, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[ServingTier]:
+def serving_tier(serving_port: int, request: pytest.FixtureRequest) -> Iterator[ServingTier]:
     """The real serving tier (Ray Serve LLM, vLLM on CPU, the tiny model), once per session,
     for the serving group's tests (tests/scheduling.py), which stops it when it ends."""
-    tier = ServingTier(serving_port, tmp_path_factory.mktemp("serving"))
-    tier.start()
-    request.config.stash[SERVING_TIER] = tier
-    yield tier
-    if tier.running:
-        tier.stop()
+    with embedded.owned_home() as home:  # reaped by the next run if this one is killed
+        tier = ServingTier(serving_port, home / "serving")
+        tier.start()
+        request.config.stash[SERVING_TIER] = tier
+        yield tier
+        if tier.running:
+            tier.stop()
 
 
 @pytest.hookimpl(trylast=True)

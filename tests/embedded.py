@@ -1,14 +1,15 @@
-"""The suite's embedded PostgreSQL servers, and the ones killed runs left behind.
+"""The suite's embedded PostgreSQL servers and serving tiers, and the ones killed runs left behind.
 
 pytest cannot clean up after SIGKILL (a CI timeout, an OOM kill, a developer's kill -9): the
-embedded server of each worker stays up, holding memory and a socket, run after run. So every
-embedded server the suite starts (each worker's, and those the demo and the installed wheel
-start in their tests) lives in a home directory of its own under one root,
-``$TMPDIR/lighthouse-tests-UID/postgres/``, beside an ``owner`` file naming the process that
-made it (pid and start time, so a reused pid is not mistaken for it). At the start of a run,
-``reap_orphans`` stops the servers under that root whose owner is gone, and removes their
-homes. It touches nothing else: not a server another run still owns, not a server outside the
-root, not a process that is not the postgres named in a ``postmaster.pid`` of the home.
+embedded server of each worker stays up, holding memory and a socket, run after run, and a
+serving tier holds gigabytes. So every embedded server the suite starts (each worker's, and those
+the demo and the installed wheel start in their tests), and the serving tier, lives in a home
+directory of its own under one root, ``$TMPDIR/lighthouse-tests-UID/``, beside an ``owner`` file
+naming the process that made it (pid and start time, so a reused pid is not mistaken for it). At
+the start of a run, ``reap_orphans`` stops what lives in the homes whose owner is gone (a
+postgres named in a ``postmaster.pid``, a serving tier by its own ``down``) and removes them. It
+touches nothing else: not a server another run still owns, nothing outside the root, not a
+process that is not the postgres its ``postmaster.pid`` names.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 import warnings
@@ -29,9 +31,12 @@ import psutil
 OWNER_FILE = "owner"
 
 
+SERVING_STATE = "state.json"  # what a serving tier's run directory holds (lighthouse_serving)
+
+
 def suite_root() -> Path:
-    """Where the suite's embedded servers live: one root per user on this machine."""
-    return Path(tempfile.gettempdir()) / f"lighthouse-tests-{os.getuid()}" / "postgres"
+    """Where the suite's servers live: one root per user on this machine."""
+    return Path(tempfile.gettempdir()) / f"lighthouse-tests-{os.getuid()}"
 
 
 def _identity(process: psutil.Process) -> dict[str, float | int]:
@@ -80,15 +85,33 @@ def _stop(process: psutil.Process) -> None:
         pass
 
 
+def _stop_serving_tiers(home: Path) -> None:
+    """``down`` for each serving tier's run directory in ``home`` (its own command finds every
+    process of the instance, Ray's included)."""
+    from api.vision.serving import ServingEnvMissing, serving_command, serving_environment
+
+    checkout = Path(__file__).resolve().parent.parent
+    for state in home.rglob(SERVING_STATE):
+        try:
+            command = serving_command(checkout, "down", "--run-dir", str(state.parent))
+        except ServingEnvMissing:
+            return
+        subprocess.run(
+            command, cwd=checkout, env=serving_environment(checkout), capture_output=True,
+            timeout=300, check=False,
+        )  # fmt: skip
+
+
 def reap_orphans(root: Path) -> list[Path]:
-    """Stop the servers under ``root`` whose owner has gone and remove their homes; the homes
-    reaped, for the run's report."""
+    """Stop what lives in the homes under ``root`` whose owner has gone and remove them; the
+    homes reaped, for the run's report."""
     reaped: list[Path] = []
     if not root.is_dir():
         return reaped
     for home in sorted(root.iterdir()):
         if not home.is_dir() or _owner_alive(home):
             continue
+        _stop_serving_tiers(home)
         for server in list(_postmasters(home)):
             _stop(server)
         shutil.rmtree(home, ignore_errors=True)

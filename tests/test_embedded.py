@@ -49,7 +49,7 @@ async def answers(url: str) -> bool:
 
 
 def test_a_killed_runs_server_is_stopped_and_its_home_removed(tmp_path: Path) -> None:
-    root = tmp_path / "postgres"
+    root = tmp_path / "homes"
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(root)],
         cwd=REPOSITORY, stdout=subprocess.PIPE, text=True,
@@ -69,7 +69,7 @@ def test_a_killed_runs_server_is_stopped_and_its_home_removed(tmp_path: Path) ->
 
 
 async def test_a_server_whose_owner_runs_is_left_alone(tmp_path: Path) -> None:
-    root = tmp_path / "postgres"
+    root = tmp_path / "homes"
     with embedded.embedded_server(root) as url:
         assert embedded.reap_orphans(root) == []
         connection = await asyncpg.connect(url)
@@ -81,10 +81,10 @@ async def test_a_server_whose_owner_runs_is_left_alone(tmp_path: Path) -> None:
 def test_a_stale_pid_file_names_no_process_to_stop(tmp_path: Path) -> None:
     """A dead owner's home whose postmaster.pid names a live process that is not its
     postgres (a reused pid: here this very test process): removed, nothing signalled."""
-    home = tmp_path / "postgres" / "left"
+    home = tmp_path / "homes" / "left"
     (home / "data").mkdir(parents=True)
     (home / embedded.OWNER_FILE).write_text(json.dumps({"pid": 2**22 + 1, "started": 0}))
     (home / "data" / "postmaster.pid").write_text(f"{os.getpid()}\n{home / 'data'}\n")
-    assert embedded.reap_orphans(tmp_path / "postgres") == [home]
+    assert embedded.reap_orphans(tmp_path / "homes") == [home]
     assert not home.exists()
     assert psutil.Process().is_running()

@@ -10,6 +10,9 @@ which finish once it is back, none lost and none analysed twice; analyzeImage on
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,10 +20,12 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 import pytest
 
 from api.settings import Settings
 from api.vision.worker import vision_worker
+from tests import embedded
 from tests.serving_tier import MODEL, ServingTier
 from tests.support import DatabaseUnderTest
 from tests.tokens import TokenFactory
@@ -248,3 +253,22 @@ async def _retried(owner: asyncpg.Connection, frames: int) -> bool:
         "SELECT count(*) FROM pgqueuer WHERE attempts >= 2 AND status = 'queued'"
     )
     return bool(waiting == frames)
+
+
+def test_a_killed_runs_tier_is_stopped_by_the_next_runs_reaping(serving_tier: ServingTier) -> None:
+    """Last of the serving group: the tier's home is made to look like one a killed run left
+    (its owner gone), and the reaping every run does first (tests/embedded.py) stops the tier,
+    every process of it, and removes the home."""
+    home = serving_tier.run_dir.parent
+    supervisor = json.loads((serving_tier.run_dir / "state.json").read_text())["pid"]
+    assert serving_tier.answers()
+    (home / embedded.OWNER_FILE).write_text(json.dumps({"pid": 2**22 + 1, "started": 0}))
+    assert home in embedded.reap_orphans(home.parent)
+    serving_tier.running = False
+    assert not serving_tier.answers()
+    left = []
+    for process in psutil.process_iter(["name", "status", "cmdline"]):
+        with contextlib.suppress(OSError):
+            if os.getsid(process.pid) == supervisor and process.info["status"] != "zombie":
+                left.append((process.pid, process.info["name"], process.info["cmdline"]))
+    assert left == [] and not home.exists(), left
