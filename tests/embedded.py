@@ -29,9 +29,10 @@ from pathlib import Path
 import psutil
 
 OWNER_FILE = "owner"
-
-
 SERVING_STATE = "state.json"  # what a serving tier's run directory holds (lighthouse_serving)
+# A home is made under this prefix and renamed once its owner is written, so that a run reaping
+# at that moment never takes a home for an orphan; one left so for an hour was a crash's.
+NEW_HOME = ".new-"
 
 
 def suite_root() -> Path:
@@ -111,6 +112,8 @@ def reap_orphans(root: Path) -> list[Path]:
     for home in sorted(root.iterdir()):
         if not home.is_dir() or _owner_alive(home):
             continue
+        if home.name.startswith(NEW_HOME) and time.time() - home.stat().st_mtime < 3600:
+            continue
         _stop_serving_tiers(home)
         for server in list(_postmasters(home)):
             _stop(server)
@@ -126,10 +129,10 @@ def owned_home(root: Path | None = None) -> Iterator[Path]:
     killed first."""
     root = root or suite_root()
     root.mkdir(parents=True, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix=time.strftime("%Y%m%d-%H%M%S-"), dir=root))
-    # The owner is recorded before any server starts: a run reaping at that moment sees an
-    # owner alive and leaves the home alone.
-    (home / OWNER_FILE).write_text(json.dumps(_identity(psutil.Process())))
+    made = Path(tempfile.mkdtemp(prefix=NEW_HOME, dir=root))
+    (made / OWNER_FILE).write_text(json.dumps(_identity(psutil.Process())))
+    home = made.with_name(time.strftime("%Y%m%d-%H%M%S-") + made.name.removeprefix(NEW_HOME))
+    made.rename(home)
     try:
         yield home
     finally:
