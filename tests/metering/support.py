@@ -189,3 +189,17 @@ def png_uri(size: tuple[int, int] = (64, 48), noise: bool = False) -> str:
 
 def hello() -> list[dict[str, object]]:
     return [{"role": "user", "content": "How many cars are parked here?"}]
+
+
+# A ledger row (``ledger``'s keys) of a licence charged nothing.
+NOTHING_CHARGED = {
+    "used_requests": 0,
+    "used_input_tokens": 0,
+    "used_output_tokens": 0,
+    "used_images": 0,
+    "reserved_requests": 0,
+}
+
+
+def charged(state: dict[str, int]) -> dict[str, int]:
+    return {k: v for k, v in state.items() if k in NOTHING_CHARGED}

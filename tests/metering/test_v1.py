@@ -20,9 +20,11 @@ import pytest
 from tests.conftest import _drop_database, gateway_env, make_database
 from tests.metering.support import (
     MODEL,
+    NOTHING_CHARGED,
     Licensed,
     access_token,
     as_admin,
+    charged,
     hello,
     ledger,
     licensee_with_licence,
@@ -30,18 +32,6 @@ from tests.metering.support import (
     sdk,
 )
 from tests.support import DatabaseUnderTest, GatewayProcess, free_port
-
-NOTHING_CHARGED = {
-    "used_requests": 0,
-    "used_input_tokens": 0,
-    "used_output_tokens": 0,
-    "used_images": 0,
-    "reserved_requests": 0,
-}
-
-
-def charged(state: dict[str, int]) -> dict[str, int]:
-    return {k: v for k, v in state.items() if k in NOTHING_CHARGED}
 
 
 async def test_a_licensee_lists_only_the_models_its_licence_covers(

@@ -25,9 +25,11 @@ from PIL import Image
 from tests.conftest import gateway_env
 from tests.metering.support import (
     MODEL,
+    NOTHING_CHARGED,
     PURPOSE,
     Licensed,
     access_token,
+    charged,
     hello,
     ledger,
     licensee_with_licence,
@@ -38,18 +40,6 @@ from tests.serving_tier import ServingTier
 from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess
 
 pytestmark = pytest.mark.serving
-
-NOTHING_CHARGED = {
-    "used_requests": 0,
-    "used_input_tokens": 0,
-    "used_output_tokens": 0,
-    "used_images": 0,
-    "reserved_requests": 0,
-}
-
-
-def charged(state: dict[str, int]) -> dict[str, int]:
-    return {k: v for k, v in state.items() if k in NOTHING_CHARGED}
 
 
 async def test_a_completion_is_charged_exactly_what_the_model_reports(
