@@ -50,8 +50,8 @@ def server_url() -> Iterator[str]:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """Before anything starts (in the controller, not in xdist's workers): stop the embedded
-    servers that killed runs of the suite left behind."""
+    """Before anything starts (in the controller, not in xdist's workers): stop what killed runs
+    of the suite left behind (embedded servers, serving tiers: tests/embedded.py)."""
     if hasattr(session.config, "workerinput"):
         return
     for home in embedded.reap_orphans(embedded.suite_root()):
