@@ -21,7 +21,7 @@ from typing import IO, Any
 import httpx
 from authlib.deprecate import AuthlibDeprecationWarning
 
-from tests.support import REPOSITORY, free_port
+from tests.support import REPOSITORY, free_port, stalled_start_report
 
 with warnings.catch_warnings():
     # authlib warns at import that its httpx integration prefers the httpx2 package when that
@@ -63,7 +63,9 @@ class OidcProvider:
     def discovery_url(self) -> str:
         return self.issuer + DISCOVERY_PATH
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 90) -> None:
+        """Starts the provider; it is ready in well under a second on an idle machine, but the
+        wait is generous because the suite runs it beside the serving tier's start-up."""
         if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
             raise RuntimeError(
                 f"{PROVIDER_DIR / 'node_modules'} is missing: run `npm ci --prefix tests/oidc`"
@@ -100,8 +102,9 @@ class OidcProvider:
             if ready_line in self._log_text() or self._discovery_answers():
                 return
             time.sleep(0.1)
+        report = stalled_start_report(self._process.pid)
         self.stop()
-        raise RuntimeError(f"OIDC provider not ready in {timeout}s:\n{self._log_tail()}")
+        raise RuntimeError(f"OIDC provider not ready in {timeout}s:\n{report}\n{self._log_tail()}")
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:

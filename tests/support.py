@@ -19,6 +19,22 @@ import httpx
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
+def stalled_start_report(pid: int) -> str:
+    """What a process that did not become ready in time was doing, and how busy the machine
+    was: a start-up timeout on a loaded machine then reads differently from a hang."""
+    lines = []
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        lines += [line for line in status if line.startswith(("State:", "Threads:", "VmRSS:"))]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        lines.append(f"CPU used: {(int(fields[11]) + int(fields[12])) / ticks:.2f} s")
+    except (OSError, IndexError, ValueError):
+        lines.append(f"process {pid}: no longer in /proc")
+    lines.append("load average: " + " ".join(f"{load:.2f}" for load in os.getloadavg()))
+    return "\n".join(lines)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -109,8 +125,11 @@ class GatewayProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
+        report = stalled_start_report(self._process.pid)
         self.stop()
-        raise RuntimeError(f"gateway not ready in {timeout}s:\n{self.log_path.read_text()[-4000:]}")
+        raise RuntimeError(
+            f"gateway not ready in {timeout}s:\n{report}\n{self.log_path.read_text()[-4000:]}"
+        )
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
