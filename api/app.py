@@ -194,7 +194,10 @@ async def _serving(
 async def _vision(settings: Settings) -> AsyncIterator[VisionResources]:
     serving, vision = settings.serving, settings.vision
     client = ServingClient(
-        serving.url, timeout_seconds=serving.timeout_seconds, retries=serving.retries
+        serving.url,
+        secret_file=serving.secret_file,
+        timeout_seconds=serving.timeout_seconds,
+        retries=serving.retries,
     )
     try:
         yield VisionResources(

@@ -315,8 +315,9 @@ def serving_up(
         ),
     ] = None,
 ) -> None:
-    """Start Ray (bounded CPUs and memory, dashboard on loopback only) and the serving app on
-    the port of LIGHTHOUSE_SERVING_URL; returns once the models answer."""
+    """Start Ray (bounded CPUs and memory, in a network of its own) and the serving app on
+    the port of LIGHTHOUSE_SERVING_URL, answering holders of LIGHTHOUSE_SERVING_SECRET_FILE's
+    secret (made when missing); returns once the models answer."""
     from api.vision.serving import DEFAULT_CONFIG, port_of
 
     settings = _settings()
@@ -327,7 +328,13 @@ def serving_up(
         chosen or str(DEFAULT_CONFIG),
         "--port",
         str(port_of(settings.serving.url)),
+        *_secret_file_option(settings),
     )
+
+
+def _secret_file_option(settings: Settings) -> list[str]:
+    secret = settings.serving.secret_file
+    return ["--secret-file", str(secret)] if secret is not None else []
 
 
 @serving_app.command("down")
@@ -340,7 +347,7 @@ def serving_down() -> None:
 def serving_status() -> None:
     """Whether the serving tier answers, and what it serves (exit 1 if it does not answer)."""
     settings = _settings()
-    _serving("status", "--url", settings.serving.url)
+    _serving("status", "--url", settings.serving.url, *_secret_file_option(settings))
 
 
 keys_app = typer.Typer(help="Token signing keys.", no_args_is_help=True)
@@ -675,7 +682,7 @@ def demo(
             started = subprocess.run(
                 serving_command(
                     checkout, "up", "--config", str(settings.serving.config or DEFAULT_CONFIG),
-                    "--port", str(port_of(settings.serving.url)),
+                    "--port", str(port_of(settings.serving.url)), *_secret_file_option(settings),
                 ),
                 cwd=checkout, env=serving_environment(checkout), check=False,
                 stdout=subprocess.PIPE, text=True,

@@ -333,6 +333,11 @@ class ServingSettings(SettingsGroup):
     model_version: str = Field(
         default="1", description="The version recorded with each analysis (the model registry)."
     )
+    secret_file: Path | None = Field(
+        default=Path(".lighthouse/serving/caller-secret"),
+        description="The tier's callers' secret (its first line is sent); where "
+        "`lighthouse serving up` writes it by default. Read again when it changes.",
+    )
     timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 60.0
     retries: Annotated[int, Field(ge=0, le=10)] = 2
     config: Path | None = Field(

@@ -157,15 +157,24 @@ def serving_port() -> int:
     return free_port()
 
 
+@pytest.fixture(scope="session")
+def serving_secret_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The callers' secret file of the session's serving tier (its `up` writes it): the
+    gateways and workers of the tests are told it, as a deployment tells them."""
+    return tmp_path_factory.mktemp("serving-secret") / "caller-secret"
+
+
 SERVING_TIER = pytest.StashKey[ServingTier]()
 
 
 @pytest.fixture(scope="session")
-def serving_tier(serving_port: int, request: pytest.FixtureRequest) -> Iterator[ServingTier]:
+def serving_tier(
+    serving_port: int, serving_secret_file: Path, request: pytest.FixtureRequest
+) -> Iterator[ServingTier]:
     """The real serving tier (Ray Serve LLM, vLLM on CPU, the tiny model), once per session,
     for the serving group's tests (tests/scheduling.py), which stops it when it ends."""
     with embedded.owned_home() as home:  # reaped by the next run if this one is killed
-        tier = ServingTier(serving_port, home / "serving")
+        tier = ServingTier(serving_port, home / "serving", serving_secret_file)
         tier.start()
         request.config.stash[SERVING_TIER] = tier
         yield tier
@@ -196,6 +205,7 @@ def gateway(
     sso: OidcProvider,
     frames_dir: Path,
     serving_port: int,
+    serving_secret_file: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayProcess]:
     process = GatewayProcess({}, tmp_path_factory.mktemp("logs") / "gateway.log")
@@ -204,6 +214,7 @@ def gateway(
         {
             "LIGHTHOUSE_VISION_FRAMES_DIR": str(frames_dir),
             "LIGHTHOUSE_SERVING_URL": f"http://127.0.0.1:{serving_port}",
+            "LIGHTHOUSE_SERVING_SECRET_FILE": str(serving_secret_file),
         }
     )
     process.configure({"LIGHTHOUSE_TRUSTED_ISSUERS": trusted_issuers(sso)})

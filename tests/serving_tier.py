@@ -22,9 +22,10 @@ MODEL = "lighthouse-tiny-vlm"
 
 
 class ServingTier:
-    def __init__(self, port: int, run_dir: Path) -> None:
+    def __init__(self, port: int, run_dir: Path, secret_file: Path) -> None:
         self.port = port
         self.run_dir = run_dir
+        self.secret_file = secret_file  # the callers' secrets; `up` makes it
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = run_dir / "up.log"
         self.running = False
@@ -48,7 +49,7 @@ class ServingTier:
         started = time.monotonic()
         done = self._run(
             "up", "--config", str(CONFIG), "--port", str(self.port), "--timeout", str(timeout),
-            timeout=timeout + 60,
+            "--secret-file", str(self.secret_file), timeout=timeout + 60,
         )  # fmt: skip
         if done.returncode != 0:
             raise RuntimeError(
@@ -56,7 +57,7 @@ class ServingTier:
                 + self.log_path.read_text()[-6000:]
             )
         self.running = True
-        models = httpx.get(f"{self.url}/v1/models", timeout=30).json()
+        models = httpx.get(f"{self.url}/v1/models", headers=self.caller(), timeout=30).json()
         assert [m["id"] for m in models["data"]] == [MODEL], models
         self.started_in = time.monotonic() - started
 
@@ -85,8 +86,13 @@ class ServingTier:
                 return process.pid
         raise RuntimeError(f"no Serve proxy in the serving tier's session ({supervisor})")
 
+    def caller(self) -> dict[str, str]:
+        """The header of the tier's own callers (the newest secret of the file)."""
+        return {"authorization": f"Bearer {self.secret_file.read_text().split()[0]}"}
+
     def answers(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/v1/models", timeout=5).status_code == 200
+            response = httpx.get(f"{self.url}/v1/models", headers=self.caller(), timeout=5)
+            return response.status_code == 200
         except httpx.HTTPError:
             return False

@@ -4,6 +4,11 @@ gateway and its workers talk to the models.
 Timeouts on every call; a bounded number of retries, with backoff, when the tier is overloaded
 (429, 503) or unreachable; anything else it answers is passed on as it is. A health check
 (``healthy``) feeds ``/readyz`` and lets the vision worker hold its queue while the tier is down.
+
+The tier answers its own callers only: every call carries the newest secret (the first line) of
+the callers' secret file, read again whenever the file changes, so a rotation needs no restart.
+A refusal (401) makes the client read the file once more and try again once: the tier may have
+retired the old secret a moment before the file here was replaced.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp  # not httpx: its connection pool held concurrent calls back (pyproject.toml)
@@ -33,6 +39,44 @@ class ServingRefused(Exception):
         super().__init__(f"the serving tier answered {status}: {body[:300]}")
         self.status = status
         self.body = body
+
+
+class CallerSecret:
+    """The newest secret of the callers' secret file, read again when the file changes."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._seen: tuple[int, int, int] | None = None
+        self._header: dict[str, str] = {}
+
+    def header(self, *, reread: bool = False) -> dict[str, str]:
+        """``{"authorization": "Bearer …"}``, or no header when there is no usable file (the
+        tier then refuses, and the refusal says why)."""
+        if self.path is None:
+            return {}
+        try:
+            info = self.path.stat()
+        except OSError:
+            self._remember(None, {}, "missing")
+            return {}
+        seen = (info.st_mtime_ns, info.st_size, info.st_ino)
+        if reread or seen != self._seen:
+            try:
+                lines = self.path.read_text(encoding="ascii").split()
+            except (OSError, UnicodeDecodeError):
+                lines = []
+            if lines:
+                self._remember(seen, {"authorization": f"Bearer {lines[0]}"}, "read")
+            else:
+                self._remember(seen, {}, "unusable")
+        return self._header
+
+    def _remember(
+        self, seen: tuple[int, int, int] | None, header: dict[str, str], what: str
+    ) -> None:
+        if header != self._header or seen != self._seen:
+            log.info("serving.secret_file", path=str(self.path), state=what)
+        self._seen, self._header = seen, header
 
 
 class ServingStream:
@@ -62,12 +106,14 @@ class ServingClient:
         base_url: str,
         *,
         timeout_seconds: float,
+        secret_file: Path | None,
         retries: int = 2,
         backoff_seconds: float = 0.5,
         max_connections: int = 64,
     ) -> None:
         """Made inside the event loop that uses it (the lifespan, a worker's start)."""
         self.base_url = base_url.rstrip("/")
+        self._secret = CallerSecret(secret_file)
         self._retries = retries
         self._backoff = backoff_seconds
         # Connections are kept open and reused: one opened per call would cost the tier's own
@@ -95,10 +141,11 @@ class ServingClient:
         delay = self._backoff
         for attempt in range(self._retries + 1):
             try:
-                response = await self._http.post(
-                    self.base_url + "/v1/chat/completions",
-                    data=content,
-                    headers={"content-type": "application/json", "accept": "text/event-stream"},
+                response = await self._open(
+                    "POST",
+                    "/v1/chat/completions",
+                    content,
+                    {"content-type": "application/json", "accept": "text/event-stream"},
                 )
             except (TimeoutError, aiohttp.ClientError) as error:
                 problem = f"unreachable: {type(error).__name__}"
@@ -128,7 +175,9 @@ class ServingClient:
             return self._healthy[1]
         try:
             async with self._http.get(
-                self.base_url + "/v1/models", timeout=aiohttp.ClientTimeout(total=2.0)
+                self.base_url + "/v1/models",
+                headers=self._secret.header(),
+                timeout=aiohttp.ClientTimeout(total=2.0),
             ) as response:
                 healthy = response.status == 200
         except (TimeoutError, aiohttp.ClientError):
@@ -136,16 +185,41 @@ class ServingClient:
         self._healthy = (now, healthy)
         return healthy
 
+    async def _open(
+        self, method: str, path: str, content: bytes | None, headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
+        """One request, with the callers' secret. A refusal of the secret (401) is tried once
+        more with the file read again; a second one means this gateway holds no secret the
+        tier accepts, which is an outage to every caller here (frames wait, /readyz says so),
+        not an answer to pass on."""
+        for reread in (False, True):
+            response = await self._http.request(
+                method,
+                self.base_url + path,
+                data=content,
+                headers={**headers, **self._secret.header(reread=reread)},
+            )
+            if response.status != 401:
+                return response
+            await _text(response)
+        self._healthy = (time.monotonic(), False)
+        log.error(
+            "serving.credential_refused",
+            secret_file=str(self._secret.path),
+            hint="give this process the tier's callers' secret (LIGHTHOUSE_SERVING_SECRET_FILE)",
+        )
+        raise ServingUnavailable(
+            f"the serving tier at {self.base_url} refuses this gateway's credential"
+        )
+
     async def _send(self, method: str, path: str, content: bytes | None) -> bytes:
         delay = self._backoff
         for attempt in range(self._retries + 1):
             try:
-                async with self._http.request(
-                    method,
-                    self.base_url + path,
-                    data=content,
-                    headers={"content-type": "application/json"} if content else None,
-                ) as response:
+                response = await self._open(
+                    method, path, content, {"content-type": "application/json"} if content else {}
+                )
+                async with response:
                     if response.status < 400:
                         return await response.read()
                     text = await _text(response)

@@ -213,7 +213,10 @@ async def vision_worker(settings: Settings) -> AsyncIterator[VisionWorker]:
         gate = AccessGate(Database(pool, Metrics().record_statements), policy)
         serving = settings.serving
         client = ServingClient(
-            serving.url, timeout_seconds=serving.timeout_seconds, retries=serving.retries
+            serving.url,
+            secret_file=serving.secret_file,
+            timeout_seconds=serving.timeout_seconds,
+            retries=serving.retries,
         )
         stack.push_async_callback(client.close)
         model = VisionModel(

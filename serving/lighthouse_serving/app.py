@@ -1,16 +1,21 @@
 """The Ray Serve application: one OpenAI-compatible app serving every model of a config.
 
 This is the only module that imports the engine's side (``ray.serve.llm``); the rest of the
-package speaks in ``ServingConfig``. We configure Ray Serve LLM's own builder
-(``build_openai_app``) and do not re-implement any of it: the ingress, the ``/v1`` routes, the
-vLLM engine and its OpenAI server are Ray's and vLLM's.
+package speaks in ``ServingConfig``. The ingress, the ``/v1`` routes, the vLLM engine and its
+OpenAI server are Ray's and vLLM's. We compose them as Ray Serve LLM's ``build_openai_app`` does,
+with its public parts (``build_llm_deployment``, ``OpenAiIngress``, ``make_fastapi_ingress``),
+for one reason: the ingress's FastAPI app gets one middleware of ours in front of Ray's own,
+the callers' credential (lighthouse_serving.credential). ``build_openai_app`` makes its app
+itself and offers no way in.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lighthouse_serving.config import ModelDeployment, ServingConfig
+from lighthouse_serving.credential import CallerCredentialMiddleware
 
 if TYPE_CHECKING:
     from ray.serve import Application
@@ -74,12 +79,28 @@ def llm_config_kwargs(model: ModelDeployment) -> dict[str, Any]:
     return kwargs
 
 
-def build_app(config: ServingConfig) -> Application:
-    """The Ray Serve application for ``config``: Ray Serve LLM's OpenAI app over its models."""
-    from ray.serve.llm import LLMConfig, build_openai_app
+def build_app(config: ServingConfig, secret_file: Path) -> Application:
+    """The Ray Serve application for ``config``: Ray Serve LLM's OpenAI ingress over its models,
+    answering only callers with a secret from ``secret_file``."""
+    from ray import serve
+
+    # Ray's FastAPI app with its own middlewares (errors in OpenAI's shape, request ids, HTTP
+    # metrics); `make_fastapi_ingress` takes an app, and Ray's public API has no builder of it.
+    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+    from ray.llm._internal.serve.core.ingress.ingress import init as ray_ingress_app
+    from ray.serve.llm import LLMConfig, build_llm_deployment
+    from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 
     llm_configs = [LLMConfig(**llm_config_kwargs(model)) for model in config.models]
-    app: Application = build_openai_app({"llm_configs": llm_configs})
+    fastapi_app = ray_ingress_app()
+    # Added last, so it runs first: nothing of Ray's sees a request the tier refuses.
+    fastapi_app.add_middleware(CallerCredentialMiddleware, secret_file=str(secret_file))
+    ingress = make_fastapi_ingress(OpenAiIngress, app=fastapi_app)
+    options = OpenAiIngress.get_deployment_options(llm_configs)
+    app: Application = serve.deployment(ingress, **options).bind(
+        llm_deployments={c.model_id: build_llm_deployment(c) for c in llm_configs},
+        model_cards={c.model_id: to_model_metadata(c.model_id, c) for c in llm_configs},
+    )
     return app
 
 

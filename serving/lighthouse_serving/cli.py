@@ -20,7 +20,14 @@ from typing import Annotated
 import typer
 
 from lighthouse_serving.config import ConfigError, ServingConfig
-from lighthouse_serving.local import InstanceError, LocalInstance, default_run_dir
+from lighthouse_serving.credential import (
+    SecretFileError,
+    add_secret,
+    read_secrets,
+    retire_secrets,
+    write_new_secret,
+)
+from lighthouse_serving.local import SECRET_FILE, InstanceError, LocalInstance, default_run_dir
 from lighthouse_serving.probe import probe
 from lighthouse_serving.tiny_model import is_tiny_model, write_tiny_model
 
@@ -44,6 +51,14 @@ RunDirOption = Annotated[
         "--run-dir",
         help="where the local instance's state, log and Ray temp dir live "
         "(default: $LIGHTHOUSE_SERVING_RUN_DIR or .lighthouse/serving in the checkout)",
+    ),
+]
+
+SecretFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--secret-file",
+        help="the callers' secrets, one per line (overrides the config's callers.secret_file)",
     ),
 ]
 
@@ -76,25 +91,44 @@ def _load(
     return config.model_copy(update={"http": http})
 
 
+def _usable_secret_file(path: Path) -> Path:
+    try:
+        read_secrets(path)
+    except SecretFileError as error:
+        raise _fail(str(error), 2) from error
+    return path.resolve()
+
+
 @app.command()
 def up(
     config: ConfigOption,
     port: PortOption = None,
     run_dir: RunDirOption = None,
+    secret_file: SecretFileOption = None,
     timeout: Annotated[
         float, typer.Option(help="seconds to wait for /v1/models to answer")
     ] = 600.0,
 ) -> None:
-    """Start a local Ray head and the app; print the base URL once /v1/models answers."""
+    """Start a local Ray head and the app; print the base URL once /v1/models answers.
+
+    The app answers only callers holding a secret from the callers' secret file (--secret-file,
+    else the config's callers.secret_file, else RUN_DIR/caller-secret, made when missing)."""
     serving = _load(config, port=port)
     instance = LocalInstance(run_dir or default_run_dir())
+    secrets_path = secret_file or serving.callers.secret_file or instance.run_dir / SECRET_FILE
+    if not secrets_path.exists():
+        write_new_secret(secrets_path)
+        _say(f"made a callers' secret in {secrets_path} (the gateway reads it from there)")
+    secrets_path = _usable_secret_file(secrets_path)
     _say(
         f"starting {', '.join(m.name for m in serving.models)} at {serving.http.base_url} "
         f"(Ray: {serving.ray.num_cpus} logical CPUs; log: {instance.log_path})"
     )
     started = time.monotonic()
     try:
-        state = instance.start(serving, config.resolve(), timeout=timeout, report=_say)
+        state = instance.start(
+            serving, config.resolve(), secret_file=secrets_path, timeout=timeout, report=_say
+        )
     except InstanceError as error:
         raise _fail(str(error)) from error
     except KeyboardInterrupt as interrupted:
@@ -122,6 +156,7 @@ def status(
     url: Annotated[
         str | None, typer.Option(help="ask this base URL instead (e.g. the GPU cluster)")
     ] = None,
+    secret_file: SecretFileOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
 ) -> None:
     """Whether the serving tier answers, and which models it serves (exit 1 when it does not)."""
@@ -135,7 +170,8 @@ def status(
                 typer.echo("not running")
             raise typer.Exit(1)
         url, pid = state.base_url, state.pid
-    answer = probe(url)
+        secret_file = secret_file or (Path(state.secret_file) if state.secret_file else None)
+    answer = probe(url, secret_file=secret_file)
     if as_json:
         typer.echo(
             json.dumps(
@@ -168,8 +204,12 @@ def deploy(
         bool, typer.Option(help="wait until the app runs and /v1/models answers")
     ] = True,
     timeout: Annotated[float, typer.Option(help="seconds to wait for /v1/models")] = 1800.0,
+    secret_file: SecretFileOption = None,
 ) -> None:
-    """Deploy the app into a running Ray cluster (the GPU cluster's head); it stays after exit."""
+    """Deploy the app into a running Ray cluster (the GPU cluster's head); it stays after exit.
+
+    The callers' secret file (callers.secret_file) must be at the same path on every node that
+    may run the ingress; the app refuses every request where it cannot read it."""
     import ray
 
     from lighthouse_serving.supervisor import PhaseFile
@@ -178,12 +218,20 @@ def deploy(
     # The weights live on the GPU nodes that run the replicas, not necessarily on the head that
     # deploys: the directories are checked where they are loaded.
     serving = _load(config, port=port, check_paths=False)
+    secrets_path = secret_file or serving.callers.secret_file
+    if secrets_path is None:
+        raise _fail(
+            "the tier answers its own callers only: set callers.secret_file in the config (or "
+            "--secret-file); `python -m lighthouse_serving secret new PATH` makes one",
+            2,
+        )
+    secrets_path = _usable_secret_file(secrets_path)
     _logging()
     ray.init(address=address, namespace="lighthouse")
-    deploy_app(serving, phase=PhaseFile(None), wait=wait)
+    deploy_app(serving, secret_file=secrets_path, phase=PhaseFile(None), wait=wait)
     if wait:
         deadline = time.monotonic() + timeout
-        while not probe(serving.http.base_url).answers:
+        while not probe(serving.http.base_url, secret_file=secrets_path).answers:
             if time.monotonic() > deadline:
                 raise _fail(f"/v1/models did not answer within {timeout:.0f} s")
             time.sleep(2)
@@ -198,15 +246,67 @@ def supervise_command(
     host: Annotated[str, typer.Option()],
     run_dir: Annotated[Path, typer.Option()],
     ray_temp_dir: Annotated[Path, typer.Option()],
+    secret_file: Annotated[Path, typer.Option()],
 ) -> None:
     """The process behind `up` (not for direct use)."""
     from lighthouse_serving.local import PHASE_FILE
     from lighthouse_serving.supervisor import supervise
 
     _logging()
-    serving = _load(config, port=port, host=host)
-    code = supervise(serving, ray_temp_dir=ray_temp_dir, phase_path=run_dir / PHASE_FILE)
+    # `up` wrote any tiny model already; checking one again would start the tokenizer's
+    # threads, and the supervisor must stay single-threaded until it has left the network.
+    try:
+        loaded = ServingConfig.load(config)
+    except ConfigError as error:
+        raise _fail(str(error), 2) from error
+    http = loaded.http.model_copy(update={"port": port, "host": host})
+    serving = loaded.model_copy(update={"http": http})
+    code = supervise(
+        serving,
+        ray_temp_dir=ray_temp_dir,
+        phase_path=run_dir / PHASE_FILE,
+        secret_file=secret_file,
+    )
     raise typer.Exit(code)
+
+
+secret_app = typer.Typer(
+    help="The callers' secret file: make one, and rotate its secret without a restart.",
+    no_args_is_help=True,
+)
+app.add_typer(secret_app, name="secret")
+SecretPath = Annotated[Path, typer.Argument(help="the callers' secret file")]
+
+
+@secret_app.command("new")
+def secret_new(path: SecretPath) -> None:
+    """Make a secret file with one fresh secret (mode 0600); an existing file is refused."""
+    if path.exists():
+        raise _fail(f"{path} exists; rotate its secret with `secret add` and `secret retire`", 2)
+    write_new_secret(path)
+    _say(f"wrote a new secret to {path}; give it to the tier's callers only")
+
+
+@secret_app.command("add")
+def secret_add(path: SecretPath) -> None:
+    """Rotation, step 1: put a fresh secret first in the file; the old ones are still accepted
+    until `retire`. Callers use the first line of their copy."""
+    try:
+        count = add_secret(path)
+    except SecretFileError as error:
+        raise _fail(str(error), 2) from error
+    _say(f"{path}: a new secret first, {count - 1} older one(s) still accepted")
+
+
+@secret_app.command("retire")
+def secret_retire(path: SecretPath) -> None:
+    """Rotation, last step: keep only the newest secret (the first line); the others are
+    refused from the next request on."""
+    try:
+        retired = retire_secrets(path)
+    except SecretFileError as error:
+        raise _fail(str(error), 2) from error
+    _say(f"{path}: {retired} older secret(s) retired")
 
 
 @app.command("tiny-model")

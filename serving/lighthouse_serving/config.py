@@ -234,6 +234,11 @@ class RayResources(_Strict):
     num_cpus: Annotated[int, Field(ge=1)] = 8
     memory: ByteSize = ByteSize(8 * 1024**3)
     object_store_memory: ByteSize = ByteSize(512 * 1024**2)
+    private_network: bool = Field(
+        default=True,
+        description="run Ray in a network namespace of its own, reachable only through the "
+        "API's address (lighthouse_serving.isolation); Ray itself listens on every interface",
+    )
 
     @field_validator("object_store_memory")
     @classmethod
@@ -243,10 +248,32 @@ class RayResources(_Strict):
         return value
 
 
+class Callers(_Strict):
+    """Who may call the tier: holders of a secret from ``secret_file`` (lighthouse_serving.
+    credential). On a cluster the file is placed on every node by the operator; a local start
+    (``up``) without one makes ``RUN_DIR/caller-secret``."""
+
+    secret_file: Path | None = Field(
+        default=None, description="the callers' bearer secrets, one per line (mode 0600)"
+    )
+
+    @field_validator("secret_file")
+    @classmethod
+    def _relative_to_the_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        base = (info.context or {}).get("base_dir")
+        path = value.expanduser()
+        if not path.is_absolute() and base is not None:
+            path = Path(base) / path
+        return Path(os.path.normpath(path))
+
+
 class ServingConfig(_Strict):
     """A serving deployment: the models, where the API listens, and a local start's resources."""
 
     http: HttpAddress = HttpAddress()
+    callers: Callers = Callers()
     ray: RayResources = RayResources()
     app_name: str = Field(default="lighthouse", pattern=r"^[a-z][a-z0-9-]{0,62}$")
     models: Annotated[list[ModelDeployment], Field(min_length=1)]

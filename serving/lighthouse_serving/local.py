@@ -32,6 +32,7 @@ from lighthouse_serving.probe import ProbeResult, port_is_free, probe
 MAX_RAY_TEMP_DIR = 40
 
 STATE_FILE = "state.json"
+SECRET_FILE = "caller-secret"  # a local instance's callers' secret, when the config names none
 PHASE_FILE = "phase"
 LOG_FILE = "serving.log"
 # The supervisor's phase once Serve reports the application running (every replica's engine
@@ -57,6 +58,7 @@ class InstanceState:
     ray_temp_dir: str
     log: str
     started_at: float
+    secret_file: str = ""  # the callers' secrets (lighthouse_serving.credential)
 
 
 def checkout_root() -> Path | None:
@@ -127,6 +129,7 @@ class LocalInstance:
         config: ServingConfig,
         config_path: Path,
         *,
+        secret_file: Path,
         timeout: float,
         report: Callable[[str], None],
     ) -> InstanceState:
@@ -139,7 +142,7 @@ class LocalInstance:
         current = self.running()
         if current is not None:
             wanted = sorted(model.name for model in config.models)
-            answer = probe(current.base_url)
+            answer = probe(current.base_url, secret_file=secret_file)
             if (
                 answer.answers
                 and current.base_url == config.http.base_url
@@ -162,7 +165,7 @@ class LocalInstance:
         temp_dir = ray_temp_dir(self.run_dir)
         temp_dir.mkdir(parents=True, exist_ok=True)
         self.phase_path.write_text("starting the supervisor\n", encoding="utf-8")
-        process = self._spawn(config_path, config, temp_dir)
+        process = self._spawn(config_path, config, temp_dir, secret_file)
         with self.log_path.open("a", encoding="utf-8") as log:
             log.write(f"==== supervisor pid {process.pid}, Ray temp dir {temp_dir}\n")
         state = InstanceState(
@@ -175,6 +178,7 @@ class LocalInstance:
             ray_temp_dir=str(temp_dir),
             log=str(self.log_path),
             started_at=time.time(),
+            secret_file=str(secret_file),
         )
         self._write_state(state)
         try:
@@ -185,7 +189,7 @@ class LocalInstance:
         return state
 
     def _spawn(
-        self, config_path: Path, config: ServingConfig, temp_dir: Path
+        self, config_path: Path, config: ServingConfig, temp_dir: Path, secret_file: Path
     ) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         # A driver given RAY_ADDRESS joins that cluster instead of starting its own.
@@ -210,6 +214,8 @@ class LocalInstance:
             str(self.run_dir),
             "--ray-temp-dir",
             str(temp_dir),
+            "--secret-file",
+            str(secret_file),
         ]
         with self.log_path.open("ab") as log:
             log.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} up\n".encode())
@@ -243,7 +249,9 @@ class LocalInstance:
                 )
             phase = self.phase()
             if phase.startswith(SERVING_PHASE):
-                answer: ProbeResult = probe(state.base_url, timeout=2.0)
+                answer: ProbeResult = probe(
+                    state.base_url, secret_file=Path(state.secret_file), timeout=2.0
+                )
                 if answer.answers and wanted <= set(answer.models):
                     report(f"healthy after {elapsed:.0f} s: {', '.join(answer.models)}")
                     return

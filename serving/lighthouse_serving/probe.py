@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+
+from lighthouse_serving.credential import SecretFileError, read_secrets
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,12 +27,21 @@ class ProbeResult:
         return self.error is None
 
 
-def probe(base_url: str, *, timeout: float = 5.0) -> ProbeResult:
-    """``GET {base_url}/v1/models``; never raises for a server that is down or not ready."""
+def probe(base_url: str, *, secret_file: Path | None, timeout: float = 5.0) -> ProbeResult:
+    """``GET {base_url}/v1/models`` as one of the tier's callers (the newest secret of
+    ``secret_file``, its first line); never raises for a server that is down or not ready."""
+    headers = {}
+    if secret_file is not None:
+        try:
+            headers["authorization"] = f"Bearer {read_secrets(secret_file)[0]}"
+        except SecretFileError as error:
+            return ProbeResult(base_url, error=str(error))
     try:
-        response = httpx.get(f"{base_url}/v1/models", timeout=timeout)
+        response = httpx.get(f"{base_url}/v1/models", headers=headers, timeout=timeout)
     except httpx.HTTPError as error:
         return ProbeResult(base_url, error=f"{type(error).__name__}: {error}")
+    if response.status_code == 401:
+        return ProbeResult(base_url, error="HTTP 401: the tier refused the credential")
     if response.status_code != 200:
         return ProbeResult(base_url, error=f"HTTP {response.status_code}")
     try:

@@ -16,6 +16,7 @@ from types import FrameType
 
 from lighthouse_serving.app import build_app
 from lighthouse_serving.config import ServingConfig
+from lighthouse_serving.isolation import IsolationError, Relay, enter_private_network, listen
 from lighthouse_serving.local import SERVING_PHASE
 from lighthouse_serving.probe import probe
 
@@ -36,7 +37,9 @@ class PhaseFile:
             partial.replace(self.path)
 
 
-def deploy(config: ServingConfig, *, phase: PhaseFile, wait: bool = True) -> None:
+def deploy(
+    config: ServingConfig, *, secret_file: Path, phase: PhaseFile, wait: bool = True
+) -> None:
     """Run the app on the Ray cluster this driver is connected to, behind Serve's HTTP proxy.
 
     With ``wait`` (the default) this returns once the app's deployments are running; Serve's
@@ -47,7 +50,7 @@ def deploy(config: ServingConfig, *, phase: PhaseFile, wait: bool = True) -> Non
     phase(f"starting Serve's HTTP proxy on {config.http.host}:{config.http.port}")
     serve.start(http_options={"host": config.http.host, "port": config.http.port})
     phase("building the application")
-    app = build_app(config)
+    app = build_app(config, secret_file)
     phase(
         "deploying "
         + ", ".join(model.name for model in config.models)
@@ -68,16 +71,36 @@ def supervise(
     *,
     ray_temp_dir: Path,
     phase_path: Path | None,
+    secret_file: Path,
 ) -> int:
     """Start a private Ray head, deploy the app, and serve until SIGTERM or SIGINT.
 
     Returns the process's exit code. Ray and Serve are shut down on every way out, so the
     instance leaves no process behind.
     """
+    phase = PhaseFile(phase_path)
+    relay: Relay | None = None
+    if config.ray.private_network:
+        # Before anything starts a thread (the kernel moves single-threaded processes only):
+        # the API's socket in the machine's network, then this process into a private one.
+        try:
+            api_socket = listen(config.http.host, config.http.port)
+            enter_private_network()
+        except (OSError, IsolationError) as error:
+            log.error("cannot start: %s", error)
+            phase(f"failed: {error}")
+            return 1
+        phase(f"in a private network; only {config.http.host}:{config.http.port} is reachable")
+        relay = Relay(api_socket, config.http.port)
+        relay.start()
+        # Serve's proxy listens on the namespace's loopback, on the same port number.
+        config = config.model_copy(
+            update={"http": config.http.model_copy(update={"host": "127.0.0.1"})}
+        )
+    # Imported only now: importing Ray may start threads.
     import ray
     from ray import serve
 
-    phase = PhaseFile(phase_path)
     stop = threading.Event()
     code = 0
     try:
@@ -93,6 +116,7 @@ def supervise(
             log_to_driver=True,
             _memory=int(config.ray.memory),
             _temp_dir=str(ray_temp_dir),
+            _node_ip_address="127.0.0.1",
         )
 
         # ray.init installs its own SIGTERM handler; ours replaces it to shut down in order.
@@ -103,9 +127,12 @@ def supervise(
         signal.signal(signal.SIGTERM, _request_stop)
         signal.signal(signal.SIGINT, _request_stop)
 
-        deploy(config, phase=phase)
+        deploy(config, secret_file=secret_file, phase=phase)
         deadline = time.monotonic() + 120
-        while not stop.is_set() and not probe(config.http.base_url, timeout=2.0).answers:
+        while (
+            not stop.is_set()
+            and not probe(config.http.base_url, secret_file=secret_file, timeout=2.0).answers
+        ):
             if time.monotonic() > deadline:
                 raise RuntimeError("the app is running but /v1/models does not answer")
             stop.wait(1.0)
@@ -125,5 +152,7 @@ def supervise(
         except Exception:
             log.exception("serve.shutdown failed")
         ray.shutdown()
+        if relay is not None:
+            relay.stop()
         phase("stopped")
     return code

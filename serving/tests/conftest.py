@@ -50,6 +50,16 @@ class ServedApp:
     startup_seconds: float
     phase_when_up: str  # what the supervisor said it was doing when `up` returned
 
+    @property
+    def secret_file(self) -> Path:
+        """Made by `up` (the config names none): the tier's callers' secrets."""
+        return self.run_dir / "caller-secret"
+
+    @property
+    def caller(self) -> dict[str, str]:
+        """The header of one of the tier's own callers (the file's newest secret)."""
+        return {"authorization": f"Bearer {self.secret_file.read_text().split()[0]}"}
+
 
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:

@@ -70,3 +70,17 @@ def test_the_head_deploys_the_gpu_config(cluster: dict[str, Any]) -> None:
     assert config.accelerator_kind == "gpu"
     worker = " ".join(cluster["worker_start_ray_commands"])
     assert "--address=$RAY_HEAD_IP:6379" in worker
+
+
+def test_every_node_runs_ray_with_its_token_and_the_tier_with_its_callers_secret(
+    cluster: dict[str, Any],
+) -> None:
+    starts = cluster["head_start_ray_commands"] + cluster["worker_start_ray_commands"]
+    for command in starts:
+        if "ray start" in command or "lighthouse_serving" in command:
+            assert "RAY_AUTH_MODE=token" in command, command
+            assert "RAY_AUTH_TOKEN_PATH=/etc/lighthouse/ray-auth-token" in command, command
+    checks = cluster["setup_commands"][0]
+    assert "/etc/lighthouse/ray-auth-token" in checks and "/etc/lighthouse/serving-secret" in checks
+    gpu = ServingConfig.load(ROOT / "serving" / "configs" / "gpu.yaml", check_paths=False)
+    assert gpu.callers.secret_file == Path("/etc/lighthouse/serving-secret")

@@ -8,11 +8,15 @@ weights are random, so these tests check mechanics, never what it says.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
+import psutil
 import pytest
 
 from lighthouse_serving.local import SERVING_PHASE, LocalInstance, instance_processes
@@ -72,14 +76,16 @@ def _findings_request(model: str, **extra: Any) -> dict[str, Any]:
 
 
 def _chat(served: ServedApp, body: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.post(f"{served.base_url}/v1/chat/completions", json=body, timeout=120)
+    response = httpx.post(
+        f"{served.base_url}/v1/chat/completions", json=body, headers=served.caller, timeout=120
+    )
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer
 
 
 def test_the_model_list_names_the_model(served: ServedApp) -> None:
-    response = httpx.get(f"{served.base_url}/v1/models", timeout=30)
+    response = httpx.get(f"{served.base_url}/v1/models", headers=served.caller, timeout=30)
     assert response.status_code == 200
     body = response.json()
     assert body["object"] == "list"
@@ -128,6 +134,7 @@ def test_an_unknown_model_is_refused_by_name(served: ServedApp) -> None:
     response = httpx.post(
         f"{served.base_url}/v1/chat/completions",
         json={"model": "no-such-model", "messages": _messages(), "max_tokens": 4},
+        headers=served.caller,
         timeout=60,
     )
     assert response.status_code == 404
@@ -175,7 +182,11 @@ def test_streaming_ends_with_a_usage_chunk(served: ServedApp) -> None:
     body = _findings_request(served.model, stream=True, stream_options={"include_usage": True})
     chunks: list[dict[str, Any]] = []
     with httpx.stream(
-        "POST", f"{served.base_url}/v1/chat/completions", json=body, timeout=120
+        "POST",
+        f"{served.base_url}/v1/chat/completions",
+        json=body,
+        headers=served.caller,
+        timeout=120,
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -220,6 +231,103 @@ def test_up_again_reuses_the_running_instance(served: ServedApp) -> None:
     )  # fmt: skip
     assert clash.returncode == 1
     assert "already running" in clash.stderr and "down" in clash.stderr
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/models"),
+        ("GET", "/v1/models/lighthouse-tiny-vlm"),
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/completions"),
+        ("POST", "/tokenize"),
+        ("GET", "/docs"),
+    ],
+)
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer", "Bearer not-the-secret-of-this-tier-at-all", "Basic eDp5"]
+)
+def test_only_the_tiers_own_callers_are_answered(
+    served: ServedApp, method: str, path: str, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"authorization": authorization}
+    body = {"model": served.model, "messages": _messages(), "max_tokens": 4}
+    response = httpx.request(
+        method, served.base_url + path, json=body if method == "POST" else None,
+        headers=headers, timeout=30,
+    )  # fmt: skip
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    error = response.json()["error"]
+    assert error["type"] == "authentication_error"
+    assert served.model not in response.text  # nothing about what the tier serves
+
+
+def test_a_rotated_out_secret_is_refused_and_its_successor_answered(served: ServedApp) -> None:
+    models = f"{served.base_url}/v1/models"
+    original = served.secret_file.read_text()
+    old = served.caller
+    try:
+        added = serving_command("secret", "add", str(served.secret_file), timeout=60)
+        assert added.returncode == 0, added.stderr
+        new = served.caller
+        assert new != old
+        # While both are in the file, both are accepted: callers switch at their own pace.
+        assert httpx.get(models, headers=old, timeout=30).status_code == 200
+        assert httpx.get(models, headers=new, timeout=30).status_code == 200
+
+        retired = serving_command("secret", "retire", str(served.secret_file), timeout=60)
+        assert retired.returncode == 0, retired.stderr
+        stale = httpx.get(models, headers=old, timeout=30)
+        assert stale.status_code == 401
+        assert stale.json()["error"]["code"] == "invalid_credential"
+        assert httpx.get(models, headers=new, timeout=30).status_code == 200
+        assert oct(served.secret_file.stat().st_mode & 0o777) == "0o600"
+    finally:
+        served.secret_file.write_text(original)
+
+
+def test_ray_is_reachable_only_through_the_api_address(served: ServedApp) -> None:
+    """Ray listens on every interface of the network it is in, so the instance runs it in a
+    private network namespace: of all the instance's processes, only the supervisor listens in
+    the machine's own network, on the API's loopback address; every other process lives in a
+    network whose only interface is the loopback."""
+    state = LocalInstance(served.run_dir).state()
+    assert state is not None
+    host_network = os.readlink("/proc/self/ns/net")
+    processes = list(instance_processes(state.pid, state.ray_temp_dir))
+    assert len(processes) > 5, processes  # Ray's GCS, raylet, workers, Serve, the engine
+
+    outside: list[int] = []
+    inside: list[int] = []
+    for pid in processes:
+        with contextlib.suppress(FileNotFoundError):  # a worker that just ended
+            (outside if os.readlink(f"/proc/{pid}/ns/net") == host_network else inside).append(pid)
+    assert outside == [state.pid], "only the supervisor stays in the machine's network"
+    listening = {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.Process(state.pid).net_connections("inet")
+        if c.status == psutil.CONN_LISTEN
+    }
+    assert listening == {("127.0.0.1", state.port)}
+
+    private_networks = {os.readlink(f"/proc/{pid}/ns/net") for pid in inside}
+    assert len(private_networks) == 1 and host_network not in private_networks
+    interfaces = Path(f"/proc/{inside[0]}/net/dev").read_text().splitlines()[2:]
+    assert [line.split(":")[0].strip() for line in interfaces] == ["lo"]
+    # And Ray there does listen on every interface of that network: the namespace is what
+    # keeps it in (a test that would notice if Ray ever binds loopback by itself).
+    wildcard = [c for pid in inside for c in _listening(pid) if c.laddr.ip in {"0.0.0.0", "::"}]
+    assert wildcard, "Ray bound nothing to every interface: revisit lighthouse_serving.isolation"
+
+
+def _listening(pid: int) -> list[Any]:
+    try:
+        return [
+            c for c in psutil.Process(pid).net_connections("inet") if c.status == psutil.CONN_LISTEN
+        ]
+    except psutil.Error:
+        return []
 
 
 def test_zz_down_leaves_no_process_behind(served: ServedApp) -> None:

@@ -22,6 +22,7 @@ import openai
 import pytest
 from PIL import Image
 
+from api.vision.serving import serving_command, serving_environment
 from tests.conftest import gateway_env
 from tests.metering.support import (
     MODEL,
@@ -142,12 +143,17 @@ async def test_a_client_that_leaves_mid_stream_is_charged_nothing(
 
 @pytest.fixture(scope="module")
 def second_gateway(
-    database: DatabaseUnderTest, serving_port: int, tmp_path_factory: pytest.TempPathFactory
+    database: DatabaseUnderTest, serving_tier: ServingTier, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     """Another gateway process on the same database and serving tier."""
     process = GatewayProcess({}, tmp_path_factory.mktemp("second") / "gateway.log")
     process.configure(gateway_env(database, issuer=process.base_url))
-    process.configure({"LIGHTHOUSE_SERVING_URL": f"http://127.0.0.1:{serving_port}"})
+    process.configure(
+        {
+            "LIGHTHOUSE_SERVING_URL": serving_tier.url,
+            "LIGHTHOUSE_SERVING_SECRET_FILE": str(serving_tier.secret_file),
+        }
+    )
     process.start()
     yield process
     process.stop()
@@ -291,3 +297,66 @@ async def test_the_readme_example_runs_as_written(
     state = await ledger(database, licensed.licence)
     assert state["used_requests"] == state["records_ok"] == 2  # the answer and the stream
     assert state["used_images"] == 2 and state["reserved_requests"] == 0
+
+
+async def test_the_gateway_follows_the_tiers_secret_through_a_rotation(
+    serving_tier: ServingTier,
+    gateway: GatewayProcess,
+    database: DatabaseUnderTest,
+    licensed: Licensed,
+) -> None:
+    """The gateway and the tier read the same callers' secret file (as on one machine): a
+    rotation there needs no restart, and the old secret is refused by the tier at once."""
+    client = sdk(gateway, await access_token(gateway, licensed))
+    old = serving_tier.caller()
+    original = serving_tier.secret_file.read_text()
+    try:
+        for step in ("add", "retire"):
+            done = await asyncio.create_subprocess_exec(
+                *serving_command(REPOSITORY, "secret", step, str(serving_tier.secret_file)),
+                env=serving_environment(REPOSITORY), stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, stderr = await done.communicate()
+            assert done.returncode == 0, stderr
+            answer = await client.chat.completions.create(
+                model=MODEL, messages=hello(), max_tokens=4, temperature=0
+            )
+            assert answer.usage is not None
+        async with httpx.AsyncClient(base_url=serving_tier.url, timeout=30) as tier:
+            assert (await tier.get("/v1/models", headers=old)).status_code == 401
+            assert (await tier.get("/v1/models", headers=serving_tier.caller())).status_code == 200
+    finally:
+        serving_tier.secret_file.write_text(original)
+    assert (await ledger(database, licensed.licence))["records_ok"] == 2
+
+
+async def test_a_gateway_without_the_tiers_secret_is_refused_and_charges_nothing(
+    serving_tier: ServingTier,
+    database: DatabaseUnderTest,
+    licensed: Licensed,
+    tmp_path: Path,
+) -> None:
+    """Holding no secret the tier accepts is an outage to the gateway's callers (503, nothing
+    charged, /readyz says the tier is unavailable), never a 401 passed on to a licensee."""
+    wrong = tmp_path / "caller-secret"
+    wrong.write_text("x" * 43 + "\n")
+    process = GatewayProcess({}, tmp_path / "gateway.log")
+    process.configure(gateway_env(database, issuer=process.base_url))
+    process.configure(
+        {"LIGHTHOUSE_SERVING_URL": serving_tier.url, "LIGHTHOUSE_SERVING_SECRET_FILE": str(wrong)}
+    )
+    process.start()
+    try:
+        async with httpx.AsyncClient(base_url=process.base_url, timeout=30) as http:
+            ready = (await http.get("/readyz")).json()
+        assert ready["serving"] == "unavailable"
+        client = sdk(process, await access_token(process, licensed))
+        with pytest.raises(openai.APIStatusError) as refused:
+            await client.chat.completions.create(
+                model=MODEL, messages=hello(), max_tokens=4, temperature=0
+            )
+        assert refused.value.status_code == 503
+        assert charged(await ledger(database, licensed.licence)) == NOTHING_CHARGED
+        assert "serving.credential_refused" in process.log_path.read_text()
+    finally:
+        process.stop()

@@ -117,11 +117,17 @@ async def graphql_upload(
 
 
 def worker_settings(
-    database: DatabaseUnderTest, frames_dir: Path, serving_url: str, **vision: Any
+    database: DatabaseUnderTest,
+    frames_dir: Path,
+    serving_url: str,
+    secret_file: Path | None = None,
+    **vision: Any,
 ) -> Settings:
     return Settings(
         database=DatabaseSettings(url=database.app_url, owner_url=database.owner_url),
-        serving=ServingSettings(url=serving_url, retries=0, timeout_seconds=30),
+        serving=ServingSettings(
+            url=serving_url, secret_file=secret_file, retries=0, timeout_seconds=30
+        ),
         vision=VisionSettings(frames_dir=frames_dir, **vision),
     )
 

@@ -48,7 +48,9 @@ def settings(
     database: DatabaseUnderTest, frames_dir: Path, tier: ServingTier, **vision: Any
 ) -> Settings:
     # Every finding counts: the tiny model's confidences are near 1/n, whatever it sees.
-    return worker_settings(database, frames_dir, tier.url, **({"threshold": 0.0} | vision))
+    return worker_settings(
+        database, frames_dir, tier.url, tier.secret_file, **({"threshold": 0.0} | vision)
+    )
 
 
 async def drain(worker_settings: Settings) -> None:
