@@ -307,7 +307,9 @@ def main() -> None:
         base_url = serving_up(free_port(), run_dir)
         gateway_port = free_port()
         gateway_url = f"http://127.0.0.1:{gateway_port}"
+        secret_file = run_dir / "caller-secret"
         env = env_for(app_url, owner_url, LIGHTHOUSE_SERVING_URL=base_url,
+                      LIGHTHOUSE_SERVING_SECRET_FILE=str(secret_file),
                       LIGHTHOUSE_OAUTH_ISSUER=gateway_url, LIGHTHOUSE_DATABASE_POOL_MAX_SIZE="40")  # fmt: skip
         gateway = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve", "--port", str(gateway_port), "--workers", "1"],
@@ -327,7 +329,9 @@ def main() -> None:
             ).json()["access_token"]
             rounds: dict[str, list[dict[str, Any]]] = {"direct": [], "metered": []}
             for number in range(arguments.rounds):
-                for name, url, key in (("direct", f"{base_url}/v1", "none"),
+                # Direct: as one of the tier's own callers (its secret is the API key).
+                direct_key = secret_file.read_text().split()[0]
+                for name, url, key in (("direct", f"{base_url}/v1", direct_key),
                                        ("metered", f"{gateway_url}/v1", token)):  # fmt: skip
                     result = asyncio.run(calls(url, key, arguments.requests, arguments.concurrency))
                     log(f"  round {number + 1} {name}: {result}")

@@ -287,6 +287,7 @@ def engine_runs(base_url: str, levels: Sequence[int], frames: int) -> list[Run]:
     results = WORK / "serving-engine"
     done = subprocess.run(
         [str(serving_python(ROOT)), "bench/serving_engine.py", "--base-url", base_url,
+         "--secret-file", str(WORK / "serving-tier" / "caller-secret"),
          "--concurrency", *map(str, levels), "--results", str(results),
          *(["--requests", str(frames)] if frames else [])],
         cwd=ROOT, env=serving_environment(ROOT), capture_output=True, text=True, check=False,
@@ -479,6 +480,7 @@ def main() -> None:
             served = env_for(
                 app_url, owner_url,
                 LIGHTHOUSE_SERVING_URL=base_url, LIGHTHOUSE_OAUTH_ISSUER=gateway_url,
+                LIGHTHOUSE_SERVING_SECRET_FILE=str(run_dir / "caller-secret"),
                 LIGHTHOUSE_VISION_THRESHOLD="0", LIGHTHOUSE_VISION_WORKER_CONCURRENCY="32",
                 LIGHTHOUSE_DATABASE_POOL_MAX_SIZE="40",
             )  # fmt: skip

@@ -316,6 +316,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--requests", type=int, default=0, help="per level (default: max(32, 4 x concurrency))"
     )
     parser.add_argument("--base-url", help="a running serving tier (else started and stopped)")
+    parser.add_argument(
+        "--secret-file",
+        type=Path,
+        help="that tier's callers' secret file (default: the started tier's)",
+    )
     parser.add_argument("--skip-offline", action="store_true")
     parser.add_argument("--skip-serve", action="store_true")
     parser.add_argument(
@@ -343,7 +348,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         run_dir = ROOT / ".lighthouse" / "bench-serving"
         base_url = args.base_url or start_serving(args.config.resolve(), run_dir)
         try:
-            runs += asyncio.run(bench_http("ray-serve", base_url, model.name, levels, image, {}))
+            secret_file = args.secret_file or run_dir / "caller-secret"
+            caller = {"authorization": f"Bearer {secret_file.read_text().split()[0]}"}
+            runs += asyncio.run(
+                bench_http("ray-serve", base_url, model.name, levels, image, caller)
+            )
         finally:
             if not args.base_url:
                 stop_serving(run_dir)
