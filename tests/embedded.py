@@ -55,7 +55,11 @@ def _owner_alive(home: Path) -> bool:
 
 def _postmasters(home: Path) -> Iterator[psutil.Process]:
     """The running servers of the data directories in ``home``."""
-    for pid_file in home.rglob("postmaster.pid"):
+    try:
+        pid_files = list(home.rglob("postmaster.pid"))
+    except FileNotFoundError:  # another run reaping the same home at this moment took it
+        return
+    for pid_file in pid_files:
         server = _postmaster(pid_file.parent)
         if server is not None:
             yield server
@@ -92,7 +96,11 @@ def _stop_serving_tiers(home: Path) -> None:
     from api.vision.serving import ServingEnvMissing, serving_command, serving_environment
 
     checkout = Path(__file__).resolve().parent.parent
-    for state in home.rglob(SERVING_STATE):
+    try:
+        states = list(home.rglob(SERVING_STATE))
+    except FileNotFoundError:  # another run reaping the same home at this moment took it
+        return
+    for state in states:
         try:
             command = serving_command(checkout, "down", "--run-dir", str(state.parent))
         except ServingEnvMissing:
