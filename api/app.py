@@ -62,6 +62,7 @@ from api.services.metering.meter import Meter
 from api.services.metering.settlements import SettlementDesk
 from api.services.vision.analysis import VisionModel
 from api.settings import Settings
+from api.vision.decoding import DecodingBudget, ImageDecoder
 from api.vision.store import FrameStore
 
 log = structlog.get_logger(__name__)
@@ -202,7 +203,9 @@ async def _vision(settings: Settings) -> AsyncIterator[VisionResources]:
     try:
         yield VisionResources(
             store=FrameStore(vision.frames_dir),
-            decoding=asyncio.Semaphore(vision.max_concurrent_decodes),
+            decoding=ImageDecoder(
+                DecodingBudget(vision.decoding_budget, vision.max_concurrent_decodes)
+            ),
             serving=client,
             model=VisionModel(
                 client, serving.model, serving.model_version, vision.max_answer_tokens
@@ -271,6 +274,7 @@ def create_app(
             Middleware(
                 BodyLimitMiddleware,
                 max_bytes=settings.http.max_body_bytes,
+                max_seconds=settings.http.max_body_seconds,
                 larger=partial(
                     _upload_limit,
                     settings.vision.max_frame_bytes + UPLOAD_OVERHEAD,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +23,8 @@ from api.serve_cli import serve
 from api.settings import Environment, Settings, SettingsError
 
 if TYPE_CHECKING:
+    import subprocess
+
     import asyncpg
 
 # Each command imports what it needs when it runs (see api/command.py).
@@ -641,6 +644,16 @@ def _for_gateway(settings: Settings, url: str) -> Settings:
     )
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager stopping the demo), taken as Ctrl-C is: what runs is
+    interrupted, and everything the demo started is stopped."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the stopping is not cut short
+    raise _Terminated
+
+
 @app.command()
 def demo(
     port: Annotated[int | None, typer.Option(help="Overrides LIGHTHOUSE_PORT.")] = None,
@@ -652,11 +665,33 @@ def demo(
     ] = True,
 ) -> None:
     """Start everything on embedded defaults with demo data: migrate, seed (once), the serving
-    tier and a vision worker, and the gateway. Ctrl-C stops it all."""
+    tier and a vision worker, and the gateway. Ctrl-C, or SIGTERM (a service manager's stop),
+    stops it all."""
+    settings = _settings()
+    if not settings.uses_embedded_database:
+        console.print("The demo runs on the embedded PostgreSQL; unset LIGHTHOUSE_DATABASE_URL.")
+        raise typer.Exit(2)
+    # Without this, SIGTERM would end the process as soon as the gateway has stopped (uvicorn
+    # raises it again, and its default is to die there): the worker, the serving tier and the
+    # embedded PostgreSQL would be left running.
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        _demo(settings, port, serving)
+    except _Terminated:
+        console.print("Stopped (SIGTERM).")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _demo(settings: Settings, port: int | None, serving: bool) -> None:
+    """The demo's parts, each stopped on the way out (the last started first), however it
+    ends: Ctrl-C or SIGTERM (uvicorn ends its server on either and returns), a part that
+    fails to start, or a signal in the middle of starting one."""
     import subprocess
     import sys
-    from pathlib import Path
+    from contextlib import ExitStack
 
+    from api.db.endpoints import resolve_endpoints
     from api.vision.serving import (
         DEFAULT_CONFIG,
         ServingEnvMissing,
@@ -665,58 +700,68 @@ def demo(
         serving_environment,
     )
 
-    settings = _settings()
-    if not settings.uses_embedded_database:
-        console.print("The demo runs on the embedded PostgreSQL; unset LIGHTHOUSE_DATABASE_URL.")
-        raise typer.Exit(2)
-    _migrate(settings)
-    seed(assets=300, incidents=400, random_seed=7, reset=False, if_empty=True)
     checkout = Path.cwd()
-    worker: subprocess.Popen[bytes] | None = None
-    if serving:
-        console.print(
-            "Starting the serving tier (Ray Serve with vLLM on CPU and the tiny model; a cold "
-            "start takes one to three minutes) …"
-        )
-        try:
-            started = subprocess.run(
-                serving_command(
+    with ExitStack() as started:
+        # The demo's own handle on the embedded PostgreSQL (the worker and the gateway take
+        # theirs): let go last, so the server stops once nothing else uses it.
+        started.callback(resolve_endpoints(settings).release)
+        _migrate(settings)
+        seed(assets=300, incidents=400, random_seed=7, reset=False, if_empty=True)
+        if serving:
+            console.print(
+                "Starting the serving tier (Ray Serve with vLLM on CPU and the tiny model; a "
+                "cold start takes one to three minutes) …"
+            )
+            try:
+                up = serving_command(
                     checkout, "up", "--config", str(settings.serving.config or DEFAULT_CONFIG),
                     "--port", str(port_of(settings.serving.url)), *_secret_file_option(settings),
-                ),
-                cwd=checkout, env=serving_environment(checkout), check=False,
-                stdout=subprocess.PIPE, text=True,
-            )  # fmt: skip
-        except ServingEnvMissing as missing:
-            console.print(f"[red]{escape(str(missing))}[/red] (or run the demo with --no-serving)")
-            raise typer.Exit(2) from None
-        if started.returncode != 0:
-            console.print(
-                "[red]The serving tier did not start; see .lighthouse/serving/serving.log, or run "
-                "the demo with --no-serving.[/red]"
-            )
-            raise typer.Exit(1)
-        worker = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "vision"])
-    where = f"http://{settings.http.host}:{port or settings.http.port}"
-    console.print(
-        f"Queries need an access token: `.venv/bin/lighthouse token --as pwb-supervisor "
-        f"--url {where}` (`--list` shows the demo principals); send it as "
-        "`Authorization: Bearer …`."
-    )
-    console.print(
-        f"Open311 GeoReport v2 is at {where}/open311/v2/services.json; an app's key comes from "
-        "`.venv/bin/lighthouse open311 issue-key 'demo app' --bureau RDEC`."
-    )
-    try:
-        serve(host=None, port=port, workers=None)
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(30)
-            subprocess.run(
-                serving_command(checkout, "down"), cwd=checkout,
+                )  # fmt: skip
+            except ServingEnvMissing as missing:
+                console.print(
+                    f"[red]{escape(str(missing))}[/red] (or run the demo with --no-serving)"
+                )
+                raise typer.Exit(2) from None
+            # Stopped even if its start is interrupted: `down` stops what `up` had started.
+            started.callback(
+                subprocess.run, serving_command(checkout, "down"), cwd=checkout,
                 env=serving_environment(checkout), check=False,
             )  # fmt: skip
+            answered = subprocess.run(
+                up, cwd=checkout, env=serving_environment(checkout), check=False,
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            if answered.returncode != 0:
+                console.print(
+                    "[red]The serving tier did not start; see .lighthouse/serving/serving.log, "
+                    "or run the demo with --no-serving.[/red]"
+                )
+                raise typer.Exit(1)
+            worker = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "vision"])
+            started.callback(_stop, worker)
+        where = f"http://{settings.http.host}:{port or settings.http.port}"
+        console.print(
+            f"Queries need an access token: `.venv/bin/lighthouse token --as pwb-supervisor "
+            f"--url {where}` (`--list` shows the demo principals); send it as "
+            "`Authorization: Bearer …`."
+        )
+        console.print(
+            f"Open311 GeoReport v2 is at {where}/open311/v2/services.json; an app's key comes "
+            "from `.venv/bin/lighthouse open311 issue-key 'demo app' --bureau RDEC`."
+        )
+        serve(host=None, port=port, workers=None)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process as Ctrl-C would (the worker lets the frames under way finish)."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from api.services.metering.meter import Meter
 from api.services.metering.settlements import SettlementDesk
 from api.services.vision.analysis import VisionModel
 from api.settings import Settings
+from api.vision.decoding import ImageDecoder
 from api.vision.store import FrameStore
 
 
@@ -37,8 +38,8 @@ class VisionResources:
     """Frames in, and the serving tier for analyses on the spot."""
 
     store: FrameStore
-    # Uploaded images being decoded and checked at once (each takes its pixels in memory).
-    decoding: asyncio.Semaphore
+    # Uploaded images are decoded and checked within a budget of pixels (memory) at once.
+    decoding: ImageDecoder
     serving: ServingClient
     model: VisionModel
     # analyzeImage calls waiting on the serving tier at once; more are refused, not queued.

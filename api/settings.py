@@ -154,6 +154,10 @@ class HttpSettings(SettingsGroup):
         default=1024 * 1024,
         description="The largest request body any route reads; larger ones get 413 unread.",
     )
+    max_body_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=60.0,
+        description="How long a request body may take to arrive in full; a slower one gets 408.",
+    )
 
 
 class GraphSettings(SettingsGroup):
@@ -366,8 +370,13 @@ class VisionSettings(SettingsGroup):
     max_frame_pixels: Annotated[int, Field(ge=1024, le=200_000_000)] = 40_000_000
     max_concurrent_decodes: Annotated[int, Field(ge=1, le=64)] = Field(
         default=2,
-        description="Uploaded images checked at once per gateway process (each may take "
-        "max_frame_pixels × 4 bytes while it decodes); more wait their turn.",
+        description="Uploaded images checked at once per gateway process; more wait their turn.",
+    )
+    decoding_budget_pixels: Annotated[int | None, Field(ge=1024, le=2_000_000_000)] = Field(
+        default=None,
+        description="Pixels being decoded at once per gateway process, all images together "
+        "(about 8 bytes of memory each); an image waits until its pixels fit. At least "
+        "max_frame_pixels; that by default.",
     )
     max_concurrent_analyses: Annotated[int, Field(ge=1, le=256)] = Field(
         default=4,
@@ -405,6 +414,19 @@ class VisionSettings(SettingsGroup):
 
     def threshold_for(self, category: str) -> float:
         return self.thresholds.get(category, self.threshold)
+
+    @property
+    def decoding_budget(self) -> int:
+        return self.decoding_budget_pixels or self.max_frame_pixels
+
+    @model_validator(mode="after")
+    def _a_frame_fits_the_budget(self) -> VisionSettings:
+        if self.decoding_budget < self.max_frame_pixels:
+            raise ValueError(
+                "LIGHTHOUSE_VISION_DECODING_BUDGET_PIXELS must be at least "
+                "LIGHTHOUSE_VISION_MAX_FRAME_PIXELS (a frame at the limit must fit)"
+            )
+        return self
 
 
 class MeteringSettings(SettingsGroup):

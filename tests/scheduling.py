@@ -37,6 +37,7 @@ LONGEST = (
     "tests/policy/test_agreement.py::test_the_rule_book_cedar_rls_and_api_agree[shard0]",
     "tests/policy/test_agreement.py::test_the_rule_book_cedar_rls_and_api_agree[shard1]",
     "tests/metering/test_v1.py",
+    "tests/metering/test_v1_failures.py",
     "tests/federation/test_routers.py",
 )
 

@@ -1,6 +1,6 @@
 """``lighthouse demo`` on the embedded PostgreSQL: however it ends — SIGTERM, Ctrl-C, a failed
-start — the embedded server it started stops with it; and its tokens are for the gateway it
-serves, whatever port that is on."""
+start — the embedded server it started stops with it, and so do the vision worker and the
+serving tier; and its tokens are for the gateway it serves, whatever port that is on."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests import embedded
@@ -39,13 +40,18 @@ def postmaster(data: Path) -> Path:
     return data / "postgres" / "postmaster.pid"
 
 
-def start_demo(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_demo(
+    data: Path, port: int, log: Path, serving_env: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """The demo without the serving tier (its start is tested with the pipeline,
+    tests/vision/test_pipeline.py; these tests are about the demo's own life cycle), or with a
+    stand-in for the tier's command in ``serving_env``."""
+    options = ["--no-serving"] if serving_env is None else []
+    env = demo_env(data) | ({"LIGHTHOUSE_SERVING_ENV": str(serving_env)} if serving_env else {})
     return subprocess.Popen(
-        # The serving tier's start is tested with the pipeline (tests/vision/test_pipeline.py);
-        # these tests are about the gateway's own life cycle.
-        [sys.executable, "-m", "api.cli", "demo", "--port", str(port), "--no-serving"],
+        [sys.executable, "-m", "api.cli", "demo", "--port", str(port), *options],
         cwd=REPOSITORY,
-        env=demo_env(data),
+        env=env,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
@@ -124,3 +130,66 @@ def test_a_token_for_another_gateway_says_what_to_do(home: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
+
+
+@pytest.fixture
+def serving_env(tmp_path: Path) -> Path:
+    """A stand-in for the serving tier's environment: its ``python -m lighthouse_serving
+    COMMAND …`` notes the command in ``calls`` beside it (``up`` answers at once)."""
+    env = tmp_path / "serving-env"
+    (env / "bin").mkdir(parents=True)
+    python = env / "bin" / "python"
+    python.write_text(
+        "#!/bin/sh\n"
+        f'echo "$3" >> {tmp_path / "calls"}\n'
+        'if [ "$3" = up ]; then echo http://127.0.0.1:9; fi\n'
+    )
+    python.chmod(0o755)
+    return env
+
+
+def wait_for(log: Path, line: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while line not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+
+
+def test_sigterm_stops_the_worker_and_the_serving_tier_as_ctrl_c_does(
+    home: Path, serving_env: Path
+) -> None:
+    """A service manager stops the demo with SIGTERM: the vision worker (which holds the
+    embedded PostgreSQL too) and the serving tier (its `down`) stop with the gateway."""
+    port, log, calls = free_port(), home / "demo.log", serving_env.parent / "calls"
+    process = start_demo(home, port, log, serving_env)
+    workers: list[psutil.Process] = []
+    try:
+        wait_ready(process, port, log)
+        wait_for(log, "vision.worker_started", process)
+        workers = [
+            child for child in psutil.Process(process.pid).children() if "worker" in child.cmdline()
+        ]
+        assert len(workers) == 1 and calls.read_text().split() == ["up"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    try:
+        assert calls.read_text().split() == ["up", "down"], log.read_text()[-3000:]
+        assert not psutil.wait_procs(workers, timeout=5)[1], "the vision worker is still running"
+        assert not postmaster(home).exists(), log.read_text()[-3000:]
+        assert process.returncode == 0
+    finally:
+        stop_what_is_left(home, workers)
+
+
+def stop_what_is_left(home: Path, processes: list[psutil.Process]) -> None:
+    """What a demo that failed to stop left running: its worker, and its PostgreSQL."""
+    for leftover in processes:
+        if leftover.is_running():
+            leftover.kill()
+    try:
+        server = psutil.Process(int(postmaster(home).read_text().split()[0]))
+    except (OSError, ValueError, psutil.NoSuchProcess):
+        return
+    server.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
+    server.wait(10)

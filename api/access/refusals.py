@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
@@ -28,6 +29,13 @@ from api.auth.principal import Principal
 log = structlog.get_logger(__name__)
 
 MAX_REASONS = 20
+# A refused request's path is the caller's (``/open311/v2/services/%00.json`` decodes to a NUL,
+# which PostgreSQL's text cannot hold): control characters are kept percent-encoded.
+CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def _printable(text: str) -> str:
+    return CONTROL.sub(lambda found: f"%{ord(found.group()):02X}", text)
 
 
 class Verdict(StrEnum):
@@ -72,6 +80,7 @@ class RefusalLedger:
     ) -> Verdict:
         """Record one refusal from ``source`` (by ``caller`` if it is known); say whether the
         caller should be throttled."""
+        operation = _printable(operation)
         now = time.monotonic()
         window = self._windows.get(source)
         if window is not None and now - window.opened >= self.window_seconds:

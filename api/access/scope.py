@@ -48,12 +48,13 @@ class AccessScope:
         uow: UnitOfWork,
         policy: PolicyEngine,
         timings: Timings | None = None,
+        audit: AuditCollector | None = None,
     ) -> None:
         self.principal = principal
         self.request_id = request_id
         self.uow = uow
         self.timings = timings or Timings()
-        self.audit = AuditCollector()
+        self.audit = audit if audit is not None else AuditCollector()
         self.authorizer = Authorizer(policy, principal, self.audit, self.timings)
 
     def authorize(self, action: str, resource: Entity) -> None:
@@ -133,10 +134,16 @@ class AccessGate:
         return self.database.unit_of_work(principal.database_settings(), operation)
 
     def over(
-        self, principal: Principal, request_id: str, uow: UnitOfWork, timings: Timings
+        self,
+        principal: Principal,
+        request_id: str,
+        uow: UnitOfWork,
+        timings: Timings,
+        audit: AuditCollector | None = None,
     ) -> AccessScope:
-        """A scope over a transaction someone else owns (a request's)."""
-        return AccessScope(principal, request_id, uow, self.policy, timings)
+        """A scope over a transaction someone else owns (a request's); ``audit``: what the
+        request gathered in its transaction before this one, to record with this one's."""
+        return AccessScope(principal, request_id, uow, self.policy, timings, audit)
 
     @asynccontextmanager
     async def transaction(

@@ -3,20 +3,22 @@
 
 A chat request runs in three steps, none of which holds a database connection while the model
 works: admission (a short transaction: the licence chosen and checked, the largest cost
-reserved, audited), the call to the serving tier, and the settlement (a short transaction: the
-real use charged from the tier's usage report, the usage record and the audit record written
-together) or, if the call failed or the client left, the release (nothing charged). Calls of
+reserved, audited), the call to the serving tier, and its one ending (``MeteredCall``): the
+settlement (a short transaction: the real use charged from the tier's usage report, or for a
+stream left or broken off midway what it delivered, ``services.metering.streams``; the usage
+record and the audit record written together) or the release (nothing charged) when the call
+failed at any step, or its client left, before a token of the answer was delivered. Calls of
 one licensee admitted or ending at the same moment share those transactions
-(``services.metering.admissions`` and ``.settlements``), each with its own audit record. Errors take
-OpenAI's shape (``{"error": {message, type, param, code}}``) and status codes.
+(``services.metering.admissions`` and ``.settlements``), each with its own audit record. Errors
+take OpenAI's shape (``{"error": {message, type, param, code}}``) and status codes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 import orjson
@@ -37,19 +39,20 @@ from api.domain.errors import (
     ServiceUnavailable,
     TooLarge,
 )
-from api.domain.licensing import Cost, QuotaExceeded
+from api.domain.licensing import QuotaExceeded
 from api.http.transaction import TransactionMode, challenge, protected, request_transaction
-from api.inference.client import ServingClient, ServingRefused, ServingUnavailable
-from api.resources import Resources, resources_of
+from api.inference.client import ServingClient, ServingRefused, ServingStream, ServingUnavailable
+from api.resources import resources_of
 from api.services.metering import chat
-from api.services.metering.meter import Admission, Ending
+from api.services.metering.calls import MeteredCall, reported_use
+from api.services.metering.streams import StreamBroken, StreamTally
 
 log = structlog.get_logger(__name__)
 
 OWNER = "city"  # ``owned_by`` of every model listed
-# How long closing a stream and settling it may take once its client has gone (the lease
-# sweeper releases a reservation whose settlement did not finish).
-FINISH_SECONDS = 30
+# How long closing the tier's stream may take once its client has gone.
+CLOSE_SECONDS = 5
+T = TypeVar("T")
 
 
 def openai_error(
@@ -167,104 +170,118 @@ async def chat_completions(request: Request) -> Response:
         return unavailable(
             "the licences' ledger cannot be reached now; nothing was reserved or charged"
         )
-    body = chat.forwarded(parsed, admission.max_tokens)
+    call = MeteredCall(
+        resources.metering.settlements,
+        transaction.principal,
+        transaction.request_id,
+        transaction.timings,
+        admission,
+        streamed=parsed.stream,
+    )
     serving = resources.vision.serving
-    if parsed.stream:
-        return await _stream(request, resources, admission, serving, body, parsed)
-    return await _answer(request, resources, admission, serving, body)
+    response: Response | None = None
+    try:
+        body = chat.forwarded(parsed, admission.max_tokens)
+        if parsed.stream:
+            response = await _stream(request, call, serving, body, parsed.include_usage)
+        else:
+            response = await _answer(request, call, serving, body)
+    except Exception:
+        # Whatever failed on the gateway's side once the call was admitted (its body not
+        # encodable, an answer not readable…): released, and said in OpenAI's shape.
+        log.exception("metering.call_failed", request=str(admission.request_id))
+        await call.end(None, "FAILED")
+        response = openai_error(
+            500,
+            "the call failed on the city's side after it was admitted; nothing was charged",
+            "server_error",
+            code="internal_error",
+        )
+    finally:
+        if not isinstance(response, SettledStream):
+            # Ended above, or by an answer, or by a cancellation: never left to the lease. A
+            # stream is ended by its relay (or by SettledStream if it never started).
+            await call.end(None, "CANCELLED")
+    return response
 
 
 async def _answer(
-    request: Request,
-    resources: Resources,
-    admission: Admission,
-    serving: ServingClient,
-    body: dict[str, Any],
+    request: Request, call: MeteredCall, serving: ServingClient, body: dict[str, Any]
 ) -> Response:
     """Ask the model and answer at once; a client that leaves first is charged nothing."""
-    call = asyncio.ensure_future(serving.chat(body))
-    left = asyncio.ensure_future(_client_left(request))
     try:
-        await asyncio.wait({call, left}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        left.cancel()
-        if not call.done():
-            call.cancel()
-    if not call.done() or call.cancelled():
-        await _finish(request, resources, admission, None, "CANCELLED", streamed=False)
-        return Response(status_code=499)
-    try:
-        answer = call.result()
+        answer = await _unless_client_leaves(request, serving.chat(body))
     except ServingUnavailable as error:
-        await _finish(request, resources, admission, None, "FAILED", streamed=False)
+        await call.end(None, "FAILED")
         return unavailable(f"the model is not available now: {error}")
     except ServingRefused as error:
-        await _finish(request, resources, admission, None, "FAILED", streamed=False)
+        await call.end(None, "FAILED")
         return _refused_by_model(error)
-    used = _usage(answer.get("usage"), admission)
+    if answer is None:
+        await call.end(None, "CANCELLED")
+        return Response(status_code=499)
+    used = reported_use(answer.get("usage"), call.admission)
     if used is None:
-        await _finish(request, resources, admission, None, "FAILED", streamed=False)
+        await call.end(None, "FAILED")
         return unavailable("the model answered without a usage report; nothing was charged")
-    await _finish(request, resources, admission, used, "OK", streamed=False)
+    await call.end(used, "OK")
     return Response(orjson.dumps(answer), media_type="application/json")
 
 
 async def _stream(
     request: Request,
-    resources: Resources,
-    admission: Admission,
+    call: MeteredCall,
     serving: ServingClient,
     body: dict[str, Any],
-    parsed: chat.ChatRequest,
+    include_usage: bool,
 ) -> Response:
     try:
-        upstream = await serving.open_stream(body)
+        upstream = await _unless_client_leaves(request, serving.open_stream(body))
     except ServingUnavailable as error:
-        await _finish(request, resources, admission, None, "FAILED", streamed=True)
+        await call.end(None, "FAILED")
         return unavailable(f"the model is not available now: {error}")
     except ServingRefused as error:
-        await _finish(request, resources, admission, None, "FAILED", streamed=True)
+        await call.end(None, "FAILED")
         return _refused_by_model(error)
+    if upstream is None:
+        await call.end(None, "CANCELLED")
+        return Response(status_code=499)
+    tally = StreamTally(call.admission, usage_for_caller=include_usage)
 
     async def relay() -> AsyncIterator[bytes]:
-        used: Cost | None = None
-        finished = False
+        ended = "CANCELLED"  # unless it reaches its end or breaks: its client left
         try:
             async for line in upstream.lines():
-                if line.startswith("data: {") and '"usage"' in line:
-                    chunk = orjson.loads(line[6:])
-                    report = _usage(chunk.get("usage"), admission)
-                    if report is not None:
-                        used = report
-                    if not chunk.get("choices") and not parsed.include_usage:
-                        continue  # the usage chunk we asked for; the caller did not
-                yield (line + "\n").encode()
+                chunk = tally.relay(line)
+                if chunk is not None:
+                    yield chunk
+                    tally.sent()
                 # Let the event loop run between chunks. When the model is ahead of us (its
                 # answer already buffered), neither reading it nor sending to a client that has
                 # gone ever suspends, so the client's leaving would be seen only after the
-                # whole answer, and charged as used.
+                # whole answer.
                 await anyio.lowlevel.checkpoint()
-            finished = True
-        except ServingUnavailable as error:
-            log.warning("metering.stream_broken", error=str(error))
+            ended = "OK"
+        except Exception as error:  # not the client's leaving: that is a BaseException
+            ended = "FAILED"
+            if isinstance(error, ServingUnavailable | StreamBroken):
+                log.warning("metering.stream_broken", error=str(error))
+            else:
+                log.exception("metering.stream_failed", request=str(call.admission.request_id))
             message = {"error": {"message": "the model stopped answering", "type": "server_error"}}
             yield b"data: " + orjson.dumps(message) + b"\n\n"
         finally:
             # The client may have left: this generator is being cancelled, and under anyio
             # every await here would be cancelled again. Closing the upstream (which stops the
-            # model) and the settlement run shielded, for a bounded time.
-            status = (
-                "OK" if finished and used is not None else "FAILED" if finished else "CANCELLED"
-            )
-            with anyio.CancelScope(shield=True), anyio.move_on_after(FINISH_SECONDS):
+            # model) runs shielded, as does the ending (MeteredCall.end).
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_SECONDS):
                 await upstream.aclose()
-                await _finish(
-                    request, resources, admission, used if status == "OK" else None, status,
-                    streamed=True,
-                )  # fmt: skip
+            await call.end(tally.charge(), ended)
 
     return SettledStream(
         relay(),
+        call,
+        upstream,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -273,67 +290,47 @@ async def _stream(
 class SettledStream(StreamingResponse):
     """A stream whose relay is closed as soon as the response ends, however it ends. When the
     client leaves, Starlette cancels the sending; the relay, suspended at a ``yield``, would
-    otherwise be closed (and its reservation released) only when it is garbage-collected."""
+    otherwise be closed (and its call ended) only when it is garbage-collected. A relay that
+    never started (the client left before the first byte) runs none of its own ending: the
+    tier's stream is closed and the call ended here."""
+
+    def __init__(
+        self,
+        relay: AsyncIterator[bytes],
+        call: MeteredCall,
+        upstream: ServingStream,
+        **options: Any,
+    ) -> None:
+        super().__init__(relay, **options)
+        self._call = call
+        self._upstream = upstream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             relay = self.body_iterator
-            if isinstance(relay, AsyncGenerator):
-                with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
+                if isinstance(relay, AsyncGenerator):
                     await relay.aclose()
+                with anyio.move_on_after(CLOSE_SECONDS):
+                    await self._upstream.aclose()
+                await self._call.end(None, "CANCELLED")
 
 
-# A settlement that cannot be made leaves the reservation to its lease: never charged.
-_NOT_SETTLED: tuple[type[BaseException], ...] = (DomainError, *UNREACHABLE)
-
-
-async def _finish(
-    request: Request,
-    resources: Resources,
-    admission: Admission,
-    used: Cost | None,
-    status: str,
-    *,
-    streamed: bool,
-) -> None:
-    """Settle (``used``) or release the reservation, in a short transaction under the caller's
-    identity (shared with the calls of the same licensee that end meanwhile). The token is not
-    checked again: the request was admitted, and what it used is charged even
-    if the token expired or was revoked while the model worked. If the database cannot be
-    reached the reservation stays until its lease runs out and is then released: a request that
-    cannot be settled is never charged."""
-    transaction = request_transaction(request)
-    ending = Ending(admission, used, "OK" if used is not None else status, streamed)
+async def _unless_client_leaves(request: Request, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or None if the client disconnected first (``work`` is cancelled)."""
+    task = asyncio.ensure_future(work)
+    left = asyncio.ensure_future(_client_left(request))
     try:
-        await resources.metering.settlements.finish(
-            transaction.principal, transaction.request_id, transaction.timings, ending
-        )
-    except _NOT_SETTLED as error:
-        log.warning(
-            "metering.finish_failed",
-            request=str(admission.request_id),
-            status=status,
-            error=str(error),
-        )
-
-
-def _usage(report: object, admission: Admission) -> Cost | None:
-    """The tier's usage report as a cost (its images: those the request sent)."""
-    if not isinstance(report, dict):
+        await asyncio.wait({task, left}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        left.cancel()
+        if not task.done():
+            task.cancel()
+    if not task.done() or task.cancelled():
         return None
-    prompt, completion = report.get("prompt_tokens"), report.get("completion_tokens")
-    if type(prompt) is not int or type(completion) is not int or min(prompt, completion) < 0:
-        return None
-    if prompt > admission.reserved.input_tokens:
-        log.warning(
-            "metering.input_over_reservation",
-            request=str(admission.request_id),
-            reported=prompt,
-            reserved=admission.reserved.input_tokens,
-        )
-    return Cost(prompt, completion, admission.reserved.images)
+    return task.result()
 
 
 def _refused_by_model(error: ServingRefused) -> Response:

@@ -2,11 +2,15 @@
 
 A route that reads or writes on a caller's behalf is declared ``protected`` (per route, not by
 path). Its middleware authenticates the bearer token, refuses a bad one with 401 before the
-route runs (and audits the refusal), and hands the route a typed ``RequestTransaction``:
+route runs (and audits the refusal), reads the request's body in full — before any connection
+is taken: a caller sending it slowly must not hold one that others need — and hands the route a
+typed ``RequestTransaction``:
 
 - ``TransactionMode.REQUEST`` (the default): one transaction for the whole request, opened by
   the statement that sets the caller's identity and checks the token, committed by the route
-  when its work is done (``commit``) and rolled back by the middleware otherwise;
+  when its work is done (``commit``) and rolled back by the middleware otherwise. A step that
+  needs no database and may take long (an image's decoding, a model's answer) runs
+  ``released``: the transaction commits before it and another opens after it;
 - ``TransactionMode.SHORT``: no transaction is held for the request. The route runs short
   transactions of its own (``transaction``), each under the caller's identity and re-checking
   the token — authorise and reserve, work with no connection held, settle and audit — so a
@@ -30,10 +34,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.access.refusals import RefusalLedger, Verdict
 from api.access.scope import AccessGate, AccessScope, OperationDescription
+from api.audit.collector import AuditCollector
 from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
 from api.db.errors import UNREACHABLE
 from api.db.unit_of_work import UnitOfWork
+from api.http.request_body import read_body, replaying
 from api.timing import Timings
 
 log = structlog.get_logger(__name__)
@@ -51,6 +57,7 @@ class RequestTransaction:
 
     __slots__ = (
         "_describe",
+        "_ended",
         "_gate",
         "_scope",
         "_uow",
@@ -77,11 +84,19 @@ class RequestTransaction:
         self._uow = uow
         self._scope: AccessScope | None = None
         self._describe: Callable[[], OperationDescription] | None = None
+        self._ended = False
 
     @property
     def uow(self) -> UnitOfWork | None:
-        """The request's one transaction (``REQUEST`` routes; None for ``SHORT`` ones)."""
+        """The request's transaction (``REQUEST`` routes; None for ``SHORT`` ones, and while a
+        step runs ``released``)."""
         return self._uow
+
+    @property
+    def scope(self) -> AccessScope | None:
+        """The access scope over the request's transaction, once ``access`` made it (a new one
+        after each ``released`` step; None if the transaction after it could not open)."""
+        return self._scope
 
     def operation_name(self) -> str:
         """The name the request's statements are counted under (once the route said it)."""
@@ -99,11 +114,54 @@ class RequestTransaction:
 
     async def commit(self) -> None:
         """Append the request's audit record and commit. If the commit fails this raises, and
-        nothing the request did was kept: the route must not report success."""
+        nothing the request did was kept: the route must not report success. (After a
+        ``released`` step whose caller's token no longer stood there is nothing to commit.)"""
+        if self._ended:
+            return
         if self._scope is None or self._describe is None:
             raise RuntimeError("commit() before access(): nothing to commit")
         await self._scope.record(self._describe())
         await self._scope.uow.close(commit=True)
+
+    @asynccontextmanager
+    async def released(self) -> AsyncIterator[None]:
+        """Run the block holding no database connection (``REQUEST`` routes, after
+        ``access``): the request's transaction commits as the block starts, and a new one
+        opens as it ends, under the caller's identity, the token checked again
+        (``InvalidToken`` if it no longer stands: the request then has no transaction left).
+        Read ``scope`` again after the block: it is over the new transaction.
+
+        The audit record is not cut in two: what the request gathered before the block goes on
+        into the new transaction's record, unless it disclosed something (rows read for the
+        caller), which is recorded in the transaction that read it, before it commits."""
+        scope, describe = self._scope, self._describe
+        if scope is None or describe is None or self._uow is None:
+            raise RuntimeError("released() needs the request's transaction: access() first")
+        carried: AuditCollector | None = scope.audit
+        if scope.audit.resources or scope.audit.personal_data:
+            await scope.record(describe())
+            carried = None
+        self._scope = self._uow = None
+        await scope.uow.close(commit=True)
+        try:
+            yield
+        finally:
+            uow = self._gate.unit_of_work(self.principal, self.operation_name)
+            try:
+                await self._gate.authenticator.check(uow, self.principal)
+            except BaseException:
+                await uow.close(commit=False)
+                self._ended = True
+                raise
+            self._uow = uow
+            self._scope = self._gate.over(
+                self.principal, self.request_id, uow, self.timings, audit=carried
+            )
+
+    async def close(self) -> None:
+        """Roll back what the route did not commit, and give the connection back."""
+        if self._uow is not None:
+            await self._uow.close(commit=False)
 
     @asynccontextmanager
     async def transaction(
@@ -193,6 +251,13 @@ class RequestTransactionMiddleware:
                     principal = await authenticator.verify(authorization(scope))
                 else:
                     principal, receive = await self._identify(scope, receive)
+            # The body, in full, before any connection is taken: however slowly a caller sends
+            # it (within the body limit's bytes and seconds), it holds only its own socket.
+            with timings.measure("body"):
+                body = await read_body(receive)
+            if body is None:
+                return  # the caller went away: nobody to answer
+            receive = replaying(body, receive)
             # Reported apart: every request opens its transaction and sets its identity.
             with timings.measure("begin"):
                 if self._mode is TransactionMode.REQUEST:
@@ -221,9 +286,8 @@ class RequestTransactionMiddleware:
         try:
             await self.app(scope, receive, send)
         finally:
-            if uow is not None:
-                # Normally the route committed it; a request that did not is rolled back.
-                await uow.close(commit=False)
+            # Normally the route committed it; a request that did not is rolled back.
+            await transaction.close()
 
 
 def protected(

@@ -114,12 +114,20 @@ class ServingClient:
         """Made inside the event loop that uses it (the lifespan, a worker's start)."""
         self.base_url = base_url.rstrip("/")
         self._secret = CallerSecret(secret_file)
+        # A streamed answer may take longer than one call's timeout in all: what bounds it is
+        # the wait for each next piece (and the tokens the caller asked for).
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=None, connect=min(5.0, timeout_seconds), sock_read=timeout_seconds
+        )
         self._retries = retries
         self._backoff = backoff_seconds
         # Connections are kept open and reused: one opened per call would cost the tier's own
         # proxy more than the call costs the gateway.
+        self._call_timeout = aiohttp.ClientTimeout(
+            total=timeout_seconds, connect=min(5.0, timeout_seconds)
+        )
         self._http = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=timeout_seconds, connect=min(5.0, timeout_seconds)),
+            timeout=self._call_timeout,
             connector=aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=60),
         )
         self._healthy: tuple[float, bool] | None = None
@@ -146,6 +154,7 @@ class ServingClient:
                     "/v1/chat/completions",
                     content,
                     {"content-type": "application/json", "accept": "text/event-stream"},
+                    client_timeout=self._stream_timeout,
                 )
             except (TimeoutError, aiohttp.ClientError) as error:
                 problem = f"unreachable: {type(error).__name__}"
@@ -186,7 +195,13 @@ class ServingClient:
         return healthy
 
     async def _open(
-        self, method: str, path: str, content: bytes | None, headers: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        content: bytes | None,
+        headers: dict[str, str],
+        *,
+        client_timeout: aiohttp.ClientTimeout | None = None,
     ) -> aiohttp.ClientResponse:
         """One request, with the callers' secret. A refusal of the secret (401) is tried once
         more with the file read again; a second one means this gateway holds no secret the
@@ -198,6 +213,7 @@ class ServingClient:
                 self.base_url + path,
                 data=content,
                 headers={**headers, **self._secret.header(reread=reread)},
+                timeout=client_timeout or self._call_timeout,
             )
             if response.status != 401:
                 return response

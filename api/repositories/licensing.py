@@ -61,6 +61,15 @@ ALL_LICENCES = f"SELECT {LICENCE_COLUMNS} FROM licence ORDER BY licensee_id, id 
 LICENCES_OF = f"""
 SELECT {LICENCE_COLUMNS} FROM licence WHERE licensee_id = ANY($1::int[]) ORDER BY licensee_id, id
 """
+# The licences the ledger would admit a call on now (``reserve_quotas`` refuses the others by
+# the same rule, with the same clock): valid, neither suspended nor revoked, the company active.
+USABLE_LICENCES_OF = f"""
+SELECT {", ".join(f"l.{f.name}" for f in fields(Licence))}
+FROM licence l JOIN licensee e ON e.id = l.licensee_id
+WHERE l.licensee_id = $1 AND l.revoked_at IS NULL AND l.suspended_at IS NULL
+  AND l.valid_from <= now() AND now() < l.valid_until AND e.status = 'ACTIVE'
+ORDER BY l.id
+"""
 SUSPEND_LICENCE = f"""
 UPDATE licence SET suspended_at = now(), suspension_reason = $2
 WHERE id = $1 AND suspended_at IS NULL RETURNING {LICENCE_COLUMNS}
@@ -173,6 +182,10 @@ class LicensingRepository:
             found.setdefault(row["licensee_id"], []).append(_licence(row))
         return found
 
+    async def usable_licences_of(self, licensee_id: int) -> list[Licence]:
+        """The licensee's licences a call may be made on now (as the ledger decides it)."""
+        return [_licence(row) for row in await self._uow.fetch(USABLE_LICENCES_OF, licensee_id)]
+
     async def suspend(self, licence_id: int, reason: str) -> Licence | None:
         """The licence, suspended now; None if it is not visible or already suspended."""
         row = await self._uow.fetchrow(SUSPEND_LICENCE, licence_id, reason)
@@ -196,7 +209,10 @@ class UsageRecord:
     client_id: str
     model: str
     purpose: str
-    status: str  # OK, FAILED (nothing charged), CANCELLED (the client left; nothing charged)
+    # OK (charged: read to its end, or a stream left or broken off midway, charged what it
+    # delivered), FAILED (nothing charged), CANCELLED (the client left before a token was
+    # delivered; nothing charged)
+    status: str
     input_tokens: int
     output_tokens: int
     images: int

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import asyncpg
 import orjson
 
+from api.db.errors import translate
 from api.db.unit_of_work import UnitOfWork, set_identity
 from api.domain.models import columns
 from api.repositories.sql import Conditions, Ordering, Page, PageRequest, finish_page
@@ -283,19 +284,23 @@ class VisionRepository:
         captured_at: datetime,
         uploaded_by: str,
     ) -> FrameRecord | None:
-        """The new frame, or None if these bytes were stored before."""
-        row = await self._uow.fetchrow(
-            INSERT_FRAME,
-            sha256,
-            camera_id,
-            bureau_id,
-            media_type,
-            size_bytes,
-            width,
-            height,
-            captured_at,
-            uploaded_by,
-        )
+        """The new frame, or None if these bytes were stored before. ``Forbidden`` if row-level
+        security refuses the row (frame_create: a frame of the caller's own bureau's cameras)."""
+        try:
+            row = await self._uow.fetchrow(
+                INSERT_FRAME,
+                sha256,
+                camera_id,
+                bureau_id,
+                media_type,
+                size_bytes,
+                width,
+                height,
+                captured_at,
+                uploaded_by,
+            )
+        except asyncpg.PostgresError as error:
+            raise translate(error) or error from None
         return FrameRecord(**row) if row is not None else None
 
     async def camera_bureau(self, camera_id: int) -> int | None:

@@ -7,7 +7,7 @@ due date).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,15 +21,42 @@ from api.domain.open311 import RequestQuery, Service, ServiceRequest, Submission
 from api.domain.sla import SlaCalendar
 from api.policy import resources
 from api.repositories.bureaus import BureauRepository
+from api.repositories.idempotency import IdempotencyRepository
 from api.repositories.incidents import NEWEST_FIRST, IncidentFilter
 from api.repositories.open311 import Open311Requests
 from api.repositories.sql import PageRequest
+from api.services.idempotency import once
 from api.services.incidents.reads import IncidentReads
 from api.services.incidents.reporting import IncidentReport, IncidentReporting
 from api.services.vision.reads import VisionReads
 
 CLIENT_PREFIX = "open311:"
 SERVICE_NOTICE = "Routed to {bureau}; expected by {due:%Y-%m-%d %H:%M} ({zone})."
+SUBMIT_OPERATION = "open311.submitRequest"
+MAX_WINDOW = timedelta(days=open311.DEFAULT_DAYS)
+
+
+def window(
+    start: datetime | None, end: datetime | None, now: datetime
+) -> tuple[datetime, datetime | None]:
+    """The reported-at range ``GET requests`` reads (from, up to and including), never more
+    than 90 days whichever bounds were sent: the last 90 days; 90 days from ``start_date`` (up
+    to now); 90 days up to ``end_date``; or the two, if they are at most 90 days apart. None
+    for an upper bound is now (and an incident reported a moment ahead by a skewed clock)."""
+    open311.require_window(start, end)
+    if start is not None and end is not None:
+        if end - start > MAX_WINDOW:
+            raise InvalidInput(
+                "end_date",
+                f"is more than {open311.DEFAULT_DAYS} days after start_date: the range from "
+                f"start_date to end_date may span at most {open311.DEFAULT_DAYS} days",
+            )
+        return start, end
+    if end is not None:
+        return end - MAX_WINDOW, end
+    if start is not None:
+        return start, start + MAX_WINDOW if start + MAX_WINDOW < now else None
+    return now - MAX_WINDOW, None
 
 
 class Open311Desk:
@@ -88,11 +115,7 @@ class Open311Desk:
             found = await reads.by_ids(query.ids)
             records = [found[i] for i in dict.fromkeys(query.ids) if i in found]
         else:
-            open311.require_window(query.start, query.end)
-            end = query.end
-            start = query.start
-            if start is None and end is None:
-                start = datetime.now(UTC) - timedelta(days=open311.DEFAULT_DAYS)
+            start, end = window(query.start, query.end, datetime.now(UTC))
             where = IncidentFilter(
                 categories=list(query.service_codes) if query.service_codes else None,
                 statuses=open311.statuses_for(set(query.statuses)) if query.statuses else None,
@@ -201,11 +224,17 @@ class Open311Desk:
     # --- submitting ---------------------------------------------------------------------------
 
     async def submit(
-        self, submission: Submission, idempotency_key: str | None, english: bool
+        self,
+        submission: Submission,
+        parameters: Mapping[str, str],
+        idempotency_key: str | None,
+        english: bool,
     ) -> tuple[str, str, str, bool]:
         """Report ``submission`` as an incident for the client whose key the caller holds:
-        (service_request_id, token, service_notice, replayed). A retry with the same
-        idempotency key answers what the first did (replayed)."""
+        (service_request_id, token, service_notice, replayed). ``parameters`` are all those
+        the request sent (``submission`` read from them): a retry with the same idempotency key
+        and the same parameters answers what the first did (replayed); a request with any
+        parameter changed under a used key is refused (``IdempotencyKeyReused``)."""
         client_id = self._client_id()
         location = validate_wgs84(submission.lat, submission.long, "location")
         category = (await self._bureaus.categories_by_code([submission.service_code])).get(
@@ -229,12 +258,28 @@ class Open311Desk:
             reporter_note=submission.reporter_note(),
         )
         reporting = IncidentReporting(self._access, self._calendar, self._key_ttl_hours)
-        record, replayed = await reporting.report(report, idempotency_key)
-        if replayed:
-            token = (await self._requests.of([record.id]))[record.id].token
-        else:
+
+        async def create() -> tuple[tuple[IncidentRecord, uuid.UUID], int]:
+            record, _ = await reporting.report(report, None)
             token = uuid.uuid4()
             await self._requests.record(record.id, token, client_id, submission.address)
+            return (record, token), record.id
+
+        async def replay(incident_id: int) -> tuple[IncidentRecord, uuid.UUID]:
+            record = await reporting.incidents.get(incident_id)
+            return record, (await self._requests.of([incident_id]))[incident_id].token
+
+        # The key, the incident and its request row are kept together or not at all.
+        async with self._access.uow.savepoint():
+            (record, token), replayed = await once(
+                IdempotencyRepository(self._access.uow, self._key_ttl_hours),
+                subject=self._access.principal.subject,
+                key=idempotency_key,
+                operation=SUBMIT_OPERATION,
+                payload=dict(parameters),
+                create=create,
+                replay=replay,
+            )
         bureau = (await self._bureaus.by_ids([record.responsible_bureau_id]))[
             record.responsible_bureau_id
         ]

@@ -13,7 +13,7 @@ import asyncpg
 import orjson
 import pytest
 
-from api.audit.entries import AuditEntry
+from api.audit.entries import MIRRORED, AuditEntry
 from api.auth.keys import KeyRing
 from api.auth.principal import Principal, PrincipalKind
 from api.db.pool import connect
@@ -179,6 +179,55 @@ async def test_tampering_shows(
     assert not outcome.intact
     assert outcome.first_broken_seq == broken
     assert reason in (outcome.reason or "")
+
+
+# For each column the record's hash covers (the payload mirrors it): a value other than the
+# record's, as SQL over the row. The records of `chain` are a staff member's, with no client,
+# bureau or document, nothing returned and no decision's policies.
+ONE_COLUMN_EDITS = {
+    "occurred_at": "occurred_at + interval '1 second'",
+    "request_id": "'forged'",
+    "subject": "'someone-else'",
+    "client_id": "'forged-client'",
+    "bureau": "'POLICE'",
+    "principal_kind": "'auditor'",
+    "category": "'rest'",
+    "operation": "'forged'",
+    "document_hash": "repeat('ab', 32)",
+    "resource_ids": "ARRAY['Incident:1']",
+    "decision": "'DENY'",
+    "policy_ids": "ARRAY['incidents.list']",
+    "policy_version": "'forged'",
+    "personal_data": "true",
+}
+# The columns of audit_record the chain itself is made of, besides the mirrored ones.
+CHAIN_COLUMNS = {"seq", "payload", "prev_hash", "hash"}
+
+
+async def test_every_column_of_a_record_is_covered_by_its_hash(chain: asyncpg.Connection) -> None:
+    """A column neither mirrored in the payload nor part of the chain could be edited unseen;
+    and each mirrored column has its one-column edit below."""
+    columns = await chain.fetch(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = 'lighthouse' AND table_name = 'audit_record'"
+    )
+    assert {row["column_name"] for row in columns} == set(MIRRORED) | CHAIN_COLUMNS
+    assert set(ONE_COLUMN_EDITS) == set(MIRRORED)
+
+
+@pytest.mark.parametrize("column", MIRRORED)
+async def test_an_edit_of_one_column_alone_shows(chain: asyncpg.Connection, column: str) -> None:
+    victim = 17
+    before = await chain.fetchval(f"SELECT {column} FROM audit_record WHERE seq = {victim}")
+    await tamper(
+        chain, f"UPDATE audit_record SET {column} = {ONE_COLUMN_EDITS[column]} WHERE seq = {victim}"
+    )
+    after = await chain.fetchval(f"SELECT {column} FROM audit_record WHERE seq = {victim}")
+    assert after != before, f"the edit of {column} changed nothing"
+    outcome = await verify(chain)
+    assert not outcome.intact
+    assert outcome.first_broken_seq == victim
+    assert outcome.reason == f"its column {column} differs from what was recorded"
 
 
 async def anchors(connection: asyncpg.Connection) -> AuditAnchors:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from strawberry.relay import GlobalID
 
-from tests.graph.helpers import bureau_ids, global_id, incident_in
-from tests.support import GraphQLClient
+from api.auth.principal import Principal, PrincipalKind
+from tests.graph.helpers import bureau_ids, global_id, incident_in, key_of
+from tests.support import DatabaseUnderTest, GraphQLClient
+from tests.tokens import TokenFactory
 
 pytestmark = pytest.mark.db
 
@@ -97,11 +102,11 @@ async def test_500_references_cost_a_bounded_number_of_statements(
     client: GraphQLClient, http: httpx.AsyncClient
 ) -> None:
     incidents = [await incident_in(client, "VERIFIED", title=f"參照 {i}") for i in range(3)]
-    bureaus = list((await bureau_ids(client)).values())
+    bureaus = await bureau_ids(client)  # by code
     representations: list[dict[str, Any]] = [
         {"__typename": "Incident", "id": incident["id"]} for incident in incidents
     ]
-    representations += [{"__typename": "Bureau", "id": bureau} for bureau in bureaus]
+    representations += [{"__typename": "Bureau", "id": bureau} for bureau in bureaus.values()]
     representations += [{"__typename": "IncidentCategory", "code": "POTHOLE"}]
     kinds = ["Incident", "Asset", "WorkOrder"]
     while len(representations) < 500:
@@ -117,10 +122,8 @@ async def test_500_references_cost_a_bounded_number_of_statements(
     found = data["_entities"]
     assert len(found) == 500
     assert [entity["title"] for entity in found[:3]] == ["參照 0", "參照 1", "參照 2"]
-    assert {entity["code"] for entity in found[3 : 3 + len(bureaus)]} == {
-        "PUBLIC_WORKS",
-        *{e["code"] for e in found[3 : 3 + len(bureaus)]},
-    }
+    # Each bureau's reference answered by that bureau, in the order asked.
+    assert [entity["code"] for entity in found[3 : 3 + len(bureaus)]] == list(bureaus)
     assert found[3 + len(bureaus)] == {
         "__typename": "IncidentCategory", "code": "POTHOLE",
         "responsibleBureau": {"code": "PUBLIC_WORKS"},
@@ -158,3 +161,135 @@ async def test_a_bad_reference_is_refused_whole_before_anything_is_read(
     assert "representations" in body["errors"][0]["message"]
     # The identity and the audit record of the refusal; no read.
     assert after - before <= 2, after - before
+
+
+async def public_works_frame(owner: asyncpg.Connection) -> bytes:
+    """A frame of a new Public Works camera, recorded directly; its SHA-256."""
+    frame = os.urandom(32)
+    await owner.execute(
+        "WITH camera AS (INSERT INTO asset (code, kind, name, bureau_id, latitude, longitude,"
+        " created_by) SELECT $2, 'CAMERA', 'camera', id, 22.6, 120.3, 'tests'"
+        " FROM bureau WHERE code = 'PUBLIC_WORKS' RETURNING id, bureau_id)"
+        " INSERT INTO frame (sha256, camera_id, bureau_id, media_type, size_bytes, width, height,"
+        " captured_at, uploaded_by) SELECT $1, id, bureau_id, 'image/jpeg', 10, 4, 3, now(),"
+        " 'tests' FROM camera",
+        frame,
+        f"CAM-FED-{frame.hex()[:8]}",
+    )
+    return frame
+
+
+async def test_a_frame_reference_resolves_by_the_id_the_subgraph_serves(
+    client: GraphQLClient, owner: asyncpg.Connection
+) -> None:
+    frame = await public_works_frame(owner)
+    frame_id = str(GlobalID("Frame", frame.hex()))
+    data = await client.data(
+        "query Frames($representations: [_Any!]!) { _entities(representations: $representations)"
+        " { __typename ... on Frame { id sha256 } } }",
+        {"representations": [{"__typename": "Frame", "id": frame_id}]},
+    )
+    assert data["_entities"] == [{"__typename": "Frame", "id": frame_id, "sha256": frame.hex()}]
+
+
+PROBE = """
+query Probe($representations: [_Any!]!) {
+  _entities(representations: $representations) {
+    __typename
+    ... on Incident { id title }
+    ... on WorkOrder { id crew }
+    ... on Frame { id sha256 }
+  }
+}
+"""
+# Callers the policies refuse incidents and frames to (incidents.list): an auditor without
+# incidents:read, and a licensee whatever its token says. The licensee's token names Public
+# Works, whose incidents and frames row-level security would show it (it looks at the bureau, not
+# at the kind of caller), so only the policies' decision stands between it and the data.
+REFUSED_CALLERS = {
+    "auditor": {"subject": "auditor", "kind": "auditor", "scopes": ["audit:read"]},
+    "licensee-naming-a-bureau": {
+        "subject": "acme-probe", "kind": "licensee", "bureau": "PUBLIC_WORKS",
+        "scopes": ["incidents:read", "assets:read", "pii:read"],
+    },
+}  # fmt: skip
+
+
+async def _rls_shows(
+    database: DatabaseUnderTest, principal: Principal, incident: int, work_order: int, frame: bytes
+) -> list[int]:
+    """How many of the incident, the work order and the frame row-level security alone shows
+    ``principal`` (the application role, with the identity set as the gateway sets it)."""
+    app = await asyncpg.connect(database.app_url)
+    try:
+        async with app.transaction():
+            settings = principal.database_settings()
+            await app.execute(
+                "SELECT set_config(n, v, true) FROM unnest($1::text[], $2::text[]) AS s(n, v)",
+                list(settings), list(settings.values()),
+            )  # fmt: skip
+            return [
+                await app.fetchval(f"SELECT count(*) FROM lighthouse.{table} WHERE {key} = $1", value)
+                for table, key, value in (
+                    ("incident", "id", incident), ("work_order", "id", work_order),
+                    ("frame", "sha256", frame),
+                )
+            ]  # fmt: skip
+    finally:
+        await app.close()
+
+
+@pytest.mark.parametrize("caller", sorted(REFUSED_CALLERS))
+async def test_entities_refused_by_the_policies_answer_the_refusal_and_are_audited(
+    client: GraphQLClient,
+    http: httpx.AsyncClient,
+    tokens: TokenFactory,
+    owner: asyncpg.Connection,
+    database: DatabaseUnderTest,
+    caller: str,
+) -> None:
+    incident = await incident_in(client, "DISPATCHED", title="不該看見")
+    incident_id = key_of(incident["id"])
+    work_order = await owner.fetchval(
+        "SELECT id FROM work_order WHERE incident_id = $1", incident_id
+    )
+    frame = await public_works_frame(owner)
+    who: dict[str, Any] = REFUSED_CALLERS[caller]
+    bureau = who.get("bureau")
+    bureau_id = await owner.fetchval("SELECT id FROM bureau WHERE code = $1", bureau)
+    principal = Principal(
+        subject=who["subject"], kind=PrincipalKind(who["kind"]), bureau_id=bureau_id,
+        bureau_code=bureau, scopes=frozenset(who["scopes"]),
+    )  # fmt: skip
+    expected_rls = [1, 1, 1] if bureau else [0, 0, 0]
+    assert await _rls_shows(database, principal, incident_id, work_order, frame) == expected_rls
+
+    response = await http.post(
+        "/graphql",
+        json={
+            "query": PROBE,
+            "variables": {
+                "representations": [
+                    {"__typename": "Incident", "id": incident["id"]},
+                    {"__typename": "WorkOrder", "id": global_id("WorkOrder", work_order)},
+                    {"__typename": "Frame", "id": str(GlobalID("Frame", frame.hex()))},
+                ]
+            },
+        },
+        headers={"authorization": f"Bearer {tokens.custom(**who)}"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["data"] == {"_entities": [None, None, None]}, body
+    refusals = sorted((e["path"][1], e["extensions"]["code"]) for e in body["errors"])
+    assert refusals == [(0, "FORBIDDEN"), (1, "FORBIDDEN"), (2, "FORBIDDEN")], body["errors"]
+    # The refused access is on the record: who asked, refused by the policies, nothing shown.
+    record = await owner.fetchrow(
+        "SELECT subject, operation, decision, resource_ids FROM audit_record WHERE request_id = $1",
+        response.headers["x-request-id"],
+    )
+    assert record is not None
+    assert (record["subject"], record["operation"], record["decision"]) == (
+        who["subject"], "Probe", "DENY",
+    )  # fmt: skip
+    assert record["resource_ids"] == []

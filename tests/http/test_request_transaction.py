@@ -9,7 +9,9 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import httpx
@@ -30,13 +32,16 @@ from api.services.incidents.reads import IncidentReads
 from api.settings import (
     DatabaseSettings,
     Environment,
+    HttpSettings,
     LoggingSettings,
     OAuthSettings,
     load_settings,
 )
-from tests.graph.helpers import key_of
+from tests.graph.helpers import global_id, key_of
 from tests.support import DatabaseUnderTest, InProcessGateway, free_port
 from tests.tokens import TokenFactory
+from tests.vision.conftest import now_iso
+from tests.vision.images import photo
 
 pytestmark = pytest.mark.db
 
@@ -139,8 +144,11 @@ async def one_incident_per_bureau(database: DatabaseUnderTest, *codes: str) -> N
         await owner.close()
 
 
-@pytest.fixture
-async def served(database: DatabaseUnderTest) -> AsyncIterator[tuple[str, Probe, TokenFactory]]:
+@asynccontextmanager
+async def serving(
+    database: DatabaseUnderTest, **groups: Any
+) -> AsyncIterator[tuple[str, Probe, TokenFactory]]:
+    """The gateway with the probe routes, on a pool of ``POOL_SIZE`` (``groups``: settings)."""
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     settings = load_settings(
@@ -154,6 +162,7 @@ async def served(database: DatabaseUnderTest) -> AsyncIterator[tuple[str, Probe,
         ),
         oauth=OAuthSettings(issuer=issuer),
         logging=LoggingSettings(),
+        **groups,
     )
     probe = Probe()
     app = create_app(settings, [*DOMAINS.values(), probe_bundle(probe)])
@@ -162,6 +171,12 @@ async def served(database: DatabaseUnderTest) -> AsyncIterator[tuple[str, Probe,
             yield gateway.base_url, probe, TokenFactory(database.owner_url, issuer)
         finally:
             probe.resume.set()  # a failed test must not leave a route waiting
+
+
+@pytest.fixture
+async def served(database: DatabaseUnderTest) -> AsyncIterator[tuple[str, Probe, TokenFactory]]:
+    async with serving(database) as served:
+        yield served
 
 
 async def test_a_short_route_holds_no_connection_between_its_transactions(
@@ -286,3 +301,165 @@ async def test_a_rest_read_is_authorized_and_audited_as_the_graph_read_is(
         assert rest_record["resource_ids"] == graph_record["resource_ids"]
     assert answers["auditor"][0].status_code == 403
     assert answers["auditor"][1].json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+# --- A caller's body arrives before any connection is taken -----------------------------------
+
+TRICKLERS = 3 * POOL_SIZE
+TRICKLE_SECONDS = 3.0
+SMALL_QUERY = {"query": "{ me { subject } }"}
+UPLOAD = """
+mutation Upload($file: Upload!, $camera: ID!, $at: DateTime!) {
+  uploadFrame(file: $file, camera: $camera, capturedAt: $at) { __typename }
+}
+"""
+
+
+def json_request(token: str) -> tuple[dict[str, str], bytes]:
+    """A read-only viewer's query, as its headers and body."""
+    body = json.dumps({"query": "{ incidents(first: 1) { totalCount } }"}).encode()
+    return {"authorization": f"Bearer {token}", "content-type": "application/json"}, body
+
+
+def upload_request(token: str) -> tuple[dict[str, str], bytes]:
+    """A camera gateway's frame (the GraphQL multipart request), as its headers and body."""
+    variables = {"file": None, "camera": global_id("Asset", 999_999), "at": now_iso()}
+    request = httpx.Request(
+        "POST",
+        "http://gateway/graphql",
+        data={
+            "operations": json.dumps({"query": UPLOAD, "variables": variables}),
+            "map": json.dumps({"0": ["variables.file"]}),
+        },
+        files={"0": ("frame.jpg", photo(31, size=(320, 240)), "image/jpeg")},
+        headers={"authorization": f"Bearer {token}", "GraphQL-Require-Preflight": "1"},
+    )
+    body = request.read()
+    headers = {k: v for k, v in request.headers.items() if k in ("authorization", "content-type")}
+    return headers | {"graphql-require-preflight": "1"}, body
+
+
+async def trickle(
+    base_url: str,
+    headers: dict[str, str],
+    body: bytes,
+    seconds: float,
+    pieces: int = 10,
+    length: int | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """POST /graphql, its headers at once and its body in ``pieces`` over ``seconds``; the
+    answer's status and JSON body. (``length``: the length declared, if not the body's.)"""
+    host, port = base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    declared = len(body) if length is None else length
+    head = ["POST /graphql HTTP/1.1", f"host: {host}:{port}", f"content-length: {declared}"]
+    head += [f"{name}: {value}" for name, value in headers.items()]
+    writer.write(("\r\n".join([*head, "connection: close"]) + "\r\n\r\n").encode())
+    answering = asyncio.create_task(read_all(reader))
+    step = -(-len(body) // pieces)
+    try:
+        for start in range(0, len(body), step):
+            await asyncio.sleep(seconds / pieces)
+            if answering.done():
+                break  # answered before the body was all sent
+            writer.write(body[start : start + step])
+            await writer.drain()
+    except ConnectionError:
+        pass  # answered, and the connection closed, before the body was all sent
+    answer = await answering
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    payload = rest.partition(b"\r\n\r\n")[2]
+    return int(status_line.split()[1]), json.loads(payload) if payload else {}
+
+
+async def read_all(reader: asyncio.StreamReader) -> bytes:
+    """What the server sends until it closes the connection (kept if it is then reset)."""
+    chunks = []
+    try:
+        while chunk := await reader.read(65536):
+            chunks.append(chunk)
+    except ConnectionError:
+        pass
+    return b"".join(chunks)
+
+
+async def idle_in_transaction(owner: asyncpg.Connection, database: DatabaseUnderTest) -> int:
+    count: int = await owner.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
+        " AND state LIKE 'idle in transaction%'",
+        database.name,
+    )
+    return count
+
+
+async def test_slow_bodies_hold_no_connection_and_starve_no_one(
+    served: tuple[str, Probe, TokenFactory], database: DatabaseUnderTest
+) -> None:
+    """More callers than the pool has connections send their bodies slowly (a viewer's query, a
+    camera's frame): meanwhile no connection is idle in a transaction, and another caller's
+    query is answered at once."""
+    base_url, _, tokens = served
+    viewer, camera = tokens.named("city-viewer"), tokens.named("camera-gateway")
+    requests = [json_request(viewer) if n % 2 else upload_request(camera) for n in range(TRICKLERS)]
+    tricklers = [
+        asyncio.create_task(trickle(base_url, headers, body, TRICKLE_SECONDS))
+        for headers, body in requests
+    ]
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        await asyncio.sleep(TRICKLE_SECONDS / 4)  # every trickler's headers are in
+        held = [await idle_in_transaction(owner, database)]
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+            started = time.monotonic()
+            answer = await http.post(
+                "/graphql", json=SMALL_QUERY, headers={"authorization": f"Bearer {viewer}"}
+            )
+            waited = time.monotonic() - started
+        held.append(await idle_in_transaction(owner, database))
+        assert not all(t.done() for t in tricklers), "the bodies arrived before the query"
+        answers = await asyncio.gather(*tricklers)
+    finally:
+        await owner.close()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"]["me"]["subject"] == "city-viewer"
+    assert waited < 1.0, f"a one-line query waited {waited:.2f} s behind slow bodies"
+    assert held == [0, 0], "connections were held idle in a transaction while bodies arrived"
+    for (status, payload), (headers, _) in zip(answers, requests, strict=True):
+        assert status == 200, payload
+        if headers["content-type"] == "application/json":
+            assert payload["data"]["incidents"]["totalCount"] >= 0
+        else:
+            assert payload["data"]["uploadFrame"]["__typename"] == "NotFound"
+
+
+@pytest.fixture
+async def impatient(database: DatabaseUnderTest) -> AsyncIterator[tuple[str, Probe, TokenFactory]]:
+    """A gateway that waits one second for a request's body."""
+    async with serving(database, http=HttpSettings(max_body_seconds=1.0)) as served:
+        yield served
+
+
+@pytest.mark.parametrize("pieces", [1, 30], ids=["stalled", "trickled"])
+async def test_a_body_that_does_not_arrive_in_time_gets_408(
+    impatient: tuple[str, Probe, TokenFactory], database: DatabaseUnderTest, pieces: int
+) -> None:
+    """A body that stalls half-way, or trickles in a byte at a time, is answered 408 once its
+    time is up (a typed error), holding no connection meanwhile."""
+    base_url, _, tokens = impatient
+    headers, body = json_request(tokens.named("city-viewer"))
+    # Half the body, then nothing (stalled); or all of it, over three seconds (trickled).
+    sent = body[: len(body) // 2] if pieces == 1 else body
+    started = time.monotonic()
+    slow = asyncio.create_task(trickle(base_url, headers, sent, 3.0, pieces, len(body)))
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        await asyncio.sleep(0.5)
+        held = await idle_in_transaction(owner, database)
+    finally:
+        await owner.close()
+    status, payload = await asyncio.wait_for(slow, timeout=10)
+    assert time.monotonic() - started < 5
+    assert status == 408, payload
+    assert payload["errors"][0]["extensions"]["code"] == "REQUEST_TIMEOUT"
+    assert held == 0

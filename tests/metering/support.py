@@ -5,21 +5,25 @@ OAuth client library for the token, the OpenAI SDK for the calls."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import os
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import openai
 from authlib.deprecate import AuthlibDeprecationWarning
 from PIL import Image
 
+from api.app import create_app
 from api.auth.clients import ClientRegistration, ClientRegistry
 from api.auth.principal import Principal, PrincipalKind
 from api.db.pool import create_pool
@@ -27,8 +31,18 @@ from api.db.unit_of_work import UnitOfWork
 from api.domain.licensing import Licence, LicenceTerms, QuotaPeriod
 from api.repositories.licensing import Contact, LicensingRepository
 from api.repositories.oauth import OAuthRepository
-from api.settings import DatabaseSettings, Settings
-from tests.support import DatabaseUnderTest, GatewayProcess
+from api.services.metering.chat import GENERATION_PROMPT_TOKENS
+from api.settings import (
+    DatabaseSettings,
+    Environment,
+    MeteringSettings,
+    OAuthSettings,
+    ServingSettings,
+    Settings,
+    VisionSettings,
+    load_settings,
+)
+from tests.support import DatabaseUnderTest, InProcessGateway, free_port
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
@@ -42,11 +56,38 @@ ADMIN = Principal(
 )
 
 
+class Gateway(Protocol):
+    """A running gateway: a process of its own (``GatewayProcess``) or one in the test's loop
+    (``InProcessGateway``)."""
+
+    base_url: str
+
+
 @dataclass(frozen=True)
 class Licensed:
     licence: Licence
     client_id: str
     secret: str
+
+
+@asynccontextmanager
+async def gateway_in_loop(
+    database: DatabaseUnderTest, serving_url: str, scratch: Path
+) -> AsyncIterator[InProcessGateway]:
+    """A gateway served in the test's own loop, its serving tier at ``serving_url`` (tried
+    once: no retries), its frames under ``scratch``."""
+    port = free_port()
+    settings = load_settings(
+        environment=Environment.TEST,
+        database=DatabaseSettings(
+            url=database.app_url, owner_url=database.owner_url, migrate_on_start=False
+        ),
+        oauth=OAuthSettings(issuer=f"http://127.0.0.1:{port}", refusals_per_minute=100_000),
+        serving=ServingSettings(url=serving_url, retries=0, secret_file=None),
+        vision=VisionSettings(frames_dir=scratch / "frames"),
+    )
+    async with InProcessGateway(create_app(settings), port) as gateway:
+        yield gateway
 
 
 async def as_admin(
@@ -64,19 +105,12 @@ async def as_admin(
         await pool.close()
 
 
-async def new_licensee_and_licence(
-    repository: LicensingRepository, number: int, **terms: Any
-) -> Licence:
-    """A company of its own (named after ``number``) and one licence: generous terms, but for
-    ``terms``."""
-    licensee = await repository.create_licensee(
-        f"company-{number}", f"Company {number}", f"{number % 10**8:08d}",
-        [Contact("Developer", "dev@example.com")], ADMIN.subject,
-    )  # fmt: skip
+def licence_terms(licensee_id: int, code: str, **terms: Any) -> LicenceTerms:
+    """Generous terms, but for ``terms``."""
     now = datetime.now(UTC)
     values: dict[str, Any] = {
-        "licensee_id": licensee.id,
-        "code": f"LIC-{number}",
+        "licensee_id": licensee_id,
+        "code": code,
         "models": [MODEL],
         "purpose": PURPOSE,
         "purpose_description": "parking occupancy analytics",
@@ -94,7 +128,28 @@ async def new_licensee_and_licence(
         "max_images": 1,
         "max_image_bytes": 256 * 1024,
     } | terms
-    return await repository.create_licence(LicenceTerms(**values), ADMIN.subject)
+    return LicenceTerms(**values)
+
+
+async def new_licensee_and_licence(
+    repository: LicensingRepository, number: int, **terms: Any
+) -> Licence:
+    """A company of its own (named after ``number``) and one licence: generous terms, but for
+    ``terms``."""
+    licensee = await repository.create_licensee(
+        f"company-{number}", f"Company {number}", f"{number % 10**8:08d}",
+        [Contact("Developer", "dev@example.com")], ADMIN.subject,
+    )  # fmt: skip
+    return await repository.create_licence(
+        licence_terms(licensee.id, f"LIC-{number}", **terms), ADMIN.subject
+    )
+
+
+async def another_licence(database: DatabaseUnderTest, licensed: Licensed, **terms: Any) -> Licence:
+    """One more licence for ``licensed``'s company (generous, but for ``terms``)."""
+    code = f"{licensed.licence.code}-{uuid.uuid4().hex[:6].upper()}"
+    new = licence_terms(licensed.licence.licensee_id, code, **terms)
+    return await as_admin(database, lambda r: r.create_licence(new, ADMIN.subject))
 
 
 async def licensee_with_licence(database: DatabaseUnderTest, **terms: Any) -> Licensed:
@@ -122,7 +177,7 @@ async def licensee_with_licence(database: DatabaseUnderTest, **terms: Any) -> Li
 
 
 async def access_token(
-    gateway: GatewayProcess, licensed: Licensed, scope: str = "inference:invoke usage:read"
+    gateway: Gateway, licensed: Licensed, scope: str = "inference:invoke usage:read"
 ) -> str:
     """A token by client credentials, as a licensee's developer gets one (authlib)."""
     async with AsyncOAuth2Client(
@@ -134,7 +189,7 @@ async def access_token(
     return str(token["access_token"])
 
 
-def sdk(gateway: GatewayProcess, token: str, **options: Any) -> openai.AsyncOpenAI:
+def sdk(gateway: Gateway, token: str, **options: Any) -> openai.AsyncOpenAI:
     """The OpenAI SDK pointed at the gateway, without its own retries (the tests count calls)."""
     return openai.AsyncOpenAI(
         base_url=gateway.base_url + "/v1",
@@ -178,6 +233,58 @@ async def ledger(database: DatabaseUnderTest, licence: Licence) -> dict[str, int
     }
 
 
+async def held(database: DatabaseUnderTest, licence: Licence) -> dict[str, int]:
+    """What the licence still holds for calls under way: reservations, the period's reserved
+    requests and the calls in flight (all zero once every call has ended)."""
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        row = await owner.fetchrow(
+            "SELECT (SELECT count(*) FROM lighthouse.quota_reservation WHERE licence_id = $1)"
+            " AS reservations, (SELECT coalesce(sum(reserved_requests), 0)"
+            " FROM lighthouse.quota_period WHERE licence_id = $1) AS reserved_requests,"
+            " (SELECT coalesce(sum(in_flight), 0) FROM lighthouse.licence_load"
+            " WHERE licence_id = $1) AS in_flight",
+            licence.id,
+        )
+    finally:
+        await owner.close()
+    assert row is not None
+    return {k: int(v) for k, v in row.items()}
+
+
+NOTHING_HELD = {"reservations": 0, "reserved_requests": 0, "in_flight": 0}
+
+
+async def records(database: DatabaseUnderTest, licence: Licence) -> list[tuple[str, int, int, int]]:
+    """The licence's usage records, oldest first: (status, input tokens, output tokens, images)."""
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        rows = await owner.fetch(
+            "SELECT status, input_tokens, output_tokens, images FROM lighthouse.usage_record"
+            " WHERE licence_id = $1 ORDER BY finished_at, request_id",
+            licence.id,
+        )
+    finally:
+        await owner.close()
+    return [(r["status"], r["input_tokens"], r["output_tokens"], r["images"]) for r in rows]
+
+
+async def settled(
+    database: DatabaseUnderTest, licence: Licence, count: int, seconds: float = 15
+) -> list[tuple[str, int, int, int]]:
+    """The licence's usage records once there are ``count`` of them and nothing is held any
+    more (a call its client left ends a moment after the client has gone)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        found = await records(database, licence)
+        if len(found) >= count and await held(database, licence) == NOTHING_HELD:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            state = await held(database, licence)
+            raise AssertionError(f"after {seconds} s: records {found}, still held {state}")
+        await asyncio.sleep(0.05)
+
+
 def png_uri(size: tuple[int, int] = (64, 48), noise: bool = False) -> str:
     image = Image.new("RGB", size, (200, 40, 40))
     if noise:  # incompressible: the PNG is as large as its pixels
@@ -190,6 +297,14 @@ def png_uri(size: tuple[int, int] = (64, 48), noise: bool = False) -> str:
 def hello() -> list[dict[str, object]]:
     return [{"role": "user", "content": "How many cars are parked here?"}]
 
+
+# What hello() reserves for its prompt: every text byte, the template's tokens for its message,
+# and the answer's generation prompt.
+HELLO_INPUT = (
+    len(str(hello()[0]["content"]).encode())
+    + MeteringSettings().message_tokens
+    + GENERATION_PROMPT_TOKENS
+)
 
 # A ledger row (``ledger``'s keys) of a licence charged nothing.
 NOTHING_CHARGED = {

@@ -8,21 +8,26 @@ reach the model are in test_v1_with_the_model.py.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import httpx
 import openai
 import pytest
 
+from api.services.metering.chat import GENERATION_PROMPT_TOKENS
+from api.settings import MeteringSettings
 from tests.conftest import _drop_database, gateway_env, make_database
 from tests.metering.support import (
     MODEL,
     NOTHING_CHARGED,
     Licensed,
     access_token,
+    another_licence,
     as_admin,
     charged,
     hello,
@@ -43,6 +48,49 @@ async def test_a_licensee_lists_only_the_models_its_licence_covers(
     assert sorted(m.id for m in (await client.models.list()).data) == ["city-vlm-7b", MODEL]
     theirs = sdk(gateway, await access_token(gateway, other))
     assert [m.id for m in (await theirs.models.list()).data] == ["another-model"]
+
+
+@pytest.mark.db  # which licences may be used now is decided in SQL, by the database's clock
+async def test_only_a_licence_that_may_be_used_now_lists_its_models(
+    gateway: GatewayProcess, database: DatabaseUnderTest
+) -> None:
+    """A licence suspended, revoked, expired or not yet valid, or of a company the city has
+    suspended, lists no model, as a call on it is refused; a company's other licence that may
+    be used lists its own, and a licence resumed lists its models again."""
+    now = datetime.now(UTC)
+    suspended = await licensee_with_licence(database)
+    await as_admin(database, lambda r: r.suspend(suspended.licence.id, "unpaid invoice"))
+    revoked = await licensee_with_licence(database)
+    await as_admin(database, lambda r: r.revoke(revoked.licence.id))
+    expired = await licensee_with_licence(
+        database, valid_from=now - timedelta(days=60), valid_until=now - timedelta(days=1)
+    )
+    early = await licensee_with_licence(database, valid_from=now + timedelta(days=1))
+    inactive = await licensee_with_licence(database)
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        await owner.execute(
+            "UPDATE lighthouse.licensee SET status = 'SUSPENDED' WHERE id = $1",
+            inactive.licence.licensee_id,
+        )
+    finally:
+        await owner.close()
+    for licensed, code in (
+        (suspended, "suspended"), (revoked, "revoked"), (expired, "expired"),
+        (early, "not_yet_valid"), (inactive, "licensee_inactive"),
+    ):  # fmt: skip
+        client = sdk(gateway, await access_token(gateway, licensed))
+        assert (await client.models.list()).data == [], code
+        with pytest.raises(openai.PermissionDeniedError) as refused:
+            await client.chat.completions.create(model=MODEL, messages=hello())
+        assert refused.value.code == code
+    both = await licensee_with_licence(database)
+    other = await another_licence(database, both, models=["city-vlm-7b"])
+    await as_admin(database, lambda r: r.suspend(other.id, "under review"))
+    client = sdk(gateway, await access_token(gateway, both))
+    assert [m.id for m in (await client.models.list()).data] == [MODEL]
+    await as_admin(database, lambda r: r.resume(other.id))
+    assert sorted(m.id for m in (await client.models.list()).data) == ["city-vlm-7b", MODEL]
 
 
 async def test_without_a_valid_token_nothing_is_answered(gateway: GatewayProcess) -> None:
@@ -117,11 +165,139 @@ async def test_what_the_licence_does_not_allow_is_refused_before_anything_is_for
     assert charged(await ledger(database, licensed.licence)) == NOTHING_CHARGED
 
 
+def _user(*parts: dict[str, object]) -> list[dict[str, object]]:
+    return [{"role": "user", "content": list(parts)}]
+
+
+def _image(url: str, **more: object) -> dict[str, object]:
+    return {"type": "image_url", "image_url": {"url": url, **more}}
+
+
+def nested_schema(levels: int) -> dict[str, object]:
+    """A JSON schema of ``levels`` levels: objects inside objects, a string innermost."""
+    schema: dict[str, object] = {"type": "string"}
+    for _ in range(levels - 1):
+        schema = {"type": "object", "properties": {"x": schema}, "required": ["x"]}
+    return schema
+
+
+def schema_format(schema: dict[str, object], name: str = "answer") -> dict[str, object]:
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
+
+
+NOT_PNG = "data:image/png;base64," + base64.b64encode(b"GIF89a, not a PNG").decode()
+WIDE = {"type": "object", "properties": {f"p{n}": {"type": "string"} for n in range(5001)}}
+
+
+@pytest.mark.parametrize(
+    ("request_args", "param"),
+    [
+        ({"messages": _user(_image(png_uri(), detail="https://example.com/high"))},
+         "messages[0].content[0].image_url.detail"),
+        ({"messages": _user(_image(png_uri(), fetch=True))},
+         "messages[0].content[0].image_url.fetch"),
+        ({"messages": _user(_image("file:///etc/passwd"))}, "messages[0].content[0].image_url.url"),
+        ({"messages": _user(_image("data:text/plain;base64,aGk="))},
+         "messages[0].content[0].image_url.url"),
+        ({"messages": _user(_image(png_uri() + "%%"))},
+         "messages[0].content[0].image_url.url"),
+        ({"messages": _user(_image(NOT_PNG))}, "messages[0].content[0].image_url.url"),
+        ({"messages": _user({"type": "input_audio", "input_audio": {}})},
+         "messages[0].content[0].type"),
+        ({"messages": _user({"type": "text", "text": "hi", "cache_control": {}})},
+         "messages[0].content[0].cache_control"),
+        ({"messages": _user({"type": "text", "text": 5})}, "messages[0].content[0].text"),
+        ({"messages": [{"role": "tool", "content": "42"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user"}]}, "messages[0].content"),
+        ({"messages": [{"role": "user", "content": []}]}, "messages[0].content"),
+        ({"messages": [{"role": "user", "content": "hi", "name": "not a name!"}]},
+         "messages[0].name"),
+        ({"messages": [{"role": "user", "content": "hi", "tool_calls": []}]},
+         "messages[0].tool_calls"),
+        ({"messages": [{"role": "user", "content": "hi"},
+                       {"role": "system", "content": [_image(png_uri())]}]},
+         "messages[1].content[0].type"),
+        ({"temperature": 3}, "temperature"),
+        ({"seed": "lucky"}, "seed"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+        ({"response_format": schema_format(nested_schema(200))},
+         "response_format.json_schema.schema"),
+        ({"response_format": schema_format(nested_schema(11))},
+         "response_format.json_schema.schema"),
+        ({"response_format": schema_format(WIDE)}, "response_format.json_schema.schema"),
+        ({"response_format": schema_format({"type": "object", "default": nested_schema(40)})},
+         "response_format.json_schema.schema"),
+        ({"response_format": schema_format({"type": "string"}, name="an answer")},
+         "response_format.json_schema.name"),
+    ],
+    ids=[
+        "detail-a-url", "image-field-unknown", "image-a-file-url", "data-uri-not-an-image",
+        "data-uri-not-base64", "data-uri-not-its-type", "part-type-unknown", "part-field-unknown",
+        "text-not-text", "role-unknown", "content-missing", "content-empty", "name-invalid",
+        "message-field-unknown", "image-in-a-system-message", "temperature-out-of-range",
+        "seed-not-a-number", "stop-too-many", "format-unknown", "schema-200-levels",
+        "schema-11-levels", "schema-5001-properties", "schema-value-too-deep",
+        "schema-name-invalid",
+    ],
+)  # fmt: skip
+async def test_what_the_tier_would_fail_on_is_refused_naming_the_field(
+    gateway: GatewayProcess,
+    database: DatabaseUnderTest,
+    licensed: Licensed,
+    request_args: dict[str, object],
+    param: str,
+) -> None:
+    """Every part of a message and every parameter forwarded is checked before anything is
+    reserved: 400 in OpenAI's shape, ``param`` naming the field, nothing charged or held. (A
+    call that passed would be admitted, and answered 503 here: this gateway's tier is down.)"""
+    client = sdk(gateway, await access_token(gateway, licensed))
+    arguments: dict[str, object] = {"model": MODEL, "messages": hello()} | request_args
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(**arguments)  # type: ignore[call-overload]
+    assert refused.value.status_code == 400
+    assert refused.value.param == param
+    assert refused.value.type == "invalid_request_error" and refused.value.message
+    state = await ledger(database, licensed.licence)
+    assert charged(state) == NOTHING_CHARGED and state["records_not_charged"] == 0
+
+
+async def test_messages_and_formats_within_the_rules_are_forwarded(
+    without_model: GatewayProcess, database: DatabaseUnderTest
+) -> None:
+    """Each kind of part, detail and role the rules allow, and a schema at OpenAI's bounds (10
+    levels, 5,000 properties), are admitted (then 503: the tier is down; nothing charged)."""
+    licensed = await licensee_with_licence(database, max_images=3)
+    client = sdk(without_model, await access_token(without_model, licensed))
+    messages = [
+        {"role": "system", "content": "Count cars."},
+        {"role": "developer", "content": [{"type": "text", "text": "Answer in JSON."}]},
+        {"role": "user", "name": "camera-7", "content": [
+            {"type": "text", "text": "Here:"},
+            *(_image(png_uri(), detail=detail) for detail in ("auto", "low", "high")),
+        ]},
+        {"role": "assistant", "content": [{"type": "text", "text": "{}"}]},
+        {"role": "user", "content": "Again."},
+    ]  # fmt: skip
+    bounded = [
+        nested_schema(10),
+        {"type": "object", "properties": {f"p{n}": {"type": "string"} for n in range(5000)}},
+    ]
+    for response_format in [None, *(schema_format(schema) for schema in bounded)]:
+        extra = {} if response_format is None else {"response_format": response_format}
+        with pytest.raises(openai.InternalServerError) as unavailable:
+            await client.chat.completions.create(
+                model=MODEL, messages=messages, temperature=0.2, stop=["\n\n"], seed=7, **extra
+            )  # type: ignore[call-overload]
+        assert unavailable.value.status_code == 503
+        assert "model is not available" in unavailable.value.message
+    state = await ledger(database, licensed.licence)
+    assert charged(state) == NOTHING_CHARGED and state["records_not_charged"] == 3
+
+
 async def test_suspended_expired_and_revoked_licences_are_refused(
     gateway: GatewayProcess, database: DatabaseUnderTest
 ) -> None:
-    from datetime import timedelta
-
     expired = await licensee_with_licence(
         database,
         valid_from=datetime.now(UTC) - timedelta(days=60),
@@ -148,6 +324,40 @@ async def test_a_spent_quota_is_429_with_retry_after(
         await client.chat.completions.create(model=MODEL, messages=hello())
     assert refused.value.code == "requests"
     assert int(refused.value.response.headers["Retry-After"]) > 0
+
+
+PARKED: Any = [{"role": "user", "content": [
+    {"type": "text", "text": "What is parked here?"}, _image(png_uri())]}]  # fmt: skip
+# What PARKED with max_tokens=8 wants of each quota: one request; its text's bytes, the template's
+# tokens for its message, an image's and the generation prompt's; 8 answer tokens; one image.
+WANTED = {
+    "quota_requests": 1,
+    "quota_input_tokens": len(b"What is parked here?") + MeteringSettings().message_tokens
+    + MeteringSettings().image_tokens + GENERATION_PROMPT_TOKENS,
+    "quota_output_tokens": 8,
+    "quota_images": 1,
+}  # fmt: skip
+
+
+@pytest.mark.db  # the ledger's function decides
+@pytest.mark.parametrize("quota", sorted(WANTED))
+async def test_a_quota_of_exactly_what_a_call_wants_admits_it_and_one_less_refuses_it(
+    without_model: GatewayProcess, database: DatabaseUnderTest, quota: str
+) -> None:
+    """Admitted is 503 here (the tier is down, the reservation given back); refused is 429
+    naming the quota."""
+    fits = await licensee_with_licence(database, **{quota: WANTED[quota]})
+    client = sdk(without_model, await access_token(without_model, fits))
+    with pytest.raises(openai.InternalServerError) as admitted:
+        await client.chat.completions.create(model=MODEL, messages=PARKED, max_tokens=8)
+    assert admitted.value.status_code == 503
+    short = await licensee_with_licence(database, **{quota: WANTED[quota] - 1})
+    client = sdk(without_model, await access_token(without_model, short))
+    with pytest.raises(openai.RateLimitError) as refused:
+        await client.chat.completions.create(model=MODEL, messages=PARKED, max_tokens=8)
+    assert refused.value.code == quota.removeprefix("quota_")
+    for licensed in (fits, short):
+        assert charged(await ledger(database, licensed.licence)) == NOTHING_CHARGED
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,9 @@
 """A stand-in for the serving tier's OpenAI-compatible API, for the unit and service tests of the
 gateway's side (the pipeline tests use the real tier): it answers chat completions with findings
-it is told to give, with token log-probabilities, and can be made to fail or go away.
+it is told to give, with token log-probabilities, and can be made to fail or go away. Streamed
+answers come as vLLM sends them (a role chunk, content chunks, a finish chunk, the usage chunk
+when asked, with each chunk's running usage when ``continuous_usage_stats`` is asked), and can be
+made to stall at a chunk, so a test can leave at a known point.
 
 It is served over real HTTP (uvicorn in the test's loop), so the gateway's client, its retries
 and its timeouts are exercised as they are against the real tier.
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +21,7 @@ import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from tests.support import free_port
@@ -34,6 +37,16 @@ class Said:
 
 
 @dataclass
+class Stall:
+    """The answer stops until ``resume`` is set (or, streamed, until its caller leaves): before
+    answering at all (``after_chunks`` None), or a streamed answer after that many data chunks
+    (0: before any; the role chunk is the first)."""
+
+    after_chunks: int | None
+    resume: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class Script:
     findings: list[Said] = field(default_factory=list)
     # An answer's text given as is (to test unusable answers); overrides findings.
@@ -42,8 +55,19 @@ class Script:
     # Statuses to answer, one per request, before answering normally (503, 429, 400, 404…).
     failures: list[int] = field(default_factory=list)
     delay_seconds: float = 0.0
-    # Answer 200 with a body that is not JSON at all (a broken proxy, say).
+    # Answer 200 with a body that is not JSON at all (a broken proxy, say); streamed, a chunk
+    # that is not JSON after the content chunks.
     garbage: bool = False
+    # The usage reported: a whole answer's (a stream's completion tokens are its chunks').
+    prompt_tokens: int = 50
+    completion_tokens: int = 20
+    usage: bool = True  # False: no usage report at all (neither in an answer nor a stream)
+    # A streamed answer: its content chunks, each carrying this many tokens.
+    stream_chunks: int = 20
+    tokens_per_chunk: int = 1
+    # Whether ``stream_options.continuous_usage_stats`` is honoured (vLLM does).
+    continuous_usage: bool = True
+    stall: Stall | None = None
 
 
 def answer_tokens(text: str, findings: Sequence[Said]) -> list[dict[str, Any]]:
@@ -91,13 +115,19 @@ class FakeServing:
             script = self.script
             if script.delay_seconds:
                 await asyncio.sleep(script.delay_seconds)
+            if script.stall is not None and script.stall.after_chunks is None:
+                await script.stall.resume.wait()
             if script.failures:
                 status = script.failures.pop(0)
                 return _json({"error": {"message": f"scripted {status}"}}, status)
-            if script.garbage:
+            if script.garbage and body.get("stream") is not True:
                 return Response(b"<html>oops</html>", media_type="text/html")
             if body.get("model") != self.model:
                 return _json({"error": {"message": "no such model"}}, 404)
+            if body.get("stream") is True:
+                return StreamingResponse(
+                    _stream(self.model, body, script), media_type="text/event-stream"
+                )
             findings = [] if script.text is not None else script.findings
             text = script.text if script.text is not None else _answer(findings)
             return _json(
@@ -113,7 +143,7 @@ class FakeServing:
                             "logprobs": {"content": answer_tokens(text, findings)},
                         }
                     ],
-                    "usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70},
+                    **_usage(script, script.prompt_tokens, script.completion_tokens),
                 }
             )
 
@@ -147,6 +177,50 @@ class FakeServing:
 
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
+
+
+def _usage(script: Script, prompt: int, completion: int) -> dict[str, Any]:
+    if not script.usage:
+        return {}
+    total = prompt + completion
+    return {
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+    }
+
+
+async def _stream(model: str, body: dict[str, Any], script: Script) -> AsyncIterator[bytes]:
+    """A streamed answer as vLLM's OpenAI server sends it."""
+    options = body.get("stream_options") or {}
+    include_usage = options.get("include_usage") is True and script.usage
+    running = include_usage and script.continuous_usage and options.get("continuous_usage_stats")
+    sent = completion = 0
+
+    async def chunk(choices: list[dict[str, Any]], usage: bool) -> bytes:
+        nonlocal sent
+        stall = script.stall
+        if stall is not None and sent == stall.after_chunks:
+            await stall.resume.wait()
+        sent += 1
+        data: dict[str, Any] = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                                "created": 0, "model": model, "choices": choices}  # fmt: skip
+        if usage:
+            data |= _usage(script, script.prompt_tokens, completion)
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+
+    yield await chunk(choice({"role": "assistant", "content": ""}), bool(running))
+    for n in range(script.stream_chunks):
+        completion += script.tokens_per_chunk
+        yield await chunk(choice({"content": f"t{n} "}), bool(running))
+    if script.garbage:
+        yield b"data: {<html>oops</html>\n\n"
+        return
+    yield await chunk(choice({}, script.finish_reason), bool(running))
+    if include_usage:
+        yield await chunk([], True)
+    yield b"data: [DONE]\n\n"
 
 
 def _answer(findings: Sequence[Said]) -> str:

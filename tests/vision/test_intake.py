@@ -7,17 +7,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from PIL import Image
+from strawberry.relay import GlobalID
 
+from api import bundled
+from tests.conftest import gateway_env
 from tests.graph.helpers import global_id
-from tests.support import GatewayProcess
+from tests.support import DatabaseUnderTest, GatewayProcess, GraphQLClient
 from tests.tokens import TokenFactory
 from tests.vision.conftest import (
     UPLOAD_FRAME,
@@ -289,6 +295,119 @@ async def test_the_image_is_shown_only_to_whom_may_see_personal_data(
         answer = await get(refused)
         assert answer.status_code == 403 and answer.json()["error"]["code"] == "FORBIDDEN"
     assert (await http.get(f"/frames/{sha}")).status_code == 401
-    assert await get(police_pii.replace(police_pii, police_pii))  # still shown
+    # The refusals changed nothing: whom it was shown to is shown it still.
+    again = await get(police_pii)
+    assert again.status_code == 200, again.text
+    assert hashlib.sha256(again.content).hexdigest() == sha
     bad = await http.get("/frames/not-a-hash", headers={"authorization": f"Bearer {police_pii}"})
     assert bad.status_code == 404
+
+
+async def test_pixels_sent_before_from_another_bureaus_camera_are_refused_to_whoever_sends_them(
+    http: httpx.AsyncClient,
+    tokens: TokenFactory,
+    gateway_token: str,
+    police_camera: Camera,
+    cameras: CameraFactory,
+    owner: asyncpg.Connection,
+    frames_dir: Path,
+) -> None:
+    image = photo(71)
+    first = await post_frame(http, gateway_token, police_camera.code, image)
+    assert first.status_code == 201, first.text
+    sha = first.json()["frame"]["sha256"]
+    # The 1999 joint service centre sends its own cameras' frames and sees every bureau's,
+    # the Police frame included: a replay answered with that frame would disclose nothing it
+    # could not see, and still be wrong (the frame is not its camera's).
+    jsc = tokens.named("jsc-operator")
+    seen = await GraphQLClient(http, jsc).data(
+        "query Seen($id: ID!) { frame(id: $id) { sha256 } }", {"id": str(GlobalID("Frame", sha))}
+    )
+    assert seen["frame"] == {"sha256": sha}
+    rdec_camera = await cameras("RDEC")
+    before = stored_files(frames_dir)
+
+    rest = await post_frame(http, jsc, rdec_camera.code, image)
+    assert rest.status_code == 409, rest.text
+    error = rest.json()["error"]
+    assert (error["code"], error["reason"]) == ("FRAME_REJECTED", "SENT_ELSEWHERE")
+    assert "frame" not in rest.json()
+    variables = {"camera": global_id("Asset", rdec_camera.id), "at": now_iso()}
+    graph = await graphql_upload(http, jsc, UPLOAD_FRAME, variables, image)
+    result = graph.json()["data"]["uploadFrame"]
+    assert (result["__typename"], result["code"], result["reason"]) == (
+        "FrameRejected", "FRAME_REJECTED", "SENT_ELSEWHERE",
+    )  # fmt: skip
+    # The frame stays its first camera's, queued once; nothing new is stored.
+    assert [r["camera_id"] for r in await owner.fetch("SELECT camera_id FROM frame")] == [
+        police_camera.id
+    ]
+    assert len(await queue_rows(owner)) == 1
+    assert stored_files(frames_dir) == before
+
+
+# --- the database's own check on recording frames, with the policies' check out of the way -----
+
+# Added to the policies of a gateway of the tests' own: any caller with incidents:write may send
+# any camera's frames, as if the policies' check on the camera's bureau were not there.
+UNGUARDED_UPLOADS = """
+@id("tests.frames.upload.any-bureau")
+@description("For the tests only: the check on the camera's bureau left to the database.")
+permit (principal, action == Lighthouse::Action::"UploadFrame", resource)
+when { context.scopes.contains("incidents:write") };
+"""
+
+
+@pytest.fixture(scope="module")
+def unguarded(
+    database: DatabaseUnderTest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[GatewayProcess, Path]]:
+    """A gateway whose policies let any bureau send any camera's frames, and its frame store:
+    only row-level security (frame_create) stands between a caller and another bureau's
+    camera."""
+    policies = tmp_path_factory.mktemp("unguarded-policies")
+    shutil.copytree(bundled.directory("policies"), policies, dirs_exist_ok=True)
+    (policies / "tests_unguarded.cedar").write_text(UNGUARDED_UPLOADS)
+    frames = tmp_path_factory.mktemp("unguarded-frames")
+    process = GatewayProcess({}, tmp_path_factory.mktemp("unguarded") / "gateway.log")
+    process.configure(gateway_env(database, issuer=process.base_url))
+    process.configure(
+        {"LIGHTHOUSE_POLICIES_DIR": str(policies), "LIGHTHOUSE_VISION_FRAMES_DIR": str(frames)}
+    )
+    process.start()
+    yield process, frames
+    process.stop()
+
+
+async def test_another_bureaus_camera_refused_by_the_database_is_a_typed_refusal_and_stores_nothing(
+    unguarded: tuple[GatewayProcess, Path],
+    database: DatabaseUnderTest,
+    cameras: CameraFactory,
+    police_camera: Camera,
+    owner: asyncpg.Connection,
+) -> None:
+    process, frames = unguarded
+    token = TokenFactory(database.owner_url, process.base_url).named("camera-gateway")  # Police
+    public_works = await cameras("PUBLIC_WORKS")
+    async with httpx.AsyncClient(base_url=process.base_url, timeout=30) as http:
+        refused = await post_frame(http, token, public_works.code, photo(81))
+        variables = {"camera": global_id("Asset", public_works.id), "at": now_iso()}
+        graph = await graphql_upload(http, token, UPLOAD_FRAME, variables, photo(82))
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "FORBIDDEN"
+        assert graph.json()["data"]["uploadFrame"]["__typename"] == "Forbidden", graph.text
+        # Nothing recorded, queued or stored.
+        assert await frame_rows(owner) == [] and await queue_rows(owner) == []
+        assert stored_files(frames) == set()
+        # The policies did let it through: the refusal was the database's, and is audited.
+        record = await owner.fetchrow(
+            "SELECT decision, policy_ids, payload FROM audit_record WHERE request_id = $1",
+            refused.headers["x-request-id"],
+        )
+        assert "tests.frames.upload.any-bureau" in record["policy_ids"]
+        assert orjson.loads(record["payload"])["details"]["outcome"] == "FORBIDDEN"
+
+        # Its own bureau's camera, on the same gateway: recorded, and then stored.
+        sent = await post_frame(http, token, police_camera.code, photo(83))
+        assert sent.status_code == 201, sent.text
+        assert {p.stem for p in stored_files(frames)} == {sent.json()["frame"]["sha256"]}

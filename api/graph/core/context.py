@@ -103,6 +103,29 @@ class Context:
             _current_scope.reset(token)
 
     @asynccontextmanager
+    async def released(self) -> AsyncIterator[None]:
+        """Run the block holding no database connection (an image's decoding, a model's
+        answer): the operation's transaction commits before it and a new one opens after it,
+        the caller's token checked again (``RequestTransaction.released``); the operation goes
+        on in the new one, with loaders of its own. A WebSocket's operation keeps its one
+        transaction: it carries no upload, and so has no such step."""
+        if self.transaction is None:
+            yield
+            return
+        scope = self.scope
+        try:
+            async with self.transaction.released():
+                yield
+        except InvalidToken as error:
+            raise Unauthenticated(
+                f"{error.reason}; send the request again with a new token"
+            ) from None
+        finally:
+            access = self.transaction.scope
+            if access is not None:
+                scope.access, scope.loaders = access, LoaderRegistry(access)
+
+    @asynccontextmanager
     async def event_scope(
         self, describe: Callable[[], OperationDescription]
     ) -> AsyncIterator[GraphScope]:

@@ -64,7 +64,7 @@ class AnalysisMutations:
         try:
             data = await read_upload(file, settings.max_frame_bytes)
             analyses = ImageAnalyses(
-                context.access, vision.model, settings, vision.decoding, vision.analyses
+                context, vision.model, settings, vision.decoding, vision.analyses
             )
             analysis, prompt = await analyses.analyse(data)
         except DomainError as error:

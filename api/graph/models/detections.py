@@ -18,7 +18,7 @@ from api.graph.bureaus.loaders import BureauById, CategoryByCode
 from api.graph.bureaus.types import Bureau, IncidentCategory
 from api.graph.core.context import Info
 from api.graph.core.geo import Location
-from api.graph.core.ids import decode_id
+from api.graph.core.ids import decode_id, decode_key
 from api.graph.core.prefetch import related
 from api.graph.incidents.loaders import IncidentById
 from api.graph.incidents.types import Incident
@@ -151,7 +151,9 @@ class Frame(relay.Node):
 
     @classmethod
     async def resolve_reference(cls, info: Info, **representation: Any) -> Frame | None:
-        return (await cls.resolve_nodes(info=info, node_ids=[str(representation["id"])]))[0]
+        # A router sends the ID as this subgraph served it: the global ID, not the bare key.
+        key = decode_key(str(representation["id"]), "Frame", "id")
+        return (await cls.resolve_nodes(info=info, node_ids=[key]))[0]
 
 
 async def _detection_frame(root: Any, info: Info) -> Frame | None:

@@ -230,7 +230,9 @@ class FrameMutations:
                 raise Forbidden("this caller may not send frames (a bureau's incidents:write)")
             data = await read_upload(file, settings.max_frame_bytes)
             upload = FrameUpload(data, decode_id(camera, "Asset", "camera"), captured_at)
-            checked = await intake.check(upload, settings, vision.decoding)
+            # Checked holding no connection: an image may wait its turn to decode.
+            async with context.released():
+                checked = await intake.check(upload, settings, vision.decoding)
             record, replayed = await FrameIntake(context.access, vision.store).accept(checked)
         except DomainError as error:
             context.audit.outcome = error.code

@@ -1,11 +1,18 @@
 """GeoReport v2's parameters, checked: each bad one is an ``InvalidInput`` naming it, and an
-empty parameter counts as one not sent (as the specification asks)."""
+empty parameter counts as one not sent (as the specification asks).
+
+No parameter may hold a control character: PostgreSQL's text cannot hold NUL at all (a NUL that
+reached a statement failed it with an internal error), and the others have no business in a
+code, a name or a date. Free text (a description, an address, an attribute's answer) may still
+break lines and hold tabs.
+"""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from urllib.parse import parse_qsl
 
 from api.domain import open311
@@ -18,6 +25,26 @@ MAX_FIELDS = 64
 MAX_CODES = 100
 SHORT_TEXT = 200
 FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_IDEMPOTENCY_KEY = 200
+# C0 and C1 controls and DEL, and the two noncharacters XML cannot carry; free text may also
+# hold tabs and line breaks.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ufffe\uffff]")
+CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff]")
+FREE_TEXT = frozenset({"description", "address_string"})
+
+
+def _free_text(name: str) -> bool:
+    return name in FREE_TEXT or (name.startswith("attribute[") and name.endswith("]"))
+
+
+def checked(name: str, value: str) -> str:
+    """``value`` of the parameter ``name``, if it holds no control character it may not."""
+    found = (CONTROL_IN_TEXT if _free_text(name) else CONTROL).search(value)
+    if found is not None:
+        raise InvalidInput(
+            name, f"must not hold control characters (it holds U+{ord(found.group()):04X})"
+        )
+    return value
 
 
 def parameters(text: str) -> dict[str, str]:
@@ -28,9 +55,20 @@ def parameters(text: str) -> dict[str, str]:
         raise InvalidInput("parameters", f"send at most {MAX_FIELDS} parameters") from None
     found: dict[str, str] = {}
     for name, value in pairs:
+        if CONTROL.search(name):
+            raise InvalidInput("parameters", "a parameter's name holds a control character")
         if value.strip():
-            found.setdefault(name, value.strip())
+            found.setdefault(name, checked(name, value.strip()))
     return found
+
+
+def idempotency_key(value: str | None) -> str | None:
+    """The ``Idempotency-Key`` header's key, if the request has one."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY:
+        raise InvalidInput("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    return checked("Idempotency-Key", value)
 
 
 def api_key(text: str) -> str | None:
@@ -81,15 +119,12 @@ def request_query(params: Mapping[str, str]) -> RequestQuery:
         unknown = set(statuses) - {open311.OPEN, open311.CLOSED}
         if unknown:
             raise InvalidInput("status", f"must be open or closed, not {sorted(unknown)[0]!r}")
-    start, end = _datetime(params, "start_date"), _datetime(params, "end_date")
-    open311.require_window(start, end)
-    if start is not None and end is not None and end - start > timedelta(days=open311.DEFAULT_DAYS):
-        raise InvalidInput("end_date", f"the range may span at most {open311.DEFAULT_DAYS} days")
+    # The window's bounds (at most 90 days, whichever of the two is sent) are the desk's.
     return RequestQuery(
         service_codes=_listed(params, "service_code", MAX_CODES),
         statuses=frozenset(statuses) if statuses is not None else None,
-        start=start,
-        end=end,
+        start=_datetime(params, "start_date"),
+        end=_datetime(params, "end_date"),
     )
 
 

@@ -20,8 +20,10 @@ from starlette.types import Message, Receive, Scope
 
 from api.access.scope import AccessScope, OperationDescription
 from api.auth.principal import Principal
-from api.domain.errors import DomainError, Forbidden, NotFound
+from api.auth.tokens import InvalidToken
+from api.domain.errors import DomainError, Forbidden, IdempotencyKeyReused, NotFound
 from api.domain.open311 import Service, ServiceRequest
+from api.http.body_limit import answers_too_large
 from api.http.open311 import params
 from api.http.open311.formats import Format, Renderer, Value
 from api.http.transaction import (
@@ -39,6 +41,9 @@ BASE = "/open311/v2"
 KEY_NEEDED = (
     "send the api_key the city issued your app (or an access token) to read service requests"
 )
+# One answer for every api_key that does not stand: telling an unknown key from a revoked one
+# would tell a holder that the key was once good (the log tells them apart).
+KEY_REFUSED = "the api_key is not valid: send the key the city issued your app"
 Handler = Callable[[Request, RequestTransaction, Renderer], Awaitable[Response]]
 
 
@@ -57,7 +62,11 @@ async def identify(scope: Scope, receive: Receive) -> tuple[Principal, Receive]:
             key = params.api_key(body.decode("utf-8", "replace"))
     if key is None:
         return Principal.anonymous(), receive
-    return await resources.api_keys.principal(key), receive
+    try:
+        return await resources.api_keys.principal(key), receive
+    except InvalidToken as error:
+        log.info("open311.api_key_refused", reason=error.reason)
+        raise InvalidToken(KEY_REFUSED) from None
 
 
 async def _body(receive: Receive) -> bytes:
@@ -102,6 +111,9 @@ def _status(error: DomainError) -> int:
         return 404
     if isinstance(error, Forbidden):
         return 403
+    if isinstance(error, IdempotencyKeyReused):
+        # A changed request under a used key (draft-ietf-httpapi-idempotency-key-header).
+        return 422
     return 400
 
 
@@ -152,7 +164,12 @@ def _route(path: str, handler: Handler, fmt: Format, name: str, method: str) -> 
         response.headers["Retry-After"] = str(retry_after)
         return response
 
-    return protected(
+    def too_large(limit: int) -> Response:
+        return Renderer(fmt, ZoneInfo("UTC")).errors(
+            413, f"the request body is larger than {limit} bytes"
+        )
+
+    route = protected(
         f"{BASE}/{path}.{fmt.value}",
         endpoint,
         methods=[method],
@@ -162,6 +179,7 @@ def _route(path: str, handler: Handler, fmt: Format, name: str, method: str) -> 
         throttled=throttled,
         name=f"open311-{name}-{fmt.value}",
     )
+    return answers_too_large(route, too_large)
 
 
 async def _answer(
@@ -241,10 +259,9 @@ async def list_services(
 async def service_definition(
     request: Request, transaction: RequestTransaction, renderer: Renderer
 ) -> Response:
-    code = request.path_params["code"]
-
     async def work(access: AccessScope) -> Response:
         _check_jurisdiction(request, _query(request).get("jurisdiction_id"))
+        code = params.checked("service_code", request.path_params["code"])
         service = await _desk(request, access).service(code, _english(request))
         # No service asks for attributes beyond the specification's own fields.
         return renderer.document(
@@ -273,7 +290,8 @@ async def one_request(
 ) -> Response:
     async def work(access: AccessScope) -> Response:
         _check_jurisdiction(request, _query(request).get("jurisdiction_id"))
-        found = await _desk(request, access).request(request.path_params["id"], _english(request))
+        request_id = params.checked("service_request_id", request.path_params["id"])
+        found = await _desk(request, access).request(request_id, _english(request))
         return renderer.listing("service_requests", "request", [_request_row(found)])
 
     return await _answer(
@@ -284,7 +302,8 @@ async def one_request(
 async def token(request: Request, transaction: RequestTransaction, renderer: Renderer) -> Response:
     async def work(access: AccessScope) -> Response:
         _check_jurisdiction(request, _query(request).get("jurisdiction_id"))
-        request_id, value = await _desk(request, access).token(request.path_params["token"])
+        given = params.checked("token", request.path_params["token"])
+        request_id, value = await _desk(request, access).token(given)
         return renderer.listing(
             "service_requests", "request", [{"service_request_id": request_id, "token": value}]
         )
@@ -309,9 +328,12 @@ async def submit(request: Request, transaction: RequestTransaction, renderer: Re
         form = params.parameters(body)
         _check_jurisdiction(request, form.get("jurisdiction_id"))
         submission = params.submission(form)
-        key = request.headers.get("idempotency-key")
+        key = params.idempotency_key(request.headers.get("idempotency-key"))
+        # Every parameter the request sent is part of what a retry must send again; the key
+        # it was sent with is not (the caller's identity is, as the idempotency key's subject).
+        sent = {name: value for name, value in form.items() if name != "api_key"}
         request_id, token_value, notice, replayed = await _desk(request, access).submit(
-            submission, key, _english(request)
+            submission, sent, key, _english(request)
         )
         created = not replayed
         row: dict[str, Value] = {

@@ -1,16 +1,18 @@
 """An OpenAI chat-completions request, read and bounded before anything is forwarded.
 
 Only what the licence can be checked against and what the serving tier needs passes: the
-standard parameters, text and images as data URIs (the city's models fetch nothing from the
-network). The largest cost the request can have is computed from the request alone: every text
-byte may be a token (byte-level tokenizers never make more tokens than bytes), each message may
-add the chat template's tokens, each image at most the model's largest image in tokens, and the
-answer at most ``max_tokens``.
+standard parameters, each checked for its type and range, the messages checked part by part
+(``messages``: text, and images as data URIs, the city's models fetching nothing from the
+network) and the response format bounded (``formats``). What the tier would fail on is refused
+here, naming the parameter, before anything is reserved. The largest cost the request can have
+is computed from the request alone: every text byte may be a token (byte-level tokenizers never
+make more tokens than bytes), each message may add the chat template's tokens, each image at
+most the model's largest image in tokens, and the answer at most ``max_tokens``.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +20,8 @@ import orjson
 
 from api.domain.errors import InvalidInput, TooLarge
 from api.domain.licensing import Cost, Licence
+from api.services.metering.formats import check_response_format
+from api.services.metering.messages import check_messages
 
 # The parameters forwarded as they are (the OpenAI chat-completions API, as vLLM serves it).
 FORWARDED = frozenset(
@@ -47,10 +51,8 @@ HANDLED = frozenset(
         "user",
     }
 )
-ROLES = frozenset({"system", "developer", "user", "assistant"})
-MAX_MESSAGES = 256
-DATA_URI = re.compile(r"data:(image/(?:png|jpeg|webp));base64,", re.ASCII)
 GENERATION_PROMPT_TOKENS = 16
+MAX_STOP = 4  # stop sequences
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,16 +95,10 @@ def parse(raw: bytes) -> ChatRequest:
     if not isinstance(model, str) or not model:
         raise InvalidInput("model", "name the model (GET /v1/models lists yours)")
     messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidInput("messages", "must be a non-empty list of messages")
-    if len(messages) > MAX_MESSAGES:
-        raise InvalidInput("messages", f"at most {MAX_MESSAGES} messages")
-    text_bytes = 0
-    images: list[int] = []
-    for index, message in enumerate(messages):
-        text, sizes = _message(index, message)
-        text_bytes += text
-        images.extend(sizes)
+    counted = check_messages(messages)
+    for name, check in PARAMETERS.items():
+        if body.get(name) is not None:
+            check(name, body[name])
     if body.get("n", 1) != 1:
         raise InvalidInput("n", "one choice per request")
     stream = body.get("stream", False)
@@ -123,7 +119,11 @@ def parse(raw: bytes) -> ChatRequest:
         ):
             raise InvalidInput("metadata", "must be an object of strings")
         purpose = metadata.get("purpose")
-    forwarded = {k: v for k, v in body.items() if k in FORWARDED}
+    user = body.get("user")
+    if user is not None and (not isinstance(user, str) or len(user) > 256):
+        raise InvalidInput("user", "must be text of at most 256 characters")
+    assert isinstance(messages, list)  # check_messages said so
+    forwarded = {k: v for k, v in body.items() if k in FORWARDED and v is not None}
     forwarded["messages"] = messages
     return ChatRequest(
         model=model,
@@ -131,9 +131,9 @@ def parse(raw: bytes) -> ChatRequest:
         stream=stream,
         include_usage=include_usage,
         max_tokens=max_tokens,
-        text_bytes=text_bytes,
+        text_bytes=counted.text_bytes,
         messages=len(messages),
-        image_bytes=tuple(images),
+        image_bytes=counted.image_bytes,
         body=forwarded,
     )
 
@@ -171,10 +171,11 @@ def largest_cost(request: ChatRequest, max_tokens: int, bounds: Bounds) -> Cost:
 
 def forwarded(request: ChatRequest, max_tokens: int) -> dict[str, Any]:
     """The body the serving tier gets: the licensed model, the answer's budget, and for a
-    stream the usage chunk the settlement needs."""
+    stream the usage the settlement needs: the usage chunk at the end, and each chunk's running
+    usage, from which a stream its client leaves is charged (``streams``)."""
     body = dict(request.body, model=request.model, max_tokens=max_tokens, stream=request.stream)
     if request.stream:
-        body["stream_options"] = {"include_usage": True}
+        body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
     return body
 
 
@@ -186,47 +187,57 @@ def _max_tokens(body: dict[str, Any]) -> int | None:
     return min(values) if values else None
 
 
-def _message(index: int, message: object) -> tuple[int, list[int]]:
-    """The text bytes and image sizes of one message."""
-    where = f"messages[{index}]"
-    if not isinstance(message, dict):
-        raise InvalidInput(where, "must be an object with a role and content")
-    if message.get("role") not in ROLES:
-        raise InvalidInput(f"{where}.role", f"must be one of {', '.join(sorted(ROLES))}")
-    if set(message) - {"role", "content", "name"}:
-        raise InvalidInput(where, "takes role, content and name")
-    content = message.get("content")
-    name = message.get("name")
-    text = len(name.encode()) if isinstance(name, str) else 0
-    if isinstance(content, str):
-        return text + len(content.encode()), []
-    if not isinstance(content, list) or not content:
-        raise InvalidInput(f"{where}.content", "must be text or a non-empty list of parts")
-    images: list[int] = []
-    for number, part in enumerate(content):
-        at = f"{where}.content[{number}]"
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            text += len(part["text"].encode())
-        elif kind == "image_url":
-            images.append(_image(at, part.get("image_url")))
-        else:
-            raise InvalidInput(at, "a part is {type: text, text} or {type: image_url, image_url}")
-    return text, images
+def _number(low: float, high: float) -> Callable[[str, object], None]:
+    def check(name: str, value: object) -> None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise InvalidInput(name, f"must be a number from {low:g} to {high:g}")
+
+    return check
 
 
-def _image(at: str, image: object) -> int:
-    """The decoded size of an image given as a data URI."""
-    url = image.get("url") if isinstance(image, dict) else None
-    if not isinstance(url, str):
-        raise InvalidInput(f"{at}.image_url", "must be {url: data:image/...;base64,...}")
-    match = DATA_URI.match(url)
-    if match is None:
-        raise InvalidInput(
-            f"{at}.image_url.url",
-            "images are sent as data URIs (data:image/png|jpeg|webp;base64,...); the city's "
-            "models fetch nothing from the network",
-        )
-    encoded = len(url) - match.end()
-    padding = len(url) - len(url.rstrip("="))
-    return max(0, encoded * 3 // 4 - padding)
+def _integer(low: int, high: int) -> Callable[[str, object], None]:
+    def check(name: str, value: object) -> None:
+        if type(value) is not int or not low <= value <= high:
+            raise InvalidInput(name, f"must be an integer from {low} to {high}")
+
+    return check
+
+
+def _boolean(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise InvalidInput(name, "must be true or false")
+
+
+def _stop(name: str, value: object) -> None:
+    stops = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(stops, list)
+        or not 1 <= len(stops) <= MAX_STOP
+        or not all(isinstance(stop, str) and 0 < len(stop) <= 256 for stop in stops)
+    ):
+        raise InvalidInput(name, f"must be text, or a list of at most {MAX_STOP} texts")
+
+
+def _response_format(name: str, value: object) -> None:
+    check_response_format(value)
+
+
+# Each forwarded parameter's check (the OpenAI API's types and ranges), so the tier is never
+# given a value it would fail on, and every value forwarded is bounded.
+PARAMETERS: dict[str, Callable[[str, object], None]] = {
+    "frequency_penalty": _number(-2, 2),
+    "presence_penalty": _number(-2, 2),
+    "temperature": _number(0, 2),
+    "top_p": _number(0, 1),
+    "seed": _integer(-(2**63), 2**63 - 1),
+    "logprobs": _boolean,
+    "top_logprobs": _integer(0, 20),
+    "stop": _stop,
+    "response_format": _response_format,
+}
+if set(PARAMETERS) != FORWARDED:
+    raise RuntimeError("every forwarded parameter needs its check in PARAMETERS")

@@ -36,8 +36,11 @@ class Admission:
 
 @dataclass(frozen=True, slots=True)
 class Ending:
-    """How a call ended: ``used`` (charged, status OK) or None (released, charged nothing, with
-    ``status`` FAILED or CANCELLED)."""
+    """How a call ended: ``status`` OK (read to its end), FAILED or CANCELLED (its client left),
+    and ``used``: what it is charged (its usage record says OK: charged), or None (released,
+    charged nothing, recorded with its status). A stream left or broken off midway is charged
+    what it delivered (``streams``): FAILED or CANCELLED with a cost, which its audit record
+    tells apart (its usage record says OK: the table keeps zeros for every other status)."""
 
     admission: Admission
     used: Cost | None
@@ -52,22 +55,16 @@ class Meter:
         self._bounds = chat.Bounds(settings.image_tokens, settings.message_tokens)
 
     async def licences(self, access: AccessScope) -> list[Licence]:
-        """The caller's company's licences it may invoke now (valid, not suspended or revoked)."""
+        """The caller's company's licences it may invoke now: those the ledger would admit a
+        call on (valid now by the database's clock, neither suspended nor revoked, the company
+        active) and the policies let it invoke."""
         principal = access.principal
         if principal.licensee_id is None:
             return []
-        found = await LicensingRepository(access.uow).licences_of([principal.licensee_id])
-        now = datetime.now(UTC)
-        usable = []
-        for licence in found.get(principal.licensee_id, []):
-            entity = resources.licence_entity(licence.id, licence.licensee_id)
-            if not access.authorizer.decide("InvokeModel", entity).allowed:
-                continue
-            if licence.revoked_at or licence.suspended_at:
-                continue
-            if licence.valid_from <= now < licence.valid_until:
-                usable.append(licence)
-        return usable
+        usable = await LicensingRepository(access.uow).usable_licences_of(principal.licensee_id)
+        entities = [resources.licence_entity(lic.id, lic.licensee_id) for lic in usable]
+        decisions = access.authorizer.decide_many("InvokeModel", entities)
+        return [lic for lic, decision in zip(usable, decisions, strict=True) if decision.allowed]
 
     async def admit(self, access: AccessScope, request: chat.ChatRequest) -> Admission:
         """Choose the licence that covers ``request``, check it against the licence, and
@@ -184,10 +181,12 @@ class Meter:
         for access, ending, period in zip(scopes, endings, periods, strict=True):
             admission = ending.admission
             access.audit.saw("Licence", admission.licence.id)
-            if ending.used is None:
-                access.audit.outcome = ending.status
-            elif period is None:
+            if ending.used is not None and period is None:
                 access.audit.outcome = "RESERVATION_EXPIRED"
+            elif ending.status != "OK":
+                access.audit.outcome = ending.status
+                if ending.used is not None:
+                    access.audit.notes.append("charged what was delivered before it ended")
             if period is None:
                 continue
             # What the ledger charged: the real use, never more than was reserved.

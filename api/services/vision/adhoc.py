@@ -1,10 +1,17 @@
 """Analysing an image on the spot (``analyzeImage``): the same checks as a frame, the same model
 and prompt as the workers, nothing stored and nothing queued. The answer comes back to the
-caller; the call is audited like any other."""
+caller; the call is audited like any other.
+
+The model may take a minute to answer, so the call runs as a long request does: checked in the
+request's transaction (may the caller; the prompt over the categories), then the image decoded
+and the model asked with no transaction open (no pooled connection held), then recorded in the
+request's next one."""
 
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
 
 from api.access.scope import AccessScope
 from api.domain.errors import FrameRejected, ServiceUnavailable, TooBusy
@@ -15,46 +22,63 @@ from api.repositories.bureaus import BureauRepository
 from api.services.vision.analysis import Analysis, Prompt, VisionModel
 from api.settings import VisionSettings
 from api.vision import images
+from api.vision.decoding import ImageDecoder
+
+
+class RequestSteps(Protocol):
+    """The caller's request, as the analysis runs in it (the graph's ``Context``)."""
+
+    @property
+    def access(self) -> AccessScope:
+        """The access scope over the request's transaction now."""
+
+    def released(self) -> AbstractAsyncContextManager[None]:
+        """A block run with no transaction open; ``access`` is a new scope after it."""
 
 
 class ImageAnalyses:
     def __init__(
         self,
-        access: AccessScope,
+        request: RequestSteps,
         model: VisionModel,
         settings: VisionSettings,
-        decoding: asyncio.Semaphore,
+        decoding: ImageDecoder,
         analyses: asyncio.Semaphore,
     ) -> None:
-        self._access = access
+        self._request = request
         self._model = model
         self._settings = settings
         self._decoding = decoding
         self._analyses = analyses
 
     async def analyse(self, data: bytes) -> tuple[Analysis, Prompt]:
-        self._access.authorize("AnalyzeImage", resources.MODELS)
+        access = self._request.access
+        access.authorize("AnalyzeImage", resources.MODELS)
         if self._analyses.locked():
-            # Refused, not queued: a waiting call would hold its request (and its connection).
+            # Refused, not queued: each call waiting holds its request.
             raise TooBusy("as many images are being analysed as this gateway takes; retry soon")
         async with self._analyses:
-            async with self._decoding:
-                try:
-                    clean = await asyncio.to_thread(
-                        images.clean,
-                        data,
-                        max_bytes=self._settings.max_frame_bytes,
-                        max_pixels=self._settings.max_frame_pixels,
-                    )
-                except images.ImageRejected as rejected:
-                    raise FrameRejected(rejected.code, rejected.reason) from None
-            categories = await BureauRepository(self._access.uow).categories()
+            categories = await BureauRepository(access.uow).categories()
             prompt = Prompt.over([Category(c.code, c.name_en, c.name_zh) for c in categories])
-            try:
-                analysis = await self._model.analyse(prompt, clean.data, clean.media_type)
-            except ServingUnavailable as unavailable:
-                raise ServiceUnavailable(
-                    f"the vision model cannot answer now ({unavailable}); retry later"
-                ) from None
-        self._access.audit.outcome = analysis.outcome.value
+            async with self._request.released():
+                analysis = await self._model_answer(prompt, await self._clean(data))
+        self._request.access.audit.outcome = analysis.outcome.value
         return analysis, prompt
+
+    async def _clean(self, data: bytes) -> images.CleanImage:
+        try:
+            return await self._decoding.clean(
+                data,
+                max_bytes=self._settings.max_frame_bytes,
+                max_pixels=self._settings.max_frame_pixels,
+            )
+        except images.ImageRejected as rejected:
+            raise FrameRejected(rejected.code, rejected.reason) from None
+
+    async def _model_answer(self, prompt: Prompt, clean: images.CleanImage) -> Analysis:
+        try:
+            return await self._model.analyse(prompt, clean.data, clean.media_type)
+        except ServingUnavailable as unavailable:
+            raise ServiceUnavailable(
+                f"the vision model cannot answer now ({unavailable}); retry later"
+            ) from None

@@ -1,5 +1,11 @@
-"""Taking a camera frame in: checked, stripped of metadata, stored once, recorded and queued for
-analysis in one transaction."""
+"""Taking a camera frame in: checked, stripped of metadata, recorded and queued for analysis in
+one transaction, and stored once.
+
+The image reaches the frame store only after its row has been accepted (the policies and
+row-level security both let the caller record it), and before the transaction commits: a
+refused upload leaves nothing in the store, and a frame acknowledged to its camera has its image
+on disk. (A commit that fails after the write leaves an image no row names: harmless, and the
+same bytes sent again reuse it.)"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from api.repositories.bureaus import BureauRepository
 from api.repositories.vision import FrameRecord, VisionRepository, payload
 from api.settings import VisionSettings
 from api.vision import images
+from api.vision.decoding import ImageDecoder
 from api.vision.store import FrameStore
 
 ANALYSE = "analyse_frame"
@@ -56,7 +63,7 @@ def may_upload(policy: PolicyEngine, principal: Principal) -> bool:
 
 
 async def check(
-    upload: FrameUpload, settings: VisionSettings, decoding: asyncio.Semaphore
+    upload: FrameUpload, settings: VisionSettings, decoding: ImageDecoder
 ) -> CheckedFrame:
     """The upload's own checks, which need no database: run them before a transaction opens
     (no connection is held while an image decodes), a few at a time (a large image takes its
@@ -71,16 +78,12 @@ async def check(
         raise InvalidInput("capturedAt", "is more than 30 days ago")
     if isinstance(upload.camera, str) and not 1 <= len(upload.camera) <= 64:
         raise InvalidInput("camera", "must be a camera's asset code (1 to 64 characters)")
-    async with decoding:
-        try:
-            clean = await asyncio.to_thread(
-                images.clean,
-                upload.data,
-                max_bytes=settings.max_frame_bytes,
-                max_pixels=settings.max_frame_pixels,
-            )
-        except images.ImageRejected as rejected:
-            raise FrameRejected(rejected.code, rejected.reason) from None
+    try:
+        clean = await decoding.clean(
+            upload.data, max_bytes=settings.max_frame_bytes, max_pixels=settings.max_frame_pixels
+        )
+    except images.ImageRejected as rejected:
+        raise FrameRejected(rejected.code, rejected.reason) from None
     return CheckedFrame(clean, upload.camera, captured_at)
 
 
@@ -93,7 +96,8 @@ class FrameIntake:
 
     async def accept(self, frame: CheckedFrame) -> tuple[FrameRecord, bool]:
         """The frame recorded (and queued), and whether these pixels had been sent before.
-        Every refusal leaves nothing behind: nothing is written before every check passed."""
+        Every refusal leaves nothing behind: the image is written to the store only once its
+        row is accepted, and the row is taken back if the write fails."""
         camera_id = (
             frame.camera
             if isinstance(frame.camera, int)
@@ -105,8 +109,10 @@ class FrameIntake:
         bureau = (await self._bureaus.by_ids([bureau_id]))[bureau_id]
         self._access.authorize("UploadFrame", resources.bureau(bureau.code))
         clean = frame.image
-        digest = await asyncio.to_thread(self._store.put, clean.data, clean.media_type)
+        digest = clean.sha256
         async with self._access.uow.savepoint():
+            # Row-level security decides again (frame_create): a refusal is Forbidden, as the
+            # policies' is, and nothing has been written.
             record = await self._frames.add_frame(
                 digest,
                 camera_id,
@@ -130,6 +136,10 @@ class FrameIntake:
                         "check that the camera is working",
                     )
             else:
+                # The image is on disk before its job is queued and the frame acknowledged; the
+                # request that recorded these pixels first wrote them (before its commit), so a
+                # replay has nothing to write.
+                await asyncio.to_thread(self._store.put, clean.data, clean.media_type)
                 await self._frames.enqueue(ANALYSE, payload(digest, bureau_id), digest.hex())
         self._access.audit.saw("Frame", record.key)
         return record, replayed

@@ -2,12 +2,17 @@
 
 Frames and detections are listed under the incident rules (``ListIncidents``); row-level
 security then decides every row: a bureau's own cameras, city-wide readers, and whoever sees an
-incident the frame is evidence of. The image itself is personal data, decided per frame.
+incident the frame is evidence of. Each frame returned is decided by the policies too, as the
+database decided it: ``ViewFrames`` on its camera's bureau (frames.view.*), or else
+``ViewIncident`` on an incident it is evidence of; a frame the policies do not grant is not
+returned, and the audit record names the rules that granted those that are. The image itself is
+personal data, decided per frame.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from api.access.scope import AccessScope
@@ -41,6 +46,41 @@ class VisionReads:
     def _frames_returned(self, records: Sequence[FrameRecord]) -> None:
         self._access.audit.saw("Frame", [record.key for record in records])
 
+    async def _granted(self, records: Sequence[FrameRecord]) -> list[FrameRecord]:
+        """The frames among ``records`` (read under row-level security) the policies let the
+        caller see, in order: the frames rules on the camera's bureau, or the incident rules on
+        an incident the frame is evidence of (its detections name it)."""
+        if not records:
+            return []
+        authorizer = self._access.authorizer
+        bureaus = await BureauRepository(self._access.uow).by_ids(
+            sorted({record.bureau_id for record in records})
+        )
+        granted = {
+            record.sha256
+            for record in records
+            if authorizer.decide(
+                "ViewFrames", resources.bureau(bureaus[record.bureau_id].code)
+            ).allowed
+        }
+        rest = [record.sha256 for record in records if record.sha256 not in granted]
+        if rest:
+            evidence = await self._repository.detections_of_frames(rest)
+            named = {
+                sha: {d.incident_id for d in found if d.incident_id is not None}
+                for sha, found in evidence.items()
+            }
+            facts = await IncidentRepository(self._access.uow).facts(
+                sorted({incident for incidents in named.values() for incident in incidents})
+            )
+            visible = sorted(facts)
+            decisions = authorizer.decide_many(
+                "ViewIncident", [resources.incident_entity(facts[i]) for i in visible]
+            )
+            seen = {i for i, decision in zip(visible, decisions, strict=True) if decision.allowed}
+            granted.update(sha for sha, incidents in named.items() if incidents & seen)
+        return [record for record in records if record.sha256 in granted]
+
     def _detections_returned(self, records: Sequence[DetectionRecord]) -> None:
         self._access.audit.saw("Detection", [record.id for record in records])
 
@@ -51,6 +91,7 @@ class VisionReads:
     ) -> Page[FrameRecord]:
         self._may_list()
         page = await self._repository.frames_page(camera_ids, request)
+        page = replace(page, items=await self._granted(page.items))
         self._frames_returned(page.items)
         return page
 
@@ -61,8 +102,9 @@ class VisionReads:
     async def frames(self, digests: Sequence[bytes]) -> dict[bytes, FrameRecord]:
         self._may_list()
         found = await self._repository.frames(digests)
-        self._frames_returned(list(found.values()))
-        return found
+        granted = await self._granted(list(found.values()))
+        self._frames_returned(granted)
+        return {record.sha256: record for record in granted}
 
     async def analyses_of(self, digests: Sequence[bytes]) -> dict[bytes, list[AnalysisRecord]]:
         return await self._repository.analyses_of(digests)

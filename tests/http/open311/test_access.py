@@ -4,17 +4,21 @@ request; every bad parameter is refused in the specification's format and change
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
+from api.auth.api_keys import new_key
 from api.repositories.open311 import Open311Clients
 from tests.graph.helpers import create_incident, key_of
 from tests.http.open311.conftest import BASE, FORM, IssueKey, audit_records, evidence_frame, only
-from tests.http.open311.test_spec import SUBMISSION, submit
+from tests.http.open311.test_spec import KEY_REFUSED, SUBMISSION, submit
 from tests.support import DatabaseUnderTest, GatewayProcess, GraphQLClient
 from tests.tokens import TokenFactory
 
@@ -66,8 +70,12 @@ async def test_reads_are_audited_as_the_graphs_are(
     assert len(await audit_records(owner, "POST /open311/v2/requests", key)) == 1
 
 
-async def test_revoked_and_unknown_keys_are_refused_at_once(
-    http: httpx.AsyncClient, clean: None, issue_key: IssueKey, owner: asyncpg.Connection
+async def test_revoked_and_unknown_keys_are_refused_at_once_and_alike(
+    http: httpx.AsyncClient,
+    clean: None,
+    issue_key: IssueKey,
+    owner: asyncpg.Connection,
+    log_path: Path,
 ) -> None:
     key = await issue_key("RDEC")
     assert await ids(http, api_key=key) == []
@@ -75,15 +83,36 @@ async def test_revoked_and_unknown_keys_are_refused_at_once(
         "SELECT name FROM lighthouse.open311_client ORDER BY id DESC LIMIT 1"
     )
     assert await Open311Clients(owner).revoke(name)
+    unknown = new_key()  # well formed, never issued
     for fmt in ("json", "xml"):
-        refused = await http.get(f"{BASE}/requests.{fmt}", params={"api_key": key})
-        assert refused.status_code == 403
-    assert "revoked" in refused.text
-    forged = await http.get(f"{BASE}/requests.json", params={"api_key": "l311_" + "A" * 43})
-    assert forged.status_code == 403
-    assert only(forged.json())["description"] == "the api_key is not one this city issued"
-    long = await http.get(f"{BASE}/requests.json", params={"api_key": "l311_" + "A" * 500})
-    assert long.status_code == 403
+        answers = [
+            await http.get(f"{BASE}/requests.{fmt}", params={"api_key": presented})
+            for presented in (key, unknown, "l311_" + "A" * 500, "not-even-a-key")
+        ]
+        # A key that was once good is not told apart from one that never was.
+        assert {(a.status_code, a.headers["content-type"], a.content) for a in answers} == {
+            (answers[0].status_code, answers[0].headers["content-type"], answers[0].content)
+        }
+        assert answers[0].status_code == 403
+        if fmt == "json":
+            assert only(answers[0].json()) == {"code": 403, "description": KEY_REFUSED}
+        else:
+            assert f"<code>403</code><description>{KEY_REFUSED}</description>" in answers[0].text
+    # The gateway's own log tells them apart.
+    for reason in ("the api_key has been revoked", "the api_key is not one this city issued"):
+        await logged(log_path, "open311.api_key_refused", reason)
+
+
+async def logged(log: Path, event: str, reason: str) -> None:
+    """Wait (a little) for the gateway to log ``event`` with ``reason``."""
+    for _ in range(50):
+        for line in (await asyncio.to_thread(log.read_text)).splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                if entry.get("event") == event and entry.get("reason") == reason:
+                    return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{event} ({reason}) is not in the gateway's log")
 
 
 async def test_only_keys_issued_for_submitting_submit(
@@ -171,7 +200,7 @@ async def test_bad_bodies_are_refused_unread(
     too_many = await http.post(f"{BASE}/requests.json", data=crowded, headers=FORM)
     assert too_many.status_code == 400
     assert "at most 64 parameters" in too_many.text
-    # (A body over the limit: tests/http/test_abuse.py.)
+    # (A body over the limit: test_limits.py.)
     assert await owner.fetchval("SELECT count(*) FROM lighthouse.incident") == 0
 
 
@@ -220,8 +249,51 @@ async def test_a_retry_with_the_same_idempotency_key_answers_the_first(
     changed = await http.post(
         f"{BASE}/requests.json", data={**form, "description": "another"}, headers=headers
     )
-    assert changed.status_code == 400
+    assert changed.status_code == 422
     assert await owner.fetchval("SELECT count(*) FROM lighthouse.incident") == 1
+
+
+# Each a change to one parameter of SUBMISSION (or one added): a different request.
+CHANGES = {
+    "address_string": {"address_string": "高雄市前鎮區中山二路 2 號"},
+    "an attribute": {"attribute[WHISPAWN]": "654321"},
+    "another attribute": {"attribute[NEW]": "1"},
+    "address_id": {"address_id": "A-12"},
+    "first and last name": {"first_name": "john smith", "last_name": ""},
+    "device_id": {"device_id": "tt222112"},
+    "media_url": {"media_url": "http://example.org/another.jpg"},
+    "a parameter left out": {"account_id": ""},
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+async def test_a_changed_request_under_a_used_key_is_refused(
+    http: httpx.AsyncClient,
+    clean: None,
+    issue_key: IssueKey,
+    owner: asyncpg.Connection,
+    change: str,
+) -> None:
+    key = await issue_key("RDEC")
+    form = {**SUBMISSION, "api_key": key}
+    headers = {**FORM, "idempotency-key": "app-retry-2"}
+    first = await http.post(f"{BASE}/requests.json", data=form, headers=headers)
+    assert first.status_code == 201, first.text
+    for fmt in ("json", "xml"):
+        changed = await http.post(
+            f"{BASE}/requests.{fmt}", data={**form, **CHANGES[change]}, headers=headers
+        )
+        assert changed.status_code == 422, changed.text
+        if fmt == "json":
+            error = only(changed.json())
+            assert error["code"] == 422
+        else:
+            assert "<errors><error><code>422</code>" in changed.text
+        assert "'app-retry-2' was already used for a different request" in changed.text
+    assert await owner.fetchval("SELECT count(*) FROM lighthouse.incident") == 1
+    # The same request again still answers the first.
+    again = await http.post(f"{BASE}/requests.json", data=form, headers=headers)
+    assert (again.status_code, again.json()) == (200, first.json())
 
 
 async def test_media_url_only_for_those_who_may_see_the_frame(

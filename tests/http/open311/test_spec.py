@@ -43,6 +43,8 @@ SUBMISSION = {
     "attribute[WHISPAWN]": "123456",
     "attribute[WHISDORN]": "COISL001",
 }
+# One answer for every key that does not stand: unknown, revoked or malformed alike.
+KEY_REFUSED = "the api_key is not valid: send the key the city issued your app"
 PERSONAL = ("smit333@example.org", "tt222111", "111111111", "john", "smith", "2212426634")
 
 
@@ -319,7 +321,7 @@ async def test_errors_in_the_specifications_format(
     assert answer.status_code == 403
     error = only(json_of(answer))
     assert list(error) == ["code", "description"]
-    assert error == {"code": 403, "description": "the api_key is not one this city issued"}
+    assert error == {"code": 403, "description": KEY_REFUSED}
 
     answer = await http.post(f"{BASE}/requests.xml", data=bad_key, headers=FORM)
     assert answer.status_code == 403
@@ -327,7 +329,7 @@ async def test_errors_in_the_specifications_format(
     assert [child.tag for child in document] == ["error"]
     assert fields(document[0]) == {
         "code": "403",
-        "description": "the api_key is not one this city issued",
+        "description": KEY_REFUSED,
     }
     assert await owner.fetchval("SELECT count(*) FROM lighthouse.incident") == before
 
