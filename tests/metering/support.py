@@ -105,7 +105,7 @@ async def as_admin(
         await pool.close()
 
 
-def licence_terms(licensee_id: int, code: str, **terms: Any) -> LicenceTerms:
+def licence_terms(licensee_id: int, *, code: str, **terms: Any) -> LicenceTerms:
     """Generous terms, but for ``terms``."""
     now = datetime.now(UTC)
     values: dict[str, Any] = {
@@ -140,15 +140,14 @@ async def new_licensee_and_licence(
         f"company-{number}", f"Company {number}", f"{number % 10**8:08d}",
         [Contact("Developer", "dev@example.com")], ADMIN.subject,
     )  # fmt: skip
-    return await repository.create_licence(
-        licence_terms(licensee.id, f"LIC-{number}", **terms), ADMIN.subject
-    )
+    terms = {"code": f"LIC-{number}"} | terms  # a test may ask for a code of its own
+    return await repository.create_licence(licence_terms(licensee.id, **terms), ADMIN.subject)
 
 
 async def another_licence(database: DatabaseUnderTest, licensed: Licensed, **terms: Any) -> Licence:
     """One more licence for ``licensed``'s company (generous, but for ``terms``)."""
     code = f"{licensed.licence.code}-{uuid.uuid4().hex[:6].upper()}"
-    new = licence_terms(licensed.licence.licensee_id, code, **terms)
+    new = licence_terms(licensed.licence.licensee_id, code=code, **terms)
     return await as_admin(database, lambda r: r.create_licence(new, ADMIN.subject))
 
 
