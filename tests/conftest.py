@@ -244,6 +244,19 @@ async def owner(database: DatabaseUnderTest) -> AsyncIterator[asyncpg.Connection
 
 
 @pytest.fixture
+async def app(database: DatabaseUnderTest) -> AsyncIterator[asyncpg.Connection]:
+    """A connection as the application role (the gateway's: no BYPASSRLS, owns no table), for
+    testing the row-level security policies directly."""
+    connection = await asyncpg.connect(
+        database.app_url, server_settings={"search_path": "lighthouse, public"}
+    )
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
 async def clean(owner: asyncpg.Connection) -> None:
     """Start from reference data only (bureaus and categories)."""
     await owner.execute(CLEAN)

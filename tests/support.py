@@ -91,6 +91,17 @@ class GraphQLClient:
         return data
 
 
+async def idle_in_transaction(owner: asyncpg.Connection, database: DatabaseUnderTest) -> int:
+    """Connections of ``database`` holding a transaction open while doing nothing: what a
+    request waiting on its caller or on the model must not leave."""
+    count: int = await owner.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
+        " AND state LIKE 'idle in transaction%'",
+        database.name,
+    )
+    return count
+
+
 class GatewayProcess:
     """``lighthouse serve`` in a subprocess, as an operator would run it."""
 

@@ -181,18 +181,6 @@ async def _arrange(owner: asyncpg.Connection) -> World:
     return World(bureaus, pothole, private, detected, work_order, asset)
 
 
-@pytest.fixture
-async def app(database: DatabaseUnderTest) -> AsyncIterator[asyncpg.Connection]:
-    """A connection as the application role, with the gateway's session plumbing."""
-    connection = await asyncpg.connect(
-        database.app_url, server_settings={"search_path": "lighthouse, public"}
-    )
-    try:
-        yield connection
-    finally:
-        await connection.close()
-
-
 @asynccontextmanager
 async def acting_as(
     app: asyncpg.Connection, caller: Caller, world: World

@@ -38,7 +38,7 @@ from api.settings import (
     load_settings,
 )
 from tests.graph.helpers import global_id, key_of
-from tests.support import DatabaseUnderTest, InProcessGateway, free_port
+from tests.support import DatabaseUnderTest, InProcessGateway, free_port, idle_in_transaction
 from tests.tokens import TokenFactory
 from tests.vision.conftest import now_iso
 from tests.vision.images import photo
@@ -382,15 +382,6 @@ async def read_all(reader: asyncio.StreamReader) -> bytes:
     except ConnectionError:
         pass
     return b"".join(chunks)
-
-
-async def idle_in_transaction(owner: asyncpg.Connection, database: DatabaseUnderTest) -> int:
-    count: int = await owner.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
-        " AND state LIKE 'idle in transaction%'",
-        database.name,
-    )
-    return count
 
 
 async def test_slow_bodies_hold_no_connection_and_starve_no_one(

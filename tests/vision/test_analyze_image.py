@@ -25,13 +25,13 @@ from api.settings import (
     VisionSettings,
     load_settings,
 )
-from tests.support import DatabaseUnderTest, InProcessGateway, free_port
+from tests.support import DatabaseUnderTest, InProcessGateway, free_port, idle_in_transaction
 from tests.tokens import TokenFactory
 from tests.vision.conftest import graphql_upload
 from tests.vision.fake_serving import FakeServing, Said, Script
 from tests.vision.images import photo
 
-pytestmark = pytest.mark.db
+# Not `db` (pyproject.toml's rule): what is checked is when the gateway holds a connection.
 
 CALLS = 3
 MODEL_SECONDS = 2.0
@@ -81,15 +81,6 @@ def token_id(token: str) -> str:
     payload = token.split(".")[1]
     jti: str = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
     return jti
-
-
-async def idle_in_transaction(owner: asyncpg.Connection, database: DatabaseUnderTest) -> int:
-    count: int = await owner.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
-        " AND state LIKE 'idle in transaction%'",
-        database.name,
-    )
-    return count
 
 
 async def test_no_connection_is_held_while_the_model_answers(

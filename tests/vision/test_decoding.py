@@ -5,11 +5,13 @@ are given back only once the decoding thread is done. (The memory itself: bench/
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+from PIL import Image
 
 from api.vision import images
 from api.vision.decoding import DecodingBudget, ImageDecoder
@@ -64,12 +66,20 @@ async def test_concurrent_decodes_never_hold_more_pixels_than_the_budget(
     assert (decoder.budget.pixels_in_use, decoder.budget.running) == (0, 0)
 
 
+def flat_png(width: int, height: int) -> bytes:
+    """A PNG of one colour: its header is all that counts here, and it is made at once (a
+    photo-like one of 4 megapixels takes seconds to draw)."""
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (90, 90, 90)).save(out, format="PNG")
+    return out.getvalue()
+
+
 async def test_an_image_refused_by_its_header_takes_nothing(
     watched: tuple[ImageDecoder, Watched],
 ) -> None:
     decoder, watch = watched
     with pytest.raises(images.ImageRejected):
-        await decoder.clean(photo(1, size=(2000, 2000), kind="PNG"), **LIMITS)  # 4 megapixels
+        await decoder.clean(flat_png(2000, 2000), **LIMITS)  # 4 megapixels
     assert watch.seen == [] and decoder.budget.pixels_in_use == 0
 
 

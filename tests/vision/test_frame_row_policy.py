@@ -12,13 +12,11 @@ attempt runs in its own transaction, rolled back.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from api.auth.principal import Principal, PrincipalKind
-from tests.support import DatabaseUnderTest
 from tests.vision.conftest import Camera, CameraFactory
 
 pytestmark = pytest.mark.db
@@ -70,18 +68,6 @@ CASES = [
         (PrincipalKind.AUDITOR, "POLICE", WRITE), ("POLICE", "POLICE"), REFUSED, id="an-auditor"
     ),
 ]  # fmt: skip
-
-
-@pytest.fixture
-async def app(database: DatabaseUnderTest) -> AsyncIterator[asyncpg.Connection]:
-    """A connection as the application role (the gateway's), not the schema's owner."""
-    connection = await asyncpg.connect(
-        database.app_url, server_settings={"search_path": "lighthouse, public"}
-    )
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 async def attempt(

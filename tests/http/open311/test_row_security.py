@@ -23,7 +23,6 @@ from api.auth.api_keys import client_principal, digest, new_key
 from api.auth.principal import Principal, PrincipalKind
 from api.db.unit_of_work import set_identity
 from api.repositories.open311 import Open311Clients
-from tests.support import DatabaseUnderTest
 
 pytestmark = pytest.mark.db
 
@@ -92,18 +91,6 @@ async def world(owner: asyncpg.Connection, clean: None) -> World:
         await incident("POTHOLE", "PUBLIC_WORKS"),
         await incident("ILLEGAL_DUMPING", "ENVIRONMENTAL_PROTECTION"),
     )
-
-
-@pytest.fixture
-async def app(database: DatabaseUnderTest) -> AsyncIterator[asyncpg.Connection]:
-    """A connection as the application role (no BYPASSRLS, owns no table)."""
-    connection = await asyncpg.connect(
-        database.app_url, server_settings={"search_path": "lighthouse, public"}
-    )
-    try:
-        yield connection
-    finally:
-        await connection.close()
 
 
 @asynccontextmanager
