@@ -19,6 +19,7 @@ unchanged. The files are byte-for-byte the same on every run.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Final
 
@@ -246,7 +247,7 @@ def write_tiny_model(directory: Path | str) -> Path:
         data = text.encode("utf-8")
         if path.is_file() and path.read_bytes() == data:
             continue
-        partial = path.with_name(f".{name}.partial")
+        partial = path.with_name(f".{name}.{os.getpid()}.partial")  # writers may race
         partial.write_bytes(data)
         partial.replace(path)
     return target
