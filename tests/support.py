@@ -11,10 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
+
+if TYPE_CHECKING:
+    from api.settings import Settings
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -89,6 +92,35 @@ class GraphQLClient:
         assert "errors" not in body, body["errors"]
         data: dict[str, Any] = body["data"]
         return data
+
+
+def in_process_settings(
+    database: DatabaseUnderTest, issuer: str, *, pool_max_size: int, **groups: Any
+) -> Settings:
+    """Settings of a gateway run in the test's own loop (``InProcessGateway``) on
+    ``database``, issuing its own tokens as ``issuer``, with a pool of ``pool_max_size``
+    (``groups``: further settings groups)."""
+    from api.settings import (
+        DatabaseSettings,
+        Environment,
+        LoggingSettings,
+        OAuthSettings,
+        load_settings,
+    )
+
+    return load_settings(
+        environment=Environment.TEST,
+        database=DatabaseSettings(
+            url=database.app_url,
+            owner_url=database.owner_url,
+            migrate_on_start=False,
+            pool_min_size=0,
+            pool_max_size=pool_max_size,
+        ),
+        oauth=OAuthSettings(issuer=issuer),
+        logging=LoggingSettings(),
+        **groups,
+    )
 
 
 async def idle_in_transaction(owner: asyncpg.Connection, database: DatabaseUnderTest) -> int:

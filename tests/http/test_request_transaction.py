@@ -30,15 +30,16 @@ from api.repositories.incidents import NEWEST_FIRST, IncidentFilter
 from api.repositories.sql import page_request
 from api.services.incidents.reads import IncidentReads
 from api.settings import (
-    DatabaseSettings,
-    Environment,
     HttpSettings,
-    LoggingSettings,
-    OAuthSettings,
-    load_settings,
 )
 from tests.graph.helpers import global_id, key_of
-from tests.support import DatabaseUnderTest, InProcessGateway, free_port, idle_in_transaction
+from tests.support import (
+    DatabaseUnderTest,
+    InProcessGateway,
+    free_port,
+    idle_in_transaction,
+    in_process_settings,
+)
 from tests.tokens import TokenFactory
 from tests.vision.conftest import now_iso
 from tests.vision.images import photo
@@ -151,19 +152,7 @@ async def serving(
     """The gateway with the probe routes, on a pool of ``POOL_SIZE`` (``groups``: settings)."""
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
-    settings = load_settings(
-        environment=Environment.TEST,
-        database=DatabaseSettings(
-            url=database.app_url,
-            owner_url=database.owner_url,
-            migrate_on_start=False,
-            pool_min_size=0,
-            pool_max_size=POOL_SIZE,
-        ),
-        oauth=OAuthSettings(issuer=issuer),
-        logging=LoggingSettings(),
-        **groups,
-    )
+    settings = in_process_settings(database, issuer, pool_max_size=POOL_SIZE, **groups)
     probe = Probe()
     app = create_app(settings, [*DOMAINS.values(), probe_bundle(probe)])
     async with InProcessGateway(app, port) as gateway:

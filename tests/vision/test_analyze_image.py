@@ -17,15 +17,16 @@ import pytest
 
 from api.app import create_app
 from api.settings import (
-    DatabaseSettings,
-    Environment,
-    LoggingSettings,
-    OAuthSettings,
     ServingSettings,
     VisionSettings,
-    load_settings,
 )
-from tests.support import DatabaseUnderTest, InProcessGateway, free_port, idle_in_transaction
+from tests.support import (
+    DatabaseUnderTest,
+    InProcessGateway,
+    free_port,
+    idle_in_transaction,
+    in_process_settings,
+)
 from tests.tokens import TokenFactory
 from tests.vision.conftest import graphql_upload
 from tests.vision.fake_serving import FakeServing, Said, Script
@@ -59,17 +60,10 @@ async def analysing(
     """A gateway whose serving tier is the fake one."""
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
-    settings = load_settings(
-        environment=Environment.TEST,
-        database=DatabaseSettings(
-            url=database.app_url,
-            owner_url=database.owner_url,
-            migrate_on_start=False,
-            pool_min_size=0,
-            pool_max_size=CALLS + 1,
-        ),
-        oauth=OAuthSettings(issuer=issuer),
-        logging=LoggingSettings(),
+    settings = in_process_settings(
+        database,
+        issuer,
+        pool_max_size=CALLS + 1,
         serving=ServingSettings(url=fake.url, secret_file=None, retries=0, timeout_seconds=30),
         vision=VisionSettings(frames_dir=tmp_path / "frames"),
     )
