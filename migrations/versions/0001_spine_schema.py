@@ -214,8 +214,10 @@ def upgrade() -> None:
             IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = '{role}') THEN
                 CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS;
             END IF;
-        EXCEPTION WHEN duplicate_object THEN
-            NULL;  -- created by another migration at the same moment
+        EXCEPTION WHEN duplicate_object OR unique_violation THEN
+            -- Created by another migration at the same moment: the lookup above cannot see a
+            -- role not yet committed, and CREATE ROLE then fails on pg_authid's unique index.
+            NULL;
         END
         $$;
         """

@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -156,3 +157,68 @@ def test_each_revision_goes_up_and_down_again_exactly(databases: Callable[[], st
 
     migrations.upgrade(url, MIGRATIONS, APP_ROLE)
     assert asyncio.run(catalog(url)) == before[revisions[-1]]
+
+
+def test_two_migrations_at_once_on_a_server_without_the_application_role(
+    databases: Callable[[], str], server_url: str
+) -> None:
+    """Two deployments migrating at once (two test workers on a fresh server): the application
+    role is created by one; the other, whose lookup could not see it, does not fail on it."""
+    role = f"lighthouse_app_{uuid.uuid4().hex[:8]}"
+    url = databases()
+    first = migrations.revisions(MIGRATIONS)[0]
+
+    async def race() -> None:
+        other = await asyncpg.connect(server_url)
+        try:
+            async with other.transaction():
+                # The other deployment's CREATE ROLE, not yet committed when ours looks.
+                await other.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS")
+                ours = asyncio.create_task(
+                    asyncio.to_thread(migrations.upgrade, url, MIGRATIONS, role, target=first)
+                )
+                for _ in range(600):  # ours waits on the role's row in pg_authid
+                    await other.execute("SELECT pg_stat_clear_snapshot()")  # (read afresh)
+                    waiting = await other.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = $1 AND wait_event_type = 'Lock'",
+                        urlsplit(url).path.lstrip("/"),
+                    )
+                    if waiting or ours.done():
+                        break
+                    await asyncio.sleep(0.05)
+                assert waiting == 1, "the migration did not wait on the role being created"
+            await ours  # the other committed: ours goes on, with the role as it was made
+            migrated = await asyncpg.connect(url)
+            try:
+                assert (
+                    await migrated.fetchval("SELECT version_num FROM lighthouse.alembic_version")
+                    == first
+                )
+                assert await migrated.fetchval(
+                    "SELECT has_schema_privilege($1, 'lighthouse', 'USAGE')", role
+                )
+            finally:
+                await migrated.close()
+        finally:
+            await other.close()
+
+    try:
+        asyncio.run(race())
+    finally:
+        asyncio.run(_drop_role(server_url, role, url))
+
+
+async def _drop_role(server_url: str, role: str, database_url: str) -> None:
+    admin = await asyncpg.connect(server_url)
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role):
+            return
+        database = await asyncpg.connect(database_url)
+        try:
+            await database.execute(f"DROP OWNED BY {role}")  # its privileges there
+        finally:
+            await database.close()
+        await admin.execute(f"DROP ROLE {role}")
+    finally:
+        await admin.close()
