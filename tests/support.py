@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -234,3 +236,13 @@ def client_from(base_url: str, address: str) -> httpx.AsyncClient:
     """An HTTP client whose requests come from ``address``."""
     transport = httpx.AsyncHTTPTransport(local_address=address)
     return httpx.AsyncClient(base_url=base_url, transport=transport, timeout=30)
+
+
+async def socket_message(socket: Any, wait: float = 10) -> dict[str, Any]:
+    """The next graphql-transport-ws message on ``socket`` (a ``websockets`` client), which must
+    come as a text frame: browsers' clients (graphql-ws in Apollo Client, urql, GraphiQL) ignore
+    binary frames, which Python's clients would read all the same."""
+    frame = await asyncio.wait_for(socket.recv(), wait)
+    assert isinstance(frame, str), f"a binary frame ({bytes(frame)[:60]!r}): browsers ignore it"
+    message: dict[str, Any] = json.loads(frame)
+    return message

@@ -42,11 +42,27 @@ class RequestContextMiddleware:
         route = path if path in KNOWN_ROUTES else "other"
         method = scope.get("method", "WS")
         status = 500
+        socket = Socket()
         started = time.perf_counter()
+
+        async def receive_noting_close() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                socket.closed_by_client(message.get("code", 1005))
+            return message
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
-            if message["type"] == "http.response.start":
+            kind = message["type"]
+            if kind == "websocket.accept":
+                status = 101
+            elif kind == "websocket.close":
+                socket.closed_by_server(message.get("code", 1000))
+                if status != 101:  # refused before it was accepted
+                    status = 403
+            elif kind == "websocket.http.response.start":
+                status = message["status"]
+            if kind == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
@@ -62,7 +78,10 @@ class RequestContextMiddleware:
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            await self.app(scope, receive, send_with_id)
+            if scope["type"] == "websocket":
+                await self.app(scope, receive_noting_close, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             structlog.contextvars.unbind_contextvars("request_id")
@@ -70,7 +89,17 @@ class RequestContextMiddleware:
             if resources is not None and scope["type"] == "http":
                 resources.metrics.http_requests.labels(route, method, str(status)).inc()
                 resources.metrics.http_seconds.labels(route, method).observe(elapsed)
-            if route != "/metrics":
+            if scope["type"] == "websocket":
+                log.info(
+                    "websocket.closed",
+                    request_id=request_id,
+                    path=path,
+                    status=status,
+                    closed_by=socket.by,
+                    close_code=socket.code,
+                    duration_ms=round(elapsed * 1000, 2),
+                )
+            elif route != "/metrics":
                 log.info(
                     "http.request",
                     request_id=request_id,
@@ -79,3 +108,20 @@ class RequestContextMiddleware:
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
                 )
+
+
+class Socket:
+    """How a WebSocket ended: who closed it first (the client, the gateway, or neither when the
+    connection broke) and with which close code."""
+
+    def __init__(self) -> None:
+        self.by = "neither"
+        self.code: int | None = None
+
+    def closed_by_client(self, code: int) -> None:
+        if self.code is None:
+            self.by, self.code = "client", code
+
+    def closed_by_server(self, code: int) -> None:
+        if self.code is None:
+            self.by, self.code = "gateway", code

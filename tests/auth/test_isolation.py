@@ -12,7 +12,7 @@ import pytest
 import websockets
 
 from tests.graph.helpers import act, bureau_ids, create_incident, incident_in
-from tests.support import GatewayProcess, GraphQLClient
+from tests.support import GatewayProcess, GraphQLClient, socket_message
 from tests.tokens import TokenFactory
 
 pytestmark = pytest.mark.db
@@ -185,7 +185,7 @@ async def test_subscriptions_deliver_only_visible_changes(
         await socket.send(
             json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
         )
-        assert json.loads(await socket.recv())["type"] == "connection_ack"
+        assert (await socket_message(socket))["type"] == "connection_ack"
         query = "subscription { incidentChanged { kind incident { title } } }"
         await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
         await asyncio.sleep(0.3)
@@ -195,7 +195,7 @@ async def test_subscriptions_deliver_only_visible_changes(
         await client.data(
             SHARE, {"id": hidden["id"], "v": hidden["version"], "b": bureaus["POLICE"]}
         )
-        message = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        message = await socket_message(socket, 10)
         assert message["payload"]["data"]["incidentChanged"]["incident"]["title"] == "看不到"
 
 

@@ -20,7 +20,13 @@ import httpx
 import pytest
 from authlib.deprecate import AuthlibDeprecationWarning
 
-from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess, GraphQLClient
+from tests.support import (
+    REPOSITORY,
+    DatabaseUnderTest,
+    GatewayProcess,
+    GraphQLClient,
+    socket_message,
+)
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
@@ -404,17 +410,17 @@ async def test_a_revoked_token_ends_its_subscription(
     async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:
         init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
         await socket.send(json.dumps(init))
-        assert json.loads(await socket.recv())["type"] == "connection_ack"
+        assert (await socket_message(socket))["type"] == "connection_ack"
         query = "subscription { incidentChanged { incident { title } } }"
         await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
         await asyncio.sleep(0.3)
         await create_incident(client, title="第一件")
-        first = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        first = await socket_message(socket, 10)
         assert first["payload"]["data"]["incidentChanged"]["incident"]["title"] == "第一件"
         revoked = await http.post("/oauth/revoke", data={"token": token}, auth=(client_id, secret))
         assert revoked.status_code == 200
         await create_incident(client, title="第二件")
-        ended = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        ended = await socket_message(socket, 10)
         assert ended["type"] == "next" and ended["payload"]["errors"], ended
         assert "revoked" in ended["payload"]["errors"][0]["message"]
-        assert json.loads(await asyncio.wait_for(socket.recv(), 10))["type"] == "complete"
+        assert (await socket_message(socket, 10))["type"] == "complete"

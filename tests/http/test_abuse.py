@@ -17,7 +17,13 @@ from websockets.exceptions import ConnectionClosed
 from api.graph.core.documents import DocumentCache
 from api.http.sockets import SocketBudget
 from tests.graph.helpers import create_incident
-from tests.support import GatewayProcess, GraphQLClient, client_from, stranger_address
+from tests.support import (
+    GatewayProcess,
+    GraphQLClient,
+    client_from,
+    socket_message,
+    stranger_address,
+)
 from tests.tokens import TokenFactory
 
 LIMIT = 64 * 1024  # LIGHTHOUSE_MAX_DOCUMENT_BYTES's default
@@ -153,7 +159,7 @@ async def connect(gateway: GatewayProcess, token: str | None) -> Any:
 
 async def acknowledged(socket: Any) -> bool:
     try:
-        message = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
+        message = await socket_message(socket, 10)
     except ConnectionClosed:
         return False
     return bool(message["type"] == "connection_ack")
@@ -226,7 +232,7 @@ async def test_changes_a_subscriber_may_not_see_cost_no_transaction(
         await create_incident(pwb, title=f"not for the police {number}")
     police_camera = GraphQLClient(http, tokens.named("camera-gateway"))
     await create_incident(police_camera, title="for the police", category="ILLEGAL_PARKING")
-    message = json.loads(await asyncio.wait_for(socket.recv(), timeout=10))
+    message = await socket_message(socket, 10)
     assert message["payload"]["data"]["incidentChanged"]["incident"]["title"] == "for the police"
     # The delivered event's transaction stays open until the subscription takes its next
     # notice: one more change it may not see closes it (and costs none of its own).

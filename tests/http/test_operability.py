@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
+import websockets
 
-from tests.support import GraphQLClient
+from tests.support import GatewayProcess, GraphQLClient, socket_message
+from tests.tokens import TokenFactory
 
 
 def _log_lines(path: Path) -> list[str]:
@@ -41,6 +46,47 @@ async def test_request_id_is_returned_and_logged(http: httpx.AsyncClient, log_pa
     assert any(
         line["request_id"] == "audit-trace-12345" and line["status"] == 200 for line in access
     )
+
+
+async def _logged(path: Path, request_id: str, event: str) -> dict[str, Any]:
+    """The log line of ``event`` for ``request_id`` (written as the connection ends: waited for,
+    up to ten seconds)."""
+    for _ in range(200):
+        for line in _log_lines(path):
+            if line.startswith("{") and request_id in line:
+                entry: dict[str, Any] = json.loads(line)
+                if entry.get("event") == event and entry.get("request_id") == request_id:
+                    return entry
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {event} logged for {request_id}")
+
+
+async def test_a_websocket_is_logged_as_it_ended_not_as_a_server_error(
+    gateway: GatewayProcess, tokens: TokenFactory, log_path: Path
+) -> None:
+    url = gateway.base_url.replace("http://", "ws://") + "/graphql"
+    token = tokens.named("pwb-dispatcher")
+    # Accepted, then closed by the client: 101, closed by the client with its code.
+    left = f"socket-left-{uuid.uuid4().hex}"
+    async with websockets.connect(
+        url, subprotocols=["graphql-transport-ws"], additional_headers={"X-Request-ID": left}
+    ) as socket:
+        init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        await socket.send(json.dumps(init))
+        assert (await socket_message(socket))["type"] == "connection_ack"
+        await socket.close(1000)
+    entry = await _logged(log_path, left, "websocket.closed")
+    assert (entry["status"], entry["closed_by"], entry["close_code"]) == (101, "client", 1000)
+    # Accepted, then closed by the gateway: a connection_init without a token (4403).
+    refused = f"socket-refused-{uuid.uuid4().hex}"
+    async with websockets.connect(
+        url, subprotocols=["graphql-transport-ws"], additional_headers={"X-Request-ID": refused}
+    ) as socket:
+        await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+        await socket.wait_closed()
+        assert socket.close_code == 4403
+    entry = await _logged(log_path, refused, "websocket.closed")
+    assert (entry["status"], entry["closed_by"], entry["close_code"]) == (101, "gateway", 4403)
 
 
 async def test_metrics_count_operations_errors_and_pool(

@@ -10,6 +10,7 @@ source address, see ``api.access.refusals``). A WebSocket must authenticate in i
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
@@ -19,10 +20,11 @@ from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
@@ -56,7 +58,21 @@ DOCUMENT_ID = "documentId"
 _REQUEST: ContextVar[Request] = ContextVar("lighthouse_graphql_request")
 
 
+class TextFrames(ASGIWebSocketAdapter):
+    """graphql-transport-ws messages as text frames: the protocol's messages are JSON text, and
+    browsers' clients (graphql-ws in Apollo Client, urql, GraphiQL) ignore binary frames.
+    Strawberry sends whatever ``encode_json`` returns, and ours returns orjson's bytes."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
+
+
 class GraphQLView(GraphQL[Context, None]):
+    websocket_adapter_class = TextFrames
+
     def __init__(
         self,
         schema: Any,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ from tests.graph.helpers import (
     incident_in,
     key_of,
 )
-from tests.support import GatewayProcess, GraphQLClient
+from tests.support import REPOSITORY, GatewayProcess, GraphQLClient, socket_message
 from tests.tokens import TokenFactory
 
 pytestmark = pytest.mark.db
@@ -77,7 +78,7 @@ class Subscription:
 
     async def next(self, wait: float = 10) -> dict[str, Any]:
         while True:
-            message = json.loads(await asyncio.wait_for(self.socket.recv(), wait))
+            message = await socket_message(self.socket, wait)
             if message["type"] == "next":
                 payload: dict[str, Any] = message["payload"]
                 return payload
@@ -117,7 +118,7 @@ async def _subscribe(
     ) as socket:
         init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
         await socket.send(json.dumps(init))
-        ack = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        ack = await socket_message(socket, 10)
         assert ack["type"] == "connection_ack"
         await socket.send(
             json.dumps(
@@ -221,3 +222,49 @@ async def test_a_change_the_subscriber_may_not_see_is_not_delivered(
         now_visible = shared["shareIncident"]["incident"]
         assert (now_visible["id"], now_visible["version"]) == (hidden["id"], hidden["version"] + 1)
         assert await subscription.change() == event_for("UPDATED", now_visible, "SHARED")
+
+
+CLIENTS = REPOSITORY / "tests" / "clients"
+
+
+async def test_a_browsers_graphql_ws_client_receives_the_events(
+    client: GraphQLClient, gateway: GatewayProcess, tokens: TokenFactory
+) -> None:
+    """graphql-ws (what Apollo Client, urql and GraphiQL subscribe with) on the WHATWG WebSocket,
+    which, as in a browser, cannot read a binary frame."""
+    node = shutil.which("node")
+    assert node and (CLIENTS / "node_modules" / "graphql-ws").is_dir(), (
+        "the test clients are missing: run `npm ci --prefix tests/clients`"
+    )
+    url = gateway.base_url.replace("http://", "ws://") + "/graphql"
+    query = "subscription { incidentChanged { kind incident { id title } } }"
+    process = await asyncio.create_subprocess_exec(
+        node, "--experimental-websocket", "--no-warnings", str(CLIENTS / "subscribe.mjs"),
+        url, tokens.named("pwb-supervisor"), query, "1",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        first = json.loads(await asyncio.wait_for(process.stdout.readline(), 30) or b"{}")
+        assert first == {"connected": True}, first
+        # The subscription is not acknowledged: incidents are reported until one's event comes.
+        titles = []
+        for attempt in range(20):
+            titles.append(f"瀏覽器訂閱 {attempt}")
+            await create_incident(client, title=titles[-1])
+            try:
+                line = await asyncio.wait_for(process.stdout.readline(), 0.5)
+            except TimeoutError:
+                continue
+            result = json.loads(line)
+            assert "error" not in result and "errors" not in result, result
+            change = result["data"]["incidentChanged"]
+            assert change["kind"] == "CREATED" and change["incident"]["title"] in titles, result
+            break
+        else:
+            raise AssertionError("the browser's client received none of 20 events")
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

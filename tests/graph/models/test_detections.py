@@ -5,7 +5,6 @@ owner: what is under test is the SQL that reads them back."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,7 @@ import websockets
 from websockets.typing import Subprotocol
 
 from tests.graph.helpers import global_id, key_of
-from tests.support import GatewayProcess, GraphQLClient
+from tests.support import GatewayProcess, GraphQLClient, socket_message
 from tests.tokens import TokenFactory
 
 pytestmark = pytest.mark.db
@@ -301,12 +300,12 @@ async def test_detections_arrive_as_recorded_only_those_the_subscriber_may_see(
         await ws.send(
             json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
         )
-        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+        assert (await socket_message(ws, 10))["type"] == "connection_ack"
         subscribe = {"query": SUBSCRIBE, "variables": {"category": ["POTHOLE"]}}
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
 
         async def next_detection(wait: float) -> int:
-            message = json.loads(await asyncio.wait_for(ws.recv(), wait))
+            message = await socket_message(ws, wait)
             assert message["type"] == "next" and "errors" not in message["payload"], message
             found = message["payload"]["data"]["detectionAdded"]
             assert found["category"]["code"] == "POTHOLE"
