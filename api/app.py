@@ -41,6 +41,7 @@ from api.graph.core.trusted import DocumentRegistry
 from api.graph.core.view import graphql_refusal, graphql_view, is_upload
 from api.graph.domains import DOMAINS
 from api.http.body_limit import BodyLimitMiddleware
+from api.http.cors import cors
 from api.http.graphiql import ASSET_ROUTE_PATH, graphiql_asset
 from api.http.health import healthz, readyz
 from api.http.health import metrics as metrics_endpoint
@@ -271,6 +272,7 @@ def create_app(
         ],
         middleware=[
             Middleware(RequestContextMiddleware),
+            cors(settings.http.cors_origins),
             Middleware(
                 BodyLimitMiddleware,
                 max_bytes=settings.http.max_body_bytes,

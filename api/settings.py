@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from api import bundled
 
@@ -158,6 +158,24 @@ class HttpSettings(SettingsGroup):
         default=60.0,
         description="How long a request body may take to arrive in full; a slower one gets 408.",
     )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        max_length=100,
+        description="The origins whose pages may call the gateway from a browser, exact and "
+        "comma-separated (https://board.example.gov.tw,http://localhost:5173); none by default.",
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(exact_origin(origin) for origin in origins)
 
 
 class GraphSettings(SettingsGroup):
@@ -198,6 +216,32 @@ class GraphSettings(SettingsGroup):
         description="Serve one domain alone as a federation subgraph (incidents, assets, "
         "bureaus, models, licensing, audit, documents); unset: the unified graph.",
     )
+
+
+def exact_origin(origin: str) -> str:
+    """``origin`` as browsers send it (scheme://host[:port], lower case, no default port), or a
+    ValueError saying why it is not one. A wildcard is refused: it would let any site's pages
+    call the graph with the tokens its users hold."""
+    if "*" in origin:
+        raise ValueError(f"{origin!r}: exact origins only, no wildcard")
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError as error:
+        raise ValueError(f"{origin!r} is not an origin: {error}") from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], nothing after)")
+    default = {"http": 80, "https": 443}[parts.scheme]
+    shown = "" if port in (None, default) else f":{port}"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}{shown}"
 
 
 class CitySettings(SettingsGroup):

@@ -24,6 +24,13 @@ def test_defaults_use_the_embedded_database(monkeypatch: pytest.MonkeyPatch) -> 
         ("LIGHTHOUSE_CITY_TIMEZONE", "Mars/Olympus"),
         ("LIGHTHOUSE_ENVIRONMENT", "staging"),
         ("LIGHTHOUSE_LOG_LEVEL", "LOUD"),
+        ("LIGHTHOUSE_CORS_ORIGINS", "*"),
+        ("LIGHTHOUSE_CORS_ORIGINS", "https://*.kcg.gov.tw"),
+        ("LIGHTHOUSE_CORS_ORIGINS", "https://board.kcg.gov.tw/app"),
+        ("LIGHTHOUSE_CORS_ORIGINS", "https://board.kcg.gov.tw,file:///tmp/page.html"),
+        ("LIGHTHOUSE_CORS_ORIGINS", "board.kcg.gov.tw"),
+        ("LIGHTHOUSE_CORS_ORIGINS", "https://user@board.kcg.gov.tw"),
+        ("LIGHTHOUSE_CORS_ORIGINS", "https://board.kcg.gov.tw:99999"),
     ],
 )
 def test_a_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
@@ -36,6 +43,20 @@ def test_a_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch, variable: str, 
 def test_socket_urls_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIGHTHOUSE_DATABASE_URL", "postgresql://lighthouse_app@/city?host=/run/pg")
     assert load_settings().database.url == "postgresql://lighthouse_app@/city?host=/run/pg"
+
+
+def test_cors_origins_are_read_as_browsers_send_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "LIGHTHOUSE_CORS_ORIGINS",
+        " HTTPS://Board.KCG.gov.tw:443/ , http://localhost:5173,http://[::1]:8080,,",
+    )
+    assert load_settings().http.cors_origins == (
+        "https://board.kcg.gov.tw",
+        "http://localhost:5173",
+        "http://[::1]:8080",
+    )
+    monkeypatch.delenv("LIGHTHOUSE_CORS_ORIGINS")
+    assert load_settings().http.cors_origins == ()
 
 
 def test_production_requires_a_database(monkeypatch: pytest.MonkeyPatch) -> None:
