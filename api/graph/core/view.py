@@ -148,16 +148,18 @@ class GraphQLView(GraphQL[Context, None]):
         return orjson.dumps(data)
 
     def parse_json(self, data: str | bytes) -> Any:
-        parsed = super().parse_json(data)
-        # ``documentId`` (GraphQL over HTTP's persisted documents) is not a field Strawberry
-        # keeps: it travels on in the extensions, where ``_trusted`` looks for it.
-        if isinstance(parsed, dict) and "documentId" in parsed:
-            extensions = parsed.get("extensions")
-            if extensions is None:
-                extensions = parsed["extensions"] = {}
-            if isinstance(extensions, dict):
-                extensions[DOCUMENT_ID] = parsed.pop("documentId")
+        return _document_id_in_extensions(super().parse_json(data))
+
+    def parse_query_params(self, params: Any) -> dict[str, Any]:
+        # A GET names a registered document as a POST does (urql's persistedExchange and
+        # Apollo's persisted-query link send queries by GET).
+        parsed: dict[str, Any] = _document_id_in_extensions(super().parse_query_params(params))
         return parsed
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET naming a document is a query even when it accepts anything (fetch's */*).
+        named = DOCUMENT_ID in request.query_params or "extensions" in request.query_params
+        return not named and super().should_render_graphql_ide(request)
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
         data = await super().parse_http_body(request)
@@ -311,6 +313,18 @@ class TrustedDocumentRequired(HTTPException):
             "this gateway runs registered documents only: register the operation "
             "(lighthouse documents register) and send its documentId",
         )
+
+
+def _document_id_in_extensions(parsed: Any) -> Any:
+    """``documentId`` (GraphQL over HTTP's persisted documents) is not a field Strawberry keeps:
+    it travels on in the extensions, where ``_trusted`` looks for it."""
+    if isinstance(parsed, dict) and DOCUMENT_ID in parsed:
+        extensions = parsed.get("extensions")
+        if extensions is None:
+            extensions = parsed["extensions"] = {}
+        if isinstance(extensions, dict):
+            extensions[DOCUMENT_ID] = parsed.pop(DOCUMENT_ID)
+    return parsed
 
 
 def _named_document(extensions: dict[str, Any] | None) -> str | None:

@@ -265,3 +265,55 @@ async def test_developers_register_documents_through_the_graph_and_nobody_else_d
     forbidden = await post(gateway.base_url, client.token, {"query": REGISTER, "variables": other})
     assert forbidden.json()["data"]["registerDocuments"]["__typename"] == "Forbidden"
     assert await registered(database, [fresh]) == {}
+
+
+async def test_registered_documents_run_by_get_as_persisted_query_links_send_them(
+    database: DatabaseUnderTest, gateway: GatewayProcess, client: GraphQLClient, tmp_path: Path
+) -> None:
+    """urql's persistedExchange and Apollo Client's persisted-query link send registered queries
+    by GET: ``documentId``, or the hash in ``extensions``, with the variables as JSON."""
+    text = "query ByGet($code: String!) { bureau(code: $code) { code nameEn } }"
+    named = f"get-{uuid.uuid4().hex[:8]}"
+    change = (
+        "mutation ByGetNever($input: ShareIncidentInput!)"
+        " { shareIncident(input: $input) { __typename } }"
+    )
+    done = cli(database, gateway, "documents", "register",
+               str(manifest(tmp_path, {named: text, f"{named}-m": change})),
+               "--client", "get")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert client.token is not None
+    headers = {"authorization": f"Bearer {client.token}",
+               "accept": "application/graphql-response+json, application/json"}  # fmt: skip
+    variables = json.dumps({"code": "POLICE"})
+    posted = await post(
+        gateway.base_url, client.token, {"documentId": named, "variables": {"code": "POLICE"}}
+    )
+    assert posted.json()["data"]["bureau"]["code"] == "POLICE", posted.text
+    persisted = json.dumps({"persistedQuery": {"version": 1, "sha256Hash": sha(text)}})
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
+        for params in (
+            {"documentId": named, "variables": variables},
+            {"documentId": f"sha256:{sha(text)}", "variables": variables,
+             "operationName": "ByGet"},
+            {"extensions": persisted, "variables": variables, "operationName": "ByGet"},
+        ):  # fmt: skip
+            answer = await http.get("/graphql", params=params, headers=headers)
+            assert answer.status_code == 200, (params, answer.text)
+            assert answer.json() == posted.json(), params
+        # fetch() accepts anything (*/*): still the document's answer, not GraphiQL's page.
+        anything = await http.get("/graphql", params={"documentId": named, "variables": variables},
+                                  headers={**headers, "accept": "*/*"})  # fmt: skip
+        assert anything.json() == posted.json(), anything.text
+        # A registered mutation is never run by GET (a link or an <img> could send it).
+        by_get = await http.get("/graphql", params={"documentId": f"{named}-m"}, headers=headers)
+        assert by_get.status_code in (400, 405) and "GET" in by_get.text, by_get.text
+        # What is not registered asks for the text, as the persisted-queries protocol expects.
+        unknown = json.dumps({"persistedQuery": {"version": 1, "sha256Hash": sha("nothing")}})
+        for params in ({"documentId": "never-registered"}, {"extensions": unknown}):
+            missing = await http.get("/graphql", params=params, headers=headers)
+            assert missing.status_code == 400, (params, missing.text)
+            assert missing.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
+        for params in ({"documentId": ""}, {"extensions": '{"persistedQuery": {}}'}):
+            refused = await http.get("/graphql", params=params, headers=headers)
+            assert refused.status_code == 400, (params, refused.text)
