@@ -2,7 +2,8 @@
 frontends send by id (trusted documents), and list them.
 
 A manifest is the JSON object Relay's compiler (``persistOutput``) and GraphQL Code Generator's
-client preset (``persisted-documents.json``) write: each document's id and its text. Every
+client preset (``persisted-documents.json``) write, each document's id and its text, or Apollo's
+``persisted-query-manifest.json`` (``generate-persisted-query-manifest``). Every
 document is checked before anything is registered (syntax, names, validity against this
 gateway's schema, the depth and alias limits); one bad document registers none. ``plan`` says
 how the gateway answers a document: by its one compiled SQL statement, or on the resolvers and
@@ -54,23 +55,19 @@ def read_manifest(path: Path) -> dict[str, str]:
     except (OSError, ValueError) as error:  # orjson's decode error is a ValueError
         console.print(f"{path}: cannot be read as a manifest: {error}", style="red", markup=False)
         raise typer.Exit(2) from None
-    if not isinstance(manifest, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in manifest.items()
-    ):
-        console.print(
-            f"{path}: a manifest is a JSON object of ids to document texts",
-            style="red",
-            markup=False,
-        )
-        raise typer.Exit(2)
-    from api.graph.core.trusted import MAX_MANIFEST
+    from api.graph.core.trusted import MAX_MANIFEST, manifest_documents
 
-    if not manifest or len(manifest) > MAX_MANIFEST:
+    try:
+        documents = manifest_documents(manifest)
+    except ValueError as error:
+        console.print(f"{path}: {error}", style="red", markup=False)
+        raise typer.Exit(2) from None
+    if not documents or len(documents) > MAX_MANIFEST:
         console.print(
             f"{path}: 1 to {MAX_MANIFEST} documents per manifest", style="red", markup=False
         )
         raise typer.Exit(2)
-    return manifest
+    return documents
 
 
 @documents_app.command("register")

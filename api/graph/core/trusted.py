@@ -5,7 +5,8 @@ A document is checked once, when it is registered: its size, its syntax (within 
 limit), that every operation in it is named, and its validity against the schema with the same
 depth and alias limits as any request. A request then sends ``documentId`` (the GraphQL over
 HTTP convention; Relay's and GraphQL Code Generator's manifests give each document an id), or
-the automatic persisted queries' ``extensions.persistedQuery.sha256Hash``, and the gateway runs
+the automatic persisted queries' ``extensions.persistedQuery.sha256Hash`` (Apollo's manifests
+give each document its hash), by POST or GET, and the gateway runs
 the registered text. With ``LIGHTHOUSE_TRUSTED_DOCUMENTS_ONLY`` a request whose text is not a
 registered document is refused.
 """
@@ -33,6 +34,40 @@ ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
 CLIENT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 MAX_MANIFEST = 2000  # documents in one registration
+
+
+APOLLO_MANIFEST = "apollo-persisted-query-manifest"
+
+
+def manifest_documents(manifest: object) -> dict[str, str]:
+    """The documents of a persisted-document manifest, by id: Relay's compiler's and GraphQL
+    Code Generator's client preset's (a JSON object of ids to texts), or Apollo's
+    (``generate-persisted-query-manifest``: format ``apollo-persisted-query-manifest``, version
+    1, ``operations`` with an ``id``, the body's SHA-256, and a ``body``). A ValueError says what
+    is wrong with it."""
+    if isinstance(manifest, dict) and (
+        manifest.get("format") == APOLLO_MANIFEST or isinstance(manifest.get("operations"), list)
+    ):
+        if manifest.get("format") != APOLLO_MANIFEST or manifest.get("version") != 1:
+            raise ValueError(f"an Apollo manifest is format {APOLLO_MANIFEST!r}, version 1")
+        operations = manifest.get("operations")
+        if not isinstance(operations, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("id"), str) and isinstance(o.get("body"), str)
+            for o in operations
+        ):
+            raise ValueError("each operation of an Apollo manifest has an id and a body (strings)")
+        documents = {o["id"]: o["body"] for o in operations}
+        if len(documents) != len(operations):
+            raise ValueError("an id is given twice")
+        return documents
+    if isinstance(manifest, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in manifest.items()
+    ):
+        return manifest
+    raise ValueError(
+        "a manifest is a JSON object of ids to document texts (Relay, GraphQL Code Generator) "
+        f"or an {APOLLO_MANIFEST} (Apollo)"
+    )
 
 
 def sha256(text: str) -> str:

@@ -73,6 +73,20 @@ async def test_a_registered_document_runs_by_its_id_and_by_its_hash(
         "persistedQuery": {"version": 1, "sha256Hash": sha(hashed)}}})  # fmt: skip
     assert by_prefixed.json() == apq.json() and apq.json()["data"]["categories"]
 
+    # Apollo's manifest (generate-persisted-query-manifest): its ids are the bodies' hashes,
+    # which its persisted-query link sends.
+    apollo_text = "query TrustedByApollo { bureaus { nameEn } }"
+    apollo = tmp_path / "persisted-query-manifest.json"
+    apollo.write_text(json.dumps({"format": "apollo-persisted-query-manifest", "version": 1,
+        "operations": [{"id": sha(apollo_text), "name": "TrustedByApollo", "type": "query",
+                        "body": apollo_text}]}))  # fmt: skip
+    done = cli(database, gateway, "documents", "register", str(apollo), "--client", "apollo")
+    assert done.returncode == 0 and "1 document(s) registered" in done.stderr, done.stderr
+    apq = await post(gateway.base_url, client.token, {"extensions": {
+        "persistedQuery": {"version": 1, "sha256Hash": sha(apollo_text)}}})  # fmt: skip
+    assert apq.json()["data"]["bureaus"][0]["nameEn"], apq.text
+    assert await registered(database, [sha(apollo_text)]) == {sha(apollo_text): apollo_text}
+
     # Registering the same manifest again changes nothing; the listing shows them.
     again = cli(database, gateway, "documents", "register", str(manifest(tmp_path, documents)),
                 "--client", "pwb-board")  # fmt: skip
