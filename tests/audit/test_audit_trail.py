@@ -74,9 +74,16 @@ async def test_denials_and_personal_data_are_recorded(
     )
     record = await _last(owner)
     assert (record["decision"], record["personal_data"]) == ("PARTIAL", False)
-    await GraphQLClient(client.http).execute("query Nobody { incidents(first: 1) { totalCount } }")
+    nobody = await client.http.post(
+        "/graphql", json={"query": "query Nobody { incidents(first: 1) { totalCount } }"}
+    )
+    assert nobody.status_code == 401, nobody.text  # told to sign in: refused, and recorded
     record = await _last(owner)
-    assert (record["subject"], record["decision"]) == ("anonymous", "DENY")
+    assert (record["subject"], record["decision"], record["operation"]) == (
+        "anonymous",
+        "DENY",
+        "Nobody",
+    )
 
 
 async def test_auditors_search_and_verify(

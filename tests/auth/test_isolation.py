@@ -210,8 +210,24 @@ async def test_a_bad_token_cannot_open_a_subscription(gateway: GatewayProcess) -
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
 
 
-async def test_anonymous_callers_see_reference_data_only(http: Any) -> None:
+async def test_anonymous_callers_see_reference_data_only(http: Any, tokens: TokenFactory) -> None:
     anonymous = GraphQLClient(http)
     assert len((await anonymous.data("{ bureaus { code } }"))["bureaus"]) == 10
-    body = await anonymous.execute(LIST)
-    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert (await anonymous.data("{ categories { code } me { kind } }"))["me"]["kind"]
+    # Anything that needs a token is refused before it runs, as clients' auth links expect:
+    # 401, UNAUTHENTICATED, and a challenge without an error code (none was presented).
+    for document in (
+        LIST,
+        "{ bureaus { code } auditRecords(first: 1) { edges { cursor } } }",
+        "mutation New($input: CreateAssetInput!) { createAsset(input: $input) { __typename } }",
+    ):
+        response = await http.post("/graphql", json={"query": document})
+        assert response.status_code == 401, (document, response.text)
+        assert response.headers["www-authenticate"] == 'Bearer realm="lighthouse"'
+        body = response.json()
+        assert body["data"] is None
+        assert {e["extensions"]["code"] for e in body["errors"]} == {"UNAUTHENTICATED"}
+    # A token that does not grant it is still a 200 with FORBIDDEN: signing in would not help.
+    token = tokens.custom(subject="licensee-1", kind="licensee", scopes=["incidents:read"])
+    licensee = await GraphQLClient(http, token).execute(LIST)
+    assert licensee["errors"][0]["extensions"]["code"] == "FORBIDDEN"

@@ -30,6 +30,7 @@ from api.graph.core.extensions import (
     OperationScopeExtension,
 )
 from api.graph.core.prefetch import PrefetchPlan
+from api.graph.core.sign_in import SignInRequired
 from api.graph.core.subgraph import key_fields, reduce_to_references
 from api.graph.core.viewer import ViewerQueries
 from api.settings import Settings
@@ -124,6 +125,7 @@ def build_schema(
         lambda: QueryDepthLimiter(max_depth=graph.max_query_depth),
         lambda: MaxAliasesLimiter(max_alias_count=graph.max_aliases),
         IntrospectionPolicy,
+        SignInRequired,
         lambda: ValidationCache(maxsize=256),
         OperationNameRequired,
         OperationScopeExtension,

@@ -33,6 +33,7 @@ from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
 from api.graph.core.context import Context
 from api.graph.core.fast_path import CompiledDocuments
+from api.graph.core.sign_in import asks_to_sign_in
 from api.graph.core.trusted import sha256
 from api.http.graphiql import graphiql_page_response
 from api.http.transaction import (
@@ -111,7 +112,8 @@ class GraphQLView(GraphQL[Context, None]):
                     raise HTTPException(
                         415, "POST GraphQL documents as application/json (uploads as multipart)"
                     )
-                # A registered query the planner compiled is answered by its one statement.
+                # A registered query the planner compiled is answered by its one statement
+                # (or, the policies refusing it, by the resolvers, which say why).
                 elif self.compiled is not None:
                     response = await self.compiled.answer(request)
             if response is None:
@@ -138,6 +140,14 @@ class GraphQLView(GraphQL[Context, None]):
         if verdict is Verdict.THROTTLED:
             return too_many(resources.refusals.retry_after(source))
         return _coded(status, reason, code or CODES.get(status, "BAD_REQUEST"), transaction)
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if asks_to_sign_in(response_data):
+            # RFC 6750 §3.1: a request without credentials is challenged with no error code.
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = 'Bearer realm="lighthouse"'
+        return response
 
     def decode_json(self, data: str | bytes) -> object:
         # orjson refuses nesting past 1,024 levels with a decode error (answered 400), where

@@ -293,7 +293,9 @@ async def test_registered_documents_run_by_get_as_persisted_query_links_send_the
         " { shareIncident(input: $input) { __typename } }"
     )
     done = cli(database, gateway, "documents", "register",
-               str(manifest(tmp_path, {named: text, f"{named}-m": change})),
+               str(manifest(tmp_path, {named: text, f"{named}-m": change,
+                                       f"{named}-board": "query ByGetBoard {"
+                                       " incidents(first: 3) { totalCount } }"})),
                "--client", "get")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert client.token is not None
@@ -322,6 +324,15 @@ async def test_registered_documents_run_by_get_as_persisted_query_links_send_the
         # A registered mutation is never run by GET (a link or an <img> could send it).
         by_get = await http.get("/graphql", params={"documentId": f"{named}-m"}, headers=headers)
         assert by_get.status_code in (400, 405) and "GET" in by_get.text, by_get.text
+        # Without a token, a registered query that needs one is told to sign in, by GET and
+        # by POST (where the compiled statement would otherwise answer it).
+        for anonymous in (
+            http.get("/graphql", params={"documentId": f"{named}-board"}),
+            http.post("/graphql", json={"documentId": f"{named}-board"}),
+        ):
+            refused = await anonymous
+            assert refused.status_code == 401, refused.text
+            assert refused.json()["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
         # What is not registered asks for the text, as the persisted-queries protocol expects.
         unknown = json.dumps({"persistedQuery": {"version": 1, "sha256Hash": sha("nothing")}})
         for params in ({"documentId": "never-registered"}, {"extensions": unknown}):
