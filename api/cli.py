@@ -19,6 +19,7 @@ from api.documents_cli import documents_app
 from api.federation_cli import subgraph, supergraph
 from api.licensing_cli import licensing_app
 from api.open311_cli import open311_app
+from api.schema_cli import schema_app
 from api.serve_cli import serve
 from api.settings import Environment, Settings, SettingsError
 
@@ -363,6 +364,7 @@ app.command()(subgraph)
 app.command()(supergraph)
 app.add_typer(documents_app, name="documents")
 app.add_typer(open311_app, name="open311")
+app.add_typer(schema_app, name="schema")
 
 
 @keys_app.command("rotate")
