@@ -128,22 +128,49 @@ def _describe(name: str) -> Callable[[], OperationDescription]:
 
 
 async def list_models(request: Request) -> Response:
+    listed = await _usable_models(request, "GET /v1/models")
+    if isinstance(listed, Response):
+        return listed
+    return Response(orjson.dumps({"object": "list", "data": listed}), media_type="application/json")
+
+
+async def retrieve_model(request: Request) -> Response:
+    """``GET /v1/models/{model}`` (the SDK's ``models.retrieve``): one model the caller's usable
+    licences cover, or OpenAI's 404 ``model_not_found``."""
+    wanted = request.path_params["model"]
+    listed = await _usable_models(request, "GET /v1/models/{model}")
+    if isinstance(listed, Response):
+        return listed
+    for model in listed:
+        if model["id"] == wanted:
+            return Response(orjson.dumps(model), media_type="application/json")
+    return openai_error(
+        404,
+        f"The model {wanted!r} does not exist or no licence of yours covers it "
+        "(GET /v1/models lists yours).",
+        "invalid_request_error",
+        code="model_not_found",
+        param="model",
+    )
+
+
+async def _usable_models(request: Request, operation: str) -> list[dict[str, object]] | Response:
+    """The models of the caller's usable licences, as OpenAI lists models; or the refusal."""
     transaction = request_transaction(request)
     if not transaction.principal.is_authenticated:
         return refused_token("no access token")
     resources = resources_of(request)
-    access = transaction.access(_describe("GET /v1/models"))
+    access = transaction.access(_describe(operation))
     licences = await resources.metering.meter.licences(access)
     await transaction.commit()
     models: dict[str, int] = {}
     for licence in licences:
         for model in licence.models:
             models.setdefault(model, int(licence.created_at.timestamp()))
-    data = [
+    return [
         {"id": model, "object": "model", "created": created, "owned_by": OWNER}
         for model, created in sorted(models.items())
     ]
-    return Response(orjson.dumps({"object": "list", "data": data}), media_type="application/json")
 
 
 async def chat_completions(request: Request) -> Response:
@@ -359,6 +386,13 @@ def metering_routes() -> list[Route]:
         protected(
             "/v1/models",
             list_models,
+            methods=["GET"],
+            refuse=refused_token,
+            unavailable=unavailable,
+        ),
+        protected(
+            "/v1/models/{model:path}",
+            retrieve_model,
             methods=["GET"],
             refuse=refused_token,
             unavailable=unavailable,

@@ -9,6 +9,7 @@ import asyncio
 import base64
 import io
 import os
+import re
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,7 +43,7 @@ from api.settings import (
     VisionSettings,
     load_settings,
 )
-from tests.support import DatabaseUnderTest, InProcessGateway, free_port
+from tests.support import REPOSITORY, DatabaseUnderTest, InProcessGateway, free_port
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
@@ -317,3 +318,11 @@ NOTHING_CHARGED = {
 
 def charged(state: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in state.items() if k in NOTHING_CHARGED}
+
+
+def readme_block(holding: str) -> str:
+    """The one Python block of README.md that holds ``holding``."""
+    text = (REPOSITORY / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    (block,) = [block for block in blocks if holding in block]
+    return block

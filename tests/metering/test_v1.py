@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +35,7 @@ from tests.metering.support import (
     ledger,
     licensee_with_licence,
     png_uri,
+    readme_block,
     sdk,
 )
 from tests.support import DatabaseUnderTest, GatewayProcess, free_port
@@ -48,6 +50,15 @@ async def test_a_licensee_lists_only_the_models_its_licence_covers(
     assert sorted(m.id for m in (await client.models.list()).data) == ["city-vlm-7b", MODEL]
     theirs = sdk(gateway, await access_token(gateway, other))
     assert [m.id for m in (await theirs.models.list()).data] == ["another-model"]
+    # models.retrieve: one the licence covers, as the list shows it; another's is not found.
+    listed = {m.id: m for m in (await client.models.list()).data}
+    assert await client.models.retrieve(MODEL) == listed[MODEL]
+    with pytest.raises(openai.NotFoundError) as missing:
+        await client.models.retrieve("another-model")
+    assert missing.value.code == "model_not_found"
+    assert missing.value.body["param"] == "model"  # type: ignore[index]
+    with pytest.raises(openai.AuthenticationError):
+        await sdk(gateway, "not-a-token").models.retrieve(MODEL)
 
 
 @pytest.mark.db  # which licences may be used now is decided in SQL, by the database's clock
@@ -81,6 +92,8 @@ async def test_only_a_licence_that_may_be_used_now_lists_its_models(
     ):  # fmt: skip
         client = sdk(gateway, await access_token(gateway, licensed))
         assert (await client.models.list()).data == [], code
+        with pytest.raises(openai.NotFoundError):
+            await client.models.retrieve(MODEL)
         with pytest.raises(openai.PermissionDeniedError) as refused:
             await client.chat.completions.create(model=MODEL, messages=hello())
         assert refused.value.code == code
@@ -91,6 +104,35 @@ async def test_only_a_licence_that_may_be_used_now_lists_its_models(
     assert [m.id for m in (await client.models.list()).data] == [MODEL]
     await as_admin(database, lambda r: r.resume(other.id))
     assert sorted(m.id for m in (await client.models.list()).data) == ["city-vlm-7b", MODEL]
+
+
+async def test_the_readmes_token_keeps_the_sdk_working_past_a_tokens_end(
+    gateway: GatewayProcess, database: DatabaseUnderTest
+) -> None:
+    """The README's ``CityToken`` as the SDK's API key (the SDK calls it before each request):
+    one token while it lasts, a new one a minute before it ends, and no call refused."""
+    licensed = await licensee_with_licence(database)
+    namespace: dict[str, Any] = {}
+    exec(readme_block("class CityToken"), namespace)  # the README's code, as it stands
+    token = namespace["CityToken"](gateway.base_url, licensed.client_id, licensed.secret)
+    client = openai.AsyncOpenAI(
+        base_url=gateway.base_url + "/v1", api_key=lambda: asyncio.to_thread(token), max_retries=0
+    )
+    assert [m.id for m in (await client.models.list()).data] == [MODEL]
+    first, ends = token.token, token.expires
+    assert ends - time.time() > 14 * 60  # the gateway's tokens last 15 minutes
+    assert [m.id for m in (await client.models.list()).data] == [MODEL]
+    assert token.token == first  # kept while it lasts
+    token.expires = time.time() + 59  # (its end, a minute away, without waiting for it)
+    assert [m.id for m in (await client.models.list()).data] == [MODEL]
+    assert token.token != first and token.expires > ends
+    # The old token, revoked, would be refused: the SDK's requests carried the new one.
+    async with httpx.AsyncClient(base_url=gateway.base_url) as http:
+        revoked = await http.post(
+            "/oauth/revoke", data={"token": first}, auth=(licensed.client_id, licensed.secret)
+        )
+    assert revoked.status_code == 200
+    assert [m.id for m in (await client.models.list()).data] == [MODEL]
 
 
 async def test_without_a_valid_token_nothing_is_answered(gateway: GatewayProcess) -> None:
