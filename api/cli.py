@@ -42,6 +42,32 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        import platform
+        from importlib.metadata import version
+
+        from api.bundled import directory
+        from api.db.migrations import head_revision
+
+        head = head_revision(directory("migrations"))
+        typer.echo(
+            f"lighthouse {version('lighthouse')} (schema revision {head}, "
+            f"Python {platform.python_version()})"
+        )
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Lighthouse: the city's sovereign AI platform (GraphQL gateway and tools)."""
+
+
 _settings = command_settings
 
 

@@ -9,11 +9,13 @@ licensing, Open311) add a group of their own here.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
+import pydantic_settings
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -524,6 +526,11 @@ class LoggingSettings(SettingsGroup):
     level: Annotated[str, Field(pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")] = "INFO"
     format: LogFormat = LogFormat.JSON
 
+    @field_validator("level", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
 
 class Settings(BaseModel):
     """Every group, and the checks that span groups."""
@@ -618,6 +625,9 @@ def load_settings(**groups: Any) -> Settings:
         except ValidationError as error:
             problems.extend(_describe(group, error))
             continue
+        except pydantic_settings.SettingsError as error:  # a JSON-valued variable that is not
+            problems.append(_undecodable(group, error))
+            continue
         built[name] = value.environment if isinstance(value, _EnvironmentSetting) else value
     if not problems:
         try:
@@ -629,6 +639,16 @@ def load_settings(**groups: Any) -> Settings:
     raise SettingsError(
         "invalid configuration:\n  " + "\n  ".join(problems) + "\nSee README.md, 'Configuration'."
     )
+
+
+def _undecodable(group: type[SettingsGroup], error: Exception) -> str:
+    """A variable whose value pydantic-settings could not decode (JSON), by its name."""
+    named = re.search(r'field "([^"]+)"', str(error))
+    field = named.group(1) if named else ""
+    alias = group.model_fields[field].validation_alias if field in group.model_fields else None
+    variable = alias if isinstance(alias, str) else group.variable(field or "?")
+    cause = f" ({error.__cause__})" if error.__cause__ is not None else ""
+    return f"{variable}: not valid JSON{cause}"
 
 
 def _describe(group: type[SettingsGroup], error: ValidationError) -> list[str]:

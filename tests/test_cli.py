@@ -173,3 +173,14 @@ def test_subgraph_help_names_every_domain() -> None:
     assert shown.returncode == 0, shown.stderr
     text = " ".join(shown.stdout.split())
     assert all(name in text for name in DOMAINS), (list(DOMAINS), text)
+
+
+def test_the_version_names_the_release_and_the_schema_revision() -> None:
+    from importlib.metadata import version
+
+    from api.db.migrations import head_revision
+
+    done = run("--version")
+    assert done.returncode == 0, done.stderr
+    head = head_revision(REPOSITORY / "migrations")
+    assert done.stdout.startswith(f"lighthouse {version('lighthouse')} (schema revision {head},")

@@ -45,6 +45,24 @@ def test_socket_urls_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().database.url == "postgresql://lighthouse_app@/city?host=/run/pg"
 
 
+def test_a_json_valued_variable_that_is_not_json_is_named_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LIGHTHOUSE_TRUSTED_ISSUERS", '[{"issuer": ')
+    monkeypatch.setenv("LIGHTHOUSE_PORT", "http")  # reported with it, not instead of it
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    said = str(error.value)
+    assert "LIGHTHOUSE_TRUSTED_ISSUERS: not valid JSON (Expecting value" in said, said
+    assert "LIGHTHOUSE_PORT" in said and "Traceback" not in said
+
+
+def test_the_log_level_is_read_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    for given in ("debug", "Warning", " error "):
+        monkeypatch.setenv("LIGHTHOUSE_LOG_LEVEL", given)
+        assert load_settings().logging.level == given.strip().upper()
+
+
 def test_cors_origins_are_read_as_browsers_send_them(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(
         "LIGHTHOUSE_CORS_ORIGINS",

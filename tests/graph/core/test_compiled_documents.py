@@ -539,7 +539,9 @@ async def test_the_plan_command_prints_the_statement_or_why_not(
     database: DatabaseUnderTest, gateway: GatewayProcess, tmp_path: Path
 ) -> None:
     board, overdue = f"plan-board-{uuid.uuid4().hex[:6]}", f"plan-overdue-{uuid.uuid4().hex[:6]}"
-    texts = {board: BOARD, overdue: "query Late { incidents { edges { node { overdue } } } }"}
+    paged = f"plan-paged-{uuid.uuid4().hex[:6]}"
+    texts = {board: BOARD, overdue: "query Late { incidents { edges { node { overdue } } } }",
+             paged: "query Paged($first: Int) { incidents(first: $first) { totalCount } }"}  # fmt: skip
     done = cli(database, gateway, "documents", "register", str(manifest(tmp_path, texts)),
                "--client", "plans")  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -548,6 +550,12 @@ async def test_the_plan_command_prints_the_statement_or_why_not(
     first, statement = compiled.stdout.split("\n", 1)
     assert first == "Board\tcompiled\tone statement, parameters [50, 51, 3, ['OPEN']]"
     assert statement.startswith("WITH more2 AS (SELECT * FROM incident WHERE TRUE ORDER BY")
+    # A parameter a request's variable gives is named by the variable, not as a Python object.
+    by_variable = cli(database, gateway, "documents", "plan", paged)
+    assert by_variable.returncode == 0, by_variable.stderr
+    head = by_variable.stdout.split("\n", 1)[0]
+    assert head.startswith("Paged\tcompiled\tone statement, parameters [") and "$first" in head
+    assert "<function" not in by_variable.stdout and "Slot(" not in by_variable.stdout, head
     resolved = cli(database, gateway, "documents", "plan", overdue)
     assert resolved.stdout == "Late\tresolvers\tIncident.overdue is computed in Python\n"
     # A refused document is named by its id (which looks like markup to a terminal library).

@@ -75,13 +75,16 @@ class Variable:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Slot:
     """A parameter from a variable: ``convert`` turns the request's (coerced) value into the
     parameter, or raises NotCompiled for a value the resolver path refuses or treats apart."""
 
     variable: str
     convert: Callable[[Any], object]
+
+    def __repr__(self) -> str:
+        return f"${self.variable}"  # as `documents plan` prints the parameters
 
 
 def checked(value: object, convert: Callable[[Any], object]) -> object:
