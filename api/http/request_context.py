@@ -15,7 +15,7 @@ log = structlog.get_logger("api.access")
 
 REQUEST_ID_HEADER = "x-request-id"
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
-KNOWN_ROUTES = ("/graphql", "/healthz", "/readyz", "/metrics")
+CONVERTER = re.compile(r":\w+}")
 
 
 class RequestContextMiddleware:
@@ -39,7 +39,6 @@ class RequestContextMiddleware:
         state["request_id"] = request_id
         timings = state["timings"] = Timings()
         path = scope.get("path", "")
-        route = path if path in KNOWN_ROUTES else "other"
         method = scope.get("method", "WS")
         status = 500
         socket = Socket()
@@ -86,6 +85,7 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             structlog.contextvars.unbind_contextvars("request_id")
             resources = state.get("resources")
+            route = route_template(scope)
             if resources is not None and scope["type"] == "http":
                 resources.metrics.http_requests.labels(route, method, str(status)).inc()
                 resources.metrics.http_seconds.labels(route, method).observe(elapsed)
@@ -108,6 +108,14 @@ class RequestContextMiddleware:
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
                 )
+
+
+def route_template(scope: Scope) -> str:
+    """The route a request matched, as its template (``/v1/models/{model}``, so that metrics have
+    one series per route, whatever the path's values); "other" when none matched (a 404)."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    return CONVERTER.sub("}", template) if isinstance(template, str) else "other"
 
 
 class Socket:

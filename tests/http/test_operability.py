@@ -110,6 +110,23 @@ async def test_metrics_count_operations_errors_and_pool(
     assert 'lighthouse_http_requests_total{method="POST",route="/graphql",status="200"}' in text
 
 
+async def test_metrics_count_each_route_by_its_template(http: httpx.AsyncClient) -> None:
+    """One series per route, whatever the path's values; a path no route serves is "other"."""
+    for path in ("/v1/models/a-model", "/v1/models/another", "/frames/" + "0" * 64,
+                 "/open311/v2/services.json", "/no/such/route"):  # fmt: skip
+        await http.get(path)
+    text = (await http.get("/metrics")).text
+    for series in (
+        'lighthouse_http_requests_total{method="GET",route="/v1/models/{model}",status="401"} ',
+        'lighthouse_http_requests_total{method="GET",route="/frames/{sha256}",status="401"} ',
+        'lighthouse_http_requests_total{method="GET",route="/open311/v2/services.json",'
+        'status="200"} ',
+        'lighthouse_http_requests_total{method="GET",route="other",status="404"} ',
+    ):
+        assert series in text, (series, [ln for ln in text.splitlines() if "route=" in ln])
+    assert "a-model" not in text and "/no/such/route" not in text
+
+
 async def test_graphiql_is_served_outside_production(http: httpx.AsyncClient) -> None:
     response = await http.get("/graphql", headers={"Accept": "text/html"})
     assert response.status_code == 200
