@@ -160,6 +160,12 @@ class HttpSettings(SettingsGroup):
         default=60.0,
         description="How long a request body may take to arrive in full; a slower one gets 408.",
     )
+    metrics_secret_file: Path | None = Field(
+        default=None,
+        validation_alias="LIGHTHOUSE_METRICS_SECRET_FILE",
+        description="A file of scrape secrets (one per line): /metrics then needs one as a bearer "
+        "token, from anywhere. Unset: served to this machine only, and in production not at all.",
+    )
     cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         max_length=100,

@@ -6,11 +6,13 @@ import asyncio
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from api.db.errors import UNREACHABLE
 from api.db.migrations import current_revision
+from api.http.scrape import Scrape, scrape_verdict
 from api.resources import resources_of
+from api.settings import Environment
 
 
 async def healthz(request: Request) -> Response:
@@ -47,5 +49,25 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    registry = resources_of(request).metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus' text format, for the callers ``api.http.scrape`` allows."""
+    resources = resources_of(request)
+    settings = resources.settings
+    production = settings.environment is Environment.PRODUCTION
+    verdict = scrape_verdict(request.scope, settings.http.metrics_secret_file, production)
+    if verdict is Scrape.NO_CREDENTIAL:
+        return PlainTextResponse(
+            "send a scrape secret of LIGHTHOUSE_METRICS_SECRET_FILE (Authorization: Bearer …)\n",
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="lighthouse-metrics"'},
+        )
+    if verdict is Scrape.ELSEWHERE:
+        return PlainTextResponse(
+            "metrics are served to this machine only; set LIGHTHOUSE_METRICS_SECRET_FILE to "
+            "scrape them from elsewhere\n",
+            status_code=403,
+        )
+    if verdict is Scrape.UNREADABLE:
+        return PlainTextResponse(
+            "the scrape secrets cannot be read; see the gateway's log\n", status_code=503
+        )
+    return Response(generate_latest(resources.metrics.registry), media_type=CONTENT_TYPE_LATEST)
