@@ -32,10 +32,11 @@ class AuditCollector:
         else:
             self.resources.update(f"{type_name}:{key}" for key in keys)  # type: ignore[attr-defined]
 
-    def targeted(self, type_name: str, key: object) -> None:
+    def targeted(self, type_name: str, key: int | str) -> None:
+        """Record what the caller aimed at: one resource (a key, never a collection of them)."""
         self.targets.add(f"{type_name}:{key}")
 
-    def saw_personal_data(self, type_name: str, key: object) -> None:
+    def saw_personal_data(self, type_name: str, key: int | str) -> None:
         self.personal_data.add(f"{type_name}:{key}")
 
     def decided(self, allowed: bool, policy_ids: tuple[str, ...]) -> None:

@@ -140,7 +140,8 @@ async def register_manifest(
     if problems:
         listed = "; ".join(f"{p.field}: {p.message}" for p in problems[:10])
         raise InvalidInput("documents", f"{len(problems)} document(s) refused: {listed}")
-    access.audit.targeted("Document", [d.id for d in checked])
+    for document in checked:
+        access.audit.targeted("Document", document.id)
     async with access.uow.savepoint():  # a refused registration leaves the request usable
         done = await register(TrustedDocuments(access.uow), checked)
     access.audit.notes.append(

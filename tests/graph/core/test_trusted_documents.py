@@ -61,6 +61,17 @@ async def test_a_registered_document_runs_by_its_id_and_by_its_hash(
                "--client", "pwb-board")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "2 document(s) registered" in done.stderr
+    # Audited with each document as a resource of its own, in the one canonical form.
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        recorded = await owner.fetchval(
+            "SELECT resource_ids FROM lighthouse.audit_record WHERE $1 = ANY(resource_ids)"
+            " ORDER BY seq DESC LIMIT 1",
+            f"Document:{named}",
+        )
+    finally:
+        await owner.close()
+    assert sorted(recorded) == sorted([f"Document:{named}", f"Document:{sha(hashed)}"])
     assert client.token is not None
     by_text = (await post(gateway.base_url, client.token, {"query": BUREAUS})).json()
     by_id = await post(gateway.base_url, client.token, {"documentId": named})
