@@ -72,6 +72,13 @@ class Decision:
     errors: tuple[str, ...] = ()
 
 
+def schema_actions(schema_text: str) -> frozenset[str]:
+    """The actions a Cedar schema (human-readable form) declares."""
+    code = re.sub(r"//[^\n]*", "", schema_text)
+    listed = re.findall(r"\baction\s+(.+?)\s+appliesTo\b", code, flags=re.S)
+    return frozenset(name.strip().strip('"') for names in listed for name in names.split(","))
+
+
 class PolicyEngine:
     def __init__(self, directory: Path, bureaus: Sequence[tuple[str, bool]]) -> None:
         """Load ``directory`` (a ``*.cedarschema`` and ``*.cedar`` files); refuse an invalid set.
@@ -100,6 +107,9 @@ class PolicyEngine:
         if not result.validation_passed:
             problems = "; ".join(str(e) for e in result.errors)
             raise PolicySetInvalid(f"policies in {directory} fail validation: {problems}")
+        self.actions = schema_actions(self.schema_text)
+        if not self.actions:
+            raise PolicySetInvalid(f"{schemas[0].name} declares no action")
         self.documents = self._documents()
         undocumented = [d.policy_id for d in self.documents if not d.description]
         missing_ids = [d for d in self.documents if not d.policy_id]

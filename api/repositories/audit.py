@@ -187,6 +187,11 @@ class AuditRepository:
         rows = await self._db.fetch(query, *conditions.args)
         return finish_page([AuditRecordRow(**row) for row in rows], request)
 
+    async def count(self, where: AuditFilter) -> int:
+        conditions = where.conditions()
+        query = f"SELECT count(*) FROM audit_record WHERE {conditions.sql()}"
+        return int(await self._db.fetchval(query, *conditions.args))
+
     async def head(self) -> tuple[int, bytes]:
         """The chain's head: the sequence number and hash the next record will link to."""
         row = await self._db.fetchrow(HEAD)

@@ -3,6 +3,8 @@ what" answers — shared by the graph and any REST endpoint for auditors."""
 
 from __future__ import annotations
 
+import base64
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,6 +13,7 @@ import asyncpg
 from api.access.scope import AccessScope
 from api.auth.principal import Principal
 from api.domain.errors import InvalidInput, NotFound
+from api.domain.open311 import incident_id
 from api.policy import resources
 from api.policy.engine import Decision, Entity, PolicyEngine
 from api.repositories.audit import AuditFilter, AuditRecordRow, AuditRepository
@@ -18,6 +21,33 @@ from api.repositories.bureaus import BureauRepository
 from api.repositories.incidents import IncidentRepository
 from api.repositories.sql import Page, PageRequest
 from api.services.audit_chain import ChainVerification, verify_chain
+
+# A resource as the trail records it: its type and key ("Incident:42", "Document:sha256:…").
+RECORDED = re.compile(r"^[A-Z][A-Za-z]{0,40}:[A-Za-z0-9:._-]{1,200}$")
+
+
+def recorded_resource(value: str) -> str:
+    """The resource ``value`` names, as the trail records it: given in that form, as an ID of
+    this API (the same, in base64) or as an incident's case number ("KH-00000042"). An
+    InvalidInput says which forms are taken."""
+    value = value.strip()
+    if RECORDED.match(value):
+        return value
+    incident = incident_id(value)
+    if incident is not None:
+        return f"Incident:{incident}"
+    try:
+        decoded = base64.b64decode(value, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        decoded = ""
+    if RECORDED.match(decoded):
+        return decoded
+    raise InvalidInput(
+        "filter.resource",
+        'name a resource as recorded ("Incident:42"), by an ID of this API, or by a case number '
+        '("KH-00000042")',
+    )
+
 
 COLLECTIONS = {
     "incidents": resources.INCIDENTS,
@@ -46,6 +76,10 @@ class AuditTrail:
         self._access.authorize("ReadAuditTrail", resources.AUDIT_TRAIL)
         return await self._repository.page(where, request)
 
+    async def count(self, where: AuditFilter) -> int:
+        self._access.authorize("ReadAuditTrail", resources.AUDIT_TRAIL)
+        return await self._repository.count(where)
+
     async def verify(self, from_seq: int, to_seq: int | None) -> ChainVerification:
         """Recompute the chain from ``from_seq`` to ``to_seq`` (the head by default) and report
         the first broken link."""
@@ -65,6 +99,11 @@ class AuditTrail:
     ) -> tuple[Decision, Entity]:
         """What the policies would decide for ``principal`` taking ``action`` on ``resource``."""
         self._access.authorize("ExplainAccess", resources.POLICY_STORE)
+        if action not in self._policy.actions:
+            known = ", ".join(sorted(self._policy.actions))
+            raise InvalidInput(
+                "action", f"the policies know no action {action!r}; they know {known}"
+            )
         bureaus = {b.id for b in self._policy.bureaus}
         if principal.bureau_code is not None and principal.bureau_code not in bureaus:
             raise InvalidInput("principal.bureauCode", f"unknown bureau {principal.bureau_code!r}")

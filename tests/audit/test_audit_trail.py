@@ -194,7 +194,8 @@ async def test_policies_and_explanations_for_auditors(
     incident = (await create_incident(client))["incident"]
     explain = """
     query($p: PrincipalInput!, $a: String!, $r: String!) {
-      explainAccess(principal: $p, action: $a, resource: $r) { allowed decision policies { id } }
+      explainAccess(principal: $p, action: $a, resource: $r) {
+        allowed decision policies { id } reasons }
     }
     """
     police = {
@@ -207,14 +208,59 @@ async def test_policies_and_explanations_for_auditors(
     denied = (await auditor.data(explain, {"p": police, "a": "ViewIncident", "r": incident["id"]}))[
         "explainAccess"
     ]
-    assert denied == {"allowed": False, "decision": "DENY", "policies": []}
+    assert (denied["allowed"], denied["decision"], denied["policies"]) == (False, "DENY", [])
+    assert denied["reasons"] == [
+        f'no policy permits ViewIncident on Lighthouse::Incident::"{key_of(incident["id"])}"'
+        " for this principal (what no policy permits is denied)"
+    ]
     allowed = (await auditor.data(explain, {"p": pwb, "a": "ViewIncident", "r": incident["id"]}))[
         "explainAccess"
     ]
     assert allowed["allowed"] is True
     assert {"id": "incidents.view.own-bureau"} in allowed["policies"]
+    assert any(
+        r.startswith("permitted by incidents.view.own-bureau: ") and len(r) > 50
+        for r in allowed["reasons"]
+    ), allowed["reasons"]
+    # A misspelt action is refused, naming the actions there are (it read as "denied" before).
+    misspelt = await auditor.execute(explain, {"p": pwb, "a": "ViewIncidnet", "r": incident["id"]})
+    error = misspelt["errors"][0]
+    assert error["extensions"] == {"code": "INVALID_INPUT", "field": "action"}
+    assert "ViewIncidnet" in error["message"] and "ViewIncident, ViewLicence" in error["message"]
     refused = await client.execute(explain, {"p": pwb, "a": "ViewIncident", "r": incident["id"]})
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_auditors_name_a_resource_by_its_id_or_case_number_and_count_the_records(
+    client: GraphQLClient, as_: Callable[[str], GraphQLClient]
+) -> None:
+    since = datetime.now(UTC).isoformat()
+    created = (await create_incident(client))["incident"]
+    for _ in range(2):
+        await client.data("query Look($id: ID!) { incident(id: $id) { title } }",
+                          {"id": created["id"]})  # fmt: skip
+    auditor = as_("auditor")
+    counted = """
+    query($filter: AuditFilterInput) {
+      auditRecords(first: 2, filter: $filter) { totalCount edges { node { seq operation } } }
+    }
+    """
+    recorded = f"Incident:{key_of(created['id'])}"
+    answers = [
+        (await auditor.data(counted, {"filter": {"resource": given, "occurredFrom": since}}))[
+            "auditRecords"
+        ]
+        for given in (recorded, created["id"], created["caseNumber"], f" {created['caseNumber']} ")
+    ]
+    assert all(answer == answers[0] for answer in answers), answers
+    assert answers[0]["totalCount"] == 3  # its creation and the two looks, on a page of two
+    assert [e["node"]["operation"] for e in answers[0]["edges"]] == ["Look", "Look"]
+    for wrong in ("incident 42", "KH-", "Tm9wZQ=="):  # (the last: base64 of "Nope")
+        refused = await auditor.execute(counted, {"filter": {"resource": wrong}})
+        assert refused["errors"][0]["extensions"] == {
+            "code": "INVALID_INPUT",
+            "field": "filter.resource",
+        }, wrong
 
 
 async def test_a_document_the_limits_refuse_is_recorded_as_refused(

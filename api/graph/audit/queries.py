@@ -24,14 +24,16 @@ from api.graph.core.context import Info
 from api.graph.core.ids import decode_id
 from api.repositories.audit import NEWEST_FIRST, AuditFilter
 from api.repositories.sql import encode_cursor, page_request
-from api.services.audit import COLLECTIONS, AuditTrail, ResourceRef
+from api.services.audit import COLLECTIONS, AuditTrail, ResourceRef, recorded_resource
 
 
 @strawberry.input
 class AuditFilterInput:
     subject: str | None = None
     resource: str | None = strawberry.field(
-        default=None, description='A resource as recorded, e.g. "Incident:42".'
+        default=None,
+        description='A resource: as recorded ("Incident:42"), an ID of this API, or an '
+        'incident\'s case number ("KH-00000042").',
     )
     decision: AuditDecision | None = None
     category: str | None = None
@@ -86,13 +88,14 @@ class AuditQueries:
         value = filter or AuditFilterInput()
         where = AuditFilter(
             subject=value.subject,
-            resource=value.resource,
+            resource=None if value.resource is None else recorded_resource(value.resource),
             decision=value.decision.value if value.decision else None,
             category=value.category,
             occurred_from=value.occurred_from,
             occurred_before=value.occurred_before,
         )
-        page = await _trail(info).records(where, request)
+        trail = _trail(info)
+        page = await trail.records(where, request)
         edges = [
             AuditRecordEdge(
                 cursor=encode_cursor(NEWEST_FIRST, [row.seq]), node=AuditRecord.from_row(row)
@@ -105,7 +108,9 @@ class AuditQueries:
             start_cursor=edges[0].cursor if edges else None,
             end_cursor=edges[-1].cursor if edges else None,
         )
-        return AuditRecordConnection(edges=edges, page_info=page_info)
+        return AuditRecordConnection(
+            edges=edges, page_info=page_info, count=lambda: trail.count(where)
+        )
 
     @strawberry.federation.field(
         description="Recompute the audit chain and report the first broken link, if any.",
@@ -169,10 +174,22 @@ class AuditQueries:
             scopes=frozenset(principal.scopes),
         )
         decision, target = await _trail(info).explain(subject, action, _resource(resource))
+        policies = _policies(info, decision.policy_ids)
+        if decision.allowed:
+            reasons = [f"permitted by {p.id}: {p.description}" for p in policies]
+        elif policies:
+            reasons = [f"forbidden by {p.id}: {p.description}" for p in policies]
+        else:
+            reasons = [
+                f"no policy permits {action} on {target.uid} for this principal "
+                "(what no policy permits is denied)"
+            ]
+        reasons += [f"a policy could not be evaluated: {error}" for error in decision.errors]
         return AccessExplanation(
             allowed=decision.allowed,
             decision=AuditDecision.ALLOW if decision.allowed else AuditDecision.DENY,
-            policies=_policies(info, decision.policy_ids),
+            policies=policies,
+            reasons=reasons,
             errors=list(decision.errors),
             resource=target.uid,
         )

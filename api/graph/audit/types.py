@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import Enum
 
@@ -78,6 +79,11 @@ class AuditRecordEdge:
 class AuditRecordConnection:
     edges: list[AuditRecordEdge]
     page_info: relay.PageInfo
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="How many records match the filter (one extra query).")
+    async def total_count(self) -> int:
+        return await self.count()
 
 
 @strawberry.type(description="The result of checking the audit chain link by link.")
@@ -120,5 +126,9 @@ class AccessExplanation:
     allowed: bool
     decision: AuditDecision
     policies: list[Policy] = strawberry.field(description="The policies that decided it.")
+    reasons: list[str] = strawberry.field(
+        description="Why, in words: each deciding policy (permitting, or forbidding), or that "
+        "none permits it (Cedar denies what no policy permits)."
+    )
     errors: list[str]
     resource: str
