@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from api.audit_cli import audit_export
 from api.command import command_settings
 from api.command import with_owner as _with_owner
 from api.documents_cli import documents_app
@@ -182,8 +183,11 @@ async def _seed(
         await connection.close()
 
 
-audit_app = typer.Typer(help="The audit chain's external anchors.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="The audit trail: its export, and the chain's external anchors.", no_args_is_help=True
+)
 app.add_typer(audit_app, name="audit")
+audit_app.command("export")(audit_export)
 
 
 @asynccontextmanager
