@@ -19,6 +19,7 @@ from api.command import with_owner as _with_owner
 from api.documents_cli import documents_app
 from api.federation_cli import subgraph, supergraph
 from api.licensing_cli import licensing_app
+from api.listing import AsJson, emit
 from api.open311_cli import open311_app
 from api.schema_cli import schema_app
 from api.serve_cli import serve
@@ -424,17 +425,55 @@ def keys_rotate(
 
 
 @keys_app.command("list")
-def keys_list() -> None:
+def keys_list(as_json: AsJson = False) -> None:
     """The published keys and when each signs."""
     from api.repositories.oauth import OAuthRepository
 
     settings = _settings()
     records = asyncio.run(_with_owner(settings, lambda c: OAuthRepository(c).published_keys()))
-    for record in records:
-        console.print(
-            f"{record.kid}  {record.algorithm}  signs from {record.activates_at:%Y-%m-%d %H:%M:%S}"
-            f"  until {record.retires_at or '-'}  published until {record.expires_at or '-'}"
-        )
+    emit(
+        ("kid", "algorithm", "signs_from", "signs_until", "published_until"),
+        (
+            {
+                "kid": record.kid,
+                "algorithm": record.algorithm,
+                "signs_from": record.activates_at,
+                "signs_until": record.retires_at,
+                "published_until": record.expires_at,
+            }
+            for record in records
+        ),
+        as_json,
+    )
+
+
+@clients_app.command("list")
+def clients_list(as_json: AsJson = False) -> None:
+    """The registered machine clients: what each is, may ask for, and whether it is disabled
+    (never their secrets)."""
+    from api.repositories.oauth import OAuthRepository
+
+    settings = _settings()
+    records = asyncio.run(_with_owner(settings, lambda c: OAuthRepository(c).clients()))
+    emit(
+        ("client_id", "name", "kind", "bureau", "licensee_id", "roles", "scopes", "disabled_at",
+         "secret_rotating"),
+        (
+            {
+                "client_id": record.client_id,
+                "name": record.name,
+                "kind": record.kind,
+                "bureau": record.bureau_code,
+                "licensee_id": record.licensee_id,
+                "roles": list(record.roles),
+                "scopes": list(record.scopes),
+                "disabled_at": record.disabled_at,
+                "secret_rotating": record.previous_secret_hash is not None,
+            }
+            for record in records
+        ),
+        as_json,
+    )  # fmt: skip
 
 
 @clients_app.command("create")

@@ -23,6 +23,7 @@ from rich.console import Console
 
 from api.auth.principal import Principal, PrincipalKind
 from api.command import command_settings, run_as
+from api.listing import AsJson, emit
 
 if TYPE_CHECKING:
     from api.access.scope import AccessScope
@@ -115,6 +116,7 @@ def register_documents(
 def list_documents(
     client: Annotated[str | None, typer.Option(help="Only this frontend's documents.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200,
+    as_json: AsJson = False,
 ) -> None:
     """The registered documents, newest first."""
     from api.policy import resources
@@ -128,12 +130,20 @@ def list_documents(
     found = run_as(
         settings, developer(), "documents list", ("RegisterDocument", resources.DOCUMENTS), step
     )
-    # Tab-separated, one document a line: for people and for scripts alike.
-    print("id\tclient\toperations\tregistered_by\tregistered_at")
-    for document in found:
-        at = document.registered_at.isoformat(timespec="seconds") if document.registered_at else ""
-        names = ",".join(document.operation_names)
-        print(f"{document.id}\t{document.client}\t{names}\t{document.registered_by}\t{at}")
+    emit(
+        ("id", "client", "operations", "registered_by", "registered_at"),
+        (
+            {
+                "id": document.id,
+                "client": document.client,
+                "operations": list(document.operation_names),
+                "registered_by": document.registered_by,
+                "registered_at": document.registered_at,
+            }
+            for document in found
+        ),
+        as_json,
+    )
 
 
 @documents_app.command("plan")

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from api.auth.principal import Principal, PrincipalKind
 from api.command import command_settings, run_as
 from api.domain.errors import InvalidInput
 from api.domain.licensing import Licence, LicenceTerms, QuotaPeriod
+from api.listing import AsJson, emit
 from api.repositories.licensing import Contact, LicensingRepository
 from api.settings import Settings
 
@@ -182,7 +182,9 @@ def revoke(code: str) -> None:
 
 
 @licensing_app.command("list")
-def list_licences(limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200) -> None:
+def list_licences(
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200, as_json: AsJson = False
+) -> None:
     """Every licence, with its state and terms."""
     settings = command_settings()
     licences = _run(
@@ -190,32 +192,30 @@ def list_licences(limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200) 
         "licensing list",
         lambda access: LicensingRepository(access.uow).all_licences(limit),
     )
-    header = ("code", "licensee", "models", "purpose", "valid", "state", "quotas / period")
-    rows = []
-    for licence in licences:
-        state = "revoked" if licence.revoked_at else "suspended" if licence.suspended_at else "ok"
-        rows.append(
-            (
-                licence.code,
-                str(licence.licensee_id),
-                ",".join(licence.models),
-                licence.purpose,
-                f"{licence.valid_from:%Y-%m-%d}..{licence.valid_until:%Y-%m-%d}",
-                state,
-                f"{licence.quota_requests} req, {licence.quota_input_tokens}/"
-                f"{licence.quota_output_tokens} tok, {licence.quota_images} img"
-                f" / {licence.quota_period}",
-            )
-        )
-    out = Console()
-    if not out.is_terminal:  # for scripts: one tab-separated line per licence
-        for row in (header, *rows):
-            print("\t".join(row))
-        return
-    table = Table(*header)
-    for row in rows:
-        table.add_row(*row)
-    out.print(table)
+    emit(
+        ("code", "licensee_id", "models", "purpose", "valid_from", "valid_until", "state",
+         "quota_requests", "quota_input_tokens", "quota_output_tokens", "quota_images",
+         "quota_period"),
+        (
+            {
+                "code": licence.code,
+                "licensee_id": licence.licensee_id,
+                "models": list(licence.models),
+                "purpose": licence.purpose,
+                "valid_from": licence.valid_from,
+                "valid_until": licence.valid_until,
+                "state": "revoked" if licence.revoked_at
+                else "suspended" if licence.suspended_at else "ok",
+                "quota_requests": licence.quota_requests,
+                "quota_input_tokens": licence.quota_input_tokens,
+                "quota_output_tokens": licence.quota_output_tokens,
+                "quota_images": licence.quota_images,
+                "quota_period": str(licence.quota_period),
+            }
+            for licence in licences
+        ),
+        as_json,
+    )  # fmt: skip
 
 
 @licensing_app.command("statement")

@@ -21,6 +21,7 @@ from api.audit.entries import AuditEntry
 from api.auth.principal import Principal, PrincipalKind
 from api.command import command_settings, with_owner
 from api.domain.errors import InvalidInput
+from api.listing import AsJson, emit
 from api.repositories.audit import AuditRepository
 from api.repositories.open311 import Open311Clients
 
@@ -103,14 +104,23 @@ def revoke_key(name: Annotated[str, typer.Argument(help="The app's name.")]) -> 
 
 
 @open311_app.command("keys")
-def keys() -> None:
+def keys(as_json: AsJson = False) -> None:
     """The apps holding keys, what each may do and whether its key is revoked."""
     settings = command_settings()
     clients = asyncio.run(with_owner(settings, lambda c: Open311Clients(c).all()))
-    for client in clients:
-        revoked = f"revoked {client.revoked_at:%Y-%m-%d %H:%M}" if client.revoked_at else "in use"
-        print(
-            f"{client.id}\t{client.name}\t{client.bureau_code}\t"
-            f"{'submits and reads' if client.may_submit else 'reads'}\t"
-            f"issued {client.issued_at:%Y-%m-%d} by {client.issued_by}\t{revoked}"
-        )
+    emit(
+        ("id", "name", "bureau", "may", "issued_at", "issued_by", "revoked_at"),
+        (
+            {
+                "id": client.id,
+                "name": client.name,
+                "bureau": client.bureau_code,
+                "may": "submits and reads" if client.may_submit else "reads",
+                "issued_at": client.issued_at,
+                "issued_by": client.issued_by,
+                "revoked_at": client.revoked_at,
+            }
+            for client in clients
+        ),
+        as_json,
+    )

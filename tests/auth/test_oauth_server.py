@@ -262,8 +262,21 @@ async def test_disabled_client_gets_no_tokens_and_its_tokens_stop(
 ) -> None:
     client_id, secret = register("incidents:read")
     token = (await fetch_token(gateway, client_id, secret))["access_token"]
+
+    def listed() -> dict[str, Any]:
+        done = cli(database, gateway, "clients", "list", "--json")
+        assert done.returncode == 0, done.stderr
+        assert secret not in done.stdout  # never a secret
+        clients = {c["client_id"]: c for c in json.loads(done.stdout)}
+        return clients[client_id]
+
+    before = listed()
+    assert (before["scopes"], before["disabled_at"]) == (["incidents:read"], None)
     result = cli(database, gateway, "clients", "disable", client_id)
     assert result.returncode == 0, result.stderr
+    assert listed()["disabled_at"] is not None
+    table = cli(database, gateway, "clients", "list")
+    assert table.stdout.splitlines()[0].split("\t")[:3] == ["client_id", "name", "kind"]
     response = await http.post(
         "/graphql",
         json={"query": "{ me { subject } }"},
@@ -373,6 +386,10 @@ async def test_key_rotation_keeps_old_tokens_valid(
     result = cli(database, gateway, "keys", "rotate", "--delay", "0")
     assert result.returncode == 0, result.stderr
     (new_kid,) = re.findall(r"New signing key (\S+) published", result.stderr)
+    keys = cli(database, gateway, "keys", "list", "--json")
+    assert keys.returncode == 0, keys.stderr
+    assert new_kid in {key["kid"] for key in json.loads(keys.stdout)}
+    assert "private" not in keys.stdout and "-----" not in keys.stdout
     # The gateway picks the new key up when its key set is asked for (at most every few
     # seconds), or within 30 s: asked until it publishes the key, then it signs with it.
     deadline = time.monotonic() + 35

@@ -4,6 +4,7 @@ licence's state, and every change in the audit trail."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import asyncpg
@@ -64,6 +65,10 @@ async def test_an_officer_licenses_a_company_from_the_command_line(
     run("licensing", "resume", licence_code)
     listed = run("licensing", "list")
     assert licence_code in listed and "parking-occupancy" in listed
+    as_json = cli(database, gateway, "licensing", "list", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    (entry,) = [e for e in json.loads(as_json.stdout) if e["code"] == licence_code]
+    assert (entry["purpose"], entry["state"]) == ("parking-occupancy", "ok")
 
     owner = await asyncpg.connect(database.owner_url)
     try:
@@ -73,11 +78,12 @@ async def test_an_officer_licenses_a_company_from_the_command_line(
         )
     finally:
         await owner.close()
-    assert [r["operation"] for r in operations][-5:] == [
+    assert [r["operation"] for r in operations][-6:] == [
         "licensing add-licensee",
         "licensing add-licence",
         "licensing suspend",
         "licensing resume",
+        "licensing list",
         "licensing list",
     ]
 

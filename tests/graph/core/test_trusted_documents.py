@@ -8,6 +8,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,11 @@ async def test_a_registered_document_runs_by_its_id_and_by_its_hash(
     rows = {line.split("\t")[0]: line.split("\t") for line in listed.stdout.splitlines()[1:]}
     assert rows[named][1:3] == ["pwb-board", "TrustedBureaus"]
     assert rows[named][3].startswith("cli:")
+    as_json = cli(database, gateway, "documents", "list", "--client", "pwb-board", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    entries = {entry["id"]: entry for entry in json.loads(as_json.stdout)}
+    assert entries[named]["operations"] == ["TrustedBureaus"]
+    assert datetime.fromisoformat(entries[named]["registered_at"])
 
 
 async def test_an_unknown_id_asks_for_the_text_as_automatic_persisted_queries_expect(

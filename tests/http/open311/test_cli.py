@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
 import uuid
+from datetime import datetime
 
 import asyncpg
 import httpx
@@ -66,10 +68,17 @@ async def test_issue_use_list_and_revoke_a_key(
 
     listed = await asyncio.to_thread(lighthouse, database, "keys")
     assert listed.returncode == 0, listed.stderr
-    line = next(line for line in listed.stdout.splitlines() if name in line)
+    header, *lines = listed.stdout.splitlines()
+    assert header == "id\tname\tbureau\tmay\tissued_at\tissued_by\trevoked_at"
+    line = next(line for line in lines if name in line)
     assert line.split("\t")[2:4] == ["RDEC", "submits and reads"]
-    assert line.split("\t")[-1].startswith("revoked ")
+    assert datetime.fromisoformat(line.split("\t")[-1])  # when it was revoked
     assert key not in listed.stdout
+    as_json = await asyncio.to_thread(lighthouse, database, "keys", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    (app,) = [app for app in json.loads(as_json.stdout) if app["name"] == name]
+    assert (app["bureau"], app["may"]) == ("RDEC", "submits and reads")
+    assert app["revoked_at"] is not None and key not in as_json.stdout
 
     # Both changes are on the audit record, with the operator who made them.
     operations = await owner.fetch(
