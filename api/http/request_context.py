@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from dataclasses import dataclass
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,6 +17,31 @@ log = structlog.get_logger("api.access")
 REQUEST_ID_HEADER = "x-request-id"
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 CONVERTER = re.compile(r":\w+}")
+
+
+NOTE_KEY = "access_note"
+
+
+@dataclass(slots=True)
+class AccessNote:
+    """What the access log line says of a request besides its path and status, filled in by
+    the layers that learn it: who called, the operation, and why it was refused (a code)."""
+
+    principal: str | None = None
+    operation: str | None = None
+    refusal: str | None = None
+    decision: str | None = None  # DENY or PARTIAL: the policies refused some or all of it
+
+    def fields(self) -> dict[str, str]:
+        named = (("principal", self.principal), ("operation", self.operation),
+                 ("refusal", self.refusal), ("decision", self.decision))  # fmt: skip
+        return {name: value for name, value in named if value}
+
+
+def access_note(scope: Scope) -> AccessNote:
+    """The request's note (a throwaway one outside the middleware, as in some tests)."""
+    note = scope.get("state", {}).get(NOTE_KEY)
+    return note if isinstance(note, AccessNote) else AccessNote()
 
 
 class RequestContextMiddleware:
@@ -38,6 +64,7 @@ class RequestContextMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         timings = state["timings"] = Timings()
+        note = state[NOTE_KEY] = AccessNote()
         path = scope.get("path", "")
         method = scope.get("method", "WS")
         status = 500
@@ -98,6 +125,7 @@ class RequestContextMiddleware:
                     closed_by=socket.by,
                     close_code=socket.code,
                     duration_ms=round(elapsed * 1000, 2),
+                    **note.fields(),
                 )
             elif route != "/metrics":
                 log.info(
@@ -107,6 +135,7 @@ class RequestContextMiddleware:
                     path=path,
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
+                    **note.fields(),
                 )
 
 

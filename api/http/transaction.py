@@ -40,6 +40,7 @@ from api.auth.tokens import InvalidToken
 from api.db.errors import UNREACHABLE
 from api.db.unit_of_work import UnitOfWork
 from api.http.request_body import read_body, replaying
+from api.http.request_context import AccessNote, access_note
 from api.timing import Timings
 
 log = structlog.get_logger(__name__)
@@ -101,6 +102,18 @@ class RequestTransaction:
     def operation_name(self) -> str:
         """The name the request's statements are counted under (once the route said it)."""
         return self._describe().name if self._describe is not None else "unknown"
+
+    def note(self, note: AccessNote) -> None:
+        """Tell the access log what the request was and how the policies took it."""
+        if self._describe is not None:
+            note.operation = self._describe().name
+        audit = self._scope.audit if self._scope is not None else None
+        if audit is None:
+            return
+        if audit.decision != "ALLOW":
+            note.decision = audit.decision
+        if note.refusal is None:
+            note.refusal = audit.outcome or ("DOCUMENT_REFUSED" if audit.refusal else None)
 
     def access(self, describe: Callable[[], OperationDescription]) -> AccessScope:
         """The request's access scope, over its one transaction (``REQUEST`` routes), for the
@@ -241,6 +254,7 @@ class RequestTransactionMiddleware:
         request_id: str = state.get("request_id", "")
         uow: UnitOfWork | None = None
         transaction: RequestTransaction | None = None
+        note = access_note(scope)
 
         def operation() -> str:
             return transaction.operation_name() if transaction is not None else "unknown"
@@ -270,7 +284,9 @@ class RequestTransactionMiddleware:
             ledger: RefusalLedger = resources.refusals
             source = client_address(scope)
             verdict = await ledger.refuse(source, scope["path"], error.reason, request_id)
+            note.refusal = "UNAUTHENTICATED"
             if verdict is Verdict.THROTTLED:
+                note.refusal = "TOO_MANY_REFUSALS"
                 await self._throttled(ledger.retry_after(source))(scope, receive, send)
             else:
                 await self._refuse(error.reason)(scope, receive, send)
@@ -278,16 +294,19 @@ class RequestTransactionMiddleware:
         except UNREACHABLE as error:
             # The database cannot be reached (or refuses connections): nothing was done.
             log.warning("request.database_unavailable", path=scope["path"], error=str(error))
+            note.refusal = "SERVICE_UNAVAILABLE"
             reason = "the database cannot be reached now; nothing was done, retry in a moment"
             await self._unavailable(reason)(scope, receive, send)
             return
         transaction = RequestTransaction(gate, principal, request_id, timings, self._mode, uow)
         state[STATE_KEY] = transaction
+        note.principal = principal.subject
         try:
             await self.app(scope, receive, send)
         finally:
             # Normally the route committed it; a request that did not is rolled back.
             await transaction.close()
+            transaction.note(note)
 
 
 def protected(

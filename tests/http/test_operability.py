@@ -89,6 +89,33 @@ async def test_a_websocket_is_logged_as_it_ended_not_as_a_server_error(
     assert (entry["status"], entry["closed_by"], entry["close_code"]) == (101, "gateway", 4403)
 
 
+async def test_the_access_log_names_the_caller_the_operation_and_why_it_was_refused(
+    http: httpx.AsyncClient, tokens: TokenFactory, log_path: Path
+) -> None:
+    async def logged(headers: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        request_id = f"logged-{uuid.uuid4().hex}"
+        await http.post("/graphql", json=body, headers={**headers, "X-Request-ID": request_id})
+        return await _logged(log_path, request_id, "http.request")
+
+    dispatcher = {"Authorization": f"Bearer {tokens.named('pwb-dispatcher')}"}
+    served = await logged(
+        dispatcher, {"query": "query Board { incidents(first: 1) { totalCount } }"}
+    )
+    assert (served["principal"], served["operation"], served["status"]) == (
+        "pwb-dispatcher", "Board", 200)  # fmt: skip
+    assert "refusal" not in served and "decision" not in served
+    denied = await logged(dispatcher, {"query": "query Trail { auditRecords { totalCount } }"})
+    assert (denied["operation"], denied["decision"]) == ("Trail", "DENY")
+    anonymous = await logged({}, {"query": "query Nobody { incidents { totalCount } }"})
+    assert (anonymous["status"], anonymous["refusal"], anonymous["principal"]) == (
+        401, "UNAUTHENTICATED", "anonymous")  # fmt: skip
+    forged = await logged({"Authorization": "Bearer forged"}, {"query": "{ me { subject } }"})
+    assert (forged["status"], forged["refusal"]) == (401, "UNAUTHENTICATED")
+    deep = "query Deep { incidents { edges { node { " + "duplicateOf { " * 12 + "id"
+    refused = await logged(dispatcher, {"query": deep + " }" * 12 + " } } } }"})
+    assert (refused["operation"], refused["refusal"]) == ("Deep", "DOCUMENT_REFUSED")
+
+
 async def test_metrics_count_operations_errors_and_pool(
     http: httpx.AsyncClient, client: GraphQLClient
 ) -> None:

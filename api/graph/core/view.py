@@ -36,6 +36,7 @@ from api.graph.core.fast_path import CompiledDocuments
 from api.graph.core.sign_in import asks_to_sign_in
 from api.graph.core.trusted import sha256
 from api.http.graphiql import graphiql_page_response
+from api.http.request_context import access_note
 from api.http.transaction import (
     client_address,
     request_transaction,
@@ -145,6 +146,7 @@ class GraphQLView(GraphQL[Context, None]):
         response = super().create_response(response_data, sub_response)
         if asks_to_sign_in(response_data):
             # RFC 6750 §3.1: a request without credentials is challenged with no error code.
+            access_note(_REQUEST.get().scope).refusal = "UNAUTHENTICATED"
             response.status_code = 401
             response.headers["WWW-Authenticate"] = 'Bearer realm="lighthouse"'
         return response
