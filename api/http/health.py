@@ -62,8 +62,8 @@ async def metrics(request: Request) -> Response:
         )
     if verdict is Scrape.ELSEWHERE:
         return PlainTextResponse(
-            "metrics are served to this machine only; set LIGHTHOUSE_METRICS_SECRET_FILE to "
-            "scrape them from elsewhere\n",
+            "metrics are served to this machine only (scrapers elsewhere need a secret of "
+            "LIGHTHOUSE_METRICS_SECRET_FILE)\n",
             status_code=403,
         )
     if verdict is Scrape.UNREADABLE:

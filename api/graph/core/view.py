@@ -144,7 +144,10 @@ class GraphQLView(GraphQL[Context, None]):
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         response = super().create_response(response_data, sub_response)
-        if asks_to_sign_in(response_data):
+        # Only an anonymous caller is told to sign in (a token revoked while a request ran is
+        # an UNAUTHENTICATED error in a 200, as any error a field meets).
+        anonymous = not request_transaction(_REQUEST.get()).principal.is_authenticated
+        if anonymous and asks_to_sign_in(response_data):
             # RFC 6750 §3.1: a request without credentials is challenged with no error code.
             access_note(_REQUEST.get().scope).refusal = "UNAUTHENTICATED"
             response.status_code = 401
