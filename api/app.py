@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.metadata
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from functools import partial
@@ -162,10 +163,16 @@ async def _serving(
             sockets=SocketBudget(
                 settings.graph.max_websockets, settings.graph.max_websockets_per_principal
             ),
-            authorization_server=AuthorizationServer(settings, keys, oauth, gate, refusals),
+            authorization_server=AuthorizationServer(
+                settings, keys, oauth, gate, refusals, metrics
+            ),
             vision=await stack.enter_async_context(_vision(settings)),
             metering=_metering(settings, gate),
             documents=DocumentRegistry(),
+        )
+        metrics.watch_sockets(lambda: resources.sockets.open_sockets)
+        metrics.describe_build(
+            importlib.metadata.version("lighthouse"), resources.head_revision, policy.version
         )
         stack.push_async_callback(resources.metering.admissions.close)
         stack.push_async_callback(resources.metering.settlements.close)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -64,7 +72,40 @@ class Metrics:
             buckets=STATEMENT_BUCKETS,
             registry=self.registry,
         )
+        self.tokens = Counter(
+            "lighthouse_oauth_tokens",
+            "Token requests at /oauth/token by outcome (issued, or the OAuth error refusing them)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.quota_refusals = Counter(
+            "lighthouse_metering_refusals",
+            "Metered calls refused before reaching a model, by reason (quota, rate limit, "
+            "licence state)",
+            ["reason"],
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)  # CPU, memory, open files, start time
+        PlatformCollector(registry=self.registry)  # the Python that runs it
         self._names: set[str] = set()
+
+    def describe_build(self, version: str, schema_revision: str, policy_version: str) -> None:
+        """``lighthouse_build_info``: which release runs, at which schema and policy versions."""
+        info = Info("lighthouse_build", "The release this process runs", registry=self.registry)
+        info.info(
+            {
+                "version": version,
+                "schema_revision": schema_revision,
+                "policy_version": policy_version,
+            }
+        )
+
+    def watch_sockets(self, read: Callable[[], int]) -> None:
+        """``lighthouse_websockets_open``, read at scrape time."""
+        gauge = Gauge(
+            "lighthouse_websockets_open", "WebSockets open in this process", registry=self.registry
+        )
+        gauge.set_function(read)
 
     def operation_name(self, name: str) -> str:
         """Bound label cardinality: names past the first few hundred are counted as 'other'."""

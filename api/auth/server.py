@@ -30,6 +30,7 @@ from api.auth.clients import ClientRegistry, ClientRejected
 from api.auth.keys import KeyRing
 from api.auth.principal import SCOPES, Principal, PrincipalKind
 from api.auth.tokens import mint
+from api.metrics import Metrics
 from api.repositories.oauth import ClientRecord, OAuthRepository
 from api.settings import Settings
 
@@ -113,8 +114,10 @@ class AuthorizationServer:
         oauth: OAuthRepository,
         gate: AccessGate,
         refusals: RefusalLedger,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._keys = keys
         self._oauth = oauth
         self._clients = ClientRegistry(oauth)
@@ -186,11 +189,14 @@ class AuthorizationServer:
                 licensee=client.licensee_id,
             )
         except _TooMany as limited:
+            self._count("slow_down")
             await self._audit(request, client, "token", "DENY", {"reason": "rate limited"})
             return limited.response()
         except OAuthError as error:
+            self._count(error.error)
             await self._audit(request, client, "token", "DENY", {"reason": error.error})
             return error.response()
+        self._count("issued")
         await self._audit(
             request, client, "token", "ALLOW", {"jti": issued.claims["jti"], "scope": issued.scope}
         )
@@ -324,6 +330,10 @@ class AuthorizationServer:
     async def jwks(self, request: Request) -> Response:
         await self._keys.reload_if_stale(self._oauth)
         return JSONResponse(self._keys.jwks(), headers={"Cache-Control": "max-age=300"})
+
+    def _count(self, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.tokens.labels(outcome).inc()
 
     async def _audit(
         self,

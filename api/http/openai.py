@@ -190,6 +190,9 @@ async def chat_completions(request: Request) -> Response:
         )
     except InvalidToken as error:
         return refused_token(error.reason)
+    except QuotaExceeded as error:
+        resources.metrics.quota_refusals.labels(error.refusal.lower()).inc()
+        return domain_error(error)
     except DomainError as error:
         return domain_error(error)
     except UNREACHABLE as error:

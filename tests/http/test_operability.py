@@ -154,6 +154,41 @@ async def test_metrics_count_each_route_by_its_template(http: httpx.AsyncClient)
     assert "a-model" not in text and "/no/such/route" not in text
 
 
+async def test_metrics_say_which_release_runs_its_sockets_tokens_and_process(
+    http: httpx.AsyncClient, gateway: GatewayProcess, tokens: TokenFactory
+) -> None:
+    from importlib.metadata import version
+
+    def value(text: str, series: str) -> float:
+        line = next((ln for ln in text.splitlines() if ln.startswith(series + " ")), None)
+        return float(line.rsplit(" ", 1)[1]) if line else 0.0
+
+    text = (await http.get("/metrics")).text
+    build = next(line for line in text.splitlines() if line.startswith("lighthouse_build_info{"))
+    assert f'version="{version("lighthouse")}"' in build and 'schema_revision="' in build
+    assert build.endswith(" 1.0") and 'policy_version="' in build
+    for series in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                   "process_open_fds", "python_info{"):  # fmt: skip
+        assert series in text, series
+    # WebSockets open now, read at scrape time.
+    url = gateway.base_url.replace("http://", "ws://") + "/graphql"
+    idle = value(text, "lighthouse_websockets_open")
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as socket:
+        token = tokens.named("pwb-viewer")
+        await socket.send(json.dumps({"type": "connection_init",
+                                      "payload": {"Authorization": f"Bearer {token}"}}))  # fmt: skip
+        assert (await socket_message(socket))["type"] == "connection_ack"
+        opened = value((await http.get("/metrics")).text, "lighthouse_websockets_open")
+        assert opened == idle + 1
+    # Tokens at /oauth/token, by outcome: refused for a wrong secret, issued for the right one.
+    series = 'lighthouse_oauth_tokens_total{outcome="invalid_client"}'
+    before = value(text, series)
+    refused = await http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                              auth=("no-such-client", "wrong"))  # fmt: skip
+    assert refused.status_code == 401
+    assert value((await http.get("/metrics")).text, series) == before + 1
+
+
 async def test_graphiql_is_served_outside_production(http: httpx.AsyncClient) -> None:
     response = await http.get("/graphql", headers={"Accept": "text/html"})
     assert response.status_code == 200

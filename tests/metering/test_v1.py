@@ -362,10 +362,19 @@ async def test_a_spent_quota_is_429_with_retry_after(
 ) -> None:
     licensed = await licensee_with_licence(database, quota_requests=0)
     client = sdk(gateway, await access_token(gateway, licensed))
+
+    async def refusals() -> float:
+        async with httpx.AsyncClient(base_url=gateway.base_url) as http:
+            text = (await http.get("/metrics")).text
+        series = 'lighthouse_metering_refusals_total{reason="requests"} '
+        return float(text.split(series, 1)[1].split()[0]) if series in text else 0.0
+
+    before = await refusals()
     with pytest.raises(openai.RateLimitError) as refused:
         await client.chat.completions.create(model=MODEL, messages=hello())
     assert refused.value.code == "requests"
     assert int(refused.value.response.headers["Retry-After"]) > 0
+    assert await refusals() == before + 1  # counted for the city's dashboards, by reason
 
 
 PARKED: Any = [{"role": "user", "content": [
