@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from api.listing import AsJson, emit
 from api.open311_cli import open311_app
 from api.schema_cli import schema_app
 from api.serve_cli import serve
-from api.settings import Environment, Settings, SettingsError
+from api.settings import Environment, LogFormat, Settings, SettingsError
 
 if TYPE_CHECKING:
     import subprocess
@@ -738,6 +739,9 @@ def demo(
     """Start everything on embedded defaults with demo data: migrate, seed (once), the serving
     tier and a vision worker, and the gateway. Ctrl-C, or SIGTERM (a service manager's stop),
     stops it all."""
+    # One log format in the demo's terminal: readable, for the gateway and the worker it starts
+    # as for the demo itself, unless one was asked for.
+    os.environ.setdefault("LIGHTHOUSE_LOG_FORMAT", LogFormat.CONSOLE.value)
     settings = _settings()
     if not settings.uses_embedded_database:
         console.print("The demo runs on the embedded PostgreSQL; unset LIGHTHOUSE_DATABASE_URL.")

@@ -41,6 +41,8 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = LogFormat.JSO
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # Python's warnings (a library's deprecation notice) as log lines, in the one format.
+    logging.captureWarnings(True)
     root.setLevel(level)
     # uvicorn's own access log would duplicate ours; its error log is kept.
     logging.getLogger("uvicorn.access").handlers[:] = []

@@ -41,13 +41,16 @@ def postmaster(data: Path) -> Path:
 
 
 def start_demo(
-    data: Path, port: int, log: Path, serving_env: Path | None = None
+    data: Path, port: int, log: Path, serving_env: Path | None = None, *, json_logs: bool = True
 ) -> subprocess.Popen[bytes]:
     """The demo without the serving tier (its start is tested with the pipeline,
     tests/vision/test_pipeline.py; these tests are about the demo's own life cycle), or with a
-    stand-in for the tier's command in ``serving_env``."""
+    stand-in for the tier's command in ``serving_env``; its logs as JSON lines, or (``json_logs``
+    false) in its own default format."""
     options = ["--no-serving"] if serving_env is None else []
     env = demo_env(data) | ({"LIGHTHOUSE_SERVING_ENV": str(serving_env)} if serving_env else {})
+    if not json_logs:
+        del env["LIGHTHOUSE_LOG_FORMAT"]
     return subprocess.Popen(
         [sys.executable, "-m", "api.cli", "demo", "--port", str(port), *options],
         cwd=REPOSITORY,
@@ -76,7 +79,7 @@ def test_the_demo_stops_its_database_however_it_is_stopped(
     home: Path, stop: signal.Signals
 ) -> None:
     port, log = free_port(), home / "demo.log"
-    process = start_demo(home, port, log)
+    process = start_demo(home, port, log, json_logs=stop is signal.SIGTERM)
     try:
         wait_ready(process, port, log)
         assert postmaster(home).exists()
@@ -97,6 +100,14 @@ def test_the_demo_stops_its_database_however_it_is_stopped(
         process.send_signal(stop)
         process.wait(60)
     assert not postmaster(home).exists(), log.read_text()[-3000:]
+    if stop is signal.SIGINT:
+        # Left to its default, the demo's terminal shows one format, the gateway's lines too
+        # (and a library's warning is one of its log lines).
+        lines = log.read_text().splitlines()
+        assert any("gateway.started" in line for line in lines), lines[-20:]
+        assert not [line for line in lines if line.lstrip().startswith("{")], lines[-20:]
+        warned = [line for line in lines if "Warning:" in line]
+        assert all("warning" in line.split("Warning:")[0] for line in warned), warned
 
 
 def test_a_demo_that_cannot_start_stops_its_database(home: Path) -> None:
