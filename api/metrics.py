@@ -36,6 +36,38 @@ class PoolCollector(Collector):
         yield GaugeMetricFamily("lighthouse_db_pool_max", "Pool size limit", value=maximum)
 
 
+# The operations gauges (migration 0012): metric, help, and the label their rows carry.
+OPERATIONS = {
+    "queue_jobs": ("lighthouse_frames_queue_jobs", "Jobs in the frames queue, by status", "status"),
+    "frames": ("lighthouse_frames_unfinished", "Frames queued or failed (held for an operator)",
+               "status"),
+    "analyses_last_hour": ("lighthouse_analyses_last_hour", "Frames analysed in the last hour, "
+                           "by outcome", "outcome"),
+    "audit_anchor_age_seconds": ("lighthouse_audit_anchor_age_seconds",
+                                 "Seconds since the audit chain's newest anchor", ""),
+}  # fmt: skip
+
+
+class OperationsCollector(Collector):
+    """The database's operations gauges, as read for the scrape under way (none if it could not
+    be read: a gap on a dashboard, never a stale figure)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, float]] = []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for gauge, (name, documentation, label) in OPERATIONS.items():
+            rows = [(lbl, value) for g, lbl, value in self.rows if g == gauge]
+            if not label:
+                if rows:
+                    yield GaugeMetricFamily(name, documentation, value=rows[0][1])
+                continue
+            family = GaugeMetricFamily(name, documentation, labels=[label])
+            for value_label, value in rows:
+                family.add_metric([value_label], value)
+            yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -85,6 +117,8 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.operations = OperationsCollector()
+        self.registry.register(self.operations)
         ProcessCollector(registry=self.registry)  # CPU, memory, open files, start time
         PlatformCollector(registry=self.registry)  # the Python that runs it
         self._names: set[str] = set()

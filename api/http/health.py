@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -11,8 +12,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from api.db.errors import UNREACHABLE
 from api.db.migrations import current_revision
 from api.http.scrape import Scrape, scrape_verdict
+from api.repositories.system import SystemRepository
 from api.resources import resources_of
 from api.settings import Environment
+
+log = structlog.get_logger(__name__)
+UNREADABLE: tuple[type[BaseException], ...] = (*UNREACHABLE, TimeoutError)
 
 
 async def healthz(request: Request) -> Response:
@@ -70,4 +75,12 @@ async def metrics(request: Request) -> Response:
         return PlainTextResponse(
             "the scrape secrets cannot be read; see the gateway's log\n", status_code=503
         )
+    operations = resources.metrics.operations
+    try:
+        operations.rows = await asyncio.wait_for(
+            SystemRepository(resources.database.pool).operations_gauges(), timeout=2
+        )
+    except UNREADABLE as error:
+        log.warning("metrics.operations_unreadable", error=str(error))
+        operations.rows = []
     return Response(generate_latest(resources.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -22,6 +22,9 @@ class BureauReference:
     joint_service_centre: bool
 
 
+OPERATIONS_GAUGES = "SELECT gauge, label, value FROM lighthouse.operations_gauges()"
+
+
 class SystemRepository:
     def __init__(self, db: asyncpg.Connection | asyncpg.Pool) -> None:
         self._db = db
@@ -34,3 +37,8 @@ class SystemRepository:
 
     async def bureaus(self) -> list[BureauReference]:
         return [BureauReference(**row) for row in await self._db.fetch(BUREAUS)]
+
+    async def operations_gauges(self) -> list[tuple[str, str, float]]:
+        """(gauge, label, value) across every bureau, counts only (migration 0012)."""
+        rows = await self._db.fetch(OPERATIONS_GAUGES)
+        return [(row["gauge"], row["label"], float(row["value"])) for row in rows]

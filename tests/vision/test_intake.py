@@ -78,6 +78,15 @@ async def test_a_camera_gateway_sends_a_frame_which_is_stored_once_and_queued(
     assert await queue_rows(owner) == [
         {"status": "queued", "attempts": 0, "dedupe_key": frame["sha256"]}
     ]
+    # The operators' gauges count it, across bureaus, without naming it.
+    scraped = (await http.get("/metrics")).text
+    for series in ('lighthouse_frames_queue_jobs{status="queued"} 1.0',
+                   'lighthouse_frames_unfinished{status="QUEUED"} 1.0'):  # fmt: skip
+        assert series in scraped, [line for line in scraped.splitlines() if "frames" in line]
+    assert frame["sha256"] not in scraped
+    age = next(line for line in scraped.splitlines()
+               if line.startswith("lighthouse_audit_anchor_age_seconds "))  # fmt: skip
+    assert 0 <= float(age.split()[1]) < 3600  # the gateway anchored the chain as it started
 
     again = await post_frame(http, gateway_token, police_camera.code, original)
     assert again.status_code == 200, again.text
