@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -88,7 +89,7 @@ class RequestContextMiddleware:
                     status = 403
             elif kind == "websocket.http.response.start":
                 status = message["status"]
-            if kind == "http.response.start":
+            elif kind == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
@@ -142,9 +143,13 @@ class RequestContextMiddleware:
 def route_template(scope: Scope) -> str:
     """The route a request matched, as its template (``/v1/models/{model}``, so that metrics have
     one series per route, whatever the path's values); "other" when none matched (a 404)."""
-    route = scope.get("route")
-    template = getattr(route, "path", None)
-    return CONVERTER.sub("}", template) if isinstance(template, str) else "other"
+    template = getattr(scope.get("route"), "path", None)
+    return _without_converters(template) if isinstance(template, str) else "other"
+
+
+@functools.cache  # the routes are few and fixed: each template is rewritten once
+def _without_converters(template: str) -> str:
+    return CONVERTER.sub("}", template)
 
 
 class Socket:

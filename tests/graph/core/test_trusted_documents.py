@@ -53,7 +53,11 @@ async def registered(database: DatabaseUnderTest, ids: list[str]) -> dict[str, s
 
 
 async def test_a_registered_document_runs_by_its_id_and_by_its_hash(
-    database: DatabaseUnderTest, gateway: GatewayProcess, client: GraphQLClient, tmp_path: Path
+    database: DatabaseUnderTest,
+    gateway: GatewayProcess,
+    client: GraphQLClient,
+    tmp_path: Path,
+    owner: asyncpg.Connection,
 ) -> None:
     named = f"pwb-board-{uuid.uuid4().hex[:8]}"
     hashed = "query TrustedCategories { categories { code } }"
@@ -63,15 +67,11 @@ async def test_a_registered_document_runs_by_its_id_and_by_its_hash(
     assert done.returncode == 0, done.stderr
     assert "2 document(s) registered" in done.stderr
     # Audited with each document as a resource of its own, in the one canonical form.
-    owner = await asyncpg.connect(database.owner_url)
-    try:
-        recorded = await owner.fetchval(
-            "SELECT resource_ids FROM lighthouse.audit_record WHERE $1 = ANY(resource_ids)"
-            " ORDER BY seq DESC LIMIT 1",
-            f"Document:{named}",
-        )
-    finally:
-        await owner.close()
+    recorded = await owner.fetchval(
+        "SELECT resource_ids FROM audit_record WHERE $1 = ANY(resource_ids) ORDER BY seq DESC"
+        " LIMIT 1",
+        f"Document:{named}",
+    )
     assert sorted(recorded) == sorted([f"Document:{named}", f"Document:{sha(hashed)}"])
     assert client.token is not None
     by_text = (await post(gateway.base_url, client.token, {"query": BUREAUS})).json()
