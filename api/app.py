@@ -265,6 +265,7 @@ def create_app(
         compiled=CompiledDocuments(schema, settings.graph)
         if settings.graph.compiled_documents
         else None,
+        allowed_origins=settings.http.cors_origins,
     )
     return Starlette(
         routes=[

@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import pytest_asyncio
+import websockets
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin, Subprotocol
 
 from api.app import create_app
 from api.graph.domains import DOMAINS
@@ -94,6 +97,27 @@ async def test_another_origin_gets_no_allowance(allowing: tuple[str, TokenFactor
         assert asked.status_code == 400
         asked = await http.options("/graphql", headers=preflight(BOARD_ORIGIN, method="PUT"))
         assert asked.status_code == 400
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_subscription_socket_opens_for_a_listed_origin_only(
+    allowing: tuple[str, TokenFactory],
+) -> None:
+    """A WebSocket handshake is not subject to CORS: the gateway checks its Origin itself,
+    against the same list (a client that is not a browser sends none)."""
+    base_url, _ = allowing
+    url = base_url.replace("http://", "ws://") + "/graphql"
+    protocols = [Subprotocol("graphql-transport-ws")]
+    for origin in (BOARD_ORIGIN, DEV_SERVER, None):
+        async with websockets.connect(
+            url, subprotocols=protocols, origin=Origin(origin) if origin else None
+        ) as socket:
+            assert socket.subprotocol == "graphql-transport-ws", origin
+    for stranger in ("https://evil.example", "http://board.example.gov.tw"):
+        with pytest.raises(InvalidStatus) as refused:
+            async with websockets.connect(url, subprotocols=protocols, origin=Origin(stranger)):
+                pass
+        assert refused.value.response.status_code == 403, stranger
 
 
 async def test_with_no_origins_listed_no_page_of_another_origin_is_allowed(

@@ -357,7 +357,9 @@ def _named_document(extensions: dict[str, Any] | None) -> str | None:
         digest = persisted.get("sha256Hash")
         if persisted.get("version") != 1 or not isinstance(digest, str):
             raise HTTPException(400, "persistedQuery takes version 1 and a sha256Hash")
-        return f"sha256:{digest.lower()}"
+        # GraphQL Code Generator's hashes carry their algorithm ("sha256:<hex>"), and urql sends
+        # them as they are; Apollo's are bare.
+        return f"sha256:{digest.lower().removeprefix('sha256:')}"
     return None
 
 
@@ -384,7 +386,11 @@ def graphql_view(
     connection_init_seconds: int,
     trusted_only: bool = False,
     compiled: CompiledDocuments | None = None,
+    allowed_origins: tuple[str, ...] = (),
 ) -> GraphQLView:
+    """The graph's one view, for HTTP and WebSocket alike. ``allowed_origins`` are the browser
+    pages of other origins that may open a subscription socket (the CORS allow-list: a socket's
+    handshake is not subject to CORS, so the origin is checked here)."""
     return GraphQLView(
         schema,
         max_document_bytes=max_document_bytes,
@@ -395,4 +401,5 @@ def graphql_view(
         multipart_uploads_enabled=True,
         max_subscriptions_per_connection=max_subscriptions,
         connection_init_wait_timeout=timedelta(seconds=connection_init_seconds),
+        allowed_origins=allowed_origins,
     )
