@@ -77,7 +77,8 @@ TABLES = (
 RESET = """
 ALTER TABLE lighthouse.incident_event DISABLE TRIGGER incident_event_no_truncate;
 TRUNCATE lighthouse.incident_transfer, lighthouse.work_order, lighthouse.incident_event,
-         lighthouse.incident_share, lighthouse.incident_reporter, lighthouse.detection,
+         lighthouse.incident_share, lighthouse.incident_reporter, lighthouse.detection_review,
+         lighthouse.detection,
          lighthouse.frame_analysis, lighthouse.frame, lighthouse.open311_request,
          lighthouse.incident, lighthouse.asset, lighthouse.idempotency_key;
 ALTER TABLE lighthouse.incident_event ENABLE TRIGGER incident_event_no_truncate;

@@ -16,13 +16,14 @@ from api.graph.models.loaders import (
     FrameBySha,
     ModelVersionsByName,
 )
+from api.graph.models.quality import QualityQueries
 from api.graph.models.registry import ModelQueries
 from api.graph.models.vision_model import VisionModel
 from api.http.frames import frame_routes
 
 
 @strawberry.type
-class Queries(ModelQueries, FrameQueries):
+class Queries(ModelQueries, FrameQueries, QualityQueries):
     pass
 
 

@@ -1,0 +1,71 @@
+"""Model quality as the caller may see it: per model version, prompt version and category, the
+detections' review outcomes, precision with its interval, and calibration (what share of the
+detections in each confidence tenth people confirmed).
+
+Counted over the detections the caller may see (row-level security on ``detection_review``,
+the detections' own rule), under the detections' policies (``ListIncidents``) and the
+registry's (``ViewModelRegistry``); each group returned is audited."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from api.access.scope import AccessScope
+from api.domain.quality import CALIBRATION_BINS, OutcomeCounts
+from api.policy import resources
+from api.repositories.quality import QualityCell, QualityFilter, QualityRepository
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationBin:
+    low: float
+    high: float
+    counts: OutcomeCounts
+
+
+@dataclass(frozen=True, slots=True)
+class VersionQuality:
+    model: str
+    version: str
+    prompt_version: str
+    category: str
+    counts: OutcomeCounts
+    calibration: tuple[CalibrationBin, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}@{self.version}/{self.prompt_version}/{self.category}"
+
+
+def rolled_up(cells: list[QualityCell]) -> list[VersionQuality]:
+    """The cells of each version, prompt and category as one figure with its calibration bins
+    (the tenths that hold detections), in the cells' order."""
+    groups: dict[tuple[str, str, str, str], list[QualityCell]] = defaultdict(list)
+    for cell in cells:
+        groups[(cell.model, cell.version, cell.prompt_version, cell.category)].append(cell)
+    return [
+        VersionQuality(
+            *group,
+            OutcomeCounts.total(cell.counts for cell in held),
+            tuple(
+                CalibrationBin(
+                    cell.bin / CALIBRATION_BINS, (cell.bin + 1) / CALIBRATION_BINS, cell.counts
+                )
+                for cell in held
+            ),
+        )
+        for group, held in groups.items()
+    ]
+
+
+class QualityReads:
+    def __init__(self, access: AccessScope) -> None:
+        self._access = access
+
+    async def by_version(self, where: QualityFilter) -> list[VersionQuality]:
+        self._access.authorize("ListIncidents", resources.INCIDENTS)
+        self._access.authorize("ViewModelRegistry", resources.MODELS)
+        found = rolled_up(await QualityRepository(self._access.uow).cells(where))
+        self._access.audit.saw("ModelQuality", [quality.key for quality in found])
+        return found

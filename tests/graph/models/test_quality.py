@@ -1,0 +1,183 @@
+"""Model quality from what people did: detections open incidents, dispatchers verify, dispatch,
+reject, merge and close them through the graph, and each detection's review outcome follows in
+the same transaction (derived in SQL, migration 0013), counted per model version, prompt and
+category with precision, its interval and calibration, under the detections' visibility."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+
+from api.domain.quality import wilson_interval
+from tests.graph.helpers import act, create_incident, key_of
+from tests.support import GraphQLClient
+from tests.tokens import TokenFactory
+
+pytestmark = pytest.mark.db
+
+QUALITY = """
+query Quality($filter: ModelQualityFilterInput) {
+  modelQuality(filter: $filter) {
+    model version promptVersion category
+    detections reviewed confirmed rejected duplicates transferred pending belowThreshold
+    precision precisionInterval { low high confidence }
+    calibration { low high detections confirmed rejected precision }
+  }
+}
+"""
+
+
+@dataclass
+class Lab:
+    """A Public Works camera whose frames two versions of one model analysed."""
+
+    owner: asyncpg.Connection
+    camera: asyncpg.Record
+    analyses: dict[str, int]
+
+    async def detect(self, version: str, confidence: float, incident: dict[str, Any] | None) -> int:
+        """A detection by ``version`` that opened ``incident`` (or, without one, stayed under
+        its threshold)."""
+        sha = os.urandom(32)
+        await self.owner.execute(
+            "INSERT INTO frame (sha256, camera_id, bureau_id, media_type, size_bytes, width,"
+            " height, captured_at, uploaded_by) VALUES ($1, $2, $3, 'image/png', 1, 1, 1, now(),"
+            " 't')",
+            sha, self.camera["id"], self.camera["bureau_id"],
+        )  # fmt: skip
+        analysis = await self.owner.fetchval(
+            "INSERT INTO frame_analysis (frame_sha256, bureau_id, model, model_version,"
+            " prompt_version, outcome, raw_answer, latency_ms)"
+            " VALUES ($1, $2, 'city-vlm', $3, 'q-1', 'FINDINGS', '{}', 5) RETURNING id",
+            sha, self.camera["bureau_id"], version,
+        )  # fmt: skip
+        found = await self.owner.fetchval(
+            "INSERT INTO detection (analysis_id, frame_sha256, camera_id, bureau_id, category,"
+            " confidence, latitude, longitude, outcome, incident_id)"
+            " VALUES ($1, $2, $3, $4, 'POTHOLE', $5, 22.62, 120.30, $6, $7) RETURNING id",
+            analysis, sha, self.camera["id"], self.camera["bureau_id"], confidence,
+            "OPENED" if incident else "BELOW_THRESHOLD",
+            key_of(incident["id"]) if incident else None,
+        )  # fmt: skip
+        return int(found)
+
+
+@pytest.fixture
+async def lab(owner: asyncpg.Connection, clean: None) -> Lab:
+    camera = await owner.fetchrow(
+        "INSERT INTO asset (code, kind, name, bureau_id, latitude, longitude, created_by)"
+        " SELECT 'CAM-Q-1', 'CAMERA', '品質相機', id, 22.62, 120.30, 'tests' FROM bureau"
+        " WHERE code = 'PUBLIC_WORKS' RETURNING id, bureau_id"
+    )
+    await owner.execute(
+        "INSERT INTO vision_prompt (version, text, schema) VALUES ('q-1', 'What is here?', '{}')"
+        " ON CONFLICT DO NOTHING"
+    )
+    return Lab(owner, camera, {})
+
+
+async def finding(client: GraphQLClient) -> dict[str, Any]:
+    created = await create_incident(client, source="VLM", title="相機發現坑洞")
+    incident: dict[str, Any] = created["incident"]
+    assert incident["status"] == "DETECTED"
+    return incident
+
+
+async def outcomes(owner: asyncpg.Connection) -> dict[int, str]:
+    rows = await owner.fetch("SELECT detection_id, outcome FROM detection_review")
+    return {row["detection_id"]: row["outcome"] for row in rows}
+
+
+async def test_a_day_of_the_workflow_gives_each_detection_its_outcome_and_the_version_its_figures(
+    lab: Lab, client: GraphQLClient, tokens: TokenFactory, http: Any
+) -> None:
+    staff = client  # a Public Works supervisor: the whole workflow
+    expected: dict[int, str] = {}
+    # Version 1: ten findings above threshold, two under it.
+    incidents = [await finding(staff) for _ in range(10)]
+    confidences = [0.95, 0.92, 0.85, 0.81, 0.77, 0.66, 0.62, 0.55, 0.51, 0.45]
+    detections = [
+        await lab.detect("1", confidence, incident)
+        for confidence, incident in zip(confidences, incidents, strict=True)
+    ]
+    for confidence in (0.2, 0.1):
+        expected[await lab.detect("1", confidence, None)] = "BELOW_THRESHOLD"
+    assert set((await outcomes(lab.owner)).values()) == {"PENDING", "BELOW_THRESHOLD"}
+
+    # The people's day. Verified, dispatched, fixed: confirmed.
+    verified = (await act(staff, "VERIFY", incidents[0]))["incident"]
+    expected[detections[0]] = "CONFIRMED"
+    dispatched = (await act(staff, "VERIFY", incidents[1]))["incident"]
+    dispatched = (await act(staff, "DISPATCH", dispatched))["incident"]
+    expected[detections[1]] = "CONFIRMED"
+    fixed = incidents[2]
+    for step in ("VERIFY", "DISPATCH", "START_WORK", "RESOLVE"):
+        fixed = (await act(staff, step, fixed))["incident"]
+    fixed = (await act(staff, "CLOSE", fixed, reason="FIXED"))["incident"]
+    assert fixed["status"] == "CLOSED"
+    expected[detections[2]] = "CONFIRMED"
+    # Rejected as false positives, one of them after it had been verified (the last word wins).
+    await act(staff, "CLOSE", incidents[3], reason="FALSE_POSITIVE")
+    expected[detections[3]] = "REJECTED"
+    again = (await act(staff, "VERIFY", incidents[4]))["incident"]
+    assert (await outcomes(lab.owner))[detections[4]] == "CONFIRMED"
+    await act(staff, "CLOSE", again, reason="FALSE_POSITIVE")
+    expected[detections[4]] = "REJECTED"
+    await act(staff, "CLOSE", incidents[5], reason="FALSE_POSITIVE")
+    expected[detections[5]] = "REJECTED"
+    # Merged into the verified one: a duplicate. Another body's business: transferred.
+    merged = await act(staff, "MARK_DUPLICATE", incidents[6], duplicateOf=verified["id"])
+    assert merged["__typename"] == "IncidentUpdated", merged
+    expected[detections[6]] = "DUPLICATE"
+    await act(staff, "CLOSE", incidents[7], reason="NOT_RESPONSIBLE")
+    expected[detections[7]] = "TRANSFERRED"
+    # Nobody has looked at the last two yet.
+    expected[detections[8]] = expected[detections[9]] = "PENDING"
+    # Version 2 found one more pothole, joining the verified incident as evidence.
+    second = await lab.detect("2", 0.88, verified)
+    expected[second] = "CONFIRMED"
+
+    assert await outcomes(lab.owner) == expected
+
+    figures = (await staff.data(QUALITY))["modelQuality"]
+    assert [(f["model"], f["version"], f["promptVersion"], f["category"]) for f in figures] == [
+        ("city-vlm", "1", "q-1", "POTHOLE"),
+        ("city-vlm", "2", "q-1", "POTHOLE"),
+    ]
+    first = figures[0]
+    assert {k: first[k] for k in ("detections", "reviewed", "confirmed", "rejected",
+                                  "duplicates", "transferred", "pending", "belowThreshold")} == {
+        "detections": 12, "reviewed": 8, "confirmed": 3, "rejected": 3, "duplicates": 1,
+        "transferred": 1, "pending": 2, "belowThreshold": 2,
+    }  # fmt: skip
+    assert first["precision"] == pytest.approx(4 / 7)  # confirmed and transferred of 7 judged
+    interval = wilson_interval(4, 7)
+    assert interval is not None
+    assert first["precisionInterval"] == {
+        "low": pytest.approx(interval.low), "high": pytest.approx(interval.high),
+        "confidence": 0.95,
+    }  # fmt: skip
+    # Calibration: each tenth holding detections, with what people said of them.
+    assert [(b["low"], b["high"], b["detections"], b["confirmed"], b["rejected"])
+            for b in first["calibration"]] == [
+        (0.1, 0.2, 1, 0, 0), (0.2, 0.3, 1, 0, 0), (0.4, 0.5, 1, 0, 0), (0.5, 0.6, 2, 0, 0),
+        (0.6, 0.7, 2, 0, 1), (0.7, 0.8, 1, 0, 1), (0.8, 0.9, 2, 1, 1), (0.9, 1.0, 2, 2, 0),
+    ]  # fmt: skip
+    assert figures[1]["precision"] == 1.0 and figures[1]["confirmed"] == 1
+
+    # Filters, in SQL: one version; none of another category.
+    only = await staff.data(QUALITY, {"filter": {"version": ["2"]}})
+    assert [f["version"] for f in only["modelQuality"]] == ["2"]
+    none = await staff.data(QUALITY, {"filter": {"category": ["FLOODING"]}})
+    assert none["modelQuality"] == []
+
+    # Visibility as the detections': the Police see none of Public Works' camera's findings;
+    # the joint service centre sees them all.
+    police = GraphQLClient(http, tokens.named("police-viewer"))
+    assert (await police.data(QUALITY))["modelQuality"] == []
+    centre = GraphQLClient(http, tokens.named("jsc-operator"))
+    assert [f["detections"] for f in (await centre.data(QUALITY))["modelQuality"]] == [12, 1]
