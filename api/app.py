@@ -47,6 +47,7 @@ from api.http.graphiql import ASSET_ROUTE_PATH, graphiql_asset
 from api.http.health import healthz, readyz
 from api.http.health import metrics as metrics_endpoint
 from api.http.oauth import oauth_routes
+from api.http.openapi.routes import openapi_routes
 from api.http.request_context import RequestContextMiddleware
 from api.http.sockets import SocketBudget
 from api.http.transaction import protected
@@ -241,7 +242,8 @@ def create_app(
     subgraph: bool = False,
 ) -> Starlette:
     """The gateway serving ``domains`` (all of them by default): their graph at ``/graphql``,
-    the REST routes they bring, the authorization server and the operations endpoints. With
+    the REST routes they bring and those routes' OpenAPI descriptions (``/openapi``), the
+    authorization server and the operations endpoints. With
     ``subgraph``, the domains are served alone behind a federation router (other domains'
     entities are references)."""
     schema = build_schema(settings, domains, subgraph=subgraph)
@@ -274,6 +276,7 @@ def create_app(
             *oauth_routes(),
             *([Route(ASSET_ROUTE_PATH, graphiql_asset)] if settings.graphiql_enabled else []),
             *(route for domain in domains for route in domain.routes),
+            *openapi_routes(api for domain in domains for api in domain.apis),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),

@@ -23,6 +23,7 @@ from PIL import Image
 
 from api.vision.serving import serving_command, serving_environment
 from tests.conftest import gateway_env
+from tests.http.openapi.support import Credential, checker, run, runnable
 from tests.metering.support import (
     MODEL,
     NOTHING_CHARGED,
@@ -78,6 +79,22 @@ async def test_a_completion_is_charged_exactly_what_the_model_reports(
         "records_output_tokens": answer.usage.completion_tokens + image.usage.completion_tokens,
         "records_images": 1,
     }
+
+
+async def test_the_described_answer_of_the_model_holds(
+    serving_tier: ServingTier, gateway: GatewayProcess, licensed: Licensed
+) -> None:
+    """The /v1 description's examples that need the model (tests/http/openapi runs the others):
+    sent as documented, answered as described."""
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=120) as http:
+        spec = (await http.get("/openapi/v1.json")).raise_for_status().json()
+        examples = [example for example in runnable(spec) if example.needs_model]
+        assert examples, "the description has no example of the model's answer"
+        token = await access_token(gateway, licensed)
+        caller = Credential(headers={"Authorization": f"Bearer {token}"})
+        for example in examples:
+            answer = await run(http, spec, checker(spec), example, caller, {"city-vlm-7b": MODEL})
+            assert answer.json()["usage"]["completion_tokens"] <= 8
 
 
 async def test_a_stream_is_settled_from_its_usage_chunk(

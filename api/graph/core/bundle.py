@@ -8,6 +8,7 @@ from typing import Any
 from starlette.routing import BaseRoute
 
 from api.graph.core.loaders import ScopedLoader
+from api.http.openapi.description import ApiDescription
 
 
 @dataclass(frozen=True)
@@ -18,8 +19,9 @@ class DomainBundle:
     root types; ``types`` are types the schema must hold though no field returns them (an
     entity reached only through ``_entities``); ``loaders`` are the domain's per-scope
     DataLoaders (they register themselves on first use; listed for reference and tests);
-    ``routes`` are REST endpoints the domain serves beside the graph. Prefetching is declared on
-    the fields themselves (``api.graph.core.prefetch``).
+    ``routes`` are REST endpoints the domain serves beside the graph, and ``apis`` their OpenAPI
+    descriptions (served at ``/openapi``; the tests keep the two in step). Prefetching is
+    declared on the fields themselves (``api.graph.core.prefetch``).
     """
 
     name: str
@@ -29,3 +31,4 @@ class DomainBundle:
     types: tuple[type, ...] = ()
     loaders: tuple[type[ScopedLoader[Any, Any]], ...] = ()
     routes: tuple[BaseRoute, ...] = ()
+    apis: tuple[ApiDescription, ...] = ()

@@ -21,6 +21,7 @@ from api.graph.incidents.queries import IncidentQueries
 from api.graph.incidents.subscriptions import IncidentSubscriptions
 from api.graph.incidents.types import Incident, WorkOrder
 from api.http.open311.routes import open311_routes
+from api.http.openapi.description import described
 
 bundle = DomainBundle(
     name="incidents",
@@ -40,4 +41,5 @@ bundle = DomainBundle(
     ),
     # Open311 GeoReport v2: service requests are incidents.
     routes=tuple(open311_routes()),
+    apis=(described("open311"),),
 )

@@ -8,6 +8,7 @@ from api.graph.licensing.loaders import DailyUsageOf, UsageRecordsOf
 from api.graph.licensing.mutations import LicensingMutations
 from api.graph.licensing.queries import LicensingQueries
 from api.http.openai import metering_routes
+from api.http.openapi.description import described
 from api.http.releases import release_routes
 from api.http.statements import statement_routes
 
@@ -17,4 +18,5 @@ bundle = DomainBundle(
     mutation=LicensingMutations,
     loaders=(UsageRecordsOf, DailyUsageOf),
     routes=(*metering_routes(), *release_routes(), *statement_routes()),
+    apis=(described("v1"),),
 )

@@ -20,6 +20,7 @@ from api.graph.models.quality import QualityQueries
 from api.graph.models.registry import ModelQueries
 from api.graph.models.vision_model import VisionModel
 from api.http.frames import frame_routes
+from api.http.openapi.description import described
 
 
 @strawberry.type
@@ -40,4 +41,5 @@ bundle = DomainBundle(
     types=(Frame, Detection, VisionModel),
     loaders=(FrameBySha, AnalysesOf, DetectionById, DetectionsInFrame, ModelVersionsByName),
     routes=tuple(frame_routes()),
+    apis=(described("frames"),),
 )
