@@ -1,6 +1,7 @@
 """The rule book, Cedar, row-level security and the API agree exactly on who sees which
-incident, and on whose personal data, and on who sees which camera frame, its detections and its
-image — for thousands of random principals and random incident histories.
+incident, and on whose personal data, and on who sees which camera frame, its detections (and
+their review outcomes, which model quality counts) and its image — for thousands of random
+principals and random incident histories.
 
 Each example builds a small world through the real write path (the workflow services, as the
 application role, with row-level security on): incidents reported by some bureau, possibly from
@@ -142,6 +143,8 @@ class Seen:
     frames: set[str] = field(default_factory=set)
     images: set[str] = field(default_factory=set)
     detections: set[int] = field(default_factory=set)
+    # Detections' review outcomes (model quality counts them): visible as the detections are.
+    reviews: set[int] = field(default_factory=set)
 
 
 incidents_strategy = st.builds(
@@ -593,15 +596,20 @@ class Harness:
                 "SELECT sha256 FROM frame WHERE sha256 = ANY($1::bytea[])",
                 [f.sha256 for f in world.frames],
             )
+            found = [d for f in world.frames for d in f.detections]
             detections = await connection.fetch(
-                "SELECT id FROM detection WHERE id = ANY($1::bigint[])",
-                [d for f in world.frames for d in f.detections],
+                "SELECT id FROM detection WHERE id = ANY($1::bigint[])", found
+            )
+            reviews = await connection.fetch(
+                "SELECT detection_id FROM detection_review WHERE detection_id = ANY($1::bigint[])",
+                found,
             )
             return Seen(
                 incidents={r["id"] for r in seen},
                 personal_data={r["incident_id"] for r in pii},
                 frames={bytes(r["sha256"]).hex() for r in frames},
                 detections={r["id"] for r in detections},
+                reviews={r["detection_id"] for r in reviews},
             )
 
     async def api(
@@ -796,6 +804,9 @@ def test_the_rule_book_cedar_rls_and_api_agree(harness: Harness, shard: int) -> 
             for aspect in ("incidents", "frames", "detections"):
                 said, ruled = getattr(answer, aspect), getattr(model, aspect)
                 assert said == ruled, f"{name} {aspect} {said} != rule book {ruled}; {context}"
+        assert rls.reviews == model.detections, (
+            f"RLS reviews {rls.reviews} != rule book's detections {model.detections}; {context}"
+        )
         assert cedar.personal_data == model.personal_data, (
             f"Cedar personal data {cedar.personal_data} != rule book {model.personal_data}; {context}"
         )
