@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 # PyYAML comes with uvicorn[standard] (the gateway's lock holds it); its stubs are not installed.
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 HERE = Path(__file__).resolve().parent
 VERSION = "3.1.0"
