@@ -8,6 +8,10 @@ responsible), it is counted apart. Never written by hand (the application role m
 it, under the same row security as detections), and the model, version, prompt, category and
 confidence are copied in so that quality is counted from this one table.
 
+A camera may record how far it sees (``asset.coverage_meters``): an incident people reported
+within it, while the camera's frames were being analysed, tells whether a model version missed
+what was there (``api.repositories.quality``).
+
 Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-06
@@ -23,6 +27,10 @@ branch_labels = None
 depends_on = None
 
 UPGRADE = """
+-- How far a camera sees: incidents reported within it are what its frames should have shown.
+ALTER TABLE lighthouse.asset ADD COLUMN coverage_meters double precision
+    CHECK (coverage_meters > 0 AND coverage_meters <= 5000 AND kind = 'CAMERA');
+
 -- The outcome an incident's state gives the detections it holds (the latest state wins: a
 -- verified incident later closed as a false positive was rejected).
 CREATE FUNCTION lighthouse.review_outcome(status text, closing_reason text) RETURNS text
@@ -134,6 +142,7 @@ DROP TABLE lighthouse.detection_review;
 DROP FUNCTION lighthouse.review_incident_change();
 DROP FUNCTION lighthouse.review_new_detection();
 DROP FUNCTION lighthouse.review_outcome(text, text);
+ALTER TABLE lighthouse.asset DROP COLUMN coverage_meters;
 """
 
 

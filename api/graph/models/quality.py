@@ -8,7 +8,7 @@ import strawberry
 from api.domain.quality import Interval, OutcomeCounts
 from api.graph.core.context import Info
 from api.graph.core.ids import decode_ids
-from api.repositories.quality import QualityFilter
+from api.repositories.quality import MissWindow, QualityFilter
 from api.services.vision.quality import CalibrationBin, QualityReads, VersionQuality
 
 
@@ -94,6 +94,15 @@ class ModelQuality(ReviewCounts):
     calibration: list[ConfidenceBin] = strawberry.field(
         description="Per confidence tenth holding detections: how many, and what people said."
     )
+    threshold_misses: int = strawberry.field(
+        description="Detections under the threshold whose place got a confirmed incident of "
+        "the category afterwards (within the deduplication distance and time)."
+    )
+    model_misses: int = strawberry.field(
+        description="Confirmed incidents people reported within a camera's coverage while this "
+        "version analysed the camera's frames (within the deduplication time before the "
+        "report), none of its answers naming the category."
+    )
 
 
 def _bin(value: CalibrationBin) -> ConfidenceBin:
@@ -108,6 +117,8 @@ def _quality(value: VersionQuality) -> ModelQuality:
         prompt_version=value.prompt_version,
         category=value.category,
         calibration=[_bin(item) for item in value.calibration],
+        threshold_misses=value.threshold_misses,
+        model_misses=value.model_misses,
     )
 
 
@@ -148,5 +159,7 @@ class QualityQueries:
     async def model_quality(
         self, info: Info, filter: ModelQualityFilterInput | None = None
     ) -> list[ModelQuality]:
-        found = await QualityReads(info.context.access).by_version(quality_filter(filter))
+        vision = info.context.resources.settings.vision
+        window = MissWindow(vision.dedup_meters, vision.dedup_hours * 3600)
+        found = await QualityReads(info.context.access).by_version(quality_filter(filter), window)
         return [_quality(value) for value in found]

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from api.domain.quality import wilson_interval
-from tests.graph.helpers import act, create_incident, key_of
+from tests.graph.helpers import act, create_incident, kaohsiung, key_of
 from tests.support import GraphQLClient
 from tests.tokens import TokenFactory
 
@@ -24,6 +24,7 @@ query Quality($filter: ModelQualityFilterInput) {
   modelQuality(filter: $filter) {
     model version promptVersion category
     detections reviewed confirmed rejected duplicates transferred pending belowThreshold
+    thresholdMisses modelMisses
     precision precisionInterval { low high confidence }
     calibration { low high detections confirmed rejected precision }
   }
@@ -39,15 +40,14 @@ class Lab:
     camera: asyncpg.Record
     analyses: dict[str, int]
 
-    async def detect(self, version: str, confidence: float, incident: dict[str, Any] | None) -> int:
-        """A detection by ``version`` that opened ``incident`` (or, without one, stayed under
-        its threshold)."""
+    async def analyse(self, version: str, hours_ago: float = 0) -> tuple[bytes, int]:
+        """A frame of the camera, captured ``hours_ago``, analysed by ``version``."""
         sha = os.urandom(32)
         await self.owner.execute(
             "INSERT INTO frame (sha256, camera_id, bureau_id, media_type, size_bytes, width,"
-            " height, captured_at, uploaded_by) VALUES ($1, $2, $3, 'image/png', 1, 1, 1, now(),"
-            " 't')",
-            sha, self.camera["id"], self.camera["bureau_id"],
+            " height, captured_at, uploaded_by) VALUES ($1, $2, $3, 'image/png', 1, 1, 1,"
+            " now() - make_interval(secs => $4), 't')",
+            sha, self.camera["id"], self.camera["bureau_id"], hours_ago * 3600,
         )  # fmt: skip
         analysis = await self.owner.fetchval(
             "INSERT INTO frame_analysis (frame_sha256, bureau_id, model, model_version,"
@@ -55,12 +55,25 @@ class Lab:
             " VALUES ($1, $2, 'city-vlm', $3, 'q-1', 'FINDINGS', '{}', 5) RETURNING id",
             sha, self.camera["bureau_id"], version,
         )  # fmt: skip
+        return sha, int(analysis)
+
+    async def detect(
+        self,
+        version: str,
+        confidence: float,
+        incident: dict[str, Any] | None,
+        category: str = "POTHOLE",
+        latitude: float = 22.62,
+    ) -> int:
+        """A detection by ``version`` that opened ``incident`` (or, without one, stayed under
+        its threshold), in a frame of its own."""
+        sha, analysis = await self.analyse(version)
         found = await self.owner.fetchval(
             "INSERT INTO detection (analysis_id, frame_sha256, camera_id, bureau_id, category,"
             " confidence, latitude, longitude, outcome, incident_id)"
-            " VALUES ($1, $2, $3, $4, 'POTHOLE', $5, 22.62, 120.30, $6, $7) RETURNING id",
-            analysis, sha, self.camera["id"], self.camera["bureau_id"], confidence,
-            "OPENED" if incident else "BELOW_THRESHOLD",
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, 120.30, $8, $9) RETURNING id",
+            analysis, sha, self.camera["id"], self.camera["bureau_id"], category, confidence,
+            latitude, "OPENED" if incident else "BELOW_THRESHOLD",
             key_of(incident["id"]) if incident else None,
         )  # fmt: skip
         return int(found)
@@ -181,3 +194,60 @@ async def test_a_day_of_the_workflow_gives_each_detection_its_outcome_and_the_ve
     assert (await police.data(QUALITY))["modelQuality"] == []
     centre = GraphQLClient(http, tokens.named("jsc-operator"))
     assert [f["detections"] for f in (await centre.data(QUALITY))["modelQuality"]] == [12, 1]
+
+
+async def test_misses_of_the_threshold_and_of_the_model_are_counted_from_what_people_reported(
+    lab: Lab, client: GraphQLClient
+) -> None:
+    """The camera sees 100 m around it; the deduplication distance is 50 m, its time 24 hours
+    (the session gateway's defaults)."""
+    await lab.owner.execute(
+        "UPDATE asset SET coverage_meters = 100 WHERE id = $1", lab.camera["id"]
+    )
+    metres = 1 / 111_195  # a metre of latitude, in degrees
+    # Under the threshold: a pothole 20 m from one people confirm afterwards (missed); one 2 km
+    # away (not); one near a report people rejected (not); a flooding nobody reported (not).
+    await lab.detect("1", 0.3, None, "POTHOLE")
+    await lab.detect("1", 0.3, None, "POTHOLE", latitude=22.62 + 2000 * metres)
+    await lab.detect("2", 0.3, None, "ROAD_OBSTACLE")
+    await lab.detect("1", 0.2, None, "FLOODING")
+    near = kaohsiung(22.62 + 20 * metres, 120.30)
+    await create_incident(client, category="POTHOLE", source="STAFF", location=near)
+    rejected = await create_incident(
+        client, category="ROAD_OBSTACLE", source="STAFF", location=near
+    )
+    await act(client, "CLOSE", rejected["incident"], reason="FALSE_POSITIVE")
+
+    # The model: version 1 looked at the camera's frames an hour before a fallen tree was
+    # reported 40 m away, and named nothing; version 2 named it (under the threshold: a miss of
+    # the threshold, not of the model). A tree 300 m away is outside the camera's sight, and one
+    # reported by a camera is no person's report.
+    await lab.analyse("1", hours_ago=1)
+    await lab.detect("2", 0.1, None, "FALLEN_TREE")
+    tree = kaohsiung(22.62 + 40 * metres, 120.30)
+    await create_incident(client, category="FALLEN_TREE", source="CITIZEN_1999", location=tree)
+    far = kaohsiung(22.62 + 300 * metres, 120.30)
+    await create_incident(client, category="FALLEN_TREE", source="STAFF", location=far)
+
+    figures = (await client.data(QUALITY))["modelQuality"]
+    missed = {
+        (f["version"], f["category"]): (f["thresholdMisses"], f["modelMisses"])
+        for f in figures
+        if f["thresholdMisses"] or f["modelMisses"]
+    }
+    assert missed == {
+        ("1", "POTHOLE"): (1, 0),
+        ("1", "FALLEN_TREE"): (0, 1),
+        ("2", "FALLEN_TREE"): (1, 0),
+        # Version 2 looked at the camera's frames before the pothole was reported too (the
+        # road obstacle's and the tree's), and named no pothole in them.
+        ("2", "POTHOLE"): (0, 1),
+    }, figures
+    only_misses = next(f for f in figures if (f["version"], f["category"]) == ("1", "FALLEN_TREE"))
+    assert only_misses["detections"] == 0 and only_misses["precision"] is None
+    # Without a coverage, a camera's frames count against no report.
+    await lab.owner.execute(
+        "UPDATE asset SET coverage_meters = NULL WHERE id = $1", lab.camera["id"]
+    )
+    figures = (await client.data(QUALITY))["modelQuality"]
+    assert sum(f["modelMisses"] for f in figures) == 0
