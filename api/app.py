@@ -39,7 +39,7 @@ from api.graph.core.bundle import DomainBundle
 from api.graph.core.fast_path import CompiledDocuments
 from api.graph.core.schema import build_schema
 from api.graph.core.trusted import DocumentRegistry
-from api.graph.core.view import graphql_refusal, graphql_view, is_upload
+from api.graph.core.view import graphql_view, is_upload
 from api.graph.domains import DOMAINS
 from api.http.body_limit import BodyLimitMiddleware
 from api.http.cors import cors
@@ -271,7 +271,7 @@ def create_app(
     )
     return Starlette(
         routes=[
-            protected("/graphql", view, methods=["GET", "POST"], refuse=graphql_refusal),
+            protected("/graphql", view, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
             *oauth_routes(),
             *([Route(ASSET_ROUTE_PATH, graphiql_asset)] if settings.graphiql_enabled else []),

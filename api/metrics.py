@@ -68,6 +68,27 @@ class OperationsCollector(Collector):
             yield family
 
 
+class QualityCollector(Collector):
+    """Detections by model version, prompt version, category and review outcome, as read for
+    the scrape under way (none if it could not be read)."""
+
+    LABELS = ("model", "version", "prompt_version", "category", "outcome")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[tuple[str, ...], float]] = []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "lighthouse_model_detections",
+            "Detections by model version, prompt version, category and what people did with "
+            "them (the review outcome)",
+            labels=list(self.LABELS),
+        )
+        for labels, value in self.rows:
+            family.add_metric(list(labels), value)
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -119,6 +140,8 @@ class Metrics:
         )
         self.operations = OperationsCollector()
         self.registry.register(self.operations)
+        self.quality = QualityCollector()
+        self.registry.register(self.quality)
         ProcessCollector(registry=self.registry)  # CPU, memory, open files, start time
         PlatformCollector(registry=self.registry)  # the Python that runs it
         self._names: set[str] = set()

@@ -64,6 +64,7 @@ class AssetRecord:
     installed_on: date | None
     created_at: datetime
     created_by: str
+    coverage_meters: float | None  # how far a camera sees (model quality counts its misses)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,9 +3,8 @@
 A declared ``Content-Length`` over the limit is answered 413 at once, unread. A body sent
 without one (chunked) is counted as it arrives; the moment it passes the limit the route's read
 fails, and the caller gets 413 — never a half-read request acted upon. Uploads (camera frames)
-are allowed a larger limit of their own, named per request by ``larger``. The refusal is a
-GraphQL error, unless the route the request was for answers in a shape of its own
-(``answers_too_large``: Open311's ``<errors>``).
+are allowed a larger limit of their own, named per request by ``larger``. The refusal is worded
+in the error shape of the route the request was for (``api.http.error_shape``).
 
 A body is bounded in time too: one that has not arrived in full ``max_seconds`` after the
 request began (a caller trickling it, or stalled) fails the route's read, and the caller gets
@@ -18,18 +17,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TypeVar
 
-import orjson
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.http.error_shape import error_shape_of
 
 LINGER_BYTES = 256 * 1024
 LINGER_SECONDS = 1.0
-TooLargeAnswer = Callable[[int], Response]
-ANSWER_ATTRIBUTE = "too_large_answer"
-RouteT = TypeVar("RouteT", bound=BaseRoute)
 
 
 class BodyTooLarge(Exception):
@@ -38,22 +33,6 @@ class BodyTooLarge(Exception):
 
 class BodyTooSlow(Exception):
     pass
-
-
-def answers_too_large(route: RouteT, answer: TooLargeAnswer) -> RouteT:
-    """``route``, refusing a body over the limit with ``answer(limit)`` (its own error shape)."""
-    setattr(route, ANSWER_ATTRIBUTE, answer)
-    return route
-
-
-def _route_answer(scope: Scope) -> TooLargeAnswer | None:
-    """The answer of the application's route that ``scope`` is for, if it has one of its own."""
-    routes: list[BaseRoute] = getattr(scope.get("app"), "routes", [])
-    for route in routes:
-        if route.matches(scope)[0] is Match.FULL:
-            answer: TooLargeAnswer | None = getattr(route, ANSWER_ATTRIBUTE, None)
-            return answer
-    return None
 
 
 class BodyLimitMiddleware:
@@ -114,44 +93,23 @@ class BodyLimitMiddleware:
                 await self._refuse(scope, send, limit)
         except BodyTooSlow:
             if not started:
-                message = f"the request body did not arrive within {self.max_seconds:g} s"
-                extensions = {"code": "REQUEST_TIMEOUT", "seconds": self.max_seconds}
-                await _send_error(send, 408, message, extensions)
+                await _send_closing(send, error_shape_of(scope).too_slow(self.max_seconds))
 
     async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
-        answer = _route_answer(scope)
-        if answer is not None:
-            response = answer(limit)
-            response.headers["connection"] = "close"
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": response.raw_headers,
-                }
-            )
-            await send({"type": "http.response.body", "body": response.body})
-            return
-        message = f"the request body is larger than {limit} bytes"
-        await _send_error(send, 413, message, {"code": "PAYLOAD_TOO_LARGE", "limit": limit})
+        await _send_closing(send, error_shape_of(scope).too_large(limit))
 
 
-async def _send_error(send: Send, status: int, message: str, extensions: dict[str, object]) -> None:
-    """A coded error in GraphQL's shape, and the connection closed after it (the rest of the
-    body is not read)."""
-    body = orjson.dumps({"errors": [{"message": message, "extensions": extensions}]})
+async def _send_closing(send: Send, response: Response) -> None:
+    """``response``, and the connection closed after it (the rest of the body is not read)."""
+    response.headers["connection"] = "close"
     await send(
         {
             "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
+            "status": response.status_code,
+            "headers": response.raw_headers,
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 async def _linger(receive: Receive) -> None:

@@ -29,11 +29,11 @@ from api.domain.errors import (
     PersonalDataMasked,
     ServiceUnavailable,
 )
+from api.http.error_shape import ErrorShape
 from api.http.transaction import (
     TransactionMode,
     protected,
     request_transaction,
-    unauthenticated,
 )
 from api.repositories.vision import FrameRecord
 from api.resources import resources_of
@@ -79,6 +79,14 @@ def _json(value: object, status: int) -> Response:
     return Response(orjson.dumps(value), status_code=status, media_type="application/json")
 
 
+def _refusal(status: int, code: str, message: str, details: dict[str, Any]) -> Response:
+    return _json({"error": {"code": code, "message": message, **details}}, status)
+
+
+# The gateway's own refusals of frame requests, in the frames' error shape.
+FRAMES_ERRORS = ErrorShape("frames", _refusal)
+
+
 def frame_json(record: FrameRecord) -> dict[str, Any]:
     return {
         "sha256": record.key,
@@ -119,7 +127,9 @@ async def post_frame(request: Request) -> Response:
     description = _describe("POST /frames")
     principal = transaction.principal
     if not principal.is_authenticated:
-        return unauthenticated("send frames with an access token (Authorization: Bearer ...)")
+        return FRAMES_ERRORS.unauthenticated(
+            "send frames with an access token (Authorization: Bearer ...)"
+        )
     refusal: DomainError | None = None
     if not intake.may_upload(resources.policy, principal):
         refusal = Forbidden("this caller may not send frames (a bureau's incidents:write)")
@@ -143,7 +153,7 @@ async def post_frame(request: Request) -> Response:
     except DomainError as error:
         return _error(error, transaction.request_id)
     except InvalidToken as error:
-        return unauthenticated(error.reason)
+        return FRAMES_ERRORS.unauthenticated(error.reason)
     except ClientDisconnect:
         return Response(status_code=400)
     if refusal is not None:
@@ -154,7 +164,9 @@ async def post_frame(request: Request) -> Response:
 async def get_frame_image(request: Request) -> Response:
     transaction = request_transaction(request)
     if not transaction.principal.is_authenticated:
-        return unauthenticated("frames are shown with an access token (Authorization: Bearer ...)")
+        return FRAMES_ERRORS.unauthenticated(
+            "frames are shown with an access token (Authorization: Bearer ...)"
+        )
     resources = resources_of(request)
     digest = parse_digest(request.path_params["sha256"])
     access = transaction.access(lambda: _describe("GET /frames/{sha256}"))
@@ -186,6 +198,12 @@ async def get_frame_image(request: Request) -> Response:
 
 def frame_routes() -> list[Route]:
     return [
-        protected("/frames", post_frame, methods=["POST"], mode=TransactionMode.SHORT),
-        protected("/frames/{sha256}", get_frame_image, methods=["GET"]),
+        protected(
+            "/frames",
+            post_frame,
+            methods=["POST"],
+            mode=TransactionMode.SHORT,
+            errors=FRAMES_ERRORS,
+        ),
+        protected("/frames/{sha256}", get_frame_image, methods=["GET"], errors=FRAMES_ERRORS),
     ]

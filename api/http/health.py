@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,6 +18,7 @@ from api.repositories.system import SystemRepository
 from api.resources import resources_of
 from api.settings import Environment
 
+T = TypeVar("T")
 log = structlog.get_logger(__name__)
 UNREADABLE: tuple[type[BaseException], ...] = (*UNREACHABLE, TimeoutError)
 
@@ -75,12 +78,19 @@ async def metrics(request: Request) -> Response:
         return PlainTextResponse(
             "the scrape secrets cannot be read; see the gateway's log\n", status_code=503
         )
-    operations = resources.metrics.operations
-    try:
-        operations.rows = await asyncio.wait_for(
-            SystemRepository(resources.database.pool).operations_gauges(), timeout=2
-        )
-    except UNREADABLE as error:
-        log.warning("metrics.operations_unreadable", error=str(error))
-        operations.rows = []
+    metrics, system = resources.metrics, SystemRepository(resources.database.pool)
+    metrics.operations.rows, metrics.quality.rows = await asyncio.gather(
+        _gauges("operations", system.operations_gauges()),
+        _gauges("quality", system.quality_gauges()),
+    )
     return Response(generate_latest(resources.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _gauges(name: str, reading: Awaitable[list[T]]) -> list[T]:
+    """The rows of one set of gauges read from the database for this scrape, or none (a gap on
+    a dashboard, never a stale figure) if they cannot be read in 2 s; each set on its own."""
+    try:
+        return await asyncio.wait_for(reading, timeout=2)
+    except UNREADABLE as error:
+        log.warning("metrics.gauges_unreadable", gauges=name, error=str(error))
+        return []

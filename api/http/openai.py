@@ -40,7 +40,8 @@ from api.domain.errors import (
     TooLarge,
 )
 from api.domain.licensing import QuotaExceeded
-from api.http.transaction import TransactionMode, challenge, protected, request_transaction
+from api.http.error_shape import ErrorShape
+from api.http.transaction import TransactionMode, protected, request_transaction
 from api.inference.client import ServingClient, ServingRefused, ServingStream, ServingUnavailable
 from api.resources import resources_of
 from api.services.metering import chat
@@ -70,16 +71,33 @@ def openai_error(
     )
 
 
+# The gateway's own refusals in OpenAI's words: each status's error type and code.
+_REFUSALS = {
+    401: ("invalid_request_error", "invalid_api_key"),
+    408: ("invalid_request_error", "request_timeout"),
+    413: ("invalid_request_error", "too_large"),
+    429: ("rate_limit_exceeded", "rate_limited"),
+    503: ("server_error", "service_unavailable"),
+}
+
+
+def _refusal(status: int, code: str, message: str, details: dict[str, Any]) -> Response:
+    kind, openai_code = _REFUSALS.get(status, ("invalid_request_error", code.lower()))
+    if status == 401:
+        message = (
+            f"{message}. Send an access token of the city's authorization server as the API "
+            "key (client credentials at /oauth/token)."
+        )
+    return openai_error(status, message, kind, code=openai_code)
+
+
+# Every /v1 route's refusals before it runs (and the token checks of streamed answers).
+OPENAI_ERRORS = ErrorShape("openai", _refusal)
+
+
 def refused_token(reason: str) -> Response:
     """No token, or one that does not stand: 401 as OpenAI answers a bad API key."""
-    return openai_error(
-        401,
-        f"{reason}. Send an access token of the city's authorization server as the API key "
-        "(client credentials at /oauth/token).",
-        "invalid_request_error",
-        code="invalid_api_key",
-        headers={"WWW-Authenticate": challenge(reason)},
-    )
+    return OPENAI_ERRORS.unauthenticated(reason)
 
 
 def domain_error(error: DomainError) -> Response:
@@ -117,9 +135,7 @@ def domain_error(error: DomainError) -> Response:
 
 
 def unavailable(message: str) -> Response:
-    return openai_error(
-        503, message, "server_error", code="service_unavailable", headers={"Retry-After": "5"}
-    )
+    return OPENAI_ERRORS.unavailable(message)
 
 
 def _describe(name: str) -> Callable[[], OperationDescription]:
@@ -390,22 +406,19 @@ def metering_routes() -> list[Route]:
             "/v1/models",
             list_models,
             methods=["GET"],
-            refuse=refused_token,
-            unavailable=unavailable,
+            errors=OPENAI_ERRORS,
         ),
         protected(
             "/v1/models/{model:path}",
             retrieve_model,
             methods=["GET"],
-            refuse=refused_token,
-            unavailable=unavailable,
+            errors=OPENAI_ERRORS,
         ),
         protected(
             "/v1/chat/completions",
             chat_completions,
             methods=["POST"],
             mode=TransactionMode.SHORT,
-            refuse=refused_token,
-            unavailable=unavailable,
+            errors=OPENAI_ERRORS,
         ),
     ]

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from api.access.scope import AccessScope, OperationDescription
 from api.domain.errors import DomainError, Forbidden, NotFound
-from api.http.openai import domain_error, refused_token, unavailable
+from api.http.openai import OPENAI_ERRORS, domain_error, refused_token
 from api.http.transaction import protected, request_transaction
 from api.policy import resources
 from api.repositories.licensing import LicensingRepository, ReleaseRecord, ReleaseRepository
@@ -131,7 +131,7 @@ async def get_file(request: Request) -> Response:
 
 def release_routes() -> list[Route]:
     return [
-        protected(path, endpoint, methods=["GET"], refuse=refused_token, unavailable=unavailable)
+        protected(path, endpoint, methods=["GET"], errors=OPENAI_ERRORS)
         for path, endpoint in (
             ("/v1/releases", list_releases),
             ("/v1/releases/{release}", get_manifest),

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from api.access.scope import OperationDescription
 from api.domain.errors import DomainError, InvalidInput
-from api.http.openai import domain_error, openai_error, refused_token, unavailable
+from api.http.openai import OPENAI_ERRORS, domain_error, openai_error, refused_token
 from api.http.transaction import protected, request_transaction
 from api.resources import resources_of
 from api.services.metering import statements
@@ -89,8 +89,4 @@ async def get_statement(request: Request) -> Response:
 
 
 def statement_routes() -> list[Route]:
-    return [
-        protected(
-            PATH, get_statement, methods=["GET"], refuse=refused_token, unavailable=unavailable
-        )
-    ]
+    return [protected(PATH, get_statement, methods=["GET"], errors=OPENAI_ERRORS)]

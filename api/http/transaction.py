@@ -24,7 +24,6 @@ from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import Any
 
-import orjson
 import structlog
 from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection
@@ -39,6 +38,7 @@ from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
 from api.db.errors import UNREACHABLE
 from api.db.unit_of_work import UnitOfWork
+from api.http.error_shape import GRAPHQL_ERRORS, ErrorShape, with_error_shape
 from api.http.request_body import read_body, replaying
 from api.http.request_context import AccessNote, access_note
 from api.timing import Timings
@@ -198,31 +198,15 @@ def request_transaction(connection: HTTPConnection) -> RequestTransaction:
     return value
 
 
-Refusal = Callable[[str], Response]
 # Who is calling: a route whose callers do not all present bearer tokens (Open311's API keys)
 # names them its own way, and may read the body to do so (handing on a ``Receive`` that
 # replays what it read). Raises ``InvalidToken`` for a credential that does not stand.
 Identify = Callable[[Scope, Receive], Awaitable[tuple[Principal, Receive]]]
-# The answer to a source throttled for too many refused requests, given the seconds to wait.
-Throttled = Callable[[int], Response]
 
 
 def unauthenticated(reason: str) -> Response:
-    """The default refusal: a JSON error with an RFC 6750 challenge."""
-    body = {"errors": [{"message": reason, "extensions": {"code": "UNAUTHENTICATED"}}]}
-    return Response(
-        orjson.dumps(body),
-        status_code=401,
-        media_type="application/json",
-        headers={"WWW-Authenticate": challenge(reason)},
-    )
-
-
-def challenge(reason: str) -> str:
-    # A header is Latin-1: whatever else a reason holds is dropped from the challenge (the
-    # body carries it whole).
-    description = reason.replace('"', "'").encode("ascii", "replace").decode()
-    return f'Bearer realm="lighthouse", error="invalid_token", error_description="{description}"'
+    """401 in GraphQL's shape, with RFC 6750's challenge."""
+    return GRAPHQL_ERRORS.unauthenticated(reason)
 
 
 class RequestTransactionMiddleware:
@@ -230,17 +214,13 @@ class RequestTransactionMiddleware:
         self,
         app: ASGIApp,
         mode: TransactionMode = TransactionMode.REQUEST,
-        refuse: Refusal = unauthenticated,
-        unavailable: Refusal | None = None,
+        errors: ErrorShape = GRAPHQL_ERRORS,
         identify: Identify | None = None,
-        throttled: Throttled | None = None,
     ) -> None:
         self.app = app
         self._mode = mode
-        self._refuse = refuse
-        self._unavailable = unavailable or database_unavailable
+        self._errors = errors
         self._identify = identify
-        self._throttled = throttled or too_many
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -287,16 +267,16 @@ class RequestTransactionMiddleware:
             note.refusal = "UNAUTHENTICATED"
             if verdict is Verdict.THROTTLED:
                 note.refusal = "TOO_MANY_REFUSALS"
-                await self._throttled(ledger.retry_after(source))(scope, receive, send)
+                await self._errors.throttled(ledger.retry_after(source))(scope, receive, send)
             else:
-                await self._refuse(error.reason)(scope, receive, send)
+                await self._errors.unauthenticated(error.reason)(scope, receive, send)
             return
         except UNREACHABLE as error:
             # The database cannot be reached (or refuses connections): nothing was done.
             log.warning("request.database_unavailable", path=scope["path"], error=str(error))
             note.refusal = "SERVICE_UNAVAILABLE"
             reason = "the database cannot be reached now; nothing was done, retry in a moment"
-            await self._unavailable(reason)(scope, receive, send)
+            await self._errors.unavailable(reason)(scope, receive, send)
             return
         transaction = RequestTransaction(gate, principal, request_id, timings, self._mode, uow)
         state[STATE_KEY] = transaction
@@ -315,59 +295,30 @@ def protected(
     *,
     methods: Sequence[str] | None = None,
     mode: TransactionMode = TransactionMode.REQUEST,
-    refuse: Refusal = unauthenticated,
-    unavailable: Refusal | None = None,
+    errors: ErrorShape = GRAPHQL_ERRORS,
     name: str | None = None,
     identify: Identify | None = None,
-    throttled: Throttled | None = None,
 ) -> Route:
     """A route whose requests run under their caller's identity (see the module docstring).
-    ``refuse`` answers a token that does not stand (401), ``unavailable`` a database that
-    cannot be reached (503), ``throttled`` a source refused too often (429), each in the
-    route's own error shape; ``identify`` names callers who do not present a bearer token (the
-    default)."""
-    return Route(
+    The gateway's own refusals of its requests (a token that does not stand, a source refused
+    too often, the database out of reach, a body too large or too slow) are worded in
+    ``errors``, the route's own error shape; ``identify`` names callers who do not present a
+    bearer token (the default)."""
+    route = Route(
         path,
         endpoint,
         methods=list(methods) if methods is not None else None,
         name=name,
         middleware=[
-            Middleware(
-                RequestTransactionMiddleware,
-                mode=mode,
-                refuse=refuse,
-                unavailable=unavailable,
-                identify=identify,
-                throttled=throttled,
-            )
+            Middleware(RequestTransactionMiddleware, mode=mode, errors=errors, identify=identify)
         ],
     )
-
-
-def database_unavailable(reason: str) -> Response:
-    """The default answer when the database cannot be reached: 503, in GraphQL's error shape."""
-    body = {"errors": [{"message": reason, "extensions": {"code": "SERVICE_UNAVAILABLE"}}]}
-    return Response(
-        orjson.dumps(body), status_code=503, media_type="application/json",
-        headers={"Retry-After": "5"},
-    )  # fmt: skip
+    return with_error_shape(route, errors)
 
 
 def too_many(retry_after: int) -> Response:
-    body = {
-        "errors": [
-            {
-                "message": "too many refused requests from this address; retry later",
-                "extensions": {"code": "RATE_LIMITED", "retryAfter": retry_after},
-            }
-        ]
-    }
-    return Response(
-        orjson.dumps(body),
-        status_code=429,
-        media_type="application/json",
-        headers={"Retry-After": str(retry_after)},
-    )
+    """429 in GraphQL's shape, for a source refused too often."""
+    return GRAPHQL_ERRORS.throttled(retry_after)
 
 
 def client_address(scope: Scope) -> str:

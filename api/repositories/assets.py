@@ -20,8 +20,9 @@ from api.repositories.sql import Conditions, Ordering, Page, PageRequest, finish
 ASSET_COLUMNS = columns(AssetRecord)
 ASSETS_BY_ID = f"SELECT {ASSET_COLUMNS} FROM asset WHERE id = ANY($1::bigint[])"
 INSERT_ASSET = f"""
-INSERT INTO asset (code, kind, name, bureau_id, latitude, longitude, installed_on, created_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO asset (code, kind, name, bureau_id, latitude, longitude, installed_on, created_by,
+                   coverage_meters)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING {ASSET_COLUMNS}
 """
 
@@ -58,6 +59,7 @@ class NewAsset:
     latitude: float
     longitude: float
     installed_on: date | None
+    coverage_meters: float | None = None
 
 
 class AssetRepository:
@@ -109,6 +111,7 @@ class AssetRepository:
                 asset.longitude,
                 asset.installed_on,
                 actor,
+                asset.coverage_meters,
             )
         except asyncpg.PostgresError as error:
             if is_unique_violation(error, "asset_code_key"):

@@ -23,7 +23,7 @@ class DemoData:
 
 ASSET_COLUMNS = (
     "id", "code", "kind", "name", "bureau_id", "latitude", "longitude", "installed_on",
-    "created_at", "created_by",
+    "created_at", "created_by", "coverage_meters",
 )  # fmt: skip
 INCIDENT_COLUMNS = (
     "id", "title", "description", "category", "status", "closing_reason", "source",

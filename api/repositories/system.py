@@ -23,6 +23,10 @@ class BureauReference:
 
 
 OPERATIONS_GAUGES = "SELECT gauge, label, value FROM lighthouse.operations_gauges()"
+QUALITY_GAUGES = (
+    "SELECT model, model_version, prompt_version, category, outcome, detections"
+    " FROM lighthouse.quality_gauges()"
+)
 
 
 class SystemRepository:
@@ -42,3 +46,9 @@ class SystemRepository:
         """(gauge, label, value) across every bureau, counts only (migration 0012)."""
         rows = await self._db.fetch(OPERATIONS_GAUGES)
         return [(row["gauge"], row["label"], float(row["value"])) for row in rows]
+
+    async def quality_gauges(self) -> list[tuple[tuple[str, ...], float]]:
+        """((model, version, prompt version, category, review outcome), detections) across
+        every bureau, counts only (migration 0013)."""
+        rows = await self._db.fetch(QUALITY_GAUGES)
+        return [(tuple(row.values())[:5], float(row["detections"])) for row in rows]

@@ -32,6 +32,9 @@ DISTRICTS: list[tuple[str, float, float]] = [
     ("鳳山區", 22.6270, 120.3570),
 ]
 
+# How far a demo camera sees: the incidents people report within it test the models (modelQuality).
+DEMO_CAMERA_COVERAGE_METERS = 80.0
+
 # asset kind → (owning bureau code, name in Chinese, share of assets)
 ASSET_KINDS: dict[str, tuple[str, str, int]] = {
     "CAMERA": ("POLICE", "監視器", 20),
@@ -126,6 +129,7 @@ class DemoCity:
                 installed,
                 self._now - timedelta(days=365),
                 "seed",
+                DEMO_CAMERA_COVERAGE_METERS if kind == "CAMERA" else None,
             )
             self.data.assets.append(row)
             self._assets_by_kind.setdefault(kind, []).append(row)

@@ -19,6 +19,9 @@ from api.repositories.idempotency import IdempotencyRepository
 from api.repositories.sql import Ordering, Page, PageRequest
 from api.services.idempotency import once
 
+# A camera's coverage, at most (the database checks it too).
+MAX_COVERAGE_METERS = 5000
+
 
 @dataclass(frozen=True, slots=True)
 class AssetRegistration:
@@ -28,6 +31,7 @@ class AssetRegistration:
     bureau_id: int
     location: Wgs84Point
     installed_on: date | None = None
+    coverage_meters: float | None = None
 
 
 class AssetReads:
@@ -94,6 +98,13 @@ class AssetRegistry:
                 raise InvalidInput(
                     "kind", f"must be one of {', '.join(k.value for k in AssetKind)}"
                 ) from None
+            coverage = registration.coverage_meters
+            if coverage is not None and kind is not AssetKind.CAMERA:
+                raise InvalidInput("coverageMeters", "only a camera has a coverage")
+            if coverage is not None and not 0 < coverage <= MAX_COVERAGE_METERS:
+                raise InvalidInput(
+                    "coverageMeters", f"must be over 0 and at most {MAX_COVERAGE_METERS} m"
+                )
             owner = (await self._bureaus.by_ids([registration.bureau_id])).get(
                 registration.bureau_id
             )
@@ -109,6 +120,7 @@ class AssetRegistry:
                     latitude=registration.location.latitude,
                     longitude=registration.location.longitude,
                     installed_on=registration.installed_on,
+                    coverage_meters=registration.coverage_meters,
                 ),
                 self._actor,
             )
@@ -126,6 +138,7 @@ class AssetRegistry:
             "installed_on": registration.installed_on.isoformat()
             if registration.installed_on
             else None,
+            "coverage_meters": registration.coverage_meters,
         }
         async with self._uow.savepoint():
             return await once(

@@ -29,7 +29,8 @@ depends_on = None
 UPGRADE = """
 -- How far a camera sees: incidents reported within it are what its frames should have shown.
 ALTER TABLE lighthouse.asset ADD COLUMN coverage_meters double precision
-    CHECK (coverage_meters > 0 AND coverage_meters <= 5000 AND kind = 'CAMERA');
+    CHECK (coverage_meters IS NULL
+           OR (coverage_meters > 0 AND coverage_meters <= 5000 AND kind = 'CAMERA'));
 
 -- The outcome an incident's state gives the detections it holds (the latest state wins: a
 -- verified incident later closed as a false positive was rejected).
@@ -132,9 +133,23 @@ CREATE POLICY detection_review_derived ON lighthouse.detection_review FOR ALL
 CREATE POLICY frame_analysis_read_definer ON lighthouse.frame_analysis FOR SELECT
     USING (current_user <> session_user);
 GRANT SELECT ON lighthouse.detection_review TO {role};
+
+-- The city's dashboards: detections by version, prompt, category and review outcome, across
+-- every bureau (counts only, as operations_gauges gives them).
+CREATE FUNCTION lighthouse.quality_gauges()
+RETURNS TABLE (model text, model_version text, prompt_version text, category text,
+               outcome text, detections bigint)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = lighthouse, public, pg_temp AS $$
+    SELECT model, model_version, prompt_version, category, outcome, count(*)
+    FROM lighthouse.detection_review
+    GROUP BY 1, 2, 3, 4, 5
+$$;
+REVOKE ALL ON FUNCTION lighthouse.quality_gauges() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION lighthouse.quality_gauges() TO {role};
 """
 
 DOWNGRADE = """
+DROP FUNCTION lighthouse.quality_gauges();
 DROP POLICY frame_analysis_read_definer ON lighthouse.frame_analysis;
 DROP TRIGGER incident_review_change ON lighthouse.incident;
 DROP TRIGGER detection_review_new ON lighthouse.detection;

@@ -25,6 +25,11 @@ class CreateAssetInput:
     bureau_id: strawberry.ID
     location: PointInput
     installed_on: date | None = None
+    coverage_meters: float | None = strawberry.field(
+        default=None,
+        description="A camera's: how far it sees, in metres (up to 5,000). Incidents people "
+        "report within it count against the models that analysed its frames (modelQuality).",
+    )
 
 
 @strawberry.type
@@ -63,6 +68,7 @@ class AssetMutations:
                 bureau_id=decode_id(input.bureau_id, "Bureau", "input.bureauId"),
                 location=to_point(input.location, info, "input.location"),
                 installed_on=input.installed_on,
+                coverage_meters=input.coverage_meters,
             )
             registry = AssetRegistry(
                 info.context.access,

@@ -33,6 +33,9 @@ class Asset(relay.Node):
     name: str
     location: Location
     installed_on: date | None
+    coverage_meters: float | None = strawberry.field(
+        description="A camera's: how far it sees, in metres (null: not recorded)."
+    )
     record: strawberry.Private[AssetRecord]
 
     @classmethod
@@ -44,6 +47,7 @@ class Asset(relay.Node):
             name=record.name,
             location=Location(latitude=record.latitude, longitude=record.longitude),
             installed_on=record.installed_on,
+            coverage_meters=record.coverage_meters,
             record=record,
         )
 

@@ -41,7 +41,6 @@ from api.http.transaction import (
     client_address,
     request_transaction,
     too_many,
-    unauthenticated,
 )
 from api.resources import resources_of
 
@@ -370,11 +369,6 @@ def _coded(status: int, reason: str, code: str, transaction: Any) -> Response:
         ]
     }
     return JSONResponse(body, status_code=status)
-
-
-def graphql_refusal(reason: str) -> Response:
-    """A refused token, answered as GraphQL clients expect (and with RFC 6750's challenge)."""
-    return unauthenticated(reason)
 
 
 def graphql_view(

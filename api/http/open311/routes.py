@@ -10,6 +10,7 @@ caller's identity, through the same read services, policies and audit record as 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -23,7 +24,7 @@ from api.auth.principal import Principal
 from api.auth.tokens import InvalidToken
 from api.domain.errors import DomainError, Forbidden, IdempotencyKeyReused, NotFound
 from api.domain.open311 import Service, ServiceRequest
-from api.http.body_limit import answers_too_large
+from api.http.error_shape import ErrorShape
 from api.http.open311 import params
 from api.http.open311.formats import Format, Renderer, Value
 from api.http.transaction import (
@@ -139,6 +140,16 @@ def _check_jurisdiction(request: Request, given: str | None) -> None:
         raise NotFound("jurisdiction_id", given)
 
 
+def _error_shape(fmt: Format) -> ErrorShape:
+    """The gateway's own refusals in Open311's ``errors`` (JSON or XML); a key or token that
+    does not stand is 403, as GeoReport v2 answers an invalid ``api_key``."""
+
+    def answer(status: int, code: str, message: str, details: dict[str, Any]) -> Response:
+        return Renderer(fmt, ZoneInfo("UTC")).errors(status, message)
+
+    return ErrorShape(f"open311-{fmt.value}", answer, unauthenticated_status=403)
+
+
 def _route(path: str, handler: Handler, fmt: Format, name: str, method: str) -> Route:
     async def endpoint(request: Request) -> Response:
         zone = ZoneInfo(resources_of(request).settings.city.timezone)
@@ -149,37 +160,15 @@ def _route(path: str, handler: Handler, fmt: Format, name: str, method: str) -> 
         except ClientDisconnect:
             return Response(status_code=400)
 
-    def refuse(reason: str) -> Response:
-        return Renderer(fmt, ZoneInfo("UTC")).errors(403, reason)
-
-    def unavailable(reason: str) -> Response:
-        response = Renderer(fmt, ZoneInfo("UTC")).errors(503, reason)
-        response.headers["Retry-After"] = "5"
-        return response
-
-    def throttled(retry_after: int) -> Response:
-        response = Renderer(fmt, ZoneInfo("UTC")).errors(
-            429, "too many refused requests from this address; retry later"
-        )
-        response.headers["Retry-After"] = str(retry_after)
-        return response
-
-    def too_large(limit: int) -> Response:
-        return Renderer(fmt, ZoneInfo("UTC")).errors(
-            413, f"the request body is larger than {limit} bytes"
-        )
-
     route = protected(
         f"{BASE}/{path}.{fmt.value}",
         endpoint,
         methods=[method],
-        refuse=refuse,
-        unavailable=unavailable,
+        errors=_error_shape(fmt),
         identify=identify,
-        throttled=throttled,
         name=f"open311-{name}-{fmt.value}",
     )
-    return answers_too_large(route, too_large)
+    return route
 
 
 async def _answer(

@@ -19,7 +19,9 @@ mutation Register($input: CreateAssetInput!, $key: String) {
     __typename
     ... on AssetCreated {
       replayed
-      asset { id code kind name installedOn location { latitude longitude } bureau { code } }
+      asset {
+        id code kind name installedOn coverageMeters location { latitude longitude } bureau { code }
+      }
     }
     ... on Error { message code }
     ... on InvalidInput { field }
@@ -148,6 +150,9 @@ async def test_a_refused_registration_does_not_use_up_its_key(
         ({"name": ""}, "name"),
         ({"name": "名" * 201}, "name"),
         ({"location": kaohsiung(latitude=95.0)}, "input.location"),
+        ({"kind": "STREET_LIGHT", "coverageMeters": 50.0}, "coverageMeters"),
+        ({"coverageMeters": 0.0}, "coverageMeters"),
+        ({"coverageMeters": 5000.5}, "coverageMeters"),
         ({"bureauId": global_id("Incident", 1)}, "input.bureauId"),
         ({"bureauId": "???"}, "input.bureauId"),
     ],
@@ -203,3 +208,15 @@ async def test_an_idempotency_key_must_be_sensible(
         refused = await register(client, public_works, key=key)
         assert (refused["__typename"], refused["field"]) == ("InvalidInput", "idempotencyKey")
     assert await count(owner) == 0
+
+
+async def test_a_camera_is_registered_with_how_far_it_sees(
+    client: GraphQLClient, owner: asyncpg.Connection, public_works: str
+) -> None:
+    created = await register(client, public_works, coverageMeters=120.0)
+    assert created["__typename"] == "AssetCreated", created
+    assert created["asset"]["coverageMeters"] == 120.0
+    row = await owner.fetchrow("SELECT coverage_meters FROM asset WHERE code = 'PWB-CAM-0001'")
+    assert row["coverage_meters"] == 120.0
+    light = await register(client, public_works, code="PWB-LIGHT-1", kind="STREET_LIGHT")
+    assert light["asset"]["coverageMeters"] is None

@@ -188,6 +188,15 @@ async def test_a_day_of_the_workflow_gives_each_detection_its_outcome_and_the_ve
     none = await staff.data(QUALITY, {"filter": {"category": ["FLOODING"]}})
     assert none["modelQuality"] == []
 
+    # The city's dashboards: the same counts, across every bureau, at each scrape.
+    scraped = (await http.get("/metrics")).text
+    for outcome, count in (("CONFIRMED", 3), ("REJECTED", 3), ("PENDING", 2), ("DUPLICATE", 1)):
+        series = (
+            f'lighthouse_model_detections{{category="POTHOLE",model="city-vlm",outcome="{outcome}",'
+            f'prompt_version="q-1",version="1"}} {count}.0'
+        )
+        assert series in scraped, series
+
     # Visibility as the detections': the Police see none of Public Works' camera's findings;
     # the joint service centre sees them all.
     police = GraphQLClient(http, tokens.named("police-viewer"))
