@@ -15,6 +15,8 @@ import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import Scope
 
@@ -43,6 +45,7 @@ from api.graph.core.view import graphql_view, is_upload
 from api.graph.domains import DOMAINS
 from api.http.body_limit import BodyLimitMiddleware
 from api.http.cors import cors
+from api.http.error_shape import error_shape_of
 from api.http.graphiql import ASSET_ROUTE_PATH, graphiql_asset
 from api.http.health import healthz, readyz
 from api.http.health import metrics as metrics_endpoint
@@ -296,7 +299,16 @@ def create_app(
             ),
         ],
         lifespan=lifespan,
+        exception_handlers={Exception: _unexpected},
     )
+
+
+async def _unexpected(request: Request, error: Exception) -> Response:
+    """A failure no route answered: JSON in the route's own error shape, naming only the
+    request's id (Starlette's default is a plain-text page). Starlette raises the error again
+    after this answer, so the server logs it with its traceback."""
+    request_id = str(request.scope.get("state", {}).get("request_id", ""))
+    return error_shape_of(request.scope).internal(request_id)
 
 
 def _upload_limit(frames: int, inference: int, scope: Scope) -> int | None:

@@ -69,6 +69,17 @@ class ErrorShape:
         message = f"the request body did not arrive within {seconds:g} s"
         return self.answer(408, "REQUEST_TIMEOUT", message, {"seconds": seconds})
 
+    def internal(self, request_id: str) -> Response:
+        """An unexpected failure: nothing about it but the request's id, which names it in the
+        gateway's log."""
+        message = (
+            "the gateway failed unexpectedly; quote the request id "
+            f"{request_id} when reporting it (it names the failure in the gateway's log)"
+        )
+        response = self.answer(500, "INTERNAL_SERVER_ERROR", message, {"requestId": request_id})
+        response.headers["X-Request-ID"] = request_id
+        return response
+
 
 def json_response(body: object, status: int) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")

@@ -77,6 +77,7 @@ _REFUSALS = {
     408: ("invalid_request_error", "request_timeout"),
     413: ("invalid_request_error", "too_large"),
     429: ("rate_limit_exceeded", "rate_limited"),
+    500: ("server_error", "internal_error"),
     503: ("server_error", "service_unavailable"),
 }
 

@@ -25,6 +25,7 @@ from api.auth.tokens import InvalidToken
 from api.domain.errors import Forbidden
 from api.graph.core.bundle import DomainBundle
 from api.graph.domains import DOMAINS
+from api.http.openai import OPENAI_ERRORS
 from api.http.transaction import TransactionMode, protected, request_transaction
 from api.repositories.incidents import NEWEST_FIRST, IncidentFilter
 from api.repositories.sql import page_request
@@ -120,12 +121,17 @@ def probe_bundle(probe: Probe) -> DomainBundle:
         await transaction.commit()
         return JSONResponse({"ids": [record.id for record in page.items]})
 
+    async def broken(request: Request) -> Response:
+        raise RuntimeError("a fault no route answers")
+
     return DomainBundle(
         name="probe",
         routes=(
             protected("/probe/short", short, methods=["POST"], mode=TransactionMode.SHORT),
             protected("/probe/hold", hold, methods=["POST"]),
             protected("/probe/incidents", incidents, methods=["GET"]),
+            protected("/probe/broken", broken, methods=["GET"]),
+            protected("/v1/probe/broken", broken, methods=["GET"], errors=OPENAI_ERRORS),
         ),
     )
 
@@ -443,3 +449,27 @@ async def test_a_body_that_does_not_arrive_in_time_gets_408(
     assert status == 408, payload
     assert payload["errors"][0]["extensions"]["code"] == "REQUEST_TIMEOUT"
     assert held == 0
+
+
+async def test_an_unexpected_failure_is_answered_in_the_routes_shape_naming_only_the_request(
+    served: tuple[str, Probe, TokenFactory],
+) -> None:
+    """Not Starlette's plain-text page: JSON a client parses, in the route's error shape, with
+    the request id (also in X-Request-ID) and nothing of the failure itself."""
+    base_url, _, tokens = served
+    headers = {"authorization": f"Bearer {tokens.named('pwb-supervisor')}"}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        plain = await http.get("/probe/broken", headers=headers)
+        openai = await http.get("/v1/probe/broken", headers=headers)
+    for answer in (plain, openai):
+        assert answer.status_code == 500
+        assert answer.headers["content-type"] == "application/json"
+        assert "a fault no route answers" not in answer.text
+        assert answer.headers["x-request-id"] and answer.headers["x-request-id"] in answer.text
+    extensions = plain.json()["errors"][0]["extensions"]
+    assert extensions == {
+        "code": "INTERNAL_SERVER_ERROR",
+        "requestId": plain.headers["x-request-id"],
+    }
+    assert openai.json()["error"]["type"] == "server_error"
+    assert openai.json()["error"]["code"] == "internal_error"
