@@ -21,6 +21,7 @@ from api.documents_cli import documents_app
 from api.federation_cli import subgraph, supergraph
 from api.licensing_cli import licensing_app
 from api.listing import AsJson, emit
+from api.models_cli import models_app
 from api.open311_cli import open311_app
 from api.schema_cli import schema_app
 from api.serve_cli import serve
@@ -395,6 +396,7 @@ app.command()(serve)
 app.command()(subgraph)
 app.command()(supergraph)
 app.add_typer(documents_app, name="documents")
+app.add_typer(models_app, name="models")
 app.add_typer(open311_app, name="open311")
 app.add_typer(schema_app, name="schema")
 

@@ -11,6 +11,7 @@ SCOPES = (
     "assets:read",
     "assets:write",
     "licensing:admin",
+    "models:admin",
     "usage:read",
     "audit:read",
     "inference:invoke",

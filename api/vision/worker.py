@@ -39,6 +39,7 @@ from api.repositories.audit import AuditRepository
 from api.repositories.system import SystemRepository
 from api.repositories.vision import FrameMaintenance
 from api.services.vision.analysis import VisionModel
+from api.services.vision.choice import ProductionModel
 from api.services.vision.intake import ANALYSE
 from api.services.vision.pipeline import (
     Bureau,
@@ -219,20 +220,24 @@ async def vision_worker(settings: Settings) -> AsyncIterator[VisionWorker]:
             retries=serving.retries,
         )
         stack.push_async_callback(client.close)
-        model = VisionModel(
-            client, serving.model, serving.model_version, settings.vision.max_answer_tokens
-        )
+
+        def version(name: str, label: str) -> VisionModel:
+            return VisionModel(client, name, label, settings.vision.max_answer_tokens)
+
+        # The settings' model until the registry decides otherwise (read with each frame).
+        models = ProductionModel(version, version(serving.model, serving.model_version))
         describe = OperationDescription(category="vision", name="register", kind="worker")
         async with gate.transaction(
             Principal.system("vision-worker"), "vision-worker-start", lambda: describe
         ) as access:
             access.audit.silent = True
-            prompt = await register(access, model)
+            prompt = await register(access)
+            model = await models.in_force(access.uow)
         pipeline = FramePipeline(
             gate,
             {b.id: Bureau(b.id, b.code) for b in bureaus},
             FrameStore(settings.vision.frames_dir),
-            model,
+            models,
             prompt,
             SlaCalendar(settings.city.timezone),
             settings.vision,
@@ -241,8 +246,8 @@ async def vision_worker(settings: Settings) -> AsyncIterator[VisionWorker]:
         log.info(
             "vision.worker_started",
             serving=serving.url,
-            model=serving.model,
-            model_version=serving.model_version,
+            model=model.name,
+            model_version=model.version,
             prompt=prompt.version,
             concurrency=settings.vision.worker_concurrency,
         )

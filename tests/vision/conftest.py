@@ -132,6 +132,16 @@ def worker_settings(
     )
 
 
+@pytest.fixture
+def settings_for(database: DatabaseUnderTest, frames_dir: Path) -> Callable[..., Settings]:
+    """A vision worker's settings, given its serving tier's URL (and vision settings)."""
+
+    def make(url: str, **vision: Any) -> Settings:
+        return worker_settings(database, frames_dir, url, **vision)
+
+    return make
+
+
 @asynccontextmanager
 async def started_worker(settings: Settings) -> AsyncIterator[VisionWorker]:
     async with vision_worker(settings) as worker:

@@ -96,8 +96,9 @@ def _plain(text: str) -> list[dict[str, Any]]:
 class FakeServing:
     """``async with FakeServing() as fake``: the fake tier at ``fake.url``."""
 
-    def __init__(self, model: str = "lighthouse-tiny-vlm") -> None:
+    def __init__(self, model: str = "lighthouse-tiny-vlm", *also: str) -> None:
         self.model = model
+        self.models = (model, *also)  # all served alike (two versions of a model, say)
         self.script = Script()
         self.requests: list[dict[str, Any]] = []
         self.port = free_port()
@@ -107,7 +108,8 @@ class FakeServing:
 
     def app(self) -> Starlette:
         async def models(request: Request) -> Response:
-            return _json({"object": "list", "data": [{"id": self.model, "object": "model"}]})
+            data = [{"id": model, "object": "model"} for model in self.models]
+            return _json({"object": "list", "data": data})
 
         async def chat(request: Request) -> Response:
             body = orjson.loads(await request.body())
@@ -122,7 +124,7 @@ class FakeServing:
                 return _json({"error": {"message": f"scripted {status}"}}, status)
             if script.garbage and body.get("stream") is not True:
                 return Response(b"<html>oops</html>", media_type="text/html")
-            if body.get("model") != self.model:
+            if body.get("model") not in self.models:
                 return _json({"error": {"message": "no such model"}}, 404)
             if body.get("stream") is True:
                 return StreamingResponse(
@@ -134,7 +136,7 @@ class FakeServing:
                 {
                     "id": "chatcmpl-fake",
                     "object": "chat.completion",
-                    "model": self.model,
+                    "model": body["model"],
                     "choices": [
                         {
                             "index": 0,

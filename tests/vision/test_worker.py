@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -26,7 +25,6 @@ from tests.vision.conftest import (
     frame_rows,
     post_frame,
     queue_rows,
-    worker_settings,
 )
 from tests.vision.fake_serving import FakeServing, Said
 from tests.vision.images import photo
@@ -40,14 +38,6 @@ WAIT = 30.0
 async def fake() -> AsyncIterator[FakeServing]:
     async with FakeServing() as serving:
         yield serving
-
-
-@pytest.fixture
-def settings_for(database: DatabaseUnderTest, frames_dir: Path) -> Callable[..., Settings]:
-    def make(url: str, **vision: Any) -> Settings:
-        return worker_settings(database, frames_dir, url, **vision)
-
-    return make
 
 
 async def drain(settings: Settings) -> None:

@@ -7,6 +7,7 @@ import strawberry
 
 from api.graph.core.bundle import DomainBundle
 from api.graph.models.analysis import AnalysisMutations
+from api.graph.models.decisions import DecisionMutations, DecisionQueries
 from api.graph.models.detections import Detection, Frame
 from api.graph.models.frames import DetectionSubscriptions, FrameMutations, FrameQueries
 from api.graph.models.loaders import (
@@ -24,12 +25,12 @@ from api.http.openapi.description import described
 
 
 @strawberry.type
-class Queries(ModelQueries, FrameQueries, QualityQueries):
+class Queries(ModelQueries, FrameQueries, QualityQueries, DecisionQueries):
     pass
 
 
 @strawberry.type
-class Mutations(AnalysisMutations, FrameMutations):
+class Mutations(AnalysisMutations, FrameMutations, DecisionMutations):
     pass
 
 

@@ -24,8 +24,9 @@ from api.domain.models import AssetRecord
 from api.domain.sla import SlaCalendar
 from api.repositories.assets import AssetRepository
 from api.repositories.bureaus import BureauRepository
-from api.repositories.vision import FrameRecord, NewAnalysis, VisionRepository
+from api.repositories.vision import AnalysisRecord, FrameRecord, NewAnalysis, VisionRepository
 from api.services.vision.analysis import Analysis, Outcome, Prompt, VisionModel
+from api.services.vision.choice import ProductionModel
 from api.services.vision.detections import DetectionIngest, Observation
 from api.settings import VisionSettings
 from api.vision.store import FrameStore
@@ -45,11 +46,12 @@ class Processed(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Analysed:
-    """A frame, its camera and what the model said of it: ready to be recorded."""
+    """A frame, its camera, and what a model version said of it: ready to be recorded."""
 
     frame: FrameRecord
     camera: AssetRecord
     analysis: Analysis
+    model: VisionModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +72,13 @@ def worker_principal(bureau: Bureau) -> Principal:
     )
 
 
-async def register(access: AccessScope, model: VisionModel) -> Prompt:
-    """The prompt over the routing table's categories as they are now; it and the model version
-    are entered in the registry (once per worker start: not a row every analysis updates)."""
+async def register(access: AccessScope) -> Prompt:
+    """The prompt over the routing table's categories as they are now, entered in the registry
+    (once per worker start: not a row every analysis updates). The model versions are entered
+    as the worker takes each up (``ProductionModel``)."""
     categories = await BureauRepository(access.uow).categories()
     prompt = Prompt.over([Category(c.code, c.name_en, c.name_zh) for c in categories])
-    repository = VisionRepository(access.uow)
-    await repository.register_prompt(prompt.version, prompt.text, prompt.schema)
-    await repository.register_use(model.name, model.version)
+    await VisionRepository(access.uow).register_prompt(prompt.version, prompt.text, prompt.schema)
     return prompt
 
 
@@ -87,7 +88,7 @@ class FramePipeline:
         gate: AccessGate,
         bureaus: Mapping[int, Bureau],
         store: FrameStore,
-        model: VisionModel,
+        models: ProductionModel,
         prompt: Prompt,
         calendar: SlaCalendar,
         settings: VisionSettings,
@@ -96,7 +97,7 @@ class FramePipeline:
         self._gate = gate
         self._bureaus = bureaus
         self._store = store
-        self._model = model
+        self._models = models
         self._prompt = prompt
         self._calendar = calendar
         self._settings = settings
@@ -109,7 +110,8 @@ class FramePipeline:
         if isinstance(analysed, Processed):
             return analysed
         principal, item = analysed
-        return await self.record(principal, item.frame, item.camera, item.analysis, job)
+        (processed,) = await self.record_many(principal, [item], job)
+        return processed
 
     async def analyse(
         self, digest: bytes, bureau_id: int, job: str
@@ -121,10 +123,11 @@ class FramePipeline:
             log.error("vision.unknown_bureau", frame=digest.hex(), bureau=bureau_id, job=job)
             return Processed.MISSING
         principal = worker_principal(bureau)
-        model, prompt = self._model, self._prompt
-
+        prompt = self._prompt
         async with self._gate.transaction(principal, job, _describe("readFrame")) as access:
             access.audit.silent = True  # a read by the worker itself; its outcome is recorded
+            # The version in production now (the registry's decision), for this frame throughout.
+            model = await self._models.in_force(access.uow)
             repository = VisionRepository(access.uow)
             frame = (await repository.frames([digest])).get(digest)
             if frame is None or frame.bureau_id != bureau_id:
@@ -148,9 +151,11 @@ class FramePipeline:
             findings=len(analysis.findings),
             failure=analysis.failure,
             latency_ms=analysis.latency_ms,
+            model=model.name,
+            model_version=model.version,
             job=job,
         )
-        return principal, Analysed(frame, camera, analysis)
+        return principal, Analysed(frame, camera, analysis, model)
 
     async def count_failure(
         self, digest: bytes, bureau_id: int, failure: str, job: str
@@ -168,19 +173,6 @@ class FramePipeline:
                 digest, failure, self._settings.max_attempts
             )
 
-    async def record(
-        self,
-        principal: Principal,
-        frame: FrameRecord,
-        camera: AssetRecord,
-        analysis: Analysis,
-        job: str,
-    ) -> Processed:
-        """An analysis of the frame, its detections and the incidents they open or join, in
-        one transaction (ALREADY if another worker recorded it first)."""
-        (processed,) = await self.record_many(principal, [Analysed(frame, camera, analysis)], job)
-        return processed
-
     async def record_many(
         self, principal: Principal, items: Sequence[Analysed], job: str
     ) -> list[Processed]:
@@ -194,23 +186,28 @@ class FramePipeline:
 
     async def _record(self, access: AccessScope, items: Sequence[Analysed]) -> list[Processed]:
         repository = VisionRepository(access.uow)
-        model, prompt = self._model, self._prompt
-        recorded = await repository.add_analyses(
-            model.name,
-            model.version,
-            prompt.version,
-            [
-                NewAnalysis(
-                    frame_sha256=item.frame.sha256,
-                    bureau_id=item.frame.bureau_id,
-                    outcome=item.analysis.outcome.value,
-                    failure=item.analysis.failure,
-                    raw_answer=item.analysis.raw_answer,
-                    latency_ms=item.analysis.latency_ms,
-                )
-                for item in items
-            ],
-        )
+        # A batch holds one version's analyses, or two across a switch of versions.
+        by_version: dict[tuple[str, str], list[Analysed]] = {}
+        for item in items:
+            by_version.setdefault((item.model.name, item.model.version), []).append(item)
+        recorded: dict[bytes, AnalysisRecord] = {}
+        for (name, version), analysed in by_version.items():
+            recorded |= await repository.add_analyses(
+                name,
+                version,
+                self._prompt.version,
+                [
+                    NewAnalysis(
+                        frame_sha256=item.frame.sha256,
+                        bureau_id=item.frame.bureau_id,
+                        outcome=item.analysis.outcome.value,
+                        failure=item.analysis.failure,
+                        raw_answer=item.analysis.raw_answer,
+                        latency_ms=item.analysis.latency_ms,
+                    )
+                    for item in analysed
+                ],
+            )
         fresh = [item for item in items if item.frame.sha256 in recorded]
         access.audit.saw("Frame", [item.frame.key for item in fresh])
         outcomes = sorted({item.analysis.outcome.value for item in fresh})
