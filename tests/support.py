@@ -40,10 +40,20 @@ def stalled_start_report(pid: int) -> str:
     return "\n".join(lines)
 
 
+# Ports the serving tier's Ray takes by default whatever else is free (its dashboard agent's,
+# 52365, lies in the kernel's ephemeral range): never handed out here, or a gateway or tier of
+# the tests could lose its port to a Ray starting beside it.
+RAY_DEFAULT_PORTS = frozenset({52365, 52366, 8265, 6379, 10001})
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port nothing listens on now (the kernel's choice, never one Ray takes by default)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port not in RAY_DEFAULT_PORTS:
+            return port
 
 
 @dataclass(frozen=True)

@@ -64,9 +64,17 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+# Ports Ray's own processes take by default whatever else is free: the dashboard agent's
+# (52365) lies in the kernel's ephemeral range, so a port chosen free could be taken by any Ray
+# starting on the machine before it is bound.
+RAY_DEFAULT_PORTS = frozenset({52365, 52366, 8265, 6379, 10001})
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port nothing listens on now (the kernel's choice, never one Ray takes by default)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if port not in RAY_DEFAULT_PORTS:
+            return port

@@ -8,6 +8,7 @@ import strawberry
 from api.domain.quality import Interval, OutcomeCounts
 from api.graph.core.context import Info
 from api.graph.core.ids import decode_ids
+from api.graph.core.prefetch import node_selections
 from api.repositories.quality import MissWindow, QualityFilter
 from api.services.vision.quality import CalibrationBin, QualityReads, VersionQuality
 
@@ -160,6 +161,12 @@ class QualityQueries:
         self, info: Info, filter: ModelQualityFilterInput | None = None
     ) -> list[ModelQuality]:
         vision = info.context.resources.settings.vision
-        window = MissWindow(vision.dedup_meters, vision.dedup_hours * 3600)
+        # Misses are counted only for a document that asks for them (see MissWindow).
+        asked = {field.name for field in node_selections(info)}
+        window = (
+            MissWindow(vision.dedup_meters, vision.dedup_hours * 3600)
+            if asked & {"thresholdMisses", "modelMisses"}
+            else None
+        )
         found = await QualityReads(info.context.access).by_version(quality_filter(filter), window)
         return [_quality(value) for value in found]

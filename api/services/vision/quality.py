@@ -76,11 +76,16 @@ class QualityReads:
     def __init__(self, access: AccessScope) -> None:
         self._access = access
 
-    async def by_version(self, where: QualityFilter, window: MissWindow) -> list[VersionQuality]:
-        """The figures of what ``where`` selects; misses are counted within ``window``."""
+    async def by_version(
+        self, where: QualityFilter, window: MissWindow | None
+    ) -> list[VersionQuality]:
+        """The figures of what ``where`` selects; misses are counted within ``window`` (not at
+        all without one: they cost a probe of the incidents per detection, see
+        bench/quality.py)."""
         self._access.authorize("ListIncidents", resources.INCIDENTS)
         self._access.authorize("ViewModelRegistry", resources.MODELS)
         repository = QualityRepository(self._access.uow)
-        found = rolled_up(await repository.cells(where), await repository.misses(where, window))
+        misses = await repository.misses(where, window) if window is not None else []
+        found = rolled_up(await repository.cells(where), misses)
         self._access.audit.saw("ModelQuality", [quality.key for quality in found])
         return found
