@@ -426,7 +426,12 @@ RULES = [
     "frame visible through an incident",
     "image through pii.responsible-bureau",
 ]
-FLOOR = max(3, EXAMPLES // SHARDS // 100)  # in each shard
+# How often each rule must have been exercised, in each shard: on the first server, where the
+# examples are many. The second server (LIGHTHOUSE_TEST_DATABASE_URL: PostgreSQL 15) plays fewer
+# examples (scripts/run-tests), to find where its version decides differently; which rules
+# they exercise is reported, not held to a floor that few examples would miss by chance.
+ON_SECOND_SERVER = bool(os.environ.get("LIGHTHOUSE_TEST_DATABASE_URL"))
+FLOOR = 0 if ON_SECOND_SERVER else max(3, EXAMPLES // SHARDS // 100)
 
 
 class Harness:
