@@ -69,7 +69,7 @@ from tests.tokens import TokenFactory
 
 pytestmark = pytest.mark.db
 
-EXAMPLES = int(os.environ.get("LIGHTHOUSE_AGREEMENT_EXAMPLES", "2000"))
+EXAMPLES = int(os.environ.get("LIGHTHOUSE_AGREEMENT_EXAMPLES", "1600"))
 # The examples are drawn in shards of equal size, each on a worker of its own when the suite runs
 # on several cores (tests/scheduling.py): the whole takes the time of one shard. The pinned
 # examples go to the first shard and the pinned frames to the second.
