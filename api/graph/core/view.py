@@ -161,6 +161,16 @@ class GraphQLView(GraphQL[Context, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    async def process_result(self, request: Any, result: Any) -> Any:
+        """The answer, its errors in the document's order: root fields resolve side by side, so
+        the order they failed in is the order their queries came back in (GraphQL leaves the
+        order open); the same request must get the same bytes."""
+        answer = await super().process_result(request, result)
+        errors = answer.get("errors")
+        if isinstance(errors, list) and len(errors) > 1:
+            answer["errors"] = sorted(errors, key=_error_order)
+        return answer
+
     def parse_json(self, data: str | bytes) -> Any:
         return _document_id_in_extensions(super().parse_json(data))
 
@@ -339,6 +349,15 @@ def _document_id_in_extensions(parsed: Any) -> Any:
         if isinstance(extensions, dict):
             extensions[DOCUMENT_ID] = parsed.pop(DOCUMENT_ID)
     return parsed
+
+
+def _error_order(error: Any) -> tuple[tuple[tuple[int, int], ...], tuple[str, ...], str]:
+    """Where an error is in the document (its locations, then its path), then its message."""
+    locations = tuple(
+        (int(at.get("line", 0)), int(at.get("column", 0))) for at in error.get("locations") or ()
+    )
+    path = tuple(str(step) for step in error.get("path") or ())
+    return locations, path, str(error.get("message", ""))
 
 
 def _named_document(extensions: dict[str, Any] | None) -> str | None:
