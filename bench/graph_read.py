@@ -120,14 +120,14 @@ def start_database() -> str:
     return url
 
 
-async def recreate_database(server_url: str) -> None:
+async def recreate_database(server_url: str, name: str = DATABASE) -> None:
     admin = await asyncpg.connect(server_url)
     try:
         await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", DATABASE
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
         )
-        await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        await admin.execute(f"CREATE DATABASE {DATABASE}")
+        await admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        await admin.execute(f"CREATE DATABASE {name}")
     finally:
         await admin.close()
 

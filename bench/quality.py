@@ -41,7 +41,13 @@ from api.repositories.quality import (  # noqa: E402
     MissWindow,
     QualityFilter,
 )
-from bench.graph_read import log, run, start_database, with_user  # noqa: E402
+from bench.graph_read import (  # noqa: E402
+    log,
+    recreate_database,
+    run,
+    start_database,
+    with_user,
+)
 
 DATABASE = "lighthouse_quality_bench"
 CATEGORIES = ("POTHOLE", "FLOODING", "FALLEN_TREE", "ILLEGAL_DUMPING")
@@ -119,18 +125,6 @@ TRANSITION = """
 UPDATE lighthouse.incident SET status = $2, version = version + 1, updated_at = now()
 WHERE id = $1
 """
-
-
-async def recreate(server_url: str) -> None:
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", DATABASE
-        )
-        await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        await admin.execute(f"CREATE DATABASE {DATABASE}")
-    finally:
-        await admin.close()
 
 
 async def timed(connection: asyncpg.Connection, label: str, query: str, *args: object) -> float:
@@ -263,7 +257,7 @@ def main() -> None:
     parser.add_argument("--transitions", type=int, default=2000)
     args = parser.parse_args()
     server_url = start_database()
-    asyncio.run(recreate(server_url))
+    asyncio.run(recreate_database(server_url, DATABASE))
     owner_url = server_url.replace("/postgres?", f"/{DATABASE}?", 1)
     if f"/{DATABASE}" not in owner_url:
         raise SystemExit(f"cannot name the database in {server_url}")
