@@ -449,6 +449,10 @@ class VisionSettings(SettingsGroup):
         default=60.0,
         description="While the serving tier is down, frames are retried at most this far apart.",
     )
+    canary_check_seconds: Annotated[float, Field(ge=0.1, le=3600)] = Field(
+        default=60.0,
+        description="How often each worker checks a canary against its rejected-share bound.",
+    )
     threshold: Annotated[float, Field(ge=0, le=1)] = Field(
         default=0.5, description="The confidence a finding needs to open or join an incident."
     )

@@ -151,6 +151,7 @@ async def bench_ingest(app_url: str, owner_url: str, cameras: list[int], frames:
     from api.repositories.system import SystemRepository
     from api.repositories.vision import VisionRepository
     from api.services.vision.analysis import Analysis, Outcome, VisionModel
+    from api.services.vision.choice import ProductionModel
     from api.services.vision.pipeline import (
         Analysed,
         Bureau,
@@ -178,10 +179,10 @@ async def bench_ingest(app_url: str, owner_url: str, cameras: list[int], frames:
         model = VisionModel(None, "bench-model", "1")  # type: ignore[arg-type]  # never called
         principal = worker_principal(Bureau(police.id, police.code))
         async with gate.transaction(principal, "bench", _described("register")) as access:
-            prompt = await register(access, model)
+            prompt = await register(access)
         pipeline = FramePipeline(
-            gate, {police.id: Bureau(police.id, police.code)}, FrameStore(WORK / "frames"), model,
-            prompt, SlaCalendar(settings.city.timezone), settings.vision, 72,
+            gate, {police.id: Bureau(police.id, police.code)}, FrameStore(WORK / "frames"),
+            ProductionModel(lambda name, version: model, model), prompt, SlaCalendar(settings.city.timezone), settings.vision, 72,
         )  # fmt: skip
         # The frames the analyses are of (their upload is not what this measures).
         rng = random.Random(11)
@@ -216,7 +217,7 @@ async def bench_ingest(app_url: str, owner_url: str, cameras: list[int], frames:
             while not queue.empty():
                 frame, camera, analysis = queue.get_nowait()
                 t0 = time.perf_counter()
-                await recorder.record(principal, Analysed(frame, camera, analysis), "bench")
+                await recorder.record(principal, Analysed(frame, camera, analysis, model), "bench")
                 latencies.append(time.perf_counter() - t0)
 
         began = time.perf_counter()

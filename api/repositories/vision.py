@@ -52,6 +52,7 @@ class AnalysisRecord:
     raw_answer: str
     latency_ms: int
     analysed_at: datetime
+    role: str = "PRODUCTION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +149,8 @@ SELECT count(*) FROM inserted
 """
 INSERT_ANALYSES = f"""
 INSERT INTO frame_analysis (frame_sha256, bureau_id, model, model_version, prompt_version,
-                            outcome, failure, raw_answer, latency_ms)
-SELECT t.sha, t.bureau, $3, $4, $5, t.outcome, t.failure, t.raw, t.latency
+                            outcome, failure, raw_answer, latency_ms, role)
+SELECT t.sha, t.bureau, $3, $4, $5, t.outcome, t.failure, t.raw, t.latency, $10
 FROM unnest($1::bytea[], $2::int[], $6::text[], $7::text[], $8::text[], $9::int[])
      AS t(sha, bureau, outcome, failure, raw, latency)
 ON CONFLICT (frame_sha256, model, model_version, prompt_version) DO NOTHING
@@ -358,8 +359,10 @@ class VisionRepository:
         model_version: str,
         prompt_version: str,
         items: Sequence[NewAnalysis],
+        role: str = "PRODUCTION",
     ) -> dict[bytes, AnalysisRecord]:
-        """The analyses recorded now, by frame (a frame analysed so before is left out)."""
+        """The analyses recorded now, by frame (a frame analysed so before is left out), in
+        ``role`` (PRODUCTION, CANARY or SHADOW: migration 0015)."""
         rows = await self._uow.fetch(
             INSERT_ANALYSES,
             [i.frame_sha256 for i in items],
@@ -371,6 +374,7 @@ class VisionRepository:
             [i.failure for i in items],
             [i.raw_answer[:65536] for i in items],
             [i.latency_ms for i in items],
+            role,
         )
         return {bytes(row["frame_sha256"]): AnalysisRecord(**row) for row in rows}
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,12 +36,14 @@ from api.inference.client import ServingClient, ServingUnavailable
 from api.metrics import Metrics
 from api.policy.engine import PolicyEngine
 from api.repositories.audit import AuditRepository
+from api.repositories.registry import DecisionRecord, ModelDecisions
 from api.repositories.system import SystemRepository
 from api.repositories.vision import FrameMaintenance
 from api.services.vision.analysis import VisionModel
 from api.services.vision.choice import ProductionModel
 from api.services.vision.intake import ANALYSE
 from api.services.vision.pipeline import (
+    Analysed,
     Bureau,
     FramePipeline,
     Processed,
@@ -49,10 +51,14 @@ from api.services.vision.pipeline import (
     worker_principal,
 )
 from api.services.vision.recorder import Recorder
+from api.services.vision.registry import watch_canary
 from api.settings import Settings
 from api.vision.store import FrameStore
 
 log = structlog.get_logger(__name__)
+
+CANARY_WATCH = Principal.system("canary-watch")
+WATCH_CANARY = OperationDescription(category="vision", name="watchCanary", kind="worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +96,8 @@ class VisionWorker:
         try:
             analysed = await self.pipeline.analyse(digest, bureau, name)
             if not isinstance(analysed, Processed):
-                await self.recorder.record(*analysed, name)
+                principal, items = analysed
+                await self.record(principal, items, name)
         except ServingUnavailable as unavailable:
             # The tier is down or busy: not the frame's fault, so not counted; the frame waits
             # in the queue, retried further apart up to the ceiling, for as long as it takes.
@@ -128,11 +135,33 @@ class VisionWorker:
             )
             raise RetryRequested(delay=timedelta(seconds=delay), reason=failure) from error
 
+    async def record(self, principal: Principal, items: Sequence[Analysed], job: str) -> None:
+        """Record a frame's analyses (each in the group commit of its bureau); a shadow's that
+        cannot be recorded is left out, never failing the frame."""
+        results = await asyncio.gather(
+            *(self.recorder.record(principal, item, job) for item in items),
+            return_exceptions=True,
+        )
+        for item, result in zip(items, results, strict=True):
+            if not isinstance(result, BaseException):
+                continue
+            if not item.shadow:
+                raise result
+            log.warning(
+                "vision.shadow_not_recorded",
+                frame=item.frame.key,
+                model=item.model.name,
+                model_version=item.model.version,
+                problem=f"{type(result).__name__}: {result}",
+            )
+
     async def run(self, *, drain: bool = False, stop: asyncio.Event | None = None) -> None:
         """Process frames until ``stop`` is set (or, with ``drain``, until the queue is empty).
-        Jobs under way when it stops finish first."""
+        Jobs under way when it stops finish first. A canary under way is checked against its
+        bound meanwhile (``canary_check_seconds``)."""
+        tasks = [asyncio.create_task(self._watch_canary())]
         if stop is not None:
-            watcher = asyncio.create_task(_forward(stop, self.manager.shutdown))
+            tasks.append(asyncio.create_task(_forward(stop, self.manager.shutdown)))
         try:
             await self.manager.run(
                 dequeue_timeout=timedelta(seconds=5),
@@ -140,8 +169,37 @@ class VisionWorker:
                 mode=QueueExecutionMode.drain if drain else QueueExecutionMode.continuous,
             )
         finally:
-            if stop is not None:
-                watcher.cancel()
+            for task in tasks:
+                task.cancel()
+
+    async def check_canary(self) -> DecisionRecord | None:
+        """End the canary under way if it is past its bound (as the system: the canary's
+        reviews are counted across every bureau); the decision that ended it, or None."""
+        async with self.pipeline.gate.transaction(
+            CANARY_WATCH, "canary-watch", lambda: WATCH_CANARY
+        ) as access:
+            access.audit.silent = True
+            ended = await watch_canary(ModelDecisions(access.uow), CANARY_WATCH.subject)
+            if ended is not None:
+                access.audit.silent = False
+                access.audit.saw("ModelDecision", [ended.ends, ended.id])
+                access.audit.outcome = "TRIAL_ENDED"
+                log.warning(
+                    "vision.canary_rolled_back",
+                    model=ended.model,
+                    model_version=ended.version,
+                    decision=ended.id,
+                    reason=ended.reason,
+                )
+        return ended
+
+    async def _watch_canary(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.vision.canary_check_seconds)
+            try:
+                await self.check_canary()
+            except Exception:
+                log.exception("vision.canary_watch_failed")
 
     async def counts(self) -> QueueCounts:
         return await queue_counts(self.queries)

@@ -100,6 +100,9 @@ class FakeServing:
         self.model = model
         self.models = (model, *also)  # all served alike (two versions of a model, say)
         self.script = Script()
+        # A model's own script (two versions that answer differently); the others follow
+        # ``script``.
+        self.scripts: dict[str, Script] = {}
         self.requests: list[dict[str, Any]] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -114,7 +117,7 @@ class FakeServing:
         async def chat(request: Request) -> Response:
             body = orjson.loads(await request.body())
             self.requests.append(body)
-            script = self.script
+            script = self.scripts.get(str(body.get("model")), self.script)
             if script.delay_seconds:
                 await asyncio.sleep(script.delay_seconds)
             if script.stall is not None and script.stall.after_chunks is None:

@@ -19,12 +19,19 @@ import structlog
 
 from api.access.scope import AccessGate, AccessScope, OperationDescription
 from api.auth.principal import Principal, PrincipalKind
-from api.domain.findings import Category
+from api.domain.findings import Category, Finding
 from api.domain.models import AssetRecord
 from api.domain.sla import SlaCalendar
 from api.repositories.assets import AssetRepository
 from api.repositories.bureaus import BureauRepository
-from api.repositories.vision import AnalysisRecord, FrameRecord, NewAnalysis, VisionRepository
+from api.repositories.registry import PRODUCTION, SHADOW
+from api.repositories.vision import (
+    AnalysisRecord,
+    FrameRecord,
+    NewAnalysis,
+    NewDetection,
+    VisionRepository,
+)
 from api.services.vision.analysis import Analysis, Outcome, Prompt, VisionModel
 from api.services.vision.choice import ProductionModel
 from api.services.vision.detections import DetectionIngest, Observation
@@ -52,6 +59,11 @@ class Analysed:
     camera: AssetRecord
     analysis: Analysis
     model: VisionModel
+    role: str = PRODUCTION  # or CANARY (acting), or SHADOW (recorded, acting on nothing)
+
+    @property
+    def shadow(self) -> bool:
+        return self.role == SHADOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,21 +115,27 @@ class FramePipeline:
         self._settings = settings
         self._key_ttl_hours = key_ttl_hours
 
+    @property
+    def gate(self) -> AccessGate:
+        return self._gate
+
     async def process(self, digest: bytes, bureau_id: int, job: str) -> Processed:
-        """Analyse one frame and record the analysis. Raises ``ServingUnavailable`` (nothing
+        """Analyse one frame and record the analyses. Raises ``ServingUnavailable`` (nothing
         written) when the serving tier cannot answer now: the frame waits in the queue."""
         analysed = await self.analyse(digest, bureau_id, job)
         if isinstance(analysed, Processed):
             return analysed
-        principal, item = analysed
-        (processed,) = await self.record_many(principal, [item], job)
-        return processed
+        principal, items = analysed
+        processed = await self.record_many(principal, items, job)
+        return outcome_of(items, processed)
 
     async def analyse(
         self, digest: bytes, bureau_id: int, job: str
-    ) -> tuple[Principal, Analysed] | Processed:
-        """What the model says of one frame, ready to be recorded by its bureau's worker; or
-        why there is nothing to record (MISSING, ALREADY). ``ServingUnavailable`` as above."""
+    ) -> tuple[Principal, list[Analysed]] | Processed:
+        """What the versions the registry assigns say of one frame (production's or a canary's,
+        and a shadow's beside it), ready to be recorded by its bureau's worker; or why there is
+        nothing to record (MISSING, ALREADY). ``ServingUnavailable`` as above; a shadow that
+        cannot answer is left out, never in production's way."""
         bureau = self._bureaus.get(bureau_id)
         if bureau is None:
             log.error("vision.unknown_bureau", frame=digest.hex(), bureau=bureau_id, job=job)
@@ -126,36 +144,68 @@ class FramePipeline:
         prompt = self._prompt
         async with self._gate.transaction(principal, job, _describe("readFrame")) as access:
             access.audit.silent = True  # a read by the worker itself; its outcome is recorded
-            # The version in production now (the registry's decision), for this frame throughout.
-            model = await self._models.in_force(access.uow)
+            # The versions in force now (the registry's decisions), for this frame throughout.
+            assignment = await self._models.assign(access.uow, digest)
             repository = VisionRepository(access.uow)
             frame = (await repository.frames([digest])).get(digest)
             if frame is None or frame.bureau_id != bureau_id:
                 log.error("vision.frame_missing", frame=digest.hex(), bureau=bureau.code, job=job)
                 return Processed.MISSING
-            if await repository.analysis_done(digest, model.name, model.version, prompt.version):
+            planned = [(assignment.live, assignment.live_role)]
+            if assignment.shadow is not None:
+                planned.append((assignment.shadow, SHADOW))
+            todo = [
+                (model, role)
+                for model, role in planned
+                if not await repository.analysis_done(
+                    digest, model.name, model.version, prompt.version
+                )
+            ]
+            if not todo:
                 return Processed.ALREADY
             camera = (await AssetRepository(access.uow).by_ids([frame.camera_id]))[frame.camera_id]
         try:
             image = await asyncio.to_thread(self._store.get, digest, frame.media_type)
         except FileNotFoundError:
             missing = "the frame's image is not in the frame store"
-            analysis = Analysis(Outcome.UNUSABLE, (), missing, "", 0)
+            unusable = Analysis(Outcome.UNUSABLE, (), missing, "", 0)
+            answers: list[Analysis | BaseException] = [unusable for _ in todo]
         else:
-            analysis = await model.analyse(prompt, image, frame.media_type)
-        log.info(
-            "vision.analysed",
-            frame=digest.hex(),
-            bureau=bureau.code,
-            outcome=analysis.outcome.value,
-            findings=len(analysis.findings),
-            failure=analysis.failure,
-            latency_ms=analysis.latency_ms,
-            model=model.name,
-            model_version=model.version,
-            job=job,
-        )
-        return principal, Analysed(frame, camera, analysis, model)
+            answers = list(
+                await asyncio.gather(
+                    *(model.analyse(prompt, image, frame.media_type) for model, _ in todo),
+                    return_exceptions=True,
+                )
+            )
+        items: list[Analysed] = []
+        for (model, role), answer in zip(todo, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if role != SHADOW:
+                    raise answer
+                log.warning(
+                    "vision.shadow_failed",
+                    frame=digest.hex(),
+                    model=model.name,
+                    model_version=model.version,
+                    problem=f"{type(answer).__name__}: {answer}",
+                    job=job,
+                )
+                continue
+            log.info(
+                "vision.analysed",
+                frame=digest.hex(),
+                bureau=bureau.code,
+                outcome=answer.outcome.value,
+                findings=len(answer.findings),
+                failure=answer.failure,
+                latency_ms=answer.latency_ms,
+                model=model.name,
+                model_version=model.version,
+                role=role,
+                job=job,
+            )
+            items.append(Analysed(frame, camera, answer, model, role))
+        return principal, items
 
     async def count_failure(
         self, digest: bytes, bureau_id: int, failure: str, job: str
@@ -186,13 +236,15 @@ class FramePipeline:
 
     async def _record(self, access: AccessScope, items: Sequence[Analysed]) -> list[Processed]:
         repository = VisionRepository(access.uow)
-        # A batch holds one version's analyses, or two across a switch of versions.
-        by_version: dict[tuple[str, str], list[Analysed]] = {}
+        # A batch holds one version's analyses, or a few: across a switch of versions, or with a
+        # trial's candidate beside production.
+        by_version: dict[tuple[str, str, str], list[Analysed]] = {}
         for item in items:
-            by_version.setdefault((item.model.name, item.model.version), []).append(item)
-        recorded: dict[bytes, AnalysisRecord] = {}
-        for (name, version), analysed in by_version.items():
-            recorded |= await repository.add_analyses(
+            key = (item.model.name, item.model.version, item.role)
+            by_version.setdefault(key, []).append(item)
+        recorded: dict[tuple[bytes, str], AnalysisRecord] = {}
+        for (name, version, role), analysed in by_version.items():
+            added = await repository.add_analyses(
                 name,
                 version,
                 self._prompt.version,
@@ -207,14 +259,17 @@ class FramePipeline:
                     )
                     for item in analysed
                 ],
+                role,
             )
-        fresh = [item for item in items if item.frame.sha256 in recorded]
-        access.audit.saw("Frame", [item.frame.key for item in fresh])
+            recorded |= {(sha, role): record for sha, record in added.items()}
+        fresh = [item for item in items if (item.frame.sha256, item.role) in recorded]
+        access.audit.saw("Frame", sorted({item.frame.key for item in fresh}))
         outcomes = sorted({item.analysis.outcome.value for item in fresh})
         access.audit.outcome = ",".join(outcomes) if outcomes else "ALREADY"
+        live = [item for item in fresh if not item.shadow]
         observations = [
             Observation(
-                analysis_id=recorded[item.frame.sha256].id,
+                analysis_id=recorded[item.frame.sha256, item.role].id,
                 frame_sha256=item.frame.sha256,
                 camera_id=item.frame.camera_id,
                 camera_code=item.camera.code,
@@ -224,24 +279,60 @@ class FramePipeline:
                 captured_at=item.frame.captured_at,
                 finding=finding,
             )
-            for item in fresh
+            for item in live
             for finding in item.analysis.findings
         ]
         if observations:
             ingest = DetectionIngest(access, self._calendar, self._settings, self._key_ttl_hours)
             await ingest.ingest(observations)
-        if fresh:
+        shadowed = [
+            _shadow_detection(recorded[item.frame.sha256, SHADOW], item, finding)
+            for item in fresh
+            if item.shadow
+            for finding in item.analysis.findings
+        ]
+        if shadowed:
+            kept = await repository.add_detections(shadowed)
+            access.audit.saw("Detection", [d.id for d in kept])
+        if live:
             await repository.mark_frames(
-                [(item.frame.sha256, "FAILED" if _failed(item) else "ANALYSED") for item in fresh]
+                [(item.frame.sha256, "FAILED" if _failed(item) else "ANALYSED") for item in live]
             )
         return [
             Processed.ALREADY
-            if item.frame.sha256 not in recorded
+            if (item.frame.sha256, item.role) not in recorded
             else Processed.UNUSABLE
             if _failed(item)
             else Processed.ANALYSED
             for item in items
         ]
+
+
+def outcome_of(items: Sequence[Analysed], processed: Sequence[Processed]) -> Processed:
+    """What became of a frame: what became of the analysis that acts on it (production's or
+    the canary's); a shadow's alone (the frame's own analysis was done before) changes
+    nothing of it."""
+    for item, result in zip(items, processed, strict=True):
+        if not item.shadow:
+            return result
+    return Processed.ALREADY
+
+
+def _shadow_detection(analysis: AnalysisRecord, item: Analysed, finding: Finding) -> NewDetection:
+    """A shadow's finding, recorded as it was said: it opens and joins nothing."""
+    return NewDetection(
+        analysis_id=analysis.id,
+        frame_sha256=item.frame.sha256,
+        camera_id=item.frame.camera_id,
+        bureau_id=item.frame.bureau_id,
+        category=finding.category,
+        confidence=finding.confidence,
+        note=finding.note,
+        latitude=item.camera.latitude,
+        longitude=item.camera.longitude,
+        outcome=SHADOW,
+        incident_id=None,
+    )
 
 
 def _failed(item: Analysed) -> bool:
