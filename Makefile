@@ -10,7 +10,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check install lint lock clean graphiql-assets serving-env
+.PHONY: demo test check coverage install lint lock clean graphiql-assets serving-env
 
 install: $(VENV)/.installed graphiql-assets
 
@@ -59,6 +59,14 @@ test: install serving-env
 # need no server, for the gateway and the serving tier. CI runs `make test`.
 check: install serving-env
 	scripts/run-tests --quick
+
+# Line and branch coverage of api/ over every test on the embedded server (the gateway processes
+# included): slower than `make test`'s first pass, which traces only the SQL modules.
+coverage: install serving-env
+	rm -rf build/coverage-api && mkdir -p build/coverage-api
+	$(BIN)/coverage run -m pytest -q -n auto --dist loadgroup
+	$(BIN)/coverage combine --quiet
+	$(BIN)/coverage report --skip-covered
 
 lint: install
 	$(BIN)/ruff check api tests bench migrations

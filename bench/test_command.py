@@ -3,8 +3,9 @@
 Each run clones the repository (a commit of it) into a new directory, runs `make test` there
 (the gateway's environment is installed from the lock; the serving tier's environment, built
 once per machine, is shared), and records the wall time, the time of each phase the test
-command reports, the tests each pass ran, the coverage of api/, the machine's load before the
-run and how busy its processors were during it. Runs are sequential; the clones are removed.
+command reports, the tests each pass ran, the coverage of api/ (where the run reports it), the
+machine's load before the run and how busy its processors were during it. Runs are
+sequential; the clones are removed.
 
     .venv/bin/python bench/test_command.py [--runs 3] [--ref HEAD]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ from tests.support import (
 from tests.tokens import TokenFactory
 from tests.vision.conftest import Camera, CameraFactory
 from tests.vision.fake_serving import FakeServing, Said, Script
+from tests.vision.test_model_decisions import models_cli
 from tests.vision.test_worker import send, until
 
 pytestmark = pytest.mark.db
@@ -344,3 +346,38 @@ async def test_a_canary_past_its_bound_is_rolled_back_by_the_workers(
         ("system:canary-watch", "watchCanary")
     ]
     assert "TRIAL_ENDED" in audited[0]["payload"]
+
+
+async def test_the_cli_tries_compares_and_ends_a_candidate(
+    database: DatabaseUnderTest, fake: FakeServing, owner: asyncpg.Connection, clean: None
+) -> None:
+    code, _, said = await models_cli(
+        database, fake.url, "shadow", SECOND, "2027.01", "--share", "0.25", "--reason", "try it"
+    )
+    assert code == 0 and "SHADOW on 25% of the frames" in flat(said), said
+    code, out, said = await models_cli(database, fake.url, "trial", "--json")
+    assert code == 0, said
+    assert "SHADOW lighthouse-tiny-vlm-b 2027.01 against lighthouse-tiny-vlm" in flat(said), said
+    assert json.loads(out) == []  # nothing analysed yet
+    # A canary without its bound, or a share past half: refused, nothing decided.
+    code, _, said = await models_cli(
+        database, fake.url, "canary", SECOND, "2027.01", "--reason", "x"
+    )
+    assert code != 0 and "--rejected-bound" in flat(said), said
+    code, _, said = await models_cli(
+        database, fake.url, "canary", SECOND, "2027.01", "--share", "0.9",
+        "--rejected-bound", "0.3", "--reason", "x",
+    )  # fmt: skip
+    assert code != 0 and "share" in flat(said), said
+    code, _, said = await models_cli(database, fake.url, "end-trial", "--reason", "enough")
+    assert code == 0 and "ended" in flat(said), said
+    roles = await owner.fetch("SELECT role, share, decided_by FROM model_decision ORDER BY id")
+    assert [(r["role"], r["share"]) for r in roles] == [("SHADOW", 0.25), ("TRIAL_ENDED", None)]
+    assert all(r["decided_by"].startswith("cli:") for r in roles)
+    code, _, said = await models_cli(database, fake.url, "trial")
+    assert code == 0 and "no trial is under way" in flat(said), said
+
+
+def flat(text: str) -> str:
+    """The console's words, without the line breaks it wraps them with."""
+    return " ".join(text.split())
