@@ -12,6 +12,8 @@ and its timeouts are exercised as they are against the real tier.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import math
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -103,6 +105,8 @@ class FakeServing:
         # A model's own script (two versions that answer differently); the others follow
         # ``script``.
         self.scripts: dict[str, Script] = {}
+        # An image's own script, by the SHA-256 of the image sent (a stored frame's digest).
+        self.by_image: dict[bytes, Script] = {}
         self.requests: list[dict[str, Any]] = []
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -117,7 +121,9 @@ class FakeServing:
         async def chat(request: Request) -> Response:
             body = orjson.loads(await request.body())
             self.requests.append(body)
-            script = self.scripts.get(str(body.get("model")), self.script)
+            script = self.by_image.get(
+                _image_digest(body), self.scripts.get(str(body.get("model")), self.script)
+            )
             if script.delay_seconds:
                 await asyncio.sleep(script.delay_seconds)
             if script.stall is not None and script.stall.after_chunks is None:
@@ -182,6 +188,17 @@ class FakeServing:
 
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
+
+
+def _image_digest(body: dict[str, Any]) -> bytes:
+    """The SHA-256 of the request's image (of nothing, if it has none)."""
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else []:
+            url = (part.get("image_url") or {}).get("url", "") if isinstance(part, dict) else ""
+            if url.startswith("data:"):
+                return hashlib.sha256(base64.b64decode(url.split(",", 1)[1])).digest()
+    return hashlib.sha256(b"").digest()
 
 
 def _usage(script: Script, prompt: int, completion: int) -> dict[str, Any]:

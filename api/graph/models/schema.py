@@ -9,6 +9,7 @@ from api.graph.core.bundle import DomainBundle
 from api.graph.models.analysis import AnalysisMutations
 from api.graph.models.decisions import DecisionMutations, DecisionQueries
 from api.graph.models.detections import Detection, Frame
+from api.graph.models.evaluation import EvaluationQueries
 from api.graph.models.frames import DetectionSubscriptions, FrameMutations, FrameQueries
 from api.graph.models.loaders import (
     AnalysesOf,
@@ -25,7 +26,7 @@ from api.http.openapi.description import described
 
 
 @strawberry.type
-class Queries(ModelQueries, FrameQueries, QualityQueries, DecisionQueries):
+class Queries(ModelQueries, FrameQueries, QualityQueries, DecisionQueries, EvaluationQueries):
     pass
 
 

@@ -1,0 +1,194 @@
+"""Evaluation sets and runs in the graph: the sets of the bureaus whose frames you may see, and
+each run's figures per category (``api.domain.evaluation`` says how they are counted)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from graphql import GraphQLError
+
+from api.domain.errors import NotFound
+from api.domain.evaluation import CategoryFigures
+from api.graph.core.context import Info
+from api.graph.models.quality import ShareInterval
+from api.repositories.evaluation import RunRecord, SetRecord
+from api.services.vision.evaluation import EvaluationReads, EvaluationSets, RunReport
+from api.vision.store import FrameStore
+
+
+@strawberry.type(description="Precision and recall at one confidence threshold.")
+class CurvePoint:
+    threshold: float
+    precision: float
+    recall: float
+
+
+@strawberry.type(description="How a run did on one category of its set.")
+class EvaluationCategory:
+    figures: strawberry.Private[CategoryFigures]
+
+    @strawberry.field
+    def category(self) -> str:
+        return self.figures.category
+
+    @strawberry.field(description="The category's threshold in force.")
+    def threshold(self) -> float:
+        return self.figures.threshold
+
+    @strawberry.field(description="Frames whose label has the category.")
+    def labelled(self) -> int:
+        return self.figures.labelled
+
+    @strawberry.field
+    def true_positives(self) -> int:
+        return self.figures.true_positives
+
+    @strawberry.field
+    def false_positives(self) -> int:
+        return self.figures.false_positives
+
+    @strawberry.field
+    def false_negatives(self) -> int:
+        return self.figures.false_negatives
+
+    @strawberry.field
+    def precision(self) -> float | None:
+        return self.figures.precision
+
+    @strawberry.field(description="Wilson's 95% interval.")
+    def precision_interval(self) -> ShareInterval | None:
+        return ShareInterval.of(self.figures.precision_interval)
+
+    @strawberry.field
+    def recall(self) -> float | None:
+        return self.figures.recall
+
+    @strawberry.field(description="Wilson's 95% interval.")
+    def recall_interval(self) -> ShareInterval | None:
+        return ShareInterval.of(self.figures.recall_interval)
+
+    @strawberry.field
+    def f1(self) -> float | None:
+        return self.figures.f1
+
+    @strawberry.field(description="The delta method's 95% interval.")
+    def f1_interval(self) -> ShareInterval | None:
+        return ShareInterval.of(self.figures.f1_interval)
+
+    @strawberry.field(description="At each confidence the answers named it with, lowest first.")
+    def curve(self) -> list[CurvePoint]:
+        return [CurvePoint(threshold=p.threshold, precision=p.precision, recall=p.recall)
+                for p in self.figures.curve]  # fmt: skip
+
+
+@strawberry.type(description="A model version's answers over an evaluation set.")
+class EvaluationRun:
+    id: strawberry.ID
+    model: str
+    version: str
+    prompt_version: str
+    started_by: str
+    started_at: datetime
+    frames: int = strawberry.field(description="The set's frames.")
+    answered: int = strawberry.field(description="Frames answered so far.")
+    unusable: int = strawberry.field(description="Answers that could not be used.")
+    categories: list[EvaluationCategory]
+
+    @classmethod
+    def of(cls, report: RunReport) -> EvaluationRun:
+        run, figures = report.run, report.figures
+        return cls(
+            id=strawberry.ID(str(run.id)),
+            model=run.model,
+            version=run.model_version,
+            prompt_version=run.prompt_version,
+            started_by=run.started_by,
+            started_at=run.started_at,
+            frames=figures.frames,
+            answered=figures.answered,
+            unusable=figures.unusable,
+            categories=[EvaluationCategory(figures=item) for item in figures.categories],
+        )
+
+
+@strawberry.type(description="A bureau's frames labelled by people, to measure versions on.")
+class EvaluationSet:
+    record: strawberry.Private[SetRecord]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.record.id))
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.record.name
+
+    @strawberry.field
+    def version(self) -> int:
+        return self.record.version
+
+    @strawberry.field(description="The bureau whose frames it holds (its code).")
+    def bureau(self) -> str:
+        return self.record.bureau_code
+
+    @strawberry.field(description="MANIFEST or REVIEWS.")
+    def source(self) -> str:
+        return self.record.source
+
+    @strawberry.field
+    def description(self) -> str:
+        return self.record.description
+
+    @strawberry.field(description="The categories its labels speak of.")
+    def categories(self) -> list[str]:
+        return self.record.categories
+
+    @strawberry.field
+    def frames(self) -> int:
+        return self.record.frames
+
+    @strawberry.field
+    def created_by(self) -> str:
+        return self.record.created_by
+
+    @strawberry.field
+    def created_at(self) -> datetime:
+        return self.record.created_at
+
+    @strawberry.field(description="The runs over it, newest first, with their figures.")
+    async def runs(self, info: Info) -> list[EvaluationRun]:
+        reads = EvaluationReads(info.context.access, info.context.resources.settings.vision)
+        found: list[RunRecord] = await reads.runs(self.record.id)
+        return [EvaluationRun.of(await reads.report(run.id)) for run in found]
+
+
+@strawberry.type
+class EvaluationQueries:
+    @strawberry.federation.field(
+        description="The evaluation sets of the bureaus whose frames you may see.",
+        authenticated=True,
+        requires_scopes=[["incidents:read"]],
+    )
+    async def evaluation_sets(self, info: Info, name: str | None = None) -> list[EvaluationSet]:
+        settings = info.context.resources.settings
+        sets = EvaluationSets(
+            info.context.access, FrameStore(settings.vision.frames_dir), settings.vision
+        )
+        return [EvaluationSet(record=record) for record in await sets.sets(name)]
+
+    @strawberry.federation.field(
+        description="An evaluation run, with its figures (null: none you may see).",
+        authenticated=True,
+        requires_scopes=[["incidents:read"]],
+    )
+    async def evaluation_run(self, info: Info, id: strawberry.ID) -> EvaluationRun | None:
+        try:
+            run_id = int(id)
+        except ValueError:
+            raise GraphQLError(f"id: {id!r} is not a run's id") from None
+        reads = EvaluationReads(info.context.access, info.context.resources.settings.vision)
+        try:
+            return EvaluationRun.of(await reads.report(run_id))
+        except NotFound:
+            return None
