@@ -28,9 +28,12 @@ if TYPE_CHECKING:
     from api.access.scope import AccessGate, AccessScope, OperationDescription
     from api.domain.evaluation import CategoryFigures
     from api.domain.quality import Interval
+    from api.domain.thresholds import Proposal
     from api.repositories.evaluation import SetRecord
     from api.repositories.registry import DecisionRecord
+    from api.repositories.thresholds import ThresholdRecord
     from api.services.vision.evaluation import RunReport
+    from api.services.vision.thresholds import ThresholdDecisions
     from api.settings import Settings
 
 T = TypeVar("T")
@@ -555,3 +558,132 @@ def _category_row(item: CategoryFigures) -> dict[str, object]:
         "f1_low": f1_low, "f1_high": f1_high,
         "curve": [[p.threshold, round(p.precision, 6), round(p.recall, 6)] for p in item.curve],
     }  # fmt: skip
+
+
+# --- thresholds from evidence ------------------------------------------------------------------
+
+thresholds_app = typer.Typer(
+    help="Category thresholds: proposed from what people judged, applied by an officer.",
+    no_args_is_help=True,
+)
+models_app.add_typer(thresholds_app, name="thresholds")
+
+
+def _threshold_decisions(settings: Settings, access: AccessScope) -> ThresholdDecisions:
+    from api.services.vision.thresholds import ThresholdDecisions
+
+    configured = (settings.serving.model, settings.serving.model_version)
+    return ThresholdDecisions(access, settings.vision, configured)
+
+
+@thresholds_app.command("propose")
+def thresholds_propose(
+    precision: Annotated[float, typer.Option(help="The precision the bureau asks for.")],
+    category: Annotated[
+        list[str] | None, typer.Option(help="A category (again for more; default: all judged).")
+    ] = None,
+    min_judged: Annotated[
+        int, typer.Option(help="Judged detections a threshold must rest on.")
+    ] = 20,
+    as_json: AsJson = False,
+) -> None:
+    """Per category, the lowest threshold at which the production version's judged findings
+    reach PRECISION, with the precision (and its interval) and recall it promises."""
+    from api.policy import resources
+
+    settings = command_settings()
+
+    async def step(access: AccessScope) -> list[Proposal]:
+        return await _threshold_decisions(settings, access).propose(precision, category, min_judged)
+
+    found = run_as(
+        settings, officer(), "models thresholds propose",
+        ("DecideModelVersion", resources.MODELS), step,
+    )  # fmt: skip
+    rows = []
+    for proposal in found:
+        chosen = proposal.proposed
+        interval = chosen.precision_interval if chosen is not None else None
+        rows.append(
+            {
+                "category": proposal.category,
+                "current": proposal.current,
+                "judged": proposal.judged,
+                "proposed": chosen.threshold if chosen else None,
+                "precision": _share(chosen.precision) if chosen else None,
+                "precision_low": round(interval.low, 4) if interval else None,
+                "recall": _share(chosen.recall) if chosen else None,
+                "best_precision": _share(proposal.best.precision) if proposal.best else None,
+            }
+        )
+    emit(
+        ("category", "current", "judged", "proposed", "precision", "precision_low", "recall",
+         "best_precision"),
+        rows,
+        as_json,
+    )  # fmt: skip
+
+
+@thresholds_app.command("apply")
+def thresholds_apply(
+    category: Annotated[str, typer.Argument(help="The category's code.")],
+    threshold: Annotated[float, typer.Argument(help="The confidence a finding needs.")],
+    reason: Reason,
+    precision: Annotated[
+        float | None, typer.Option(help="The precision the bureau asked for, if it did.")
+    ] = None,
+) -> None:
+    """Decide a category's threshold: recorded with what the reviews give at it, audited; the
+    vision workers follow it from their next batch."""
+    from api.policy import resources
+
+    settings = command_settings()
+
+    async def step(access: AccessScope) -> ThresholdRecord:
+        return await _threshold_decisions(settings, access).apply(
+            category, threshold, reason, precision
+        )
+
+    record = run_as(
+        settings, officer(), "models thresholds apply",
+        ("DecideModelVersion", resources.MODELS), step,
+    )  # fmt: skip
+    console.print(
+        f"decision {record.id}: {record.category} needs {record.threshold} from now on (the "
+        f"reviews give precision {_share(record.expected_precision)}, recall "
+        f"{_share(record.expected_recall)} over {record.judged} judged detections)"
+    )
+
+
+@thresholds_app.command("list")
+def thresholds_list(
+    last: Annotated[int, typer.Option(min=1, max=200, help="How many, newest first.")] = 20,
+    as_json: AsJson = False,
+) -> None:
+    """The threshold decisions, newest first."""
+    from api.policy import resources
+
+    settings = command_settings()
+
+    async def step(access: AccessScope) -> list[ThresholdRecord]:
+        return await _threshold_decisions(settings, access).history(last)
+
+    found = run_as(
+        settings, officer(), "models thresholds list", ("ViewModelRegistry", resources.MODELS), step
+    )
+    emit(
+        ("id", "category", "threshold", "target_precision", "expected_precision",
+         "expected_recall", "judged", "decided_by", "decided_at", "reason"),
+        (
+            {
+                "id": r.id, "category": r.category, "threshold": r.threshold,
+                "target_precision": r.target_precision,
+                "expected_precision": _share(r.expected_precision),
+                "expected_recall": _share(r.expected_recall), "judged": r.judged,
+                "decided_by": r.decided_by, "decided_at": r.decided_at.isoformat(),
+                "reason": r.reason,
+            }
+            for r in found
+        ),
+        as_json,
+    )  # fmt: skip

@@ -69,7 +69,7 @@ from tests.tokens import TokenFactory
 
 pytestmark = pytest.mark.db
 
-EXAMPLES = int(os.environ.get("LIGHTHOUSE_AGREEMENT_EXAMPLES", "1600"))
+EXAMPLES = int(os.environ.get("LIGHTHOUSE_AGREEMENT_EXAMPLES", "1200"))
 # The examples are drawn in shards of equal size, each on a worker of its own when the suite runs
 # on several cores (tests/scheduling.py): the whole takes the time of one shard. The pinned
 # examples go to the first shard and the pinned frames to the second.
@@ -698,7 +698,7 @@ def harness(
     built.close()
 
 
-@pytest.mark.timeout(1800)  # 1,000 examples a shard; slower under coverage
+@pytest.mark.timeout(1800)  # 600 examples a shard, slower beside the other passes
 @pytest.mark.parametrize("shard", range(SHARDS), ids=[f"shard{n}" for n in range(SHARDS)])
 def test_the_rule_book_cedar_rls_and_api_agree(harness: Harness, shard: int) -> None:
     exercised: Counter[str] = Counter()

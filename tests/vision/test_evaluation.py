@@ -153,6 +153,7 @@ def labelled_frames(tmp_path: Path, camera: str, count: int) -> tuple[Path, list
     return manifest, frames
 
 
+@pytest.mark.db
 async def test_a_run_resumes_and_its_figures_are_scikit_learns_on_its_answers(
     http: httpx.AsyncClient,
     tokens: TokenFactory,
@@ -232,6 +233,7 @@ async def test_a_run_resumes_and_its_figures_are_scikit_learns_on_its_answers(
     assert {"models sets add", "models evaluate"} <= {r["operation"] for r in operations}
 
 
+@pytest.mark.db
 async def test_a_bad_manifest_is_refused_whole(
     database: DatabaseUnderTest,
     fake: FakeServing,

@@ -232,3 +232,74 @@ async def test_the_record_of_decisions_cannot_be_changed_and_only_officers_add_t
                     await insert
     finally:
         await app.close()
+
+
+async def test_running_workers_follow_a_decided_threshold_from_their_next_batch(
+    http: httpx.AsyncClient,
+    tokens: TokenFactory,
+    cameras: CameraFactory,
+    owner: asyncpg.Connection,
+    fake: FakeServing,
+    settings_for: Callable[..., Settings],
+) -> None:
+    camera = await cameras("POLICE")
+    fake.script.findings = [Said("POTHOLE", "hole", 0.7), Said("ILLEGAL_PARKING", "car", 0.7)]
+
+    async def outcomes(sha: str) -> dict[str, str]:
+        rows = await owner.fetch(
+            "SELECT category, outcome FROM detection WHERE frame_sha256 = decode($1, 'hex')", sha
+        )
+        return {row["category"]: row["outcome"] for row in rows}
+
+    async with vision_worker(settings_for(fake.url)) as worker:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop=stop))
+        try:
+            first = await send(http, tokens, camera, 1)
+            await until(lambda: _has(outcomes, first), "the first frame recorded")
+            assert await outcomes(first) == {"POTHOLE": "OPENED", "ILLEGAL_PARKING": "OPENED"}
+            # A model officer decides 0.8 for potholes (arranged directly: the decision's own
+            # path is tests/graph/models/test_thresholds.py).
+            await owner.execute(
+                "INSERT INTO category_threshold (category, threshold, reason, decided_by)"
+                " VALUES ('POTHOLE', 0.8, 'precision asked: 0.9', 'rdec-evaluator')"
+            )
+            second = await send(http, tokens, await cameras("POLICE", longitude=120.4), 2)
+            await until(lambda: _has(outcomes, second), "the second frame recorded")
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 30)
+    # The same worker, never restarted: potholes at 0.7 now open nothing; parking still does.
+    assert await outcomes(second) == {"POTHOLE": "BELOW_THRESHOLD", "ILLEGAL_PARKING": "OPENED"}
+
+
+async def _has(read: Callable[[str], Any], sha: str) -> bool:
+    return bool(await read(sha))
+
+
+async def test_the_cli_proposes_applies_and_lists_thresholds(
+    database: DatabaseUnderTest, fake: FakeServing, owner: asyncpg.Connection, clean: None
+) -> None:
+    code, out, said = await models_cli(
+        database, fake.url, "thresholds", "propose", "--precision", "0.9", "--category",
+        "POTHOLE", "--json",
+    )  # fmt: skip
+    assert code == 0, said
+    (proposal,) = json.loads(out)
+    assert (proposal["category"], proposal["judged"], proposal["proposed"]) == ("POTHOLE", 0, None)
+    code, _, said = await models_cli(
+        database, fake.url, "thresholds", "apply", "POTHOLE", "0.8", "--precision", "0.9",
+        "--reason", "PWB asks 0.9",
+    )  # fmt: skip
+    assert code == 0 and "POTHOLE needs 0.8" in " ".join(said.split()), said
+    code, _, said = await models_cli(
+        database, fake.url, "thresholds", "apply", "POTHOLE", "1.5", "--reason", "x"
+    )
+    assert code == 2 and "threshold" in said, said
+    code, out, said = await models_cli(database, fake.url, "thresholds", "list", "--json")
+    assert code == 0, said
+    (listed,) = json.loads(out)
+    assert (listed["category"], listed["threshold"], listed["target_precision"]) == (
+        "POTHOLE", 0.8, 0.9,
+    )  # fmt: skip
+    assert listed["decided_by"].startswith("cli:")

@@ -20,18 +20,26 @@ from api.graph.models.loaders import (
 )
 from api.graph.models.quality import QualityQueries
 from api.graph.models.registry import ModelQueries
+from api.graph.models.thresholds import ThresholdMutations, ThresholdQueries
 from api.graph.models.vision_model import VisionModel
 from api.http.frames import frame_routes
 from api.http.openapi.description import described
 
 
 @strawberry.type
-class Queries(ModelQueries, FrameQueries, QualityQueries, DecisionQueries, EvaluationQueries):
+class Queries(
+    ModelQueries,
+    FrameQueries,
+    QualityQueries,
+    DecisionQueries,
+    EvaluationQueries,
+    ThresholdQueries,
+):
     pass
 
 
 @strawberry.type
-class Mutations(AnalysisMutations, FrameMutations, DecisionMutations):
+class Mutations(AnalysisMutations, FrameMutations, DecisionMutations, ThresholdMutations):
     pass
 
 

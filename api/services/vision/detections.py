@@ -9,7 +9,7 @@ until the transaction commits, and the search for an incident to join runs under
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -50,12 +50,19 @@ class DetectionIngest:
         calendar: SlaCalendar,
         settings: VisionSettings,
         key_ttl_hours: int,
+        thresholds: Mapping[str, float] | None = None,
     ) -> None:
         self._access = access
         self._settings = settings
+        # The thresholds the city's model officers decided (migration 0017), over the settings'.
+        self._thresholds = thresholds or {}
         self._repository = VisionRepository(access.uow)
         self._bureaus = BureauRepository(access.uow)
         self._reporting = IncidentReporting(access, calendar, key_ttl_hours)
+
+    def threshold_for(self, category: str) -> float:
+        decided = self._thresholds.get(category)
+        return decided if decided is not None else self._settings.threshold_for(category)
 
     async def ingest(self, observations: Sequence[Observation]) -> list[DetectionRecord]:
         """Record ``observations`` as detections, opening or joining incidents for those above
@@ -64,7 +71,7 @@ class DetectionIngest:
         counted = [
             (index, o)
             for index, o in enumerate(observations)
-            if o.finding.confidence >= settings.threshold_for(o.finding.category)
+            if o.finding.confidence >= self.threshold_for(o.finding.category)
         ]
         incidents: dict[int, int] = {}  # index in observations -> incident id
         outcomes: dict[int, str] = {}

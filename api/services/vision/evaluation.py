@@ -46,6 +46,7 @@ from api.repositories.evaluation import (
 from api.repositories.vision import VisionRepository
 from api.services.vision.analysis import Analysis, Outcome, VisionModel
 from api.services.vision.pipeline import register
+from api.services.vision.thresholds import thresholds_in_force
 from api.settings import VisionSettings
 from api.vision import images
 from api.vision.store import FrameStore
@@ -299,10 +300,10 @@ class EvaluationReads:
             Scored(frozenset(row.labels), row.findings, row.outcome != Outcome.UNUSABLE.value)
             for row in rows
         ]
+        thresholds = await thresholds_in_force(self._access, self._vision)
         figures = run_figures(
-            scored, found.categories, self._vision.thresholds, self._vision.threshold,
-            frames=found.frames,
-        )  # fmt: skip
+            scored, found.categories, thresholds, self._vision.threshold, frames=found.frames
+        )
         self._access.audit.saw("EvaluationRun", run.id)
         return RunReport(run, found, figures)
 

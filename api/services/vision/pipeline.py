@@ -25,6 +25,7 @@ from api.domain.sla import SlaCalendar
 from api.repositories.assets import AssetRepository
 from api.repositories.bureaus import BureauRepository
 from api.repositories.registry import PRODUCTION, SHADOW
+from api.repositories.thresholds import CategoryThresholds
 from api.repositories.vision import (
     AnalysisRecord,
     FrameRecord,
@@ -283,7 +284,11 @@ class FramePipeline:
             for finding in item.analysis.findings
         ]
         if observations:
-            ingest = DetectionIngest(access, self._calendar, self._settings, self._key_ttl_hours)
+            # The thresholds decided now (a few rows), so a decision holds from the next batch.
+            decided = await CategoryThresholds(access.uow).in_force()
+            ingest = DetectionIngest(
+                access, self._calendar, self._settings, self._key_ttl_hours, decided
+            )
             await ingest.ingest(observations)
         shadowed = [
             _shadow_detection(recorded[item.frame.sha256, SHADOW], item, finding)

@@ -12,6 +12,7 @@ from api.domain.errors import NotFound
 from api.policy import resources
 from api.repositories.registry import SHADOW, DecisionRecord, ModelDecisions
 from api.repositories.trials import Comparison, TrialComparisons, Versions
+from api.services.vision.thresholds import thresholds_in_force
 from api.settings import VisionSettings
 
 
@@ -55,9 +56,8 @@ class TrialReads:
         )
         comparisons = TrialComparisons(self._access.uow)
         if decision.role == SHADOW:
-            comparison = await comparisons.shadow(
-                versions, self._vision.thresholds, self._vision.threshold
-            )
+            thresholds = await thresholds_in_force(self._access, self._vision)
+            comparison = await comparisons.shadow(versions, thresholds, self._vision.threshold)
         else:
             comparison = await comparisons.canary(versions)
         self._access.audit.saw("ModelDecision", decision.id)

@@ -79,20 +79,6 @@ class Lab:
         return int(found)
 
 
-@pytest.fixture
-async def lab(owner: asyncpg.Connection, clean: None) -> Lab:
-    camera = await owner.fetchrow(
-        "INSERT INTO asset (code, kind, name, bureau_id, latitude, longitude, created_by)"
-        " SELECT 'CAM-Q-1', 'CAMERA', '品質相機', id, 22.62, 120.30, 'tests' FROM bureau"
-        " WHERE code = 'PUBLIC_WORKS' RETURNING id, bureau_id"
-    )
-    await owner.execute(
-        "INSERT INTO vision_prompt (version, text, schema) VALUES ('q-1', 'What is here?', '{}')"
-        " ON CONFLICT DO NOTHING"
-    )
-    return Lab(owner, camera, {})
-
-
 async def finding(client: GraphQLClient) -> dict[str, Any]:
     created = await create_incident(client, source="VLM", title="相機發現坑洞")
     incident: dict[str, Any] = created["incident"]
