@@ -15,8 +15,8 @@ COLUMNS = (
     "id, category, threshold, target_precision, expected_precision, expected_recall, judged, "
     "reason, decided_by, decided_at"
 )
-IN_FORCE = f"""
-SELECT DISTINCT ON (category) {COLUMNS} FROM category_threshold ORDER BY category, id DESC
+IN_FORCE = """
+SELECT DISTINCT ON (category) category, threshold FROM category_threshold ORDER BY category, id DESC
 """
 DECIDE = f"""
 INSERT INTO category_threshold (category, threshold, target_precision, expected_precision,
@@ -51,9 +51,6 @@ class CategoryThresholds:
     async def in_force(self) -> dict[str, float]:
         """The decided thresholds, by category (a category no decision names has none)."""
         return {row["category"]: row["threshold"] for row in await self._db.fetch(IN_FORCE)}
-
-    async def decisions_in_force(self) -> list[ThresholdRecord]:
-        return [ThresholdRecord(**row) for row in await self._db.fetch(IN_FORCE)]
 
     async def history(self, limit: int) -> list[ThresholdRecord]:
         return [ThresholdRecord(**row) for row in await self._db.fetch(HISTORY, limit)]

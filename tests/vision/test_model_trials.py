@@ -74,6 +74,10 @@ query Trial($id: ID) {
 }
 """
 INCIDENT = "query($id: ID!) { incident(id: $id) { id version status } }"
+SHADOWED = """
+{ detections(filter: {outcome: [SHADOW]}) { edges { node { outcome incident { id }
+    frame { analyses { model role } } } } } }
+"""
 
 
 @pytest_asyncio.fixture
@@ -179,6 +183,14 @@ async def test_a_shadow_opens_nothing_and_is_compared_by_what_people_did_with_pr
             )
             assert len(shadowed) == 3
             assert all(r["incident_id"] is None and r["reviewed"] is None for r in shadowed)
+            # In the graph, as the camera's bureau sees them: outcome SHADOW, analyses by role.
+            police = GraphQLClient(http, tokens.named("police-viewer"))
+            listed = await police.data(SHADOWED)
+            nodes = [edge["node"] for edge in listed["detections"]["edges"]]
+            assert len(nodes) == 3 and {n["outcome"] for n in nodes} == {"SHADOW"}
+            assert all(n["incident"] is None for n in nodes)
+            roles = {a["model"]: a["role"] for a in nodes[0]["frame"]["analyses"]}
+            assert roles == {FIRST: "PRODUCTION", SECOND: "SHADOW"}
             opened = await owner.fetchval("SELECT count(*) FROM incident WHERE source = 'VLM'")
             assert opened == 3  # the places production saw something; none for the shadow's
             assert await incident_of(owner, frames[2]) is None

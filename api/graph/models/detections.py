@@ -46,6 +46,9 @@ class DetectionOutcome(Enum):
     OPENED = "OPENED"
     ATTACHED = "ATTACHED"
     BELOW_THRESHOLD = "BELOW_THRESHOLD"
+    SHADOW = strawberry.enum_value(
+        "SHADOW", description="A trial's candidate in shadow found it: it opened nothing."
+    )
 
 
 @strawberry.type(description="One analysis of a frame, by a model version with a prompt version.")
@@ -58,6 +61,10 @@ class FrameAnalysis:
     raw_answer: str = strawberry.field(description="The model's answer, as it came.")
     latency_ms: int
     analysed_at: datetime
+    role: str = strawberry.field(
+        description="PRODUCTION, CANARY (a trial's candidate, for real) or SHADOW (beside "
+        "production, acting on nothing)."
+    )
 
     @classmethod
     def from_record(cls, record: AnalysisRecord) -> FrameAnalysis:
@@ -70,6 +77,7 @@ class FrameAnalysis:
             raw_answer=record.raw_answer,
             latency_ms=record.latency_ms,
             analysed_at=record.analysed_at,
+            role=record.role,
         )
 
 

@@ -4,6 +4,7 @@ the precision and recall the reviews give at it, audited), and nobody else can."
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -11,8 +12,9 @@ import pytest
 
 from tests.graph.helpers import act
 from tests.graph.models.test_quality import Lab, finding
-from tests.support import GraphQLClient
+from tests.support import DatabaseUnderTest, GraphQLClient
 from tests.tokens import TokenFactory
+from tests.vision.test_evaluation import models
 
 pytestmark = pytest.mark.db
 
@@ -44,7 +46,13 @@ async def set_threshold(client: GraphQLClient, **values: Any) -> dict[str, Any]:
 
 
 async def test_the_lowest_threshold_reaching_the_precision_is_proposed_and_applied(
-    lab: Lab, client: GraphQLClient, tokens: TokenFactory, http: Any, owner: asyncpg.Connection
+    lab: Lab,
+    client: GraphQLClient,
+    tokens: TokenFactory,
+    http: Any,
+    owner: asyncpg.Connection,
+    database: DatabaseUnderTest,
+    frames_dir: Path,
 ) -> None:
     # The version in production is the one whose findings people judged.
     await owner.execute(
@@ -56,6 +64,19 @@ async def test_the_lowest_threshold_reaching_the_precision_is_proposed_and_appli
         incident = await finding(client)
         await lab.detect("1", confidence, incident)
         await act(client, "VERIFY" if right else "CLOSE", incident)
+    # What people judged is an evaluation set too: the frames, labelled with what they confirmed.
+    code, _, said = await models(
+        database, "http://127.0.0.1:9", frames_dir, "sets", "from-reviews", "pwb-reviewed",
+        "--bureau", "PUBLIC_WORKS", "--days", "1",
+    )  # fmt: skip
+    assert code == 0 and "pwb-reviewed v1 (PUBLIC_WORKS): 6 frames" in said, said
+    labels = await owner.fetch(
+        "SELECT d.confidence, i.categories FROM evaluation_item i"
+        " JOIN detection d ON d.frame_sha256 = i.frame_sha256 ORDER BY d.confidence DESC"
+    )
+    assert [(r["confidence"], r["categories"]) for r in labels] == [
+        (confidence, ["POTHOLE"] if right else []) for confidence, right in judged
+    ]
     # Another version's judgements are not this one's evidence.
     other = await finding(client)
     await lab.detect("2", 0.65, other)
