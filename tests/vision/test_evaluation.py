@@ -33,7 +33,8 @@ from tests.vision.images import photo
 REPOSITORY = Path(__file__).resolve().parents[2]
 SETS = """
 { evaluationSets { name version frames categories
-    runs { id answered categories { category precision recall f1 } } } }
+    runs { id answered categories { category precision recall f1 curve(points: 3) { threshold }
+    } } } }
 """
 RUN = "query($id: ID!) { evaluationRun(id: $id) { id } }"
 MODEL = "lighthouse-tiny-vlm"
@@ -222,6 +223,13 @@ async def test_a_run_resumes_and_its_figures_are_scikit_learns_on_its_answers(
     assert graph_run["answered"] == 16
     for item in graph_run["categories"]:
         assert item["precision"] == pytest.approx(report[item["category"]]["precision"], abs=1e-4)
+        # Thinned to the points asked for, the lowest and highest kept.
+        full = [point[0] for point in report[item["category"]]["curve"]]
+        thinned = [point["threshold"] for point in item["curve"]]
+        assert len(thinned) == min(3, len(full)) and thinned[0] == full[0]
+        assert thinned[-1] == full[-1]
+    too_many = await police.execute("{ evaluationSets(last: 1000) { name } }")
+    assert "last: must be 1 to 100" in str(too_many.get("errors")), too_many
     other = GraphQLClient(http, tokens.named("pwb-viewer"))
     assert (await other.data(SETS))["evaluationSets"] == []
     assert (await other.data(RUN, {"id": graph_run["id"]}))["evaluationRun"] is None

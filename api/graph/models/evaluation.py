@@ -16,6 +16,12 @@ from api.repositories.evaluation import RunRecord, SetRecord
 from api.services.vision.evaluation import EvaluationReads, EvaluationSets, RunReport
 from api.vision.store import FrameStore
 
+# What one document can make the gateway compute: each run's figures are computed from its
+# answers (up to 100,000 frames), so runs are few per set, and curves are thinned.
+MAX_SETS = 100
+MAX_RUNS = 20
+MAX_CURVE_POINTS = 500
+
 
 @strawberry.type(description="Precision and recall at one confidence threshold.")
 class CurvePoint:
@@ -76,10 +82,19 @@ class EvaluationCategory:
     def f1_interval(self) -> ShareInterval | None:
         return ShareInterval.of(self.figures.f1_interval)
 
-    @strawberry.field(description="At each confidence the answers named it with, lowest first.")
-    def curve(self) -> list[CurvePoint]:
+    @strawberry.field(
+        description="At each confidence the answers named it with, lowest first; at most "
+        "`points` of them, evenly spaced, the lowest and highest kept (the CLI gives them all)."
+    )
+    def curve(self, points: int = 50) -> list[CurvePoint]:
+        if not 2 <= points <= MAX_CURVE_POINTS:
+            raise GraphQLError(f"points: must be 2 to {MAX_CURVE_POINTS}")
+        curve = self.figures.curve
+        if len(curve) > points:
+            step = (len(curve) - 1) / (points - 1)
+            curve = tuple(curve[round(i * step)] for i in range(points))
         return [CurvePoint(threshold=p.threshold, precision=p.precision, recall=p.recall)
-                for p in self.figures.curve]  # fmt: skip
+                for p in curve]  # fmt: skip
 
 
 @strawberry.type(description="A model version's answers over an evaluation set.")
@@ -156,10 +171,12 @@ class EvaluationSet:
     def created_at(self) -> datetime:
         return self.record.created_at
 
-    @strawberry.field(description="The runs over it, newest first, with their figures.")
-    async def runs(self, info: Info) -> list[EvaluationRun]:
+    @strawberry.field(description="The newest runs over it (at most 20), with their figures.")
+    async def runs(self, info: Info, last: int = 5) -> list[EvaluationRun]:
+        if not 1 <= last <= MAX_RUNS:
+            raise GraphQLError(f"last: must be 1 to {MAX_RUNS}")
         reads = EvaluationReads(info.context.access, info.context.resources.settings.vision)
-        found: list[RunRecord] = await reads.runs(self.record.id)
+        found: list[RunRecord] = await reads.runs(self.record.id, last)
         return [EvaluationRun.of(await reads.report(run.id)) for run in found]
 
 
@@ -170,12 +187,16 @@ class EvaluationQueries:
         authenticated=True,
         requires_scopes=[["incidents:read"]],
     )
-    async def evaluation_sets(self, info: Info, name: str | None = None) -> list[EvaluationSet]:
+    async def evaluation_sets(
+        self, info: Info, name: str | None = None, last: int = 20
+    ) -> list[EvaluationSet]:
+        if not 1 <= last <= MAX_SETS:
+            raise GraphQLError(f"last: must be 1 to {MAX_SETS}")
         settings = info.context.resources.settings
         sets = EvaluationSets(
             info.context.access, FrameStore(settings.vision.frames_dir), settings.vision
         )
-        return [EvaluationSet(record=record) for record in await sets.sets(name)]
+        return [EvaluationSet(record=record) for record in (await sets.sets(name))[:last]]
 
     @strawberry.federation.field(
         description="An evaluation run, with its figures (null: none you may see).",

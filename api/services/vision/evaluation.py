@@ -307,9 +307,9 @@ class EvaluationReads:
         self._access.audit.saw("EvaluationRun", run.id)
         return RunReport(run, found, figures)
 
-    async def runs(self, set_id: int | None = None) -> list[RunRecord]:
+    async def runs(self, set_id: int | None = None, limit: int = 100) -> list[RunRecord]:
         self._access.authorize("ViewModelRegistry", resources.MODELS)
-        found = await self._repository.runs(set_id=set_id)
+        found = await self._repository.runs(set_id=set_id, limit=limit)
         self._access.audit.saw("EvaluationRun", [r.id for r in found])
         return found
 
