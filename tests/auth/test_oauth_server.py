@@ -321,7 +321,7 @@ def stranger_address() -> str:
 async def test_a_stranger_cannot_lock_a_client_out(
     gateway: GatewayProcess, register: Callable[..., tuple[str, str]]
 ) -> None:
-    async def attempt() -> tuple[str, str, list[int], str, int]:
+    async def attempt() -> tuple[str, str, list[int], str | None, int]:
         client_id, secret = register("incidents:read")
         async with from_address(gateway, stranger_address()) as stranger:
             statuses = []
@@ -336,12 +336,13 @@ async def test_a_stranger_cannot_lock_a_client_out(
             right = await stranger.post(
                 "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
             )
-        return client_id, secret, statuses, response.headers["retry-after"], right.status_code
+        # Read, not asserted, here (an attempt across a clock minute is made again first).
+        return client_id, secret, statuses, response.headers.get("retry-after"), right.status_code
 
     client_id, secret, statuses, retry_after, right = await in_one_clock_minute(attempt)
     assert statuses[:FAILED_PER_MINUTE] == [401] * FAILED_PER_MINUTE
     assert statuses[FAILED_PER_MINUTE:] == [429, 429]
-    assert int(retry_after) >= 1
+    assert retry_after is not None and int(retry_after) >= 1
     assert right == 429
     # ...but the client itself, from its own address, is not locked out.
     async with from_address(gateway, stranger_address()) as owner:
@@ -354,7 +355,7 @@ async def test_a_stranger_cannot_lock_a_client_out(
 async def test_tokens_issued_to_one_client_are_rate_limited_wherever_it_asks_from(
     gateway: GatewayProcess, register: Callable[..., tuple[str, str]]
 ) -> None:
-    async def attempt() -> tuple[list[int], str]:
+    async def attempt() -> tuple[list[int], str | None]:
         client_id, secret = register("incidents:read")
         statuses = []
         for _ in range(ISSUED_PER_MINUTE + 1):
@@ -366,12 +367,14 @@ async def test_tokens_issued_to_one_client_are_rate_limited_wherever_it_asks_fro
                     auth=(client_id, secret),
                 )
             statuses.append(response.status_code)
-        return statuses, response.headers["retry-after"]
+        # Read, not asserted, here: an attempt that crossed a clock minute got a fresh budget
+        # and is made again by in_one_clock_minute before anything is judged.
+        return statuses, response.headers.get("retry-after")
 
     statuses, retry_after = await in_one_clock_minute(attempt)
     assert statuses[:ISSUED_PER_MINUTE] == [200] * ISSUED_PER_MINUTE
     assert statuses[ISSUED_PER_MINUTE] == 429
-    assert int(retry_after) >= 1
+    assert retry_after is not None and int(retry_after) >= 1
 
 
 async def test_key_rotation_keeps_old_tokens_valid(
