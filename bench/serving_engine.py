@@ -334,8 +334,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     config = ServingConfig.load(args.config, check_paths=False)
     model = config.models[0]
-    if model.tiny_model and not is_tiny_model(model.model_dir):
-        write_tiny_model(model.model_dir)
+    if model.tiny_model and not is_tiny_model(model.model_dir, model.tiny_variant):
+        write_tiny_model(model.model_dir, model.tiny_variant)
     levels = [(c, args.requests or max(32, 4 * c)) for c in args.concurrency]
     image = frame_data_uri()
     runs: list[Run] = []

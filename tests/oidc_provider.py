@@ -21,7 +21,7 @@ from typing import IO, Any
 import httpx
 from authlib.deprecate import AuthlibDeprecationWarning
 
-from tests.support import REPOSITORY, free_port, stalled_start_report
+from tests.support import REPOSITORY, free_port, stalled_start_report, wait_for_tool
 
 with warnings.catch_warnings():
     # authlib warns at import that its httpx integration prefers the httpx2 package when that
@@ -66,6 +66,7 @@ class OidcProvider:
     def start(self, timeout: float = 90) -> None:
         """Starts the provider; it is ready in well under a second on an idle machine, but the
         wait is generous because the suite runs it beside the serving tier's start-up."""
+        wait_for_tool("oidc")
         if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
             raise RuntimeError(
                 f"{PROVIDER_DIR / 'node_modules'} is missing: run `npm ci --prefix tests/oidc`"

@@ -25,7 +25,11 @@ SERVING = "serving"
 # The modules whose tests use the `serving_tier` fixture; a test marked `serving` elsewhere
 # fails the collection (it would start a second tier on another worker).
 SERVING_MODULES = frozenset(
-    {"tests/metering/test_v1_with_the_model.py", "tests/vision/test_pipeline.py"}
+    {
+        "tests/metering/test_v1_with_the_model.py",
+        "tests/vision/test_model_loop.py",
+        "tests/vision/test_pipeline.py",
+    }
 )
 # Modules whose tests are groups of their own: long tests drawn in shards, each shard on a
 # worker of its own.

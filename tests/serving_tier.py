@@ -17,8 +17,9 @@ import psutil
 from api.vision.serving import serving_command, serving_environment
 from tests.support import REPOSITORY
 
-CONFIG = REPOSITORY / "serving" / "configs" / "cpu-tiny.yaml"
-MODEL = "lighthouse-tiny-vlm"
+# Two versions of the tiny model (variants 0 and 1), as the registry's trials need.
+CONFIG = REPOSITORY / "serving" / "configs" / "cpu-tiny-two.yaml"
+MODEL, CANDIDATE = "lighthouse-tiny-vlm", "lighthouse-tiny-vlm-b"
 
 
 class ServingTier:
@@ -45,7 +46,7 @@ class ServingTier:
             )
 
     def start(self, timeout: float = 900) -> None:
-        """Up, and answering ``/v1/models`` with the tiny model (a cold start takes minutes)."""
+        """Up, and answering ``/v1/models`` with both versions (a cold start takes minutes)."""
         started = time.monotonic()
         done = self._run(
             "up", "--config", str(CONFIG), "--port", str(self.port), "--timeout", str(timeout),
@@ -58,7 +59,7 @@ class ServingTier:
             )
         self.running = True
         models = httpx.get(f"{self.url}/v1/models", headers=self.caller(), timeout=30).json()
-        assert [m["id"] for m in models["data"]] == [MODEL], models
+        assert sorted(m["id"] for m in models["data"]) == [MODEL, CANDIDATE], models
         self.started_in = time.monotonic() - started
 
     def stop(self) -> None:

@@ -24,6 +24,27 @@ if TYPE_CHECKING:
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
+def wait_for_tool(name: str, timeout: float = 900) -> None:
+    """Wait for the test tool ``name`` (``oidc``, ``federation``, ``clients``, ``chromium``) when
+    scripts/run-tests installs it beside the tests (it names the directory of its signs in
+    ``LIGHTHOUSE_TEST_TOOLS``: ``NAME.ok`` once installed, ``NAME.failed`` with the installer's
+    output if not). Run any other way, the tools are there already (or their own check says
+    how to install them)."""
+    signs = os.environ.get("LIGHTHOUSE_TEST_TOOLS")
+    if not signs:
+        return
+    deadline = time.monotonic() + timeout
+    while not (Path(signs) / f"{name}.ok").exists():
+        failed = Path(signs) / f"{name}.failed"
+        if failed.exists():
+            raise RuntimeError(
+                f"the test tool {name} could not be installed:\n{failed.read_text()}"
+            )
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the test tool {name} was not installed within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
 def stalled_start_report(pid: int) -> str:
     """What a process that did not become ready in time was doing, and how busy the machine
     was: a start-up timeout on a loaded machine then reads differently from a hang."""

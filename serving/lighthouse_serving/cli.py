@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from lighthouse_serving.config import ConfigError, ServingConfig
+from lighthouse_serving.config import MAX_TINY_VARIANT, ConfigError, ServingConfig
 from lighthouse_serving.credential import (
     SecretFileError,
     add_secret,
@@ -79,9 +79,9 @@ def _load(
     try:
         unchecked = ServingConfig.load(path, check_paths=False)
         for model in unchecked.models:
-            if model.tiny_model and not is_tiny_model(model.model_dir):
+            if model.tiny_model and not is_tiny_model(model.model_dir, model.tiny_variant):
                 _say(f"writing the tiny model for {model.name} into {model.model_dir}")
-                write_tiny_model(model.model_dir)
+                write_tiny_model(model.model_dir, model.tiny_variant)
         config = ServingConfig.load(path, check_paths=check_paths)
     except ConfigError as error:
         raise _fail(str(error), 2) from error
@@ -312,9 +312,13 @@ def secret_retire(path: SecretPath) -> None:
 @app.command("tiny-model")
 def tiny_model(
     directory: Annotated[Path, typer.Argument(help="where to write the model's files")],
+    variant: Annotated[
+        int,
+        typer.Option(min=0, max=MAX_TINY_VARIANT, help="another variant answers differently"),
+    ] = 0,
 ) -> None:
     """Write the tiny LLaVA-shaped test model (no weights: serve it with load_format dummy)."""
-    path = write_tiny_model(directory)
+    path = write_tiny_model(directory, variant)
     typer.echo(str(path.resolve()))
 
 

@@ -53,6 +53,8 @@ GPU_TYPES = frozenset(
 )
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# The tiny test model comes in a few variants (tiny_model.py).
+MAX_TINY_VARIANT = 7
 
 
 class ConfigError(Exception):
@@ -117,6 +119,11 @@ class ModelDeployment(_Strict):
     tiny_model: bool = Field(
         default=False,
         description="the directory holds Lighthouse's tiny test VLM; `up` writes it when missing",
+    )
+    tiny_variant: Annotated[int, Field(ge=0, le=MAX_TINY_VARIANT)] = Field(
+        default=0,
+        description="which variant of the tiny model (they differ in shape, so in their answers: "
+        "two variants stand in for two versions of a model)",
     )
     load_format: Literal["auto", "safetensors", "dummy"] = Field(
         default="auto", description="`dummy` initialises random weights (the tiny model)"
@@ -191,6 +198,8 @@ class ModelDeployment(_Strict):
     def _consistent(self) -> Self:
         if self.tiny_model and self.load_format != "dummy":
             raise ValueError("the tiny model has no weights: it needs load_format: dummy")
+        if self.tiny_variant and not self.tiny_model:
+            raise ValueError("tiny_variant is for the tiny model (tiny_model: true)")
         if self.accelerator.kind == "cpu" and self.tensor_parallel_size != 1:
             raise ValueError("tensor_parallel_size must be 1 on cpu")
         return self

@@ -118,8 +118,12 @@ def build_tokenizer() -> Tokenizer:
     return tokenizer
 
 
-def model_config(vocab_size: int) -> dict[str, Any]:
-    """``config.json`` of the LLaVA model (transformers' ``LlavaConfig``)."""
+def model_config(vocab_size: int, variant: int = 0) -> dict[str, Any]:
+    """``config.json`` of the LLaVA model (transformers' ``LlavaConfig``). A ``variant`` other
+    than 0 widens the text model: vLLM's dummy loader draws every tensor from the same seed, so
+    only a different shape gives different weights, and so different answers (two variants
+    stand in for two versions of a model). A wider feed-forward layer is not enough: its share
+    of the random model's output is too small to change a word; wider embeddings are."""
     return {
         "architectures": ["LlavaForConditionalGeneration"],
         "model_type": "llava",
@@ -133,7 +137,7 @@ def model_config(vocab_size: int) -> dict[str, Any]:
         "text_config": {
             "model_type": "llama",
             "vocab_size": vocab_size,
-            "hidden_size": 128,
+            "hidden_size": 128 + 256 * variant,
             "intermediate_size": 256,
             "num_hidden_layers": 2,
             "num_attention_heads": 2,
@@ -210,11 +214,11 @@ def processor_config() -> dict[str, Any]:
     }
 
 
-def model_files() -> dict[str, str]:
-    """Every file of the model directory, by name, as text."""
+def model_files(variant: int = 0) -> dict[str, str]:
+    """Every file of the model directory (of ``variant``), by name, as text."""
     tokenizer = build_tokenizer()
     return {
-        "config.json": _json(model_config(tokenizer.get_vocab_size())),
+        "config.json": _json(model_config(tokenizer.get_vocab_size(), variant)),
         "tokenizer.json": tokenizer.to_str(pretty=True) + "\n",
         "tokenizer_config.json": _json(tokenizer_config()),
         "special_tokens_map.json": _json(
@@ -234,15 +238,16 @@ def model_files() -> dict[str, str]:
     }
 
 
-def write_tiny_model(directory: Path | str) -> Path:
-    """Write (or rewrite, identically) the tiny model's files into ``directory``.
+def write_tiny_model(directory: Path | str, variant: int = 0) -> Path:
+    """Write (or rewrite, identically) the tiny model's files (of ``variant``) into
+    ``directory``.
 
     Files are written to a temporary name and renamed, so a reader never sees half a file.
     Returns the directory.
     """
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
-    for name, text in model_files().items():
+    for name, text in model_files(variant).items():
         path = target / name
         data = text.encode("utf-8")
         if path.is_file() and path.read_bytes() == data:
@@ -253,12 +258,13 @@ def write_tiny_model(directory: Path | str) -> Path:
     return target
 
 
-def is_tiny_model(directory: Path | str) -> bool:
-    """Whether ``directory`` holds exactly the files ``write_tiny_model`` writes."""
+def is_tiny_model(directory: Path | str, variant: int = 0) -> bool:
+    """Whether ``directory`` holds exactly the files ``write_tiny_model`` writes for
+    ``variant``."""
     target = Path(directory)
     return all(
         (target / name).is_file() and (target / name).read_text(encoding="utf-8") == text
-        for name, text in model_files().items()
+        for name, text in model_files(variant).items()
     )
 
 

@@ -53,6 +53,17 @@ def test_the_cpu_config_describes_the_tiny_model(tmp_path: Path) -> None:
     assert config.http.base_url == "http://127.0.0.1:8100"
 
 
+def test_the_two_version_config_serves_two_variants_alike() -> None:
+    config = ServingConfig.load(CONFIGS / "cpu-tiny-two.yaml", check_paths=False)
+    first, second = config.models
+    assert (first.name, second.name) == ("lighthouse-tiny-vlm", "lighthouse-tiny-vlm-b")
+    assert (first.tiny_variant, second.tiny_variant) == (0, 1)
+    assert first.model_dir != second.model_dir
+    # Apart from what names them, the second is the first (a YAML merge key).
+    apart = {"name", "model_dir", "tiny_variant"}
+    assert first.model_dump(exclude=apart) == second.model_dump(exclude=apart)
+
+
 def test_the_gpu_config_names_a_local_directory_and_a_gpu() -> None:
     config = ServingConfig.load(CONFIGS / "gpu.yaml", check_paths=False)
     (model,) = config.models
@@ -122,6 +133,12 @@ BAD = [
     ({"limit_mm_per_prompt": {"smell": 1}}, "models[0].limit_mm_per_prompt", "modalities"),
     ({"name": "a b"}, "models[0].name", "served model name"),
     ({"tiny_model": True}, "models[0]", "load_format: dummy"),
+    ({"tiny_variant": 1}, "models[0]", "tiny_variant is for the tiny model"),
+    (
+        {"tiny_model": True, "load_format": "dummy", "tiny_variant": 8},
+        "models[0].tiny_variant",
+        "7",
+    ),
     ({"max_num_seq": 8}, "models[0].max_num_seq", "unknown field"),
 ]
 
@@ -219,9 +236,10 @@ def test_ray_serve_llm_accepts_both_configs() -> None:
     """Ray's own LLMConfig validates what we build (engine arguments included)."""
     from ray.serve.llm import LLMConfig
 
-    for name in ("cpu-tiny.yaml", "gpu.yaml"):
+    for name in ("cpu-tiny.yaml", "cpu-tiny-two.yaml", "gpu.yaml"):
         config = ServingConfig.load(CONFIGS / name, check_paths=False)
-        llm_config = LLMConfig(**llm_config_kwargs(config.models[0]))
-        assert llm_config.model_id == config.models[0].name
-        engine = llm_config.get_engine_config()
-        assert engine.engine_kwargs["max_model_len"] == config.models[0].max_model_len
+        for model in config.models:
+            llm_config = LLMConfig(**llm_config_kwargs(model))
+            assert llm_config.model_id == model.name
+            engine = llm_config.get_engine_config()
+            assert engine.engine_kwargs["max_model_len"] == model.max_model_len

@@ -47,6 +47,21 @@ def test_the_files_are_the_same_bytes_every_time(tmp_path: Path, model_dir: Path
     assert _digest(again) == _digest(model_dir)
 
 
+def test_a_variant_differs_in_shape_alone(tmp_path: Path, model_dir: Path) -> None:
+    """vLLM's dummy loader seeds every tensor alike: only another shape gives other weights."""
+    variant = write_tiny_model(tmp_path / "b", variant=1)
+    assert is_tiny_model(variant, 1) and not is_tiny_model(variant)
+    assert not is_tiny_model(model_dir, 1)
+    ours, theirs = (json.loads((d / "config.json").read_text()) for d in (model_dir, variant))
+    assert theirs["text_config"].pop("hidden_size") == 384
+    assert ours["text_config"].pop("hidden_size") == 128
+    assert ours == theirs
+    changed = {
+        name for name, digest in _digest(variant).items() if _digest(model_dir)[name] != digest
+    }
+    assert changed == {"config.json"}
+
+
 def test_the_files_are_the_documented_shape(model_dir: Path) -> None:
     config = json.loads((model_dir / "config.json").read_text())
     assert config["architectures"] == ["LlavaForConditionalGeneration"]

@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from tests.browser.frontends import BuiltApp
-from tests.support import InProcessGateway, free_port
+from tests.support import InProcessGateway, free_port, wait_for_tool
 
 CHROMIUM = os.environ.get("LIGHTHOUSE_TEST_CHROMIUM", "/usr/bin/chromium")
 PAGE = """<!doctype html>
@@ -58,6 +58,7 @@ async def serving_site(apps: Mapping[str, BuiltApp]) -> AsyncIterator[str]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def chromium() -> AsyncIterator[Browser]:
+    wait_for_tool("chromium")
     if shutil.which(CHROMIUM) is None:
         pytest.fail(
             f"no Chromium at {CHROMIUM}: `apt-get install chromium` (scripts/run-tests does), "

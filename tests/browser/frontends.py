@@ -14,6 +14,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support import wait_for_tool
+
 REPOSITORY = Path(__file__).resolve().parents[2]
 CLIENTS = REPOSITORY / "tests" / "clients"
 APPS = CLIENTS / "apps"
@@ -68,6 +70,7 @@ def build(name: str, into: Path) -> BuiltApp:
     """Build the app ``name`` in ``into``: its files and the README's, its toolchain, then
     esbuild. A failing step raises with the tool's own output."""
     toolchain = TOOLCHAINS[name]
+    wait_for_tool("clients")
     assert (TOOLS / "esbuild").exists(), (
         "the test clients are missing: run `npm ci --prefix tests/clients`"
     )

@@ -20,7 +20,7 @@ import pytest
 from api.auth.keys import DEVELOPMENT_KEY_ENCRYPTION_KEY
 from api.graph.domains import DOMAINS
 from tests.conftest import gateway_env
-from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess, free_port
+from tests.support import REPOSITORY, DatabaseUnderTest, GatewayProcess, free_port, wait_for_tool
 
 TOOLS = REPOSITORY / "federation"
 HIVE = TOOLS / "node_modules" / "@graphql-hive" / "gateway" / "dist" / "bin.js"
@@ -38,6 +38,7 @@ REGISTERED = {
 
 
 def _node() -> str:
+    wait_for_tool("federation")
     node = shutil.which("node")
     if node is None or not (TOOLS / "node_modules" / "@graphql-hive" / "gateway").is_dir():
         raise RuntimeError("the federation tools are missing: run `npm ci --prefix federation`")

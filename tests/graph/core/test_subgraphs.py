@@ -26,9 +26,15 @@ from api.graph.supergraph import (
     without_access_directives,
 )
 from api.settings import load_settings
-from tests.support import REPOSITORY
+from tests.support import REPOSITORY, wait_for_tool
 
 SETTINGS = load_settings()
+
+
+@pytest.fixture(autouse=True)
+def _composition_tools() -> None:
+    """The composition runs on npm's tools (federation/), which may still be installing."""
+    wait_for_tool("federation")
 
 
 def _joined(supergraph: str, type_name: str, field: str) -> set[str]:

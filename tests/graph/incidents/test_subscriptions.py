@@ -26,7 +26,7 @@ from tests.graph.helpers import (
     incident_in,
     key_of,
 )
-from tests.support import REPOSITORY, GatewayProcess, GraphQLClient, socket_message
+from tests.support import REPOSITORY, GatewayProcess, GraphQLClient, socket_message, wait_for_tool
 from tests.tokens import TokenFactory
 
 pytestmark = pytest.mark.db
@@ -232,6 +232,7 @@ async def test_a_browsers_graphql_ws_client_receives_the_events(
 ) -> None:
     """graphql-ws (what Apollo Client, urql and GraphiQL subscribe with) on the WHATWG WebSocket,
     which, as in a browser, cannot read a binary frame."""
+    wait_for_tool("clients")
     node = shutil.which("node")
     assert node and (CLIENTS / "node_modules" / "graphql-ws").is_dir(), (
         "the test clients are missing: run `npm ci --prefix tests/clients`"
