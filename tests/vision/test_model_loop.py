@@ -101,7 +101,9 @@ async def staff_for(
     """A supervisor of the bureau the incident ``key`` was routed to (which bureau depends on
     the category the model named)."""
     bureau = await owner.fetchval(
-        "SELECT b.code FROM incident i JOIN bureau b ON b.id = i.responsible_bureau_id WHERE i.id = $1", key
+        "SELECT b.code FROM incident i JOIN bureau b ON b.id = i.responsible_bureau_id"
+        " WHERE i.id = $1",
+        key,
     )
     token = tokens.custom(
         subject=f"{bureau.lower()}-supervisor", kind="staff", bureau=bureau,
