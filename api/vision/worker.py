@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,6 +41,8 @@ from api.repositories.system import SystemRepository
 from api.repositories.vision import FrameMaintenance
 from api.services.vision.analysis import VisionModel
 from api.services.vision.choice import ProductionModel
+from api.services.vision.evaluation import EvaluationRunner
+from api.services.vision.evaluation_jobs import EVALUATE, EvaluationJob
 from api.services.vision.intake import ANALYSE
 from api.services.vision.pipeline import (
     Analysed,
@@ -69,8 +71,17 @@ class QueueCounts:
 
 
 class VisionWorker:
-    def __init__(self, pipeline: FramePipeline, queries: Queries, settings: Settings) -> None:
+    def __init__(
+        self,
+        pipeline: FramePipeline,
+        queries: Queries,
+        settings: Settings,
+        version: Callable[[str, str], VisionModel],
+        store: FrameStore,
+    ) -> None:
         self.pipeline = pipeline
+        self.version = version  # a served model, by name and version
+        self.store = store
         # Analyses finished together are recorded together (one transaction per bureau).
         self.recorder = Recorder(pipeline.record_many, max_batch=settings.vision.worker_concurrency)
         self.queries = queries
@@ -82,6 +93,9 @@ class VisionWorker:
             concurrency_limit=vision.worker_concurrency,
             on_failure="hold",
         )(self.analyse)
+        # Evaluation runs officers asked for in the graph: one at a time per worker, on half its
+        # concurrency, so the live frames keep the rest of the tier's attention.
+        self.manager.entrypoint(EVALUATE, concurrency_limit=1, on_failure="hold")(self.evaluate)
 
     async def analyse(self, job: Job) -> None:
         try:
@@ -134,6 +148,49 @@ class VisionWorker:
                 exc_info=True,
             )
             raise RetryRequested(delay=timedelta(seconds=delay), reason=failure) from error
+
+    async def evaluate(self, job: Job) -> None:
+        """Answer the frames of a queued evaluation run not answered yet, as the officer who
+        asked; while the tier is down the job waits (the answers so far are kept)."""
+        try:
+            task = EvaluationJob.read(job.payload)
+        except ValueError:
+            log.error("vision.bad_job", job=job.id, payload=(job.payload or b"")[:200])
+            raise
+        vision = self.settings.vision
+        runner = EvaluationRunner(
+            self.pipeline.gate,
+            task.principal(),
+            self.store,
+            self.version(task.model, task.model_version),
+            concurrency=max(1, vision.worker_concurrency // 2),
+        )
+        told = -1
+
+        def progress(answered: int, frames: int) -> None:
+            nonlocal told
+            tenth = answered * 10 // max(frames, 1)
+            if tenth != told:  # a line per tenth of the set
+                told = tenth
+                log.info("evaluation.progress", run=task.run_id, answered=answered, frames=frames)
+
+        try:
+            await runner.run(task.set_name, task.set_version, progress)
+        except ServingUnavailable as unavailable:
+            delay = min(vision.outage_retry_max_seconds, 2.0 ** min(job.attempts, 12))
+            log.warning(
+                "evaluation.serving_unavailable",
+                run=task.run_id,
+                retry_in_seconds=delay,
+                problem=str(unavailable),
+            )
+            raise RetryRequested(
+                delay=timedelta(seconds=delay), reason=str(unavailable)
+            ) from unavailable
+        except Exception:
+            log.exception("evaluation.failed", run=task.run_id)
+            raise  # held as failed, with what was answered kept
+        log.info("evaluation.done", run=task.run_id, model=task.model, version=task.model_version)
 
     async def record(self, principal: Principal, items: Sequence[Analysed], job: str) -> None:
         """Record a frame's analyses (each in the group commit of its bureau); a shadow's that
@@ -253,8 +310,9 @@ async def vision_worker(settings: Settings) -> AsyncIterator[VisionWorker]:
     endpoints: DatabaseEndpoints = await asyncio.to_thread(resolve_endpoints, settings)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(asyncio.to_thread, endpoints.release)
-        # Analyses under way, the queue's own queries and its listener, and one to spare.
-        size = settings.vision.worker_concurrency + 3
+        # Analyses under way, the queue's own queries and its listener, an evaluation's
+        # answers, and one to spare.
+        size = settings.vision.worker_concurrency + 4
         tuned = settings.model_copy(
             update={
                 "database": settings.database.model_copy(
@@ -291,10 +349,11 @@ async def vision_worker(settings: Settings) -> AsyncIterator[VisionWorker]:
             access.audit.silent = True
             prompt = await register(access)
             model = await models.in_force(access.uow)
+        store = FrameStore(settings.vision.frames_dir)
         pipeline = FramePipeline(
             gate,
             {b.id: Bureau(b.id, b.code) for b in bureaus},
-            FrameStore(settings.vision.frames_dir),
+            store,
             models,
             prompt,
             SlaCalendar(settings.city.timezone),
@@ -309,7 +368,9 @@ async def vision_worker(settings: Settings) -> AsyncIterator[VisionWorker]:
             prompt=prompt.version,
             concurrency=settings.vision.worker_concurrency,
         )
-        yield VisionWorker(pipeline, Queries(AsyncpgPoolDriver(pool)), settings)
+        yield VisionWorker(
+            pipeline, Queries(AsyncpgPoolDriver(pool)), settings, models.version, store
+        )
     log.info("vision.worker_stopped")
 
 

@@ -122,7 +122,7 @@ class FakeServing:
             body = orjson.loads(await request.body())
             self.requests.append(body)
             script = self.by_image.get(
-                _image_digest(body), self.scripts.get(str(body.get("model")), self.script)
+                image_digest(body), self.scripts.get(str(body.get("model")), self.script)
             )
             if script.delay_seconds:
                 await asyncio.sleep(script.delay_seconds)
@@ -190,7 +190,7 @@ class FakeServing:
         await self.stop()
 
 
-def _image_digest(body: dict[str, Any]) -> bytes:
+def image_digest(body: dict[str, Any]) -> bytes:
     """The SHA-256 of the request's image (of nothing, if it has none)."""
     for message in body.get("messages") or []:
         content = message.get("content")

@@ -34,10 +34,11 @@ from tests.graph.helpers import act
 from tests.serving_tier import CANDIDATE, MODEL, ServingTier
 from tests.support import DatabaseUnderTest, GraphQLClient
 from tests.tokens import TokenFactory
-from tests.vision.conftest import CameraFactory
+from tests.vision.conftest import CameraFactory, graphql_upload
+from tests.vision.images import photo
 from tests.vision.test_model_decisions import PROMOTE
 from tests.vision.test_model_trials import TRIAL, TRY
-from tests.vision.test_pipeline import settings, until
+from tests.vision.test_pipeline import ANALYZE, settings, until
 from tests.vision.test_worker import send
 
 pytestmark = pytest.mark.serving
@@ -221,6 +222,12 @@ async def test_a_day_of_the_workflow_measures_production_and_a_promoted_shadow_t
         await analysed(owner, evening)
         await asyncio.sleep(1.0)  # a second version's answer would be recorded by now
         assert await analyses(owner, evening) == [(CANDIDATE, "PRODUCTION")]
+        # An image analysed on the spot is the promoted version's too.
+        spot = await graphql_upload(
+            http, tokens.named("pwb-dispatcher"), ANALYZE, {}, photo(30, kind="PNG")
+        )
+        answered = spot.json()["data"]["analyzeImage"]
+        assert (answered["model"], answered["modelVersion"]) == (CANDIDATE, "b1"), answered
     twice = await owner.fetchval(
         "SELECT count(*) FROM (SELECT 1 FROM frame_analysis"
         " GROUP BY frame_sha256, model, model_version HAVING count(*) > 1) AS repeated"

@@ -66,21 +66,23 @@ class AnalysisMutations:
             analyses = ImageAnalyses(
                 context, vision.model, settings, vision.decoding, vision.analyses
             )
-            analysis, prompt = await analyses.analyse(data)
+            answer = await analyses.analyse(data)
         except DomainError as error:
             context.audit.outcome = error.code
             return errors.to_graphql(error)  # type: ignore[return-value]
+        analysis = answer.analysis
         return ImageAnalysis(
-            model=vision.model.name,
-            model_version=vision.model.version,
-            prompt_version=prompt.version,
+            model=answer.model.name,
+            model_version=answer.model.version,
+            prompt_version=answer.prompt.version,
             outcome=AnalysisOutcome(analysis.outcome.value),
             findings=[
                 ImageFinding(
                     category=f.category,
                     note=f.note,
                     confidence=f.confidence,
-                    above_threshold=f.confidence >= settings.threshold_for(f.category),
+                    above_threshold=f.confidence
+                    >= answer.thresholds.get(f.category, settings.threshold),
                 )
                 for f in analysis.findings
             ],

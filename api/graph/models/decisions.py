@@ -255,7 +255,7 @@ class DecisionMutations:
         self, info: Info, input: PromoteModelVersionInput
     ) -> PromoteModelVersionResult:
         context = info.context
-        served = await _served(info)
+        served = await served_models(info)
         try:
             decision = await ModelRegistry(context.access).promote(
                 input.model, input.version, input.reason, served
@@ -277,7 +277,7 @@ class DecisionMutations:
         self, info: Info, input: TryModelVersionInput
     ) -> TryModelVersionResult:
         context = info.context
-        served = await _served(info)
+        served = await served_models(info)
         try:
             decision = await ModelRegistry(context.access).try_out(
                 input.model,
@@ -309,7 +309,7 @@ class DecisionMutations:
         return ModelTrialEnded(decision=ModelDecision.of(decision))
 
 
-async def _served(info: Info) -> set[str] | None:
+async def served_models(info: Info) -> set[str] | None:
     """The models the serving tier serves now (None: it could not be asked)."""
     try:
         return {

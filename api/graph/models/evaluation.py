@@ -1,19 +1,24 @@
-"""Evaluation sets and runs in the graph: the sets of the bureaus whose frames you may see, and
-each run's figures per category (``api.domain.evaluation`` says how they are counted)."""
+"""Evaluation sets and runs in the graph: the sets of the bureaus whose frames you may see, each
+run's figures per category (``api.domain.evaluation`` says how they are counted), and
+``evaluateModelVersion``, which queues a run for the vision workers."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from graphql import GraphQLError
 
-from api.domain.errors import NotFound
+from api.domain.errors import DomainError, NotFound
 from api.domain.evaluation import CategoryFigures
+from api.graph.core import errors
 from api.graph.core.context import Info
+from api.graph.models.decisions import served_models
 from api.graph.models.quality import ShareInterval
 from api.repositories.evaluation import RunRecord, SetRecord
 from api.services.vision.evaluation import EvaluationReads, EvaluationSets, RunReport
+from api.services.vision.evaluation_jobs import request_evaluation
 from api.vision.store import FrameStore
 
 # What one document can make the gateway compute: each run's figures are computed from its
@@ -213,3 +218,62 @@ class EvaluationQueries:
             return EvaluationRun.of(await reads.report(run_id))
         except NotFound:
             return None
+
+
+@strawberry.input
+class EvaluateModelVersionInput:
+    model: str = strawberry.field(description="The model, as the serving tier serves it.")
+    version: str = strawberry.field(description="The version that names it.")
+    set: str = strawberry.field(description="The evaluation set's name (your bureau's).")
+    set_version: int | None = strawberry.field(
+        default=None, description="The set's version (default: the newest)."
+    )
+
+
+@strawberry.type(description="The run, opened and queued for the vision workers.")
+class EvaluationQueued:
+    run: EvaluationRun = strawberry.field(
+        description="Its `answered` grows as the workers answer the frames."
+    )
+    queued: bool = strawberry.field(
+        description="False when nothing more was queued: the run's job was already waiting or "
+        "under way, or every frame is answered."
+    )
+
+
+EvaluateModelVersionResult = Annotated[
+    EvaluationQueued
+    | errors.InvalidInput
+    | errors.NotFound
+    | errors.Forbidden
+    | errors.ServiceUnavailable,
+    strawberry.union("EvaluateModelVersionResult"),
+]
+
+
+@strawberry.type
+class EvaluationMutations:
+    @strawberry.federation.mutation(
+        authenticated=True,
+        requires_scopes=[["models:admin"]],
+        description="Run a model version over one of your bureau's evaluation sets, with the "
+        "workers' prompt and structured outputs: the vision workers answer its frames as you, "
+        "recording each answer, and resume a run that stopped. Asked again for the same version "
+        "and set, it is the same run.",
+    )
+    async def evaluate_model_version(
+        self, info: Info, input: EvaluateModelVersionInput
+    ) -> EvaluateModelVersionResult:
+        context = info.context
+        served = await served_models(info)
+        try:
+            requested = await request_evaluation(
+                context.access, input.model, input.version, input.set, input.set_version, served
+            )
+            report = await EvaluationReads(
+                context.access, context.resources.settings.vision
+            ).report(requested.run.id)
+        except DomainError as error:
+            context.audit.outcome = error.code
+            return errors.to_graphql(error)  # type: ignore[return-value]
+        return EvaluationQueued(run=EvaluationRun.of(report), queued=requested.queued)

@@ -9,7 +9,7 @@ from api.graph.core.bundle import DomainBundle
 from api.graph.models.analysis import AnalysisMutations
 from api.graph.models.decisions import DecisionMutations, DecisionQueries
 from api.graph.models.detections import Detection, Frame
-from api.graph.models.evaluation import EvaluationQueries
+from api.graph.models.evaluation import EvaluationMutations, EvaluationQueries
 from api.graph.models.frames import DetectionSubscriptions, FrameMutations, FrameQueries
 from api.graph.models.loaders import (
     AnalysesOf,
@@ -39,7 +39,9 @@ class Queries(
 
 
 @strawberry.type
-class Mutations(AnalysisMutations, FrameMutations, DecisionMutations, ThresholdMutations):
+class Mutations(
+    AnalysisMutations, FrameMutations, DecisionMutations, EvaluationMutations, ThresholdMutations
+):
     pass
 
 

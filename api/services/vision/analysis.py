@@ -68,6 +68,12 @@ class VisionModel:
         self.version = version
         self.max_answer_tokens = max_answer_tokens
 
+    def named(self, name: str, version: str) -> VisionModel:
+        """Another served model (or version) through the same client."""
+        if (name, version) == (self.name, self.version):
+            return self
+        return VisionModel(self.client, name, version, self.max_answer_tokens)
+
     def request(self, prompt: Prompt, image: bytes, media_type: str) -> dict[str, Any]:
         """The OpenAI chat request: deterministic (temperature 0), the answer's shape fixed by
         the schema, with each answer token's log-probability."""

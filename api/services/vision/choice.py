@@ -53,6 +53,14 @@ class ProductionModel:
         self._registered: set[tuple[str, str]] = set()
         self._last: tuple[tuple[str, str], int | None] | None = None
 
+    def version(self, name: str, version: str) -> VisionModel:
+        """The served model ``name`` as ``version`` (one client per version, kept)."""
+        key = (name, version)
+        model = self._models.get(key)
+        if model is None:
+            model = self._models[key] = self._build(name, version)
+        return model
+
     async def in_force(self, uow: UnitOfWork) -> VisionModel:
         """The version in production, read in ``uow``."""
         production = await ModelDecisions(uow).production()
@@ -79,9 +87,7 @@ class ProductionModel:
             if decision is not None
             else (self._default.name, self._default.version)
         )
-        model = self._models.get(key)
-        if model is None:
-            model = self._models[key] = self._build(*key)
+        model = self.version(*key)
         if key not in self._registered:
             await VisionRepository(uow).register_use(*key)
             self._registered.add(key)

@@ -44,7 +44,7 @@ from api.repositories.evaluation import (
     SetRecord,
 )
 from api.repositories.vision import VisionRepository
-from api.services.vision.analysis import Analysis, Outcome, VisionModel
+from api.services.vision.analysis import Analysis, Outcome, Prompt, VisionModel
 from api.services.vision.pipeline import register
 from api.services.vision.thresholds import thresholds_in_force
 from api.settings import VisionSettings
@@ -314,6 +314,36 @@ class EvaluationReads:
         return found
 
 
+@dataclass(frozen=True, slots=True)
+class OpenedRun:
+    set: SetRecord
+    run: RunRecord
+    new: bool  # made now; else the run to resume
+    prompt: Prompt
+
+
+async def open_run(
+    access: AccessScope, name: str, set_version: int | None, model: str, model_version: str
+) -> OpenedRun:
+    """The run of ``model`` ``model_version`` over the caller's bureau's set ``name`` (its
+    newest version unless one is named), with the workers' prompt now: made, or the one to
+    resume (a run is one per set, version and prompt)."""
+    access.authorize("EvaluateModel", resources.MODELS)
+    repository = EvaluationRepository(access.uow)
+    found = await repository.sets(name, set_version, access.principal.bureau_id)
+    if not found:
+        raise NotFound("EvaluationSet", name if set_version is None else f"{name} v{set_version}")
+    chosen = found[0]
+    prompt = await register(access)
+    await VisionRepository(access.uow).register_use(model, model_version)
+    run, new = await repository.run_for(
+        chosen, model, model_version, prompt.version, access.principal.subject
+    )
+    access.audit.saw("EvaluationSet", chosen.id)
+    access.audit.saw("EvaluationRun", run.id)
+    return OpenedRun(chosen, run, new, prompt)
+
+
 Progress = Callable[[int, int], None]  # (answered, of)
 
 
@@ -343,22 +373,11 @@ class EvaluationRunner:
         async with self._gate.transaction(
             self._principal, "evaluate", _describe("evaluate")
         ) as access:
-            access.authorize("EvaluateModel", resources.MODELS)
+            opened = await open_run(access, name, version, self._model.name, self._model.version)
+            chosen, run, new, prompt = opened.set, opened.run, opened.new, opened.prompt
             repository = EvaluationRepository(access.uow)
-            found = await repository.sets(name, version, self._principal.bureau_id)
-            if not found:
-                raise NotFound("EvaluationSet", name if version is None else f"{name} v{version}")
-            chosen = found[0]  # the newest version, unless one was named
-            prompt = await register(access)
-            await VisionRepository(access.uow).register_use(self._model.name, self._model.version)
-            run, new = await repository.run_for(
-                chosen, self._model.name, self._model.version, prompt.version,
-                self._principal.subject,
-            )  # fmt: skip
             items = await repository.items(chosen.id)
             answered = await repository.answered(run.id)
-            access.audit.saw("EvaluationSet", chosen.id)
-            access.audit.saw("EvaluationRun", run.id)
             access.audit.outcome = "STARTED" if new else "RESUMED"
         todo = [item for item in items if item.frame_sha256 not in answered]
         log.info(

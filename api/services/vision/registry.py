@@ -172,21 +172,28 @@ async def watch_canary(decisions: ModelDecisions, actor: str) -> DecisionRecord 
 def _checked(
     model: str, version: str, reason: str, served: Collection[str] | None
 ) -> tuple[str, str, str]:
-    model, version, reason = model.strip(), version.strip(), reason.strip()
+    reason = reason.strip()
+    if not 1 <= len(reason) <= 2000:
+        raise InvalidInput("reason", "say why, in 1 to 2,000 characters")
+    return (*checked_model(model, version, served), reason)
+
+
+def checked_model(model: str, version: str, served: Collection[str] | None) -> tuple[str, str]:
+    """``model`` and ``version``, trimmed, if the serving tier serves the model (``served``:
+    what it serves now; None if it could not be asked, which refuses too)."""
+    model, version = model.strip(), version.strip()
     if not 1 <= len(model) <= 200:
         raise InvalidInput("model", "must be 1 to 200 characters")
     if not 1 <= len(version) <= 64:
         raise InvalidInput("version", "must be 1 to 64 characters")
-    if not 1 <= len(reason) <= 2000:
-        raise InvalidInput("reason", "say why, in 1 to 2,000 characters")
     if served is None:
         raise ServiceUnavailable(
             f"the serving tier cannot be asked whether it serves {model}; nothing was "
-            "decided: try again when it answers"
+            "done: try again when it answers"
         )
     if model not in served:
         known = ", ".join(sorted(served)) or "nothing"
         raise InvalidInput(
             "model", f"the serving tier does not serve {model!r} (it serves: {known})"
         )
-    return model, version, reason
+    return model, version
