@@ -35,7 +35,7 @@ TRUNCATE {DATA_TABLES}, lighthouse.incident_share, lighthouse.incident_reporter,
     lighthouse.detection_review, lighthouse.detection, lighthouse.frame_analysis, lighthouse.frame,
     lighthouse.open311_request, lighthouse.model_decision, lighthouse.evaluation_answer,
     lighthouse.evaluation_item, lighthouse.evaluation_run, lighthouse.evaluation_set,
-    lighthouse.category_threshold, lighthouse.pgqueuer,
+    lighthouse.category_threshold, lighthouse.model_card, lighthouse.pgqueuer,
     lighthouse.pgqueuer_log RESTART IDENTITY;
 ALTER TABLE lighthouse.incident_event ENABLE TRIGGER incident_event_no_truncate;
 """

@@ -3,12 +3,13 @@ reserves, and why a reservation is refused."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from api.domain.errors import DomainError
+from api.domain.errors import DomainError, InvalidInput
 
 
 class QuotaPeriod(StrEnum):
@@ -149,3 +150,27 @@ class Usage:
     used: Cost
     reserved_requests: int
     reserved: Cost
+
+
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def licensed_models(entries: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """The models a licence names (``NAME`` or ``NAME@VERSION``): their names, in order, and the
+    version it pins for each named with one. Bad input is refused, naming the entry."""
+    names: list[str] = []
+    versions: dict[str, str] = {}
+    for entry in entries:
+        name, _, version = entry.strip().partition("@")
+        if not name:
+            raise InvalidInput("models", f"{entry!r}: a model's name, then @VERSION if pinned")
+        if name in names:
+            raise InvalidInput("models", f"{name!r} is named twice")
+        if "@" in entry and not VERSION.match(version):
+            raise InvalidInput(
+                "models", f"{entry!r}: a version is 1-63 letters, digits and . _ - after the @"
+            )
+        names.append(name)
+        if version:
+            versions[name] = version
+    return names, versions

@@ -79,7 +79,7 @@ ALTER TABLE lighthouse.incident_event DISABLE TRIGGER incident_event_no_truncate
 TRUNCATE lighthouse.incident_transfer, lighthouse.work_order, lighthouse.incident_event,
          lighthouse.incident_share, lighthouse.incident_reporter, lighthouse.detection_review,
          lighthouse.detection, lighthouse.evaluation_answer, lighthouse.evaluation_item,
-         lighthouse.evaluation_run, lighthouse.evaluation_set,
+         lighthouse.model_card, lighthouse.evaluation_run, lighthouse.evaluation_set,
          lighthouse.frame_analysis, lighthouse.frame, lighthouse.open311_request,
          lighthouse.incident, lighthouse.asset, lighthouse.idempotency_key;
 ALTER TABLE lighthouse.incident_event ENABLE TRIGGER incident_event_no_truncate;

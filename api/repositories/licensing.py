@@ -18,7 +18,15 @@ import asyncpg
 from api.db.errors import is_unique_violation, translate
 from api.db.unit_of_work import UnitOfWork, set_identity
 from api.domain.errors import InvalidInput
-from api.domain.licensing import Cost, Licence, LicenceTerms, QuotaPeriod, Refusal, Usage
+from api.domain.licensing import (
+    Cost,
+    Licence,
+    LicenceTerms,
+    QuotaPeriod,
+    Refusal,
+    Usage,
+    licensed_models,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,10 @@ INSERT_LICENCE = f"""
 INSERT INTO licence ({", ".join(NEW_LICENCE_COLUMNS)}, created_by)
 VALUES ({", ".join(f"${n}" for n in range(1, len(NEW_LICENCE_COLUMNS) + 2))})
 RETURNING {LICENCE_COLUMNS}
+"""
+PIN_VERSIONS = """
+INSERT INTO licence_model_version (licence_id, model, version)
+SELECT $1, model, version FROM unnest($2::text[], $3::text[]) AS pinned(model, version)
 """
 LICENCES_BY_ID = f"SELECT {LICENCE_COLUMNS} FROM licence WHERE id = ANY($1::int[])"
 LICENCE_BY_CODE = f"SELECT {LICENCE_COLUMNS} FROM licence WHERE code = $1"
@@ -155,14 +167,21 @@ class LicensingRepository:
         return _licensee(row) if row is not None else None
 
     async def create_licence(self, new: LicenceTerms, created_by: str) -> Licence:
+        """The licence, issued; its models named ``NAME`` or ``NAME@VERSION`` (the version it
+        pins, in ``licence_model_version``)."""
+        names, versions = licensed_models(new.models)
         values: list[Any] = [getattr(new, name) for name in NEW_LICENCE_COLUMNS]
-        values[NEW_LICENCE_COLUMNS.index("models")] = list(new.models)
+        values[NEW_LICENCE_COLUMNS.index("models")] = names
         values[NEW_LICENCE_COLUMNS.index("quota_period")] = new.quota_period.value
         try:
             row = await self._uow.fetchrow(INSERT_LICENCE, *values, created_by)
+            assert row is not None
+            if versions:
+                await self._uow.execute(
+                    PIN_VERSIONS, row["id"], list(versions), list(versions.values())
+                )
         except asyncpg.PostgresError as error:
             raise _input_error(error, "licence") from None
-        assert row is not None
         return _licence(row)
 
     async def licences(self, ids: Sequence[int]) -> dict[int, Licence]:

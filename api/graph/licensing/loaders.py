@@ -12,8 +12,10 @@ from datetime import date
 
 from api.access.scope import AccessScope
 from api.graph.core.loaders import ScopedLoader
+from api.repositories.model_cards import LicensedVersion
 from api.repositories.sql import Page, PageRequest
 from api.repositories.usage import DailyTotal, UsageFilter, UsageLine
+from api.services.metering.licences import licensed_versions
 from api.services.metering.usage import UsageReads
 
 
@@ -41,3 +43,11 @@ class DailyUsageOf(ScopedLoader[int, list[DailyTotal]]):
     async def load_batch(self, keys: Sequence[int]) -> list[list[DailyTotal]]:
         totals = await UsageReads(self.access).daily_totals(keys, self._first_day, self._last_day)
         return [totals[key] for key in keys]
+
+
+class LicensedVersionsOf(ScopedLoader[int, list[LicensedVersion]]):
+    """Each licence's models, the versions it pins and their newest model cards."""
+
+    async def load_batch(self, keys: Sequence[int]) -> list[list[LicensedVersion]]:
+        found = await licensed_versions(self.access, keys)
+        return [found[key] for key in keys]

@@ -4,7 +4,7 @@ OpenAI-compatible routes (``/v1``)."""
 from __future__ import annotations
 
 from api.graph.core.bundle import DomainBundle
-from api.graph.licensing.loaders import DailyUsageOf, UsageRecordsOf
+from api.graph.licensing.loaders import DailyUsageOf, LicensedVersionsOf, UsageRecordsOf
 from api.graph.licensing.mutations import LicensingMutations
 from api.graph.licensing.queries import LicensingQueries
 from api.http.openai import metering_routes
@@ -16,7 +16,7 @@ bundle = DomainBundle(
     name="licensing",
     query=LicensingQueries,
     mutation=LicensingMutations,
-    loaders=(UsageRecordsOf, DailyUsageOf),
+    loaders=(UsageRecordsOf, DailyUsageOf, LicensedVersionsOf),
     routes=(*metering_routes(), *release_routes(), *statement_routes()),
     apis=(described("v1"),),
 )

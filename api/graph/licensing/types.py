@@ -12,7 +12,9 @@ from api.domain.licensing import Licence as LicenceRecord
 from api.graph.core.context import Info
 from api.graph.core.ids import encode_id
 from api.graph.licensing import usage
+from api.graph.licensing.loaders import LicensedVersionsOf
 from api.graph.licensing.usage import DailyUsage, UsageRecordConnection, UsageStatus
+from api.graph.models.cards import ModelCard
 from api.graph.models.vision_model import VisionModel
 from api.repositories.licensing import LicenseeRecord
 from api.services.metering.licences import LicenceView
@@ -25,6 +27,13 @@ class LicenceState(Enum):
     EXPIRED = "EXPIRED"
     SUSPENDED = "SUSPENDED"
     REVOKED = "REVOKED"
+
+
+@strawberry.type(description="A model a licence covers, and the version it pins.")
+class LicensedModel:
+    model: str
+    version: str | None
+    card: ModelCard | None
 
 
 @strawberry.type(description="Requests, input and output tokens and images.")
@@ -80,6 +89,21 @@ class Licence:
     )
     def vision_models(self) -> list[VisionModel]:
         return [VisionModel(name=name) for name in self.models]
+
+    @strawberry.field(
+        description="The models it covers, each with the version it pins (null: licensed as "
+        "the city serves it) and that version's newest model card (null: none published)."
+    )
+    async def model_versions(self, info: Info) -> list[LicensedModel]:
+        found = await LicensedVersionsOf.of(info).load(self.key)
+        return [
+            LicensedModel(
+                model=item.model,
+                version=item.version,
+                card=ModelCard.of(item.card) if item.card is not None else None,
+            )
+            for item in found
+        ]
 
     @strawberry.field(
         description="The licence's usage records, newest first: one per metered request "

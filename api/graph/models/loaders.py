@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from api.graph.core.loaders import ScopedLoader
+from api.repositories.model_cards import CardRecord
 from api.repositories.vision import AnalysisRecord, DetectionRecord, FrameRecord
+from api.services.vision.model_cards import cards_by_id
 from api.services.vision.reads import VisionReads
 
 
@@ -42,3 +44,11 @@ class ModelVersionsByName(ScopedLoader[str, list[dict[str, Any]]]):
         for row in await VisionReads(self.access).models():
             found.setdefault(row["name"], []).append(row)
         return [found.get(key, []) for key in keys]
+
+
+class CardById(ScopedLoader[int, CardRecord | None]):
+    """Model cards by id (a federation router's references to them)."""
+
+    async def load_batch(self, keys: Sequence[int]) -> list[CardRecord | None]:
+        found = await cards_by_id(self.access, keys)
+        return [found.get(key) for key in keys]

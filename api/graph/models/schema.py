@@ -7,12 +7,14 @@ import strawberry
 
 from api.graph.core.bundle import DomainBundle
 from api.graph.models.analysis import AnalysisMutations
+from api.graph.models.cards import CardMutations, CardQueries, ModelCard
 from api.graph.models.decisions import DecisionMutations, DecisionQueries
 from api.graph.models.detections import Detection, Frame
 from api.graph.models.evaluation import EvaluationMutations, EvaluationQueries
 from api.graph.models.frames import DetectionSubscriptions, FrameMutations, FrameQueries
 from api.graph.models.loaders import (
     AnalysesOf,
+    CardById,
     DetectionById,
     DetectionsInFrame,
     FrameBySha,
@@ -34,13 +36,19 @@ class Queries(
     DecisionQueries,
     EvaluationQueries,
     ThresholdQueries,
+    CardQueries,
 ):
     pass
 
 
 @strawberry.type
 class Mutations(
-    AnalysisMutations, FrameMutations, DecisionMutations, EvaluationMutations, ThresholdMutations
+    AnalysisMutations,
+    FrameMutations,
+    DecisionMutations,
+    EvaluationMutations,
+    ThresholdMutations,
+    CardMutations,
 ):
     pass
 
@@ -50,8 +58,15 @@ bundle = DomainBundle(
     query=Queries,
     mutation=Mutations,
     subscription=DetectionSubscriptions,
-    types=(Frame, Detection, VisionModel),
-    loaders=(FrameBySha, AnalysesOf, DetectionById, DetectionsInFrame, ModelVersionsByName),
+    types=(Frame, Detection, VisionModel, ModelCard),
+    loaders=(
+        FrameBySha,
+        AnalysesOf,
+        DetectionById,
+        DetectionsInFrame,
+        ModelVersionsByName,
+        CardById,
+    ),
     routes=tuple(frame_routes()),
     apis=(described("frames"),),
 )

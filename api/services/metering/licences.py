@@ -4,6 +4,7 @@ city sees all (``licensing.view.*``); the city's licensing officers suspend, res
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,6 +20,7 @@ from api.repositories.licensing import (
     LicensingRepository,
     QuotaLedger,
 )
+from api.repositories.model_cards import LicensedVersion, ModelCardRepository
 
 MAX_LICENCES = 500  # the city's whole register, in one answer
 
@@ -165,3 +167,16 @@ class LicensingOffice:
             disabled = await LicenseeClients(self._access.uow).disable(client_id)
         if not disabled:
             raise NotFound("client", client_id)
+
+
+async def licensed_versions(
+    access: AccessScope, licence_ids: Sequence[int]
+) -> dict[int, list[LicensedVersion]]:
+    """Each licence's models, with the version it pins and that version's newest model card
+    (for licences the caller was shown; row-level security keeps the rest out)."""
+    found = await ModelCardRepository(access.uow).licensed_versions(licence_ids)
+    cards = [v.card.id for versions in found.values() for v in versions if v.card is not None]
+    if cards:
+        access.authorize("ViewModelCard", resources.MODELS)
+        access.audit.saw("ModelCard", cards)
+    return found
