@@ -91,7 +91,10 @@ def add_licensee(
 def add_licence(
     code: Annotated[str, typer.Argument(help="The licence's code, e.g. LIC-2026-0001.")],
     licensee: Annotated[str, typer.Option(help="The licensee's code.")],
-    model: Annotated[list[str], typer.Option(help="A model it covers; repeat for several.")],
+    model: Annotated[
+        list[str],
+        typer.Option(help="A model it covers, as NAME or NAME@VERSION; repeat for several."),
+    ],
     purpose: Annotated[str, typer.Option(help="The approved application, as a tag.")],
     description: Annotated[str, typer.Option(help="The approved application, in words.")],
     valid_from: Annotated[datetime, typer.Option("--from", help="ISO 8601, with its offset.")],
