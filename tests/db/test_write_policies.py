@@ -659,3 +659,42 @@ async def test_what_hangs_off_an_incident_is_written_only_by_who_may(
     each of these: they were let through before)."""
     async with acting_as(app, caller, world) as connection:
         assert await attempt(connection, sql, *args(world)) == REFUSED
+
+
+# The city's model officers decide model versions and thresholds, each decision in their own
+# name; nobody else writes them, whatever else they hold.
+MODEL_OFFICER = Caller("rdec-evaluator", STAFF, "RDEC", ("incidents:read", "models:admin"))
+OFFICERS_DECISIONS = {
+    "threshold": "INSERT INTO category_threshold (category, threshold, reason, decided_by)"
+    " VALUES ('POTHOLE', 0.8, 'from the reviews', $1)",
+    "version": "INSERT INTO model_decision (model, version, role, reason, decided_by)"
+    " VALUES ('lighthouse-tiny-vlm', '2', 'PRODUCTION', 'measured', $1)",
+}
+
+
+@pytest.mark.parametrize("decision", sorted(OFFICERS_DECISIONS))
+@pytest.mark.parametrize(
+    ("caller", "in_the_name_of", "expected"),
+    [
+        pytest.param(MODEL_OFFICER, "rdec-evaluator", 1, id="officer-in-own-name"),
+        pytest.param(MODEL_OFFICER, "someone-else", REFUSED, id="officer-in-anothers-name"),
+        pytest.param(PWB_SUPERVISOR, "pwb-supervisor", REFUSED, id="staff-without-models-admin"),
+        pytest.param(
+            Caller("acme", PrincipalKind.LICENSEE, None, ("models:admin",)),
+            "acme",
+            REFUSED,
+            id="licensee-with-models-admin",
+        ),
+    ],
+)
+async def test_model_officers_decisions(
+    app: asyncpg.Connection,
+    world: World,
+    decision: str,
+    caller: Caller,
+    in_the_name_of: str,
+    expected: Outcome,
+) -> None:
+    async with acting_as(app, caller, world) as connection:
+        outcome = await attempt(connection, OFFICERS_DECISIONS[decision], in_the_name_of)
+    assert outcome == expected
