@@ -165,7 +165,11 @@ async def test_a_client_that_leaves_mid_stream_is_charged_its_prompt_and_what_it
     left_input = state["used_input_tokens"] - whole.usage.prompt_tokens
     left_output = state["used_output_tokens"] - whole.usage.completion_tokens
     assert left_input == whole.usage.prompt_tokens
-    assert 1 <= left_output < 1500
+    # What was sent: on a loaded machine Ray Serve's proxy may hand the stream over in bursts, so
+    # the whole answer can be relayed before the client's leaving reaches the gateway (then it
+    # was all sent, and is all charged). The midway case, with the chunks' timing in the test's
+    # hands, is tests/metering/test_v1_charges.py's.
+    assert 1 <= left_output <= 1500
     assert state["records_output_tokens"] == state["used_output_tokens"]
 
 
