@@ -131,8 +131,8 @@ async def test_a_client_that_leaves_mid_stream_is_charged_its_prompt_and_what_it
     database: DatabaseUnderTest,
 ) -> None:
     """The tier's running usage (``continuous_usage_stats``) counts what was relayed: the
-    prompt's tokens as a whole answer reports them, and the tokens sent before the client left,
-    far fewer than the answer would have had."""
+    prompt's tokens as a whole answer reports them, and the tokens sent before the client left
+    (as the tier's own usage counted them)."""
     # A long answer (greedy decoding does not stop early), left after its first token.
     licensed = await licensee_with_licence(database, max_tokens=1500)
     token = await access_token(gateway, licensed)
