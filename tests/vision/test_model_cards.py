@@ -114,6 +114,19 @@ async def test_a_licensee_reads_the_card_of_the_version_it_licenses_never_the_fr
     again = await publish(officer, run_id)
     assert again["card"]["id"] == card["id"]
     assert await owner.fetchval("SELECT count(*) FROM model_card") == 1
+    # The command line: the same card, published again and listed.
+    code, _, said = await models(
+        database, fake.url, frames_dir, "cards", "publish", str(run_id), "--bureau", "POLICE"
+    )
+    assert code == 0 and f"card {card['id']}: {MODEL} 2026.12, measured on night v1" in said, said
+    code, out, said = await models(
+        database, fake.url, frames_dir, "cards", "list", "--bureau", "POLICE", "--json"
+    )
+    assert code == 0, said
+    assert [(c["id"], c["set"], c["frames"]) for c in json.loads(out)] == [
+        (int(card["id"]), "night v1", 12)
+    ]
+    assert await owner.fetchval("SELECT count(*) FROM model_card") == 1
 
     # A licensee whose licence pins the version reads its card; one pinning another, none.
     licensed = await licensee_with_licence(database, models=[f"{MODEL}@2026.12"])
