@@ -154,6 +154,35 @@ def labelled_frames(tmp_path: Path, camera: str, count: int) -> tuple[Path, list
     return manifest, frames
 
 
+async def register_set(
+    database: DatabaseUnderTest,
+    serving_url: str,
+    frames_dir: Path,
+    tmp_path: Path,
+    camera: str,
+    name: str,
+    count: int,
+    *options: str,
+) -> list[dict[str, Any]]:
+    """``count`` labelled frames of ``camera`` registered as the Police's set ``name`` through
+    the command line; the frames (as ``labelled_frames`` gives them)."""
+    manifest, frames = labelled_frames(tmp_path, camera, count)
+    code, _, said = await models(
+        database, serving_url, frames_dir, "sets", "add", name, "--manifest", str(manifest),
+        "--bureau", "POLICE", *options,
+    )  # fmt: skip
+    assert code == 0 and f"{name} v1 (POLICE): {count} frames" in said, said
+    return frames
+
+
+def police_model_officer(tokens: TokenFactory) -> str:
+    """A token of the Police's model officer (models:admin)."""
+    return tokens.custom(
+        subject="police-model-officer", kind="staff", bureau="POLICE",
+        scopes=["incidents:read", "models:admin"],
+    )  # fmt: skip
+
+
 @pytest.mark.db
 async def test_a_run_resumes_and_its_figures_are_scikit_learns_on_its_answers(
     http: httpx.AsyncClient,
@@ -166,12 +195,10 @@ async def test_a_run_resumes_and_its_figures_are_scikit_learns_on_its_answers(
     tmp_path: Path,
 ) -> None:
     camera = await cameras("POLICE")
-    manifest, frames = labelled_frames(tmp_path, camera.code, 16)
-    code, _, said = await models(
-        database, fake.url, frames_dir, "sets", "add", "potholes-2026", "--manifest",
-        str(manifest), "--bureau", "POLICE", "--description", "hand-labelled, November",
+    frames = await register_set(
+        database, fake.url, frames_dir, tmp_path, camera.code, "potholes-2026", 16,
+        "--description", "hand-labelled, November",
     )  # fmt: skip
-    assert code == 0 and "potholes-2026 v1 (POLICE): 16 frames" in said, said
     # Held: stored like any frame, never queued for live analysis.
     held = await owner.fetch("SELECT status FROM frame WHERE status = 'HELD'")
     assert len(held) == 16

@@ -20,7 +20,7 @@ from tests.support import DatabaseUnderTest, GraphQLClient
 from tests.tokens import TokenFactory
 from tests.vision.conftest import CameraFactory
 from tests.vision.fake_serving import FakeServing, Script, image_digest
-from tests.vision.test_evaluation import MODEL, labelled_frames, models
+from tests.vision.test_evaluation import MODEL, police_model_officer, register_set
 from tests.vision.test_model_trials import fake, officers  # noqa: F401 (fixtures)
 from tests.vision.test_worker import until
 
@@ -64,18 +64,9 @@ async def test_an_officer_queues_a_run_and_a_worker_answers_it_resuming_after_an
     tmp_path: Path,
 ) -> None:
     camera = await cameras("POLICE")
-    manifest, frames = labelled_frames(tmp_path, camera.code, 12)
-    code, _, said = await models(
-        database, fake.url, frames_dir, "sets", "add", "night", "--manifest", str(manifest),
-        "--bureau", "POLICE",
-    )  # fmt: skip
-    assert code == 0, said
+    frames = await register_set(database, fake.url, frames_dir, tmp_path, camera.code, "night", 12)
     graph, tokens = officers
-    officer = GraphQLClient(
-        graph,
-        tokens.custom(subject="police-model-officer", kind="staff", bureau="POLICE",
-                      scopes=["incidents:read", "models:admin"]),
-    )  # fmt: skip
+    officer = GraphQLClient(graph, police_model_officer(tokens))
 
     # Refused, each with its reason, and nothing opened or queued.
     unknown_model = await evaluate(officer, model="city-vlm-99")

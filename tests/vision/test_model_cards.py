@@ -21,7 +21,7 @@ from tests.support import DatabaseUnderTest, GatewayProcess, GraphQLClient
 from tests.tokens import TokenFactory
 from tests.vision.conftest import CameraFactory
 from tests.vision.fake_serving import FakeServing, Script
-from tests.vision.test_evaluation import MODEL, labelled_frames, models
+from tests.vision.test_evaluation import MODEL, models, police_model_officer, register_set
 
 pytestmark = pytest.mark.db
 
@@ -68,12 +68,7 @@ async def test_a_licensee_reads_the_card_of_the_version_it_licenses_never_the_fr
     tmp_path: Path,
 ) -> None:
     camera = await cameras("POLICE")
-    manifest, frames = labelled_frames(tmp_path, camera.code, 12)
-    code, _, said = await models(
-        database, fake.url, frames_dir, "sets", "add", "night", "--manifest", str(manifest),
-        "--bureau", "POLICE",
-    )  # fmt: skip
-    assert code == 0, said
+    frames = await register_set(database, fake.url, frames_dir, tmp_path, camera.code, "night", 12)
     for frame in frames:
         fake.by_image[frame["digest"]] = Script(findings=frame["said"])
     ordered = sorted(frames, key=lambda f: f["digest"])
@@ -83,11 +78,7 @@ async def test_a_licensee_reads_the_card_of_the_version_it_licenses_never_the_fr
     assert code == 3, said
     run_id = await owner.fetchval("SELECT id FROM evaluation_run")
 
-    officer = GraphQLClient(
-        http,
-        tokens.custom(subject="police-model-officer", kind="staff", bureau="POLICE",
-                      scopes=["incidents:read", "models:admin"]),
-    )  # fmt: skip
+    officer = GraphQLClient(http, police_model_officer(tokens))
     # Refused, each with its reason, and nothing published.
     unfinished = await publish(officer, run_id)
     assert (unfinished["__typename"], unfinished["field"]) == ("InvalidInput", "run"), unfinished

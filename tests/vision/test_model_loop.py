@@ -14,7 +14,6 @@ read from the tier in each test.
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,7 +36,7 @@ from tests.tokens import TokenFactory
 from tests.vision.conftest import CameraFactory, graphql_upload
 from tests.vision.images import photo
 from tests.vision.test_model_decisions import PROMOTE
-from tests.vision.test_model_trials import TRIAL, TRY
+from tests.vision.test_model_trials import TRIAL, TRY, analyses, read_incident
 from tests.vision.test_pipeline import ANALYZE, settings, until
 from tests.vision.test_worker import send
 
@@ -68,15 +67,6 @@ async def running(worker_settings: Settings) -> AsyncIterator[VisionWorker]:
             await asyncio.wait_for(task, 60)
 
 
-async def analyses(owner: asyncpg.Connection, sha: str) -> list[tuple[str, str]]:
-    rows = await owner.fetch(
-        "SELECT model, role FROM frame_analysis WHERE frame_sha256 = decode($1, 'hex')"
-        " ORDER BY model",
-        sha,
-    )
-    return [(row["model"], row["role"]) for row in rows]
-
-
 async def analysed(owner: asyncpg.Connection, sha: str, versions: int = 1) -> None:
     async def done() -> bool:
         return len(await analyses(owner, sha)) >= versions
@@ -96,11 +86,17 @@ async def found(owner: asyncpg.Connection, sha: str, role: str) -> list[dict[str
     return [dict(row) for row in rows]
 
 
-async def staff_for(
-    owner: asyncpg.Connection, tokens: TokenFactory, http: httpx.AsyncClient, key: int
-) -> GraphQLClient:
-    """A supervisor of the bureau the incident ``key`` was routed to (which bureau depends on
-    the category the model named)."""
+async def judge(
+    owner: asyncpg.Connection,
+    tokens: TokenFactory,
+    http: httpx.AsyncClient,
+    key: int,
+    action: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """``action`` on the incident ``key`` as a supervisor of the bureau it was routed to (which
+    bureau depends on the category the model named); the mutation's result, which must be the
+    updated incident."""
     bureau = await owner.fetchval(
         "SELECT b.code FROM incident i JOIN bureau b ON b.id = i.responsible_bureau_id"
         " WHERE i.id = $1",
@@ -110,16 +106,10 @@ async def staff_for(
         subject=f"{bureau.lower()}-supervisor", kind="staff", bureau=bureau,
         roles=["supervisor"], scopes=list(READ_WRITE),
     )  # fmt: skip
-    return GraphQLClient(http, token)
-
-
-async def incident(client: GraphQLClient, key: int) -> dict[str, Any]:
-    node = base64.b64encode(f"Incident:{key}".encode()).decode()
-    data = await client.data("query($id: ID!) { incident(id: $id) { id version status } }",
-                             {"id": node})  # fmt: skip
-    found: dict[str, Any] = data["incident"]
-    assert found is not None, key
-    return found
+    staff = GraphQLClient(http, token)
+    done = await act(staff, action, await read_incident(staff, key), **extra)
+    assert done["__typename"] == "IncidentUpdated", done
+    return done
 
 
 async def test_a_day_of_the_workflow_measures_production_and_a_promoted_shadow_takes_over(
@@ -153,17 +143,15 @@ async def test_a_day_of_the_workflow_measures_production_and_a_promoted_shadow_t
         first: dict[str, str] = {}
         for number, findings in enumerate(seen[:3]):
             for detection in findings:
-                staff = await staff_for(owner, tokens, http, detection["incident_id"])
-                current = await incident(staff, detection["incident_id"])
+                key = detection["incident_id"]
                 if number == 0:
-                    done = await act(staff, "VERIFY", current)
-                    first[detection["category"]] = current["id"]
+                    verified = await judge(owner, tokens, http, key, "VERIFY")
+                    first[detection["category"]] = verified["incident"]["id"]
                 elif number == 1:
-                    done = await act(staff, "CLOSE", current, reason="FALSE_POSITIVE")
+                    await judge(owner, tokens, http, key, "CLOSE", reason="FALSE_POSITIVE")
                 else:
-                    done = await act(staff, "MARK_DUPLICATE", current,
-                                     duplicateOf=first[detection["category"]])  # fmt: skip
-                assert done["__typename"] == "IncidentUpdated", done
+                    await judge(owner, tokens, http, key, "MARK_DUPLICATE",
+                                duplicateOf=first[detection["category"]])  # fmt: skip
 
         quality = (await officer.data(QUALITY, {"filter": {"model": [MODEL]}}))["modelQuality"]
         assert [(q["model"], q["version"], q["category"]) for q in quality] == [
@@ -285,10 +273,8 @@ async def test_a_canary_people_reject_is_rolled_back_by_the_worker(
             findings = await found(owner, sha, "CANARY")
             assert findings, "the candidate found nothing: there is nothing to reject"
             for detection in findings:
-                staff = await staff_for(owner, tokens, http, detection["incident_id"])
-                current = await incident(staff, detection["incident_id"])
-                done = await act(staff, "CLOSE", current, reason="FALSE_POSITIVE")
-                assert done["__typename"] == "IncidentUpdated", done
+                key = detection["incident_id"]
+                await judge(owner, tokens, http, key, "CLOSE", reason="FALSE_POSITIVE")
                 rejected += 1
 
         async def rolled_back() -> bool:

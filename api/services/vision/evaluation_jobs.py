@@ -111,7 +111,8 @@ async def request_evaluation(
         )
     opened = await open_run(access, set_name, set_version, model, model_version)
     frames = opened.set.frames
-    left = frames - len(await EvaluationRepository(access.uow).answered(opened.run.id))
+    (counted,) = await EvaluationRepository(access.uow).runs(run_id=opened.run.id, limit=1)
+    left = frames - counted.answered
     queued = False
     if left > 0:
         job = EvaluationJob(
