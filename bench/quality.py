@@ -7,12 +7,15 @@ On an embedded PostgreSQL (bench/.work) migrated to the newest revision, this sc
 or joining an incident, the rest under the threshold), then measures:
 
 - **derivation**: the outcome of every detection from scratch (migration 0013's backfill: one
-  ``INSERT … SELECT`` joining detections, analyses and incidents);
-- **per transition**: one incident's status change in its own transaction, with the trigger that
-  carries the change to its detections' outcomes and without it (the trigger disabled), the
-  same incidents in the same order; the difference is what the trigger adds to a transition;
+  ``INSERT … SELECT`` joining detections, analyses and incidents), then every below-threshold
+  detection's miss of the threshold (migration 0019's backfill: one probe of the incidents
+  around each);
+- **per transition**: one incident's status change in its own transaction, with the triggers
+  that carry the change to its detections' outcomes and to the misses of the threshold around
+  it, and without them (disabled), the same incidents in the same order; the difference is what
+  the triggers add to a transition;
 - **the count**: ``modelQuality``'s statement over every detection (the owner's: row security
-  not applying), and the misses' two statements.
+  not applying), misses of the threshold included, and the misses of the model's statement.
 
     .venv/bin/python bench/quality.py                      # 200,000 incidents, 1,000,000 detections
     .venv/bin/python bench/quality.py --incidents 20000 --detections 100000 --transitions 500
@@ -34,13 +37,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api.repositories.quality import (  # noqa: E402
-    MODEL_MISSES,
-    QUALITY,
-    THRESHOLD_MISSES,
-    MissWindow,
-    QualityFilter,
-)
+from api.repositories.quality import MODEL_MISSES, QUALITY, QualityFilter  # noqa: E402
 from bench.graph_read import (  # noqa: E402
     log,
     recreate_database,
@@ -111,14 +108,28 @@ CROSS JOIN generate_series(1, 4) AS k
 """
 DERIVE = """
 INSERT INTO lighthouse.detection_review (detection_id, incident_id, bureau_id, camera_id, model,
-    model_version, prompt_version, category, confidence, outcome, detected_at)
+    model_version, prompt_version, category, confidence, outcome, detected_at, latitude,
+    longitude, miss_meters, miss_until)
 SELECT d.id, d.incident_id, d.bureau_id, d.camera_id, a.model, a.model_version,
        a.prompt_version, d.category, d.confidence,
-       lighthouse.review_outcome(i.status, i.closing_reason), d.detected_at
+       lighthouse.review_outcome(i.status, i.closing_reason), d.detected_at,
+       CASE WHEN below THEN d.latitude END, CASE WHEN below THEN d.longitude END,
+       CASE WHEN below THEN d.dedup_meters END,
+       CASE WHEN below THEN d.detected_at + make_interval(secs => d.dedup_seconds) END
 FROM lighthouse.detection d
+CROSS JOIN LATERAL (SELECT d.incident_id IS NULL AS below) AS b
 JOIN lighthouse.frame_analysis a ON a.id = d.analysis_id
 LEFT JOIN lighthouse.incident i ON i.id = d.incident_id
 """
+# Migration 0019's backfill: each below-threshold detection probes the incidents around it.
+DERIVE_MISSES = """
+UPDATE lighthouse.detection_review r
+SET missed_by = lighthouse.threshold_miss(r.category, r.latitude, r.longitude, r.detected_at,
+                                          r.miss_meters, r.miss_until)
+WHERE r.outcome = 'BELOW_THRESHOLD'
+"""
+# What a transition sets off in detection_review (the outcome, then the misses around it).
+REVIEW_TRIGGERS = ("incident_review_change", "incident_threshold_misses")
 # A transition as the workflow makes it, the trigger's part aside: DETECTED → VERIFIED (and back,
 # so that the same incidents can be moved again with the trigger off).
 TRANSITION = """
@@ -160,11 +171,14 @@ async def load(owner: asyncpg.Connection, incidents: int, detections: int) -> No
     await owner.execute("VACUUM ANALYZE")
 
 
-async def transitions(owner: asyncpg.Connection, ids: list[int], trigger: bool) -> list[float]:
+async def transitions(
+    owner: asyncpg.Connection, ids: list[int], enabled: tuple[str, ...]
+) -> list[float]:
     """Each incident moved DETECTED → VERIFIED in a transaction of its own, then back (not
-    timed); milliseconds per timed transition."""
-    action = "ENABLE" if trigger else "DISABLE"
-    await owner.execute(f"ALTER TABLE lighthouse.incident {action} TRIGGER incident_review_change")
+    timed), with only the ``enabled`` review triggers; milliseconds per timed transition."""
+    for name in REVIEW_TRIGGERS:
+        action = "ENABLE" if name in enabled else "DISABLE"
+        await owner.execute(f"ALTER TABLE lighthouse.incident {action} TRIGGER {name}")
     took = []
     for incident in ids:
         started = time.perf_counter()
@@ -173,7 +187,8 @@ async def transitions(owner: asyncpg.Connection, ids: list[int], trigger: bool) 
         took.append((time.perf_counter() - started) * 1000)
         async with owner.transaction():
             await owner.execute(TRANSITION, incident, "DETECTED")
-    await owner.execute("ALTER TABLE lighthouse.incident ENABLE TRIGGER incident_review_change")
+    for name in REVIEW_TRIGGERS:
+        await owner.execute(f"ALTER TABLE lighthouse.incident ENABLE TRIGGER {name}")
     return took
 
 
@@ -186,6 +201,11 @@ async def measure(owner_url: str, incidents: int, detections: int, count: int) -
         log(f"detection_review: {reviews:,} rows")
         await owner.execute("TRUNCATE detection_review")
         derive = await timed(owner, "derivation from scratch", DERIVE)
+        derive_misses = await timed(owner, "misses of the threshold from scratch", DERIVE_MISSES)
+        missed = await owner.fetchval(
+            "SELECT count(*) FILTER (WHERE missed_by IS NOT NULL) FROM detection_review"
+        )
+        await owner.execute("VACUUM ANALYZE lighthouse.detection_review")
 
         # Incidents still DETECTED that hold detections (the ones a verification changes).
         ids = [
@@ -202,24 +222,17 @@ async def measure(owner_url: str, incidents: int, detections: int, count: int) -
             " WHERE incident_id = ANY($1::bigint[]) GROUP BY incident_id) AS per",
             ids,
         )
-        await transitions(owner, ids[: min(100, len(ids))], True)  # warm the caches
-        without = await transitions(owner, ids, False)
-        with_trigger = await transitions(owner, ids, True)
+        await transitions(owner, ids[: min(100, len(ids))], REVIEW_TRIGGERS)  # warm the caches
+        without = await transitions(owner, ids, ())
+        outcomes_only = await transitions(owner, ids, REVIEW_TRIGGERS[:1])
+        with_trigger = await transitions(owner, ids, REVIEW_TRIGGERS)
 
         where = QualityFilter().conditions()
         started = time.perf_counter()
         groups = await owner.fetch(QUALITY.format(where=where.sql()), *where.args)
         count_seconds = time.perf_counter() - started
-        window = MissWindow(50, 24 * 3600)
         started = time.perf_counter()
-        await owner.fetch(
-            THRESHOLD_MISSES.format(where="TRUE", meters="$1", seconds="$2"),
-            window.meters,
-            window.seconds,
-        )
-        threshold_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        await owner.fetch(MODEL_MISSES.format(where="TRUE", seconds="$1"), window.seconds)
+        await owner.fetch(MODEL_MISSES.format(where="TRUE", seconds="$1"), 24 * 3600)
         model_seconds = time.perf_counter() - started
     finally:
         await owner.close()
@@ -237,17 +250,27 @@ async def measure(owner_url: str, incidents: int, detections: int, count: int) -
         f"derivation of every outcome from scratch: {derive:.1f} s ({detections / derive:,.0f} detections/s)"
     )
     print(
+        f"misses of the threshold from scratch: {derive_misses:.1f} s ({missed:,} of {detections:,} detections missed)"
+    )
+    print(
         f"a transition (DETECTED -> VERIFIED, its own transaction), {len(ids)} incidents holding {held:.1f} detections each:"
     )
-    for label, values in (("without the trigger", without), ("with the trigger", with_trigger)):
+    for label, values in (
+        ("without the triggers", without),
+        ("the outcomes' only", outcomes_only),
+        ("with both", with_trigger),
+    ):
         print(
             f"  {label:>20}: mean {statistics.mean(values):.3f} ms  p50 {p(values, 0.5):.3f} ms  p99 {p(values, 0.99):.3f} ms"
         )
-    added = statistics.mean(with_trigger) - statistics.mean(without)
-    added_p50 = p(with_trigger, 0.5) - p(without, 0.5)
-    print(f"  added by the trigger: {added:.3f} ms mean, {added_p50:.3f} ms at p50")
-    print(f"modelQuality over every detection: {count_seconds * 1000:.0f} ms ({len(groups)} rows)")
-    print(f"misses of the threshold: {threshold_seconds * 1000:.0f} ms; of the model: {model_seconds * 1000:.0f} ms")  # fmt: skip
+    for label, values in (("the outcomes' trigger", outcomes_only), ("both", with_trigger)):
+        added = statistics.mean(values) - statistics.mean(without)
+        added_p50 = p(values, 0.5) - p(without, 0.5)
+        print(f"  added by {label}: {added:.3f} ms mean, {added_p50:.3f} ms at p50")
+    print(
+        f"modelQuality over every detection, misses of the threshold included: {count_seconds * 1000:.0f} ms ({len(groups)} rows)"
+    )
+    print(f"misses of the model: {model_seconds * 1000:.0f} ms")
 
 
 def main() -> None:

@@ -2,13 +2,16 @@
 the caller may see: row-level security keeps each bureau to the detections it may see, so the
 figures are those of what the caller can check.
 
-Misses are counted on reading, from the incidents as they stand (so always current):
+Misses:
 
 - a miss of the threshold: a detection under its category's threshold whose place got a
-  confirmed incident of that category afterwards, within the deduplication distance and time;
+  confirmed incident of that category afterwards, within the deduplication distance and time
+  the detection was recorded under; kept up in ``detection_review.missed_by`` by triggers as
+  incidents move (migration 0019), so counted here with the outcomes;
 - a miss of the model: a confirmed incident reported by people (not by a camera) within a
   camera's coverage, when a model version analysed that camera's frames captured within the
-  deduplication time before the report and none of its answers named the category.
+  deduplication time before the report and none of its answers named the category; counted on
+  reading, from the incidents as they stand.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ SELECT model, model_version, prompt_version, category,
        count(*) FILTER (WHERE outcome = 'DUPLICATE') AS duplicates,
        count(*) FILTER (WHERE outcome = 'TRANSFERRED') AS transferred,
        count(*) FILTER (WHERE outcome = 'PENDING') AS pending,
-       count(*) FILTER (WHERE outcome = 'BELOW_THRESHOLD') AS below_threshold
+       count(*) FILTER (WHERE outcome = 'BELOW_THRESHOLD') AS below_threshold,
+       count(*) FILTER (WHERE missed_by IS NOT NULL) AS threshold_misses
 FROM detection_review
 WHERE {where}
 GROUP BY 1, 2, 3, 4, 5
@@ -37,35 +41,12 @@ ORDER BY 1, 2, 3, 4, 5
 """
 
 
-# An incident whose finding was right: review_outcome's CONFIRMED or TRANSFERRED, written out
-# as plain column tests so that the planner can count the rows it keeps (through the function it
-# guessed 1% of incidents and hash-joined every below-threshold detection to every incident of
-# its category; tests/graph/models/test_quality.py holds the two to the same answers).
+# An incident whose finding was right (migration 0019's finding_right), written out as plain
+# column tests so that the planner can count the rows it keeps.
 RIGHT = (
     "({alias}.status NOT IN ('DETECTED', 'CLOSED')"
     " OR {alias}.closing_reason IN ('FIXED', 'TRANSFERRED', 'NOT_RESPONSIBLE'))"
 )
-
-# A lateral subquery with LIMIT, not EXISTS: the planner would turn EXISTS into a hash join on
-# the category alone; this way each below-threshold detection probes the incidents' spatial
-# index (incident_earth_idx) for its own neighbourhood.
-THRESHOLD_MISSES = f"""
-SELECT r.model, r.model_version, r.prompt_version, r.category, count(*) AS missed
-FROM detection_review r
-JOIN detection d ON d.id = r.detection_id
-CROSS JOIN LATERAL (
-    SELECT 1 FROM incident i
-    WHERE earth_box(ll_to_earth(d.latitude, d.longitude), {{meters}})
-          @> ll_to_earth(i.latitude, i.longitude)
-      AND earth_distance(ll_to_earth(d.latitude, d.longitude),
-                         ll_to_earth(i.latitude, i.longitude)) <= {{meters}}
-      AND i.category = r.category AND {RIGHT.format(alias="i")}
-      AND i.reported_at >= r.detected_at
-      AND i.reported_at < r.detected_at + make_interval(secs => {{seconds}})
-    LIMIT 1) AS confirmed
-WHERE r.outcome = 'BELOW_THRESHOLD' AND {{where}}
-GROUP BY 1, 2, 3, 4
-"""
 
 # Per (incident, version): whether any of the version's answers on the camera's frames of the
 # window named the incident's category.
@@ -93,22 +74,12 @@ GROUP BY 1, 2, 3, 4
 
 
 @dataclass(frozen=True, slots=True)
-class MissWindow:
-    """How near and how soon a report must be to count against a detection or a camera (the
-    deduplication distance and time)."""
-
-    meters: float
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Misses:
+class ModelMisses:
     model: str
     version: str
     prompt_version: str
     category: str
-    threshold: int
-    model_misses: int
+    missed: int
 
 
 @dataclass(frozen=True)
@@ -156,6 +127,7 @@ class QualityCell:
     category: str
     bin: int
     counts: OutcomeCounts
+    threshold_misses: int
 
 
 class QualityRepository:
@@ -180,25 +152,24 @@ class QualityRepository:
                     row["pending"],
                     row["below_threshold"],
                 ),
+                row["threshold_misses"],
             )
             for row in rows
         ]
 
-    async def misses(self, where: QualityFilter, window: MissWindow) -> list[Misses]:
-        """Each version's misses of the threshold and of the model, per prompt and category."""
-        below = Conditions([window.meters, window.seconds])
-        where.conditions(below, analysis="r.", category="r.", camera="r.camera_id", bureau="r.")
-        reported = Conditions([window.seconds])
+    async def model_misses(self, where: QualityFilter, seconds: float) -> list[ModelMisses]:
+        """Each version's misses of the model, per prompt and category: people's confirmed
+        reports within ``seconds`` after a camera's frames the version analysed."""
+        reported = Conditions([seconds])
         where.conditions(reported, analysis="a.", category="i.", camera="c.id", bureau="c.")
-        found: dict[tuple[str, str, str, str], list[int]] = {}
-        for index, (query, conditions, extra) in enumerate(
-            (
-                (THRESHOLD_MISSES, below, {"meters": "$1", "seconds": "$2"}),
-                (MODEL_MISSES, reported, {"seconds": "$1"}),
+        text = MODEL_MISSES.format(where=reported.sql(), seconds="$1")
+        return [
+            ModelMisses(
+                row["model"],
+                row["model_version"],
+                row["prompt_version"],
+                row["category"],
+                row["missed"],
             )
-        ):
-            text = query.format(where=conditions.sql(), **extra)
-            for row in await self._uow.fetch(text, *conditions.args):
-                key = (row["model"], row["model_version"], row["prompt_version"], row["category"])
-                found.setdefault(key, [0, 0])[index] = row["missed"]
-        return [Misses(*key, *counts) for key, counts in sorted(found.items())]
+            for row in await self._uow.fetch(text, *reported.args)
+        ]

@@ -97,6 +97,16 @@ class NewDetection:
     incident_id: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class DedupWindow:
+    """How near and how soon findings of one category are one incident: a detection is
+    recorded with the window it was deduplicated under, which is also the window within which a
+    later confirmed report makes a below-threshold detection a miss (migration 0019)."""
+
+    meters: float
+    seconds: float
+
+
 T = TypeVar("T")
 FRAME_COLUMNS = columns(FrameRecord)
 ANALYSIS_COLUMNS = columns(AnalysisRecord)
@@ -169,10 +179,11 @@ SELECT {ANALYSIS_COLUMNS} FROM frame_analysis WHERE frame_sha256 = ANY($1::bytea
 """
 INSERT_DETECTIONS = f"""
 INSERT INTO detection (analysis_id, frame_sha256, camera_id, bureau_id, category, confidence,
-                       note, latitude, longitude, outcome, incident_id)
-SELECT * FROM unnest($1::bigint[], $2::bytea[], $3::bigint[], $4::int[], $5::text[],
-                     $6::float8[], $7::text[], $8::float8[], $9::float8[], $10::text[],
-                     $11::bigint[])
+                       note, latitude, longitude, outcome, incident_id, dedup_meters,
+                       dedup_seconds)
+SELECT *, $12::float8, $13::float8
+FROM unnest($1::bigint[], $2::bytea[], $3::bigint[], $4::int[], $5::text[], $6::float8[],
+            $7::text[], $8::float8[], $9::float8[], $10::text[], $11::bigint[])
 RETURNING {DETECTION_COLUMNS}
 """
 DETECTIONS_BY_ID = f"SELECT {DETECTION_COLUMNS} FROM detection WHERE id = ANY($1::bigint[])"
@@ -412,7 +423,10 @@ class VisionRepository:
         )
         return [row[1] for row in rows]
 
-    async def add_detections(self, items: Sequence[NewDetection]) -> list[DetectionRecord]:
+    async def add_detections(
+        self, items: Sequence[NewDetection], window: DedupWindow
+    ) -> list[DetectionRecord]:
+        """Record ``items``, deduplicated under ``window``."""
         if not items:
             return []
         rows = await self._uow.fetch(
@@ -428,6 +442,8 @@ class VisionRepository:
             [d.longitude for d in items],
             [d.outcome for d in items],
             [d.incident_id for d in items],
+            window.meters,
+            window.seconds,
         )
         return [DetectionRecord(**row) for row in rows]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from api.access.scope import AccessScope
-from api.repositories.vision import NewAnalysis, NewDetection, VisionRepository
+from api.repositories.vision import DedupWindow, NewAnalysis, NewDetection, VisionRepository
 from api.vision.store import FrameStore
 from tests.support import GatewayProcess
 
@@ -108,7 +108,8 @@ async def record_frame(
                 incident_id=detection.incident,
             )
             for detection in detections
-        ]
+        ],
+        DedupWindow(meters=50, seconds=24 * 3600),
     )
     # (The frame's status stays QUEUED: no rule looks at it.)
     return RecordedFrame(digest, image, {d.id: d.incident_id for d in records})

@@ -9,7 +9,7 @@ from api.domain.quality import Interval, OutcomeCounts
 from api.graph.core.context import Info
 from api.graph.core.ids import decode_ids
 from api.graph.core.prefetch import node_selections
-from api.repositories.quality import MissWindow, QualityFilter
+from api.repositories.quality import QualityFilter
 from api.services.vision.quality import CalibrationBin, QualityReads, VersionQuality
 
 
@@ -97,7 +97,8 @@ class ModelQuality(ReviewCounts):
     )
     threshold_misses: int = strawberry.field(
         description="Detections under the threshold whose place got a confirmed incident of "
-        "the category afterwards (within the deduplication distance and time)."
+        "the category afterwards (within the deduplication distance and time the detection was "
+        "recorded under)."
     )
     model_misses: int = strawberry.field(
         description="Confirmed incidents people reported within a camera's coverage while this "
@@ -161,12 +162,8 @@ class QualityQueries:
         self, info: Info, filter: ModelQualityFilterInput | None = None
     ) -> list[ModelQuality]:
         vision = info.context.resources.settings.vision
-        # Misses are counted only for a document that asks for them (see MissWindow).
+        # Misses of the model are counted only for a document that asks for them.
         asked = {field.name for field in node_selections(info)}
-        window = (
-            MissWindow(vision.dedup_meters, vision.dedup_hours * 3600)
-            if asked & {"thresholdMisses", "modelMisses"}
-            else None
-        )
-        found = await QualityReads(info.context.access).by_version(quality_filter(filter), window)
+        seconds = vision.dedup_hours * 3600 if "modelMisses" in asked else None
+        found = await QualityReads(info.context.access).by_version(quality_filter(filter), seconds)
         return [_quality(value) for value in found]

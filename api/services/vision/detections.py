@@ -20,7 +20,12 @@ from api.domain.lifecycle import IncidentSource
 from api.domain.models import CategoryRecord
 from api.domain.sla import SlaCalendar
 from api.repositories.bureaus import BureauRepository
-from api.repositories.vision import DetectionRecord, NewDetection, VisionRepository
+from api.repositories.vision import (
+    DedupWindow,
+    DetectionRecord,
+    NewDetection,
+    VisionRepository,
+)
 from api.services.incidents.reporting import IncidentReport, IncidentReporting
 from api.settings import VisionSettings
 
@@ -41,6 +46,11 @@ class Observation:
     longitude: float
     captured_at: datetime
     finding: Finding
+
+
+def dedup_window(settings: VisionSettings) -> DedupWindow:
+    """The deduplication distance and time in force, as detections are recorded with them."""
+    return DedupWindow(settings.dedup_meters, settings.dedup_hours * 3600)
 
 
 class DetectionIngest:
@@ -67,7 +77,7 @@ class DetectionIngest:
     async def ingest(self, observations: Sequence[Observation]) -> list[DetectionRecord]:
         """Record ``observations`` as detections, opening or joining incidents for those above
         their threshold; in the caller's transaction."""
-        settings = self._settings
+        window = dedup_window(self._settings)
         counted = [
             (index, o)
             for index, o in enumerate(observations)
@@ -83,10 +93,10 @@ class DetectionIngest:
                     for cell in _cells(o.finding.category, o.latitude, o.longitude)
                 ]
             )
-            since = datetime.now(UTC) - timedelta(hours=settings.dedup_hours)
+            since = datetime.now(UTC) - timedelta(seconds=window.seconds)
             matches = await self._repository.nearby_open(
                 [(o.finding.category, o.latitude, o.longitude) for _, o in counted],
-                settings.dedup_meters,
+                window.meters,
                 since,
             )
             # Findings no open incident is near: the first of each place opens one, and those
@@ -102,7 +112,7 @@ class DetectionIngest:
                         first
                         for first, earlier in openers
                         if earlier.finding.category == observation.finding.category
-                        and _metres(earlier, observation) <= settings.dedup_meters
+                        and _metres(earlier, observation) <= window.meters
                     ),
                     None,
                 )
@@ -137,7 +147,8 @@ class DetectionIngest:
                     incident_id=incidents.get(index),
                 )
                 for index, o in enumerate(observations)
-            ]
+            ],
+            window,
         )
         self._access.audit.saw("Detection", [d.id for d in detections])
         self._access.audit.saw("Incident", sorted(set(incidents.values())))

@@ -35,7 +35,7 @@ from api.repositories.vision import (
 )
 from api.services.vision.analysis import Analysis, Outcome, Prompt, VisionModel
 from api.services.vision.choice import ProductionModel
-from api.services.vision.detections import DetectionIngest, Observation
+from api.services.vision.detections import DetectionIngest, Observation, dedup_window
 from api.settings import VisionSettings
 from api.vision.store import FrameStore
 
@@ -297,7 +297,7 @@ class FramePipeline:
             for finding in item.analysis.findings
         ]
         if shadowed:
-            kept = await repository.add_detections(shadowed)
+            kept = await repository.add_detections(shadowed, dedup_window(self._settings))
             access.audit.saw("Detection", [d.id for d in kept])
         if live:
             await repository.mark_frames(
