@@ -19,7 +19,7 @@ from api.domain.models import (
 )
 from api.graph.core.loaders import Folded, ScopedLoader, lists_of, one_each
 from api.repositories.vision import DetectionRecord
-from api.services.incidents.reads import IncidentReads
+from api.services.incidents.reads import IncidentReads, Permitted
 from api.services.vision.reads import VisionReads
 
 
@@ -66,6 +66,14 @@ class ReporterOf(ScopedLoader[int, ReporterRecord | None]):
         self, keys: Sequence[int]
     ) -> list[ReporterRecord | PersonalDataMasked | None]:
         return await IncidentReads(self.access).reporters(keys)
+
+
+class PermittedOf(ScopedLoader[tuple[int, str], Permitted]):
+    """What the caller may do to each incident now, keyed by its ID and status as read."""
+
+    async def load_batch(self, keys: Sequence[tuple[int, str]]) -> list[Permitted]:
+        found = await IncidentReads(self.access).permitted(keys)
+        return [found[key] for key in keys]
 
 
 class EventsOf(ScopedLoader[int, list[EventRecord]]):

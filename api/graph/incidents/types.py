@@ -34,6 +34,7 @@ from api.graph.incidents.loaders import (
     DuplicatesOf,
     EventsOf,
     IncidentById,
+    PermittedOf,
     ReporterOf,
     TransfersOf,
     WorkOrderById,
@@ -198,6 +199,16 @@ def _allowed_actions(root: Any) -> list[IncidentAction]:
     return lifecycle.allowed_actions(IncidentStatus(root.record.status))
 
 
+async def _permitted_actions(root: Any, info: Info) -> list[IncidentAction]:
+    permitted = await PermittedOf.of(info).load((root.record.id, root.record.status))
+    return list(permitted.actions)
+
+
+async def _permitted_closing_reasons(root: Any, info: Info) -> list[ClosingReason]:
+    permitted = await PermittedOf.of(info).load((root.record.id, root.record.status))
+    return list(permitted.closing_reasons)
+
+
 async def _reporter(root: Any, info: Info) -> Reporter | None:
     record = await ReporterOf.of(info).load(root.record.id)
     if record is None:
@@ -275,6 +286,16 @@ class Incident(relay.Node):
     allowed_actions: list[IncidentAction] = strawberry.field(
         resolver=_allowed_actions,
         description="What can be done to the incident now (the state machine).",
+    )
+    permitted_actions: list[IncidentAction] = strawberry.field(
+        resolver=_permitted_actions,
+        description="What you may do to the incident now: of allowedActions, those the "
+        "policies let you take on it (show these as buttons; each is decided again when taken).",
+    )
+    permitted_closing_reasons: list[ClosingReason] = strawberry.field(
+        resolver=_permitted_closing_reasons,
+        description="The reasons you may close the incident with now (empty when you may not "
+        "close it).",
     )
 
     # Nested fields resolve at once when the page prefetched them (see api.graph.core.prefetch),

@@ -8,9 +8,11 @@ Personal data is decided per incident and noted apart.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from api.access.scope import AccessScope
+from api.domain import lifecycle
 from api.domain.errors import PersonalDataMasked
 from api.domain.models import (
     EventRecord,
@@ -24,6 +26,15 @@ from api.policy import resources
 from api.repositories.companions import Companion
 from api.repositories.incidents import IncidentFilter, IncidentRepository
 from api.repositories.sql import Ordering, Page, PageRequest
+from api.services.incidents.common import POLICY_ACTIONS
+
+
+@dataclass(frozen=True, slots=True)
+class Permitted:
+    """What the caller may do to an incident now."""
+
+    actions: tuple[lifecycle.IncidentAction, ...]
+    closing_reasons: tuple[lifecycle.ClosingReason, ...]
 
 
 class IncidentReads:
@@ -112,6 +123,40 @@ class IncidentReads:
     async def facts(self, ids: Sequence[int]) -> dict[int, IncidentFacts]:
         """What the policies need to know about each visible incident (not shown to anyone)."""
         return await self._repository.facts(ids)
+
+    async def permitted(
+        self, incidents: Sequence[tuple[int, str]]
+    ) -> dict[tuple[int, str], Permitted]:
+        """For each (incident ID, status): of the actions the status allows, those the
+        policies let the caller take on the incident, and the closing reasons it may close it
+        with (each decision audited, as the action's own would be). What a frontend shows as
+        buttons; an action is decided again when it is taken."""
+        facts = await self._repository.facts([incident for incident, _ in incidents])
+        decide = self._access.authorizer.decide
+        permitted: dict[tuple[int, str], Permitted] = {}
+        for incident, status in incidents:
+            found = facts.get(incident)
+            if found is None:
+                permitted[incident, status] = Permitted((), ())
+                continue
+            entity = resources.incident_entity(found)
+            state = lifecycle.IncidentStatus(status)
+            reasons = tuple(
+                reason
+                for reason in sorted(lifecycle.CLOSING_REASONS[state])
+                if decide("CloseIncident", entity, {"closingReason": reason.value}).allowed
+            )
+            actions = tuple(
+                action
+                for action in lifecycle.allowed_actions(state)
+                if (
+                    bool(reasons)
+                    if action is lifecycle.IncidentAction.CLOSE
+                    else decide(POLICY_ACTIONS[action], entity).allowed
+                )
+            )
+            permitted[incident, status] = Permitted(actions, reasons)
+        return permitted
 
     async def reporters(
         self, ids: Sequence[int]
