@@ -10,13 +10,17 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check coverage install lint lock clean graphiql-assets serving-env
+.PHONY: demo test check coverage install lint lock clean graphiql-assets console serving-env
 
-install: $(VENV)/.installed graphiql-assets
+install: $(VENV)/.installed graphiql-assets console
 
 # GraphiQL's browser assets come from npm at build time and are served by the gateway itself.
 graphiql-assets:
 	@scripts/vendor-graphiql
+
+# The operations console (/console): TypeScript built with npm from console/package-lock.json.
+console:
+	@scripts/build-console
 
 # Everything from the lock, hashes checked; then the project itself, built with the lock's
 # setuptools (no build isolation: nothing unpinned is fetched); then `pip check`, which fails when

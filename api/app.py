@@ -44,6 +44,7 @@ from api.graph.core.trusted import DocumentRegistry
 from api.graph.core.view import graphql_view, is_upload
 from api.graph.domains import DOMAINS
 from api.http.body_limit import BodyLimitMiddleware
+from api.http.console import console_routes
 from api.http.cors import cors
 from api.http.error_shape import error_shape_of
 from api.http.graphiql import ASSET_ROUTE_PATH, graphiql_asset
@@ -277,6 +278,7 @@ def create_app(
             protected("/graphql", view, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
             *oauth_routes(),
+            *console_routes(settings),
             *([Route(ASSET_ROUTE_PATH, graphiql_asset)] if settings.graphiql_enabled else []),
             *(route for domain in domains for route in domain.routes),
             *openapi_routes(api for domain in domains for api in domain.apis),

@@ -817,6 +817,10 @@ def _demo(settings: Settings, port: int | None, serving: bool) -> None:
             worker = subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "vision"])
             started.callback(_stop, worker)
         where = f"http://{settings.http.host}:{port or settings.http.port}"
+        _register_console(settings)
+        console.print(
+            f"The operations console is at {where}/console/ (sign in as any demo principal)."
+        )
         console.print(
             f"Queries need an access token: `.venv/bin/lighthouse token --as pwb-supervisor "
             f"--url {where}` (`--list` shows the demo principals); send it as "
@@ -827,6 +831,19 @@ def _demo(settings: Settings, port: int | None, serving: bool) -> None:
             "from `.venv/bin/lighthouse open311 issue-key 'demo app' --bureau RDEC`."
         )
         serve(host=None, port=port, workers=None)
+
+
+def _register_console(settings: Settings) -> None:
+    """Deploying the console includes registering its documents (it sends their ids only)."""
+    from api.documents_cli import register_documents
+    from api.http.console import CONSOLE_CLIENT, CONSOLE_MANIFEST
+
+    if not settings.console.enabled:
+        return
+    if not CONSOLE_MANIFEST.is_file():
+        console.print("[yellow]The console is not built: run `make install`.[/yellow]")
+        return
+    register_documents(CONSOLE_MANIFEST, client=CONSOLE_CLIENT)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -530,6 +530,53 @@ class MeteringSettings(SettingsGroup):
     )
 
 
+class ConsoleSettings(SettingsGroup):
+    """The operations console (``/console``) and how its people sign in: the city's single
+    sign-on, an OpenID Connect provider the console reaches as a public client (authorization
+    code with PKCE). Its tokens must be ones the gateway accepts (``LIGHTHOUSE_TRUSTED_ISSUERS``).
+    Unset outside production, the gateway's own demo sign-in offers the demo principals."""
+
+    model_config = SettingsConfigDict(env_prefix="LIGHTHOUSE_CONSOLE_")
+
+    enabled: bool = Field(default=True, description="Serve the console at /console.")
+    authorization_endpoint: str | None = Field(
+        default=None, description="The single sign-on's authorization endpoint (https URL)."
+    )
+    token_endpoint: str | None = Field(
+        default=None, description="The single sign-on's token endpoint (https URL)."
+    )
+    client_id: str = Field(
+        default="lighthouse-console",
+        pattern=r"^[A-Za-z0-9._:-]{1,200}$",
+        description="The console's client id at the single sign-on (a public client).",
+    )
+    scope: str = Field(
+        default="openid",
+        pattern=r"^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$",
+        description="The scopes the console asks for, space-separated.",
+    )
+    resource: str | None = Field(
+        default=None,
+        description="The resource indicator (RFC 8707) to ask tokens for: the gateway's "
+        "audience at the single sign-on, when it needs one.",
+    )
+
+    @field_validator("authorization_endpoint", "token_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("https", "http"):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _both(self) -> ConsoleSettings:
+        if (self.authorization_endpoint is None) != (self.token_endpoint is None):
+            raise ValueError(
+                "set both LIGHTHOUSE_CONSOLE_AUTHORIZATION_ENDPOINT and _TOKEN_ENDPOINT, or neither"
+            )
+        return self
+
+
 class LoggingSettings(SettingsGroup):
     model_config = SettingsConfigDict(env_prefix="LIGHTHOUSE_LOG_")
 
@@ -557,6 +604,7 @@ class Settings(BaseModel):
         "serving": ServingSettings,
         "vision": VisionSettings,
         "metering": MeteringSettings,
+        "console": ConsoleSettings,
         "logging": LoggingSettings,
     }
 
@@ -570,6 +618,7 @@ class Settings(BaseModel):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     vision: VisionSettings = Field(default_factory=VisionSettings)
     metering: MeteringSettings = Field(default_factory=MeteringSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
     @model_validator(mode="after")
@@ -596,6 +645,15 @@ class Settings(BaseModel):
         if self.http.graphiql is not None:
             return self.http.graphiql
         return self.environment is not Environment.PRODUCTION
+
+    @property
+    def demo_sign_in_enabled(self) -> bool:
+        """The gateway's own sign-in page for the demo principals: outside production, when no
+        single sign-on is configured for the console."""
+        return (
+            self.environment is not Environment.PRODUCTION
+            and self.console.authorization_endpoint is None
+        )
 
     @property
     def server_timing_enabled(self) -> bool:

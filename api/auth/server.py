@@ -27,6 +27,7 @@ from api.access.refusals import RefusalLedger
 from api.access.scope import AccessGate
 from api.audit.entries import AuditEntry
 from api.auth.clients import ClientRegistry, ClientRejected
+from api.auth.demo_sign_in import SignInRefused, redeem_code
 from api.auth.keys import KeyRing
 from api.auth.principal import SCOPES, Principal, PrincipalKind
 from api.auth.tokens import mint
@@ -158,6 +159,8 @@ class AuthorizationServer:
         client: ClientRecord | None = None
         try:
             form = await _form(request)
+            if form.get("grant_type") == "authorization_code":
+                return await self._demo_sign_in(request, form)
             client = await self._authenticate(request, form)
             await self._limit_issuance(client)
             if form.get("grant_type") != "client_credentials":
@@ -199,6 +202,52 @@ class AuthorizationServer:
         self._count("issued")
         await self._audit(
             request, client, "token", "ALLOW", {"jti": issued.claims["jti"], "scope": issued.scope}
+        )
+        return JSONResponse(
+            {
+                "access_token": issued.access_token,
+                "token_type": "Bearer",
+                "expires_in": issued.expires_in,
+                "scope": issued.scope,
+            },
+            headers=NO_STORE,
+        )
+
+    async def _demo_sign_in(self, request: Request, form: dict[str, str]) -> Response:
+        """The console's code redeemed for a demo principal's token (api.auth.demo_sign_in);
+        a public client, so failures spend the source address's budget as failed client
+        authentications do."""
+        if not self._settings.demo_sign_in_enabled:
+            raise OAuthError(
+                "unsupported_grant_type",
+                "the authorization code grant is the demo's sign-in, offered outside production "
+                "only; sign in to the console with the city's single sign-on",
+            )
+        source = f"fail:{_address(request)}"
+        failures, retry_after = await self._oauth.window_count(source)
+        if failures >= self._settings.oauth.failed_token_requests_per_minute:
+            raise _TooMany(max(1, int(retry_after) + 1))
+        try:
+            issued = redeem_code(self._keys, self._settings, form)
+        except SignInRefused as refused:
+            await self._oauth.count_request(source)
+            raise OAuthError(refused.error, refused.description) from None
+        self._count("issued")
+        await self._gate.append(
+            AuditEntry.of(
+                Principal(
+                    subject=str(issued.claims["sub"]),
+                    kind=PrincipalKind(str(issued.claims["kind"])),
+                    bureau_code=issued.claims.get("bureau"),
+                    client_id=self._settings.console.client_id,
+                ),
+                request_id=getattr(request.state, "request_id", ""),
+                category="token",
+                operation=request.url.path,
+                decision="ALLOW",
+                policy_version=self._gate.policy.version,
+                details={"jti": issued.claims["jti"], "grant": "authorization_code"},
+            )
         )
         return JSONResponse(
             {
@@ -308,12 +357,28 @@ class AuthorizationServer:
                 "jwks_uri": f"{issuer}/oauth/jwks",
                 "introspection_endpoint": f"{issuer}/oauth/introspect",
                 "revocation_endpoint": f"{issuer}/oauth/revoke",
-                "grant_types_supported": ["client_credentials"],
-                "response_types_supported": [],
-                "token_endpoint_auth_methods_supported": [
-                    "client_secret_basic",
-                    "client_secret_post",
-                ],
+                **(
+                    {
+                        "authorization_endpoint": f"{issuer}/oauth/authorize",
+                        "grant_types_supported": ["client_credentials", "authorization_code"],
+                        "response_types_supported": ["code"],
+                        "code_challenge_methods_supported": ["S256"],
+                        "token_endpoint_auth_methods_supported": [
+                            "client_secret_basic",
+                            "client_secret_post",
+                            "none",
+                        ],
+                    }
+                    if self._settings.demo_sign_in_enabled
+                    else {
+                        "grant_types_supported": ["client_credentials"],
+                        "response_types_supported": [],
+                        "token_endpoint_auth_methods_supported": [
+                            "client_secret_basic",
+                            "client_secret_post",
+                        ],
+                    }
+                ),
                 "introspection_endpoint_auth_methods_supported": [
                     "client_secret_basic",
                     "client_secret_post",

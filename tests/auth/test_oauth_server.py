@@ -117,7 +117,10 @@ async def test_metadata_describes_the_server(
     assert metadata["issuer"] == gateway.base_url
     for name in ("token_endpoint", "jwks_uri", "introspection_endpoint", "revocation_endpoint"):
         assert metadata[name].startswith(gateway.base_url)
-    assert metadata["grant_types_supported"] == ["client_credentials"]
+    # Outside production the console's demo sign-in adds the authorization code grant (PKCE).
+    assert metadata["grant_types_supported"] == ["client_credentials", "authorization_code"]
+    assert metadata["code_challenge_methods_supported"] == ["S256"]
+    assert metadata["authorization_endpoint"] == f"{gateway.base_url}/oauth/authorize"
     assert "pii:read" in metadata["scopes_supported"]
     jwks = (await http.get("/oauth/jwks")).json()
     assert jwks["keys"] and all("d" not in key for key in jwks["keys"])

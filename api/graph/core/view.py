@@ -34,6 +34,7 @@ from api.auth.tokens import InvalidToken
 from api.graph.core.context import Context
 from api.graph.core.fast_path import CompiledDocuments
 from api.graph.core.sign_in import asks_to_sign_in
+from api.graph.core.socket_documents import RegisteredDocumentsHandler
 from api.graph.core.trusted import sha256
 from api.http.graphiql import graphiql_page_response
 from api.http.request_context import access_note
@@ -73,6 +74,7 @@ class TextFrames(ASGIWebSocketAdapter):
 
 class GraphQLView(GraphQL[Context, None]):
     websocket_adapter_class = TextFrames
+    graphql_transport_ws_handler_class = RegisteredDocumentsHandler
 
     def __init__(
         self,

@@ -1,0 +1,121 @@
+// Traditional Chinese and English. The choice is kept in the browser (it is no secret).
+
+export type Language = "zh-TW" | "en";
+
+const WORDS = {
+  title: ["Lighthouse 營運主控台", "Lighthouse operations console"],
+  board: ["案件看板", "Board"],
+  subject: ["案件", "Incident"],
+  signIn: ["登入", "Sign in"],
+  signOut: ["登出", "Sign out"],
+  signingIn: ["登入中…", "Signing in…"],
+  signInFailed: ["登入失敗", "Sign-in failed"],
+  noSignIn: ["尚未設定單一登入", "Single sign-on is not configured"],
+  signedInAs: ["登入身分", "Signed in as"],
+  language: ["English", "中文"],
+  status: ["狀態", "Status"],
+  statusClass: ["狀態類別", "Status class"],
+  category: ["類別", "Category"],
+  bureau: ["權責機關", "Bureau"],
+  reported: ["通報時間", "Reported"],
+  due: ["期限", "Due"],
+  overdue: ["逾期", "Overdue"],
+  onlyOverdue: ["只看逾期", "Overdue only"],
+  all: ["全部", "All"],
+  open: ["處理中", "Open"],
+  fixed: ["已修復", "Fixed"],
+  closed: ["已結案", "Closed"],
+  search: ["搜尋標題或案號", "Search title or case number"],
+  incidents: ["件", "incidents"],
+  more: ["載入更多", "Load more"],
+  loading: ["載入中…", "Loading…"],
+  live: ["即時更新", "Live"],
+  offline: ["連線中斷，重新連線中", "Disconnected; reconnecting"],
+  back: ["返回看板", "Back to the board"],
+  actions: ["可執行動作", "Actions"],
+  noActions: ["您對此案件沒有可執行的動作", "There is nothing you may do to this incident now"],
+  timeline: ["處理歷程", "Timeline"],
+  workOrders: ["派工單", "Work orders"],
+  detections: ["模型發現", "Model findings"],
+  reporter: ["通報人", "Reporter"],
+  masked: ["個人資料已遮蔽（無權限）", "Personal data masked (not permitted)"],
+  description: ["說明", "Description"],
+  location: ["位置", "Location"],
+  crew: ["派工隊伍", "Crew"],
+  reason: ["原因", "Reason"],
+  note: ["備註", "Note"],
+  confirm: ["確認", "Confirm"],
+  cancel: ["取消", "Cancel"],
+  conflict: [
+    "其他人已更新此案件；以下為最新狀態，請再確認一次。",
+    "Someone else changed this incident; here is its new state. Check it and try again.",
+  ],
+  done: ["已更新", "Updated"],
+  notFound: ["找不到此案件，或您無權查看", "No such incident, or you may not see it"],
+  toBureau: ["移交機關", "To bureau"],
+  duplicateOf: ["重複於（案件 ID）", "Duplicate of (incident ID)"],
+  confidence: ["信心", "Confidence"],
+  sessionEnded: ["登入已失效，請重新登入", "Your session ended; sign in again"],
+} as const;
+
+const ACTIONS: Record<string, [string, string]> = {
+  VERIFY: ["確認通報", "Verify"],
+  DISPATCH: ["派工", "Dispatch"],
+  START_WORK: ["開始施工", "Start work"],
+  RESOLVE: ["完工", "Resolve"],
+  REOPEN: ["重新開啟", "Reopen"],
+  CLOSE: ["結案", "Close"],
+  TRANSFER: ["移交", "Transfer"],
+  MARK_DUPLICATE: ["標記重複", "Mark duplicate"],
+};
+
+const STATUSES: Record<string, [string, string]> = {
+  DETECTED: ["已發現", "Detected"],
+  VERIFIED: ["已通報", "Verified"],
+  DISPATCHED: ["已派工", "Dispatched"],
+  IN_PROGRESS: ["施工中", "In progress"],
+  RESOLVED: ["已完工", "Resolved"],
+  CLOSED: ["已結案", "Closed"],
+};
+
+const REASONS: Record<string, [string, string]> = {
+  FIXED: ["已修復", "Fixed"],
+  FALSE_POSITIVE: ["誤報", "False report"],
+  DUPLICATE: ["重複", "Duplicate"],
+  NOT_RESPONSIBLE: ["非本機關權責", "Not our responsibility"],
+  TRANSFERRED: ["已移交", "Transferred"],
+};
+
+let language: Language = (localStorage.getItem("lighthouse.language") as Language) || "zh-TW";
+
+export function currentLanguage(): Language {
+  return language;
+}
+
+export function setLanguage(next: Language): void {
+  language = next;
+  localStorage.setItem("lighthouse.language", next);
+  document.documentElement.lang = next;
+}
+
+const pick = (pair: readonly [string, string]): string => (language === "zh-TW" ? pair[0] : pair[1]);
+
+export function t(word: keyof typeof WORDS): string {
+  return pick(WORDS[word]);
+}
+
+export function actionName(action: string): string {
+  return ACTIONS[action] ? pick(ACTIONS[action]) : action;
+}
+
+export function statusName(status: string): string {
+  return STATUSES[status] ? pick(STATUSES[status]) : status;
+}
+
+export function reasonName(reason: string): string {
+  return REASONS[reason] ? pick(REASONS[reason]) : reason;
+}
+
+export function when(iso: string): string {
+  return new Date(iso).toLocaleString(language, { dateStyle: "short", timeStyle: "short" });
+}

@@ -1,0 +1,402 @@
+"""The operations console (/console) in Chromium, against a gateway that runs registered
+documents only, with the console's manifest registered as deploying it does: people sign in
+(authorization code with PKCE, the demo's sign-in page), read the board, act on an incident,
+race each other, and see only what they may do. What the tests set up beforehand goes through
+the session's ordinary gateway, on the same database."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, Page, expect
+
+from api.app import create_app
+from api.graph.domains import DOMAINS
+from api.http.console import CONSOLE_CLIENT, CONSOLE_MANIFEST
+from api.settings import GraphSettings
+from tests.browser.test_clients import register
+from tests.conftest import GatewayProcess
+from tests.graph.helpers import create_incident
+from tests.support import (
+    DatabaseUnderTest,
+    GraphQLClient,
+    InProcessGateway,
+    free_port,
+    in_process_settings,
+)
+from tests.tokens import TokenFactory
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+AXE = Path(__file__).resolve().parents[2] / "console" / "node_modules" / "axe-core" / "axe.min.js"
+# Set to a directory (docs/console) to keep the README's screenshots of each screen.
+SCREENSHOTS = os.environ.get("LIGHTHOUSE_SCREENSHOTS")
+
+
+async def screenshot(page: Page, name: str) -> None:
+    if SCREENSHOTS:
+        await page.set_viewport_size({"width": 1280, "height": 800})
+        await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+
+
+@dataclass
+class Console:
+    base_url: str
+    tokens: TokenFactory
+    documents: dict[str, str]  # operation name -> registered id
+
+    async def ask(self, token: str, operation: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """The console's own registered document, sent by its id as the console sends it."""
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
+            response = await http.post(
+                "/graphql",
+                json={"documentId": self.documents[operation], "variables": variables},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        answer: dict[str, Any] = response.json()
+        return answer
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def console(database: DatabaseUnderTest) -> AsyncIterator[Console]:
+    assert CONSOLE_MANIFEST.is_file(), "the console is not built: run scripts/build-console"
+    manifest = json.loads(CONSOLE_MANIFEST.read_text())
+    documents = {
+        re.search(r"(?:query|mutation|subscription) (\w+)", text)[1]: key  # type: ignore[index]
+        for key, text in manifest.items()
+    }
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    settings = in_process_settings(
+        database, issuer, pool_max_size=4, graph=GraphSettings(trusted_documents_only=True)
+    )
+    register(database, issuer, CONSOLE_MANIFEST, CONSOLE_CLIENT)
+    async with InProcessGateway(create_app(settings, list(DOMAINS.values())), port) as served:
+        yield Console(served.base_url, TokenFactory(database.owner_url, served.base_url), documents)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def setup(gateway: GatewayProcess, tokens: TokenFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """The session's ordinary gateway, for what the tests arrange beforehand."""
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
+        yield http
+
+
+async def sign_in(browser: Browser, console: Console, name: str) -> Page:
+    """A fresh browser signed in to the console as the demo principal ``name``."""
+    page = await (await browser.new_context()).new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    await page.goto(f"{console.base_url}/console/")
+    await page.locator("#sign-in").click()
+    if name == "pwb-dispatcher":
+        await screenshot(page, "sign-in")
+    await page.locator(f'button[name="principal"][value="{name}"]').click()
+    await expect(page.locator(f'.who[data-subject="{name}"]')).to_be_visible()
+    assert not problems, problems
+    return page
+
+
+async def board_ids(page: Page) -> list[str]:
+    await expect(page.locator("p.count")).not_to_have_text("")
+    ids: list[str] = await page.locator("table.board tbody tr").evaluate_all(
+        "rows => rows.map(row => row.dataset.id)"
+    )
+    return ids
+
+
+async def axe_violations(page: Page) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page (run through the DevTools
+    protocol, which the page's Content Security Policy does not govern)."""
+    await page.evaluate(AXE.read_text())
+    found: list[dict[str, Any]] = await page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+        ".filter(v => ['serious', 'critical'].includes(v.impact))"
+        ".map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target)}))"
+    )
+    return found
+
+
+async def test_sign_in_with_pkce_and_the_board_is_what_the_graph_gives_that_person(
+    chromium: Browser, console: Console, setup: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
+    ours = [(await create_incident(staff, title=f"主控台看板 {n}"))["incident"] for n in range(3)]
+    categories = await staff.data("{ categories { code responsibleBureau { code } } }")
+    other = next(
+        c["code"]
+        for c in categories["categories"]
+        if c["responsibleBureau"] and c["responsibleBureau"]["code"] == "ENVIRONMENTAL_PROTECTION"
+    )
+    epb = GraphQLClient(setup, tokens.named("epb-supervisor"))
+    theirs = (await create_incident(epb, title="環保局案件", category=other))["incident"]
+
+    page = await sign_in(chromium, console, "pwb-dispatcher")
+    shown = await board_ids(page)
+    direct = await console.ask(
+        console.tokens.named("pwb-dispatcher"),
+        "Board",
+        {"first": 50, "filter": {"statusClass": ["OPEN"]}},
+    )
+    assert "errors" not in direct, direct
+    assert shown == [edge["node"]["id"] for edge in direct["data"]["incidents"]["edges"]]
+    assert {incident["id"] for incident in ours} <= set(shown)
+    assert theirs["id"] not in shown
+    await screenshot(page, "board")
+    # The page loaded from this gateway only, and says so to the browser.
+    response = await page.request.get(f"{console.base_url}/console/")
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert await axe_violations(page) == []
+
+
+async def test_a_dispatcher_takes_an_incident_through_the_workflow_and_the_graph_and_audit_agree(
+    chromium: Browser, console: Console, setup: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
+    incident = (await create_incident(staff, title="主控台流程", source="VLM"))["incident"]
+    assert incident["status"] == "DETECTED"
+    page = await sign_in(chromium, console, "pwb-supervisor")
+    await page.goto(f"{console.base_url}/console/#/incident/{incident['id']}")
+    status = page.locator("dd.status")
+    await expect(status).to_have_attribute("data-status", "DETECTED")
+    assert await axe_violations(page) == []
+
+    async def take(action: str, status_after: str, **fields: str) -> None:
+        form = page.locator(f'form[data-action="{action}"]')
+        for name, value in fields.items():
+            control = form.locator(f'[name="{name}"]')
+            if await control.evaluate("element => element.tagName") == "SELECT":
+                await control.select_option(value)
+            else:
+                await control.fill(value)
+        await form.locator("button").click()
+        await expect(status).to_have_attribute("data-status", status_after)
+
+    await take("VERIFY", "VERIFIED")
+    await screenshot(page, "incident")
+    await take("DISPATCH", "DISPATCHED", crew="養護一隊")
+    await take("START_WORK", "IN_PROGRESS")
+    await take("RESOLVE", "RESOLVED")
+    await take("CLOSE", "CLOSED", reason="FIXED")
+    await expect(page.locator("p.no-actions")).to_be_visible()
+
+    read = await staff.data(
+        "query($id: ID!) { incident(id: $id) { status closingReason workOrders { crew } } }",
+        {"id": incident["id"]},
+    )
+    assert read["incident"] == {
+        "status": "CLOSED",
+        "closingReason": "FIXED",
+        "workOrders": [{"crew": "養護一隊"}],
+    }
+    auditor = GraphQLClient(setup, tokens.named("auditor"))
+    records = await auditor.data(
+        'query($r: String) { auditRecords(first: 50, filter: {resource: $r, category: "graphql",'
+        ' subject: "pwb-supervisor"}) { edges { node { operation clientId decision'
+        " documentHash } } } }",
+        {"r": incident["id"]},
+    )
+    seen = [edge["node"] for edge in records["auditRecords"]["edges"]]
+    taken = {record["operation"] for record in seen if record["clientId"] == CONSOLE_CLIENT}
+    assert {"Verify", "Dispatch", "StartWork", "Resolve", "Close"} <= taken, seen
+    assert all(record["decision"] == "ALLOW" for record in seen if record["operation"] in taken)
+
+
+async def test_two_people_racing_on_one_incident_one_succeeds_the_other_sees_the_new_state(
+    chromium: Browser, console: Console, setup: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
+    incident = (await create_incident(staff, title="主控台競爭", source="VLM"))["incident"]
+    pages = [await sign_in(chromium, console, "pwb-supervisor") for _ in range(2)]
+    for page in pages:
+        await page.goto(f"{console.base_url}/console/#/incident/{incident['id']}")
+        await expect(page.locator("dd.status")).to_have_attribute("data-status", "DETECTED")
+    first, second = pages
+    await first.locator('form[data-action="VERIFY"] button').click()
+    await expect(first.locator("dd.status")).to_have_attribute("data-status", "VERIFIED")
+    await second.locator('form[data-action="VERIFY"] button').click()
+    # Its version was stale: the conflict is said, and the new state shown.
+    await expect(second.locator("p.notice")).to_contain_text("其他人已更新此案件")
+    await expect(second.locator("dd.status")).to_have_attribute("data-status", "VERIFIED")
+    await screenshot(second, "conflict")
+    events = await staff.data(
+        "query($id: ID!) { incident(id: $id) { events(limit: 10) { kind } } }",
+        {"id": incident["id"]},
+    )
+    assert [e["kind"] for e in events["incident"]["events"]].count("VERIFY") == 1
+
+
+async def test_a_viewer_sees_no_action_and_a_forged_one_is_refused(
+    chromium: Browser, console: Console, setup: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
+    incident = (await create_incident(staff, title="主控台檢視", source="VLM"))["incident"]
+    page = await sign_in(chromium, console, "pwb-viewer")
+    await page.goto(f"{console.base_url}/console/#/incident/{incident['id']}")
+    await expect(page.locator("dd.status")).to_have_attribute("data-status", "DETECTED")
+    await expect(page.locator("p.no-actions")).to_be_visible()
+    assert await page.locator("form.action").count() == 0
+    # The same request the console would send, with the viewer's token: refused, nothing changed.
+    forged = await console.ask(
+        console.tokens.named("pwb-viewer"),
+        "Verify",
+        {"input": {"id": incident["id"], "expectedVersion": incident["version"]}},
+    )
+    assert forged["data"]["result"]["__typename"] == "Forbidden", forged
+    read = await staff.data(
+        "query($id: ID!) { incident(id: $id) { status version } }", {"id": incident["id"]}
+    )
+    assert read["incident"] == {"status": "DETECTED", "version": incident["version"]}
+
+
+async def test_a_new_incident_appears_on_an_open_board_and_text_is_refused(
+    chromium: Browser, console: Console, setup: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    page = await sign_in(chromium, console, "pwb-supervisor")
+    await board_ids(page)
+    await expect(page.locator(".live")).to_have_text(re.compile("即時|Live"))
+    staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
+    created = (await create_incident(staff, title="主控台即時"))["incident"]
+    row = page.locator(f'table.board tbody tr[data-id="{created["id"]}"]')
+    await expect(row).to_be_visible()
+    await expect(row).to_contain_text("主控台即時")
+    # The gateway runs registered documents only: a text is refused, over HTTP as over the socket.
+    async with httpx.AsyncClient(base_url=console.base_url, timeout=30) as http:
+        refused = await http.post(
+            "/graphql",
+            json={"query": "{ me { subject } }"},
+            headers={"Authorization": f"Bearer {console.tokens.named('pwb-supervisor')}"},
+        )
+    assert refused.status_code == 400
+    assert "registered documents only" in refused.text
+    over_socket = await page.evaluate(
+        """token => new Promise((resolve, reject) => {
+            const socket = new WebSocket(location.origin.replace("http", "ws") + "/graphql",
+                                         "graphql-transport-ws");
+            socket.onopen = () => socket.send(JSON.stringify(
+                {type: "connection_init", payload: {Authorization: "Bearer " + token}}));
+            socket.onmessage = (event) => {
+                const message = JSON.parse(event.data);
+                if (message.type === "connection_ack") {
+                    socket.send(JSON.stringify({id: "1", type: "subscribe", payload:
+                        {query: "subscription { incidentChanged { kind } }"}}));
+                } else { socket.close(); resolve(message); }
+            };
+            socket.onerror = reject;
+            // An accepted subscription says nothing until an incident changes.
+            setTimeout(() => { socket.close(); resolve({type: "accepted"}); }, 5000);
+        })""",
+        console.tokens.named("pwb-supervisor"),
+    )
+    assert over_socket["type"] == "error", over_socket
+    assert over_socket["payload"][0]["extensions"]["code"] == "TRUSTED_DOCUMENT_REQUIRED"
+
+
+async def test_the_demo_sign_in_refuses_a_wrong_verifier_and_other_redirects(
+    console: Console,
+) -> None:
+    async with httpx.AsyncClient(base_url=console.base_url, timeout=30) as http:
+        config = (await http.get("/console/config.json")).json()
+        assert config["signIn"]["demo"] is True
+        redirect = config["redirectUri"]
+        verifier = "v" * 43
+        import base64
+        import hashlib
+
+        challenge = (
+            base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+            .rstrip(b"=")
+            .decode()
+        )
+        authorization = {
+            "response_type": "code",
+            "client_id": CONSOLE_CLIENT,
+            "redirect_uri": redirect,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": "s1",
+        }
+        elsewhere = await http.get(
+            "/oauth/authorize", params=authorization | {"redirect_uri": "http://evil.example/"}
+        )
+        assert elsewhere.status_code == 400 and "redirect_uri must be" in elsewhere.text
+        chosen = await http.post(
+            "/oauth/authorize", data=authorization | {"principal": "pwb-viewer"}
+        )
+        assert chosen.status_code == 303
+        code = httpx.URL(chosen.headers["location"]).params["code"]
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect,
+            "client_id": CONSOLE_CLIENT,
+        }
+        wrong = await http.post("/oauth/token", data=form | {"code_verifier": "w" * 43})
+        assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+        # The code is no access token.
+        as_token = await http.post(
+            "/graphql",
+            json={"documentId": console.documents["Viewer"]},
+            headers={"Authorization": f"Bearer {code}"},
+        )
+        assert as_token.status_code == 401
+        right = await http.post("/oauth/token", data=form | {"code_verifier": verifier})
+        assert right.status_code == 200, right.text
+        token = right.json()["access_token"]
+        me = await console.ask(token, "Viewer", {})
+        assert me["data"]["me"]["subject"] == "pwb-viewer"
+
+
+async def test_with_the_citys_sign_on_configured_the_demo_sign_in_is_refused(
+    database: DatabaseUnderTest,
+) -> None:
+    """The console then sends people to the city's single sign-on; the gateway's demo page and
+    grant are closed (as they are in production, whatever is configured)."""
+    import base64
+    import os as os_
+
+    from api.settings import ConsoleSettings, DatabaseSettings, Environment, OAuthSettings, Settings
+
+    sign_on = ConsoleSettings(
+        authorization_endpoint="https://sso.kcg.example/authorize",
+        token_endpoint="https://sso.kcg.example/token",
+        scope="openid incidents:read",
+    )
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    settings = in_process_settings(database, issuer, pool_max_size=2, console=sign_on)
+    assert not settings.demo_sign_in_enabled
+    async with (
+        InProcessGateway(create_app(settings, list(DOMAINS.values())), port) as served,
+        httpx.AsyncClient(base_url=served.base_url, timeout=30) as http,
+    ):
+        page = await http.get("/oauth/authorize", params={"response_type": "code"})
+        assert page.status_code == 403 and "outside production only" in page.text
+        grant = await http.post(
+            "/oauth/token", data={"grant_type": "authorization_code", "code": "x"}
+        )
+        assert grant.status_code == 400 and grant.json()["error"] == "unsupported_grant_type"
+        config = (await http.get("/console/config.json")).json()
+        assert config["signIn"]["authorizationEndpoint"] == "https://sso.kcg.example/authorize"
+        assert config["signIn"]["demo"] is False
+        # The page may redeem its code at the sign-on's token endpoint, and nowhere else.
+        policy = (await http.get("/console/")).headers["content-security-policy"]
+        assert "connect-src 'self' https://sso.kcg.example;" in policy
+        metadata = (await http.get("/.well-known/oauth-authorization-server")).json()
+        assert metadata["grant_types_supported"] == ["client_credentials"]
+    production = Settings(
+        environment=Environment.PRODUCTION,
+        database=DatabaseSettings(url="postgresql://app@db/lighthouse"),
+        oauth=OAuthSettings(key_encryption_key=base64.b64encode(os_.urandom(32)).decode()),
+    )
+    assert not production.demo_sign_in_enabled
