@@ -45,9 +45,21 @@ class OidcProvider:
     the scopes the client may request) and ``claims`` (added to every access token it gets).
     """
 
-    def __init__(self, audience: str, clients: list[dict[str, Any]], log_path: Path) -> None:
+    def __init__(
+        self,
+        audience: str,
+        clients: list[dict[str, Any]],
+        log_path: Path,
+        *,
+        public_clients: list[dict[str, Any]] | None = None,
+        accounts: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """``public_clients`` (``client_id``, ``redirect_uris``) sign in ``accounts`` (by login
+        name, with their tokens' claims) by the authorization code with PKCE."""
         self.audience = audience
         self.clients = clients
+        self.public_clients = public_clients or []
+        self.accounts = accounts or {}
         self.log_path = log_path
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
@@ -80,6 +92,8 @@ class OidcProvider:
             "OIDC_PORT": str(self.port),
             "OIDC_AUDIENCE": self.audience,
             "OIDC_CLIENTS": json.dumps(self.clients),
+            "OIDC_PUBLIC_CLIENTS": json.dumps(self.public_clients),
+            "OIDC_ACCOUNTS": json.dumps(self.accounts),
         }
         self._log = self.log_path.open("ab")
         self._log_start = self._log.tell()  # the log may hold earlier runs: read past them

@@ -400,3 +400,81 @@ async def test_with_the_citys_sign_on_configured_the_demo_sign_in_is_refused(
         oauth=OAuthSettings(key_encryption_key=base64.b64encode(os_.urandom(32)).decode()),
     )
     assert not production.demo_sign_in_enabled
+
+
+async def test_staff_sign_in_with_the_citys_openid_provider_by_pkce(
+    chromium: Browser,
+    database: DatabaseUnderTest,
+    setup: httpx.AsyncClient,
+    tokens: TokenFactory,
+    tmp_path: Path,
+) -> None:
+    """A third-party OpenID provider (oidc-provider) as the city's sign-on: the console sends
+    the person there, they log in, and the console redeems the code with its verifier at the
+    provider's token endpoint (cross-origin, as the page's policy allows) and reads the graph
+    with the provider's token, mapped to a Public Works dispatcher."""
+    from api.settings import ConsoleSettings, OAuthSettings, TrustedIssuer
+    from tests.conftest import SSO_AUDIENCE, SSO_CLIENTS
+    from tests.oidc_provider import OidcProvider
+
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    provider = OidcProvider(
+        SSO_AUDIENCE,
+        SSO_CLIENTS,
+        tmp_path / "sso.log",
+        public_clients=[{"client_id": CONSOLE_CLIENT, "redirect_uris": [f"{issuer}/console/"]}],
+        accounts={"chen.dispatcher": {"department": "PWB", "groups": ["dispatcher"]}},
+    )
+    provider.start()
+    try:
+        trusted = TrustedIssuer(
+            issuer=provider.issuer,
+            audience=SSO_AUDIENCE,
+            bureau_claim="department",
+            bureau_map={"PWB": "PUBLIC_WORKS"},
+            roles_claim="groups",
+        )
+        settings = in_process_settings(
+            database,
+            issuer,
+            pool_max_size=2,
+            graph=GraphSettings(trusted_documents_only=True),
+            console=ConsoleSettings(
+                authorization_endpoint=f"{provider.issuer}/auth",
+                token_endpoint=f"{provider.issuer}/token",
+                scope="openid incidents:read incidents:write assets:read",
+                resource=SSO_AUDIENCE,
+            ),
+        )
+        settings = settings.model_copy(
+            update={"oauth": OAuthSettings(issuer=issuer, trusted_issuers=[trusted])}
+        )
+        register(database, issuer, CONSOLE_MANIFEST, CONSOLE_CLIENT)
+        staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
+        mine = (await create_incident(staff, title="單一登入看板"))["incident"]
+        async with InProcessGateway(create_app(settings, list(DOMAINS.values())), port) as served:
+            page = await (await chromium.new_context()).new_page()
+            await page.goto(f"{served.base_url}/console/")
+            await page.locator("#sign-in").click()
+            # oidc-provider's development login and consent pages.
+            await page.wait_for_url(f"{provider.issuer}/**")
+            login = page.locator('input[name="login"]')
+            if not await login.count():
+                raise AssertionError(f"{page.url}\n{(await page.content())[:3000]}")
+            await login.fill("chen.dispatcher")
+            await page.locator('input[name="password"]').fill("any")
+            await page.locator('button[type="submit"]').click()
+            await page.locator('button[type="submit"]').click()
+            # External subjects are named by their issuer.
+            who = page.locator(f'.who[data-subject="{provider.issuer}#chen.dispatcher"]')
+            await expect(who).to_be_visible()
+            await expect(page.locator(".who")).to_contain_text("PUBLIC_WORKS")
+            row = page.locator(f'table.board tbody tr[data-id="{mine["id"]}"]')
+            await expect(row).to_be_visible()
+            # Staff's report is verified as it is made: a dispatcher may dispatch it, not close it.
+            await row.locator("a").click()
+            await expect(page.locator('form[data-action="DISPATCH"]')).to_be_visible()
+            assert await page.locator('form[data-action="CLOSE"]').count() == 0
+    finally:
+        provider.stop()

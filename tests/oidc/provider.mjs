@@ -11,6 +11,11 @@
 //                  [{"client_id": "...", "client_secret": "...",
 //                    "scope": "space separated allowed scopes",
 //                    "claims": {"bureau": "PUBLIC_WORKS", "roles": ["dispatcher"]}}]
+//   OIDC_PUBLIC_CLIENTS  optional JSON array of public clients signing people in (authorization
+//                  code with PKCE): [{"client_id": "...", "redirect_uris": ["..."]}]
+//   OIDC_ACCOUNTS  optional JSON object of the people who may sign in, by login name, with the
+//                  claims their access tokens carry: {"alice": {"department": "PWB"}}; any
+//                  password is taken (oidc-provider's development login page)
 //
 // Prints `READY <issuer>` on stdout once listening; exits 0 on SIGTERM or SIGINT.
 
@@ -50,7 +55,19 @@ function readConfig() {
     }
   }
 
-  return { port, audience, clients };
+  let publicClients;
+  let accounts;
+  try {
+    publicClients = JSON.parse(process.env.OIDC_PUBLIC_CLIENTS ?? '[]');
+    accounts = JSON.parse(process.env.OIDC_ACCOUNTS ?? '{}');
+  } catch (err) {
+    fail(`OIDC_PUBLIC_CLIENTS or OIDC_ACCOUNTS is not valid JSON: ${err.message}`);
+  }
+  if (!Array.isArray(publicClients) || typeof accounts !== 'object' || Array.isArray(accounts)) {
+    fail('OIDC_PUBLIC_CLIENTS must be a JSON array and OIDC_ACCOUNTS a JSON object');
+  }
+
+  return { port, audience, clients, publicClients, accounts };
 }
 
 // Two warnings are expected here and would otherwise land in every test log: the package
@@ -72,7 +89,8 @@ async function withoutExpectedWarnings(fn) {
   }
 }
 
-const { port, audience, clients } = readConfig();
+const { port, audience, clients, publicClients, accounts } = readConfig();
+const signsPeopleIn = publicClients.length > 0;
 const { default: Provider, errors } = await withoutExpectedWarnings(() => import('oidc-provider'));
 
 const issuer = `http://127.0.0.1:${port}`;
@@ -98,8 +116,17 @@ const provider = await withoutExpectedWarnings(() => new Provider(issuer, {
     redirect_uris: [],
     response_types: [],
     token_endpoint_auth_method: 'client_secret_basic',
-  })),
-  clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
+  })).concat(publicClients.map((c) => ({
+    client_id: c.client_id,
+    grant_types: ['authorization_code'],
+    redirect_uris: c.redirect_uris,
+    response_types: ['code'],
+    token_endpoint_auth_method: 'none',
+  }))),
+  // A browser page redeems its code at the token endpoint from another origin.
+  clientBasedCORS: () => true,
+  pkce: { required: () => true },
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post', ...(signsPeopleIn ? ['none'] : [])],
   // Client `scope` metadata may only name scopes the server knows; listing them here also
   // makes a request for a scope outside the client's allow-list fail with invalid_scope
   // instead of being silently dropped.
@@ -108,7 +135,7 @@ const provider = await withoutExpectedWarnings(() => new Provider(issuer, {
   cookies: { keys: ['lighthouse-test-oidc-cookie-key'] },
   features: {
     clientCredentials: { enabled: true },
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: signsPeopleIn },
     introspection: { enabled: false },
     revocation: { enabled: false },
     resourceIndicators: {
@@ -130,13 +157,15 @@ const provider = await withoutExpectedWarnings(() => new Provider(issuer, {
     },
   },
   extraTokenClaims: async (_ctx, token) => {
-    const claims = claimsByClient.get(token.clientId);
+    const claims = token.accountId ? accounts[token.accountId] : claimsByClient.get(token.clientId);
     return claims ? structuredClone(claims) : undefined;
   },
   ttl: {
     ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? 600,
   },
-  findAccount: async () => undefined,
+  findAccount: async (_ctx, id) => (Object.hasOwn(accounts, id)
+    ? { accountId: id, claims: async () => ({ sub: id }) }
+    : undefined),
 }));
 
 provider.on('server_error', (_ctx, err) => {
