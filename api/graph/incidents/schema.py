@@ -11,6 +11,7 @@ from api.graph.incidents.loaders import (
     DuplicatesOf,
     EventsOf,
     IncidentById,
+    PermittedOf,
     ReporterOf,
     TransfersOf,
     WorkOrderById,
@@ -38,6 +39,7 @@ bundle = DomainBundle(
         EventsOf,
         WorkOrdersOf,
         DetectionsOf,
+        PermittedOf,
     ),
     # Open311 GeoReport v2: service requests are incidents.
     routes=tuple(open311_routes()),
