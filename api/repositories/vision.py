@@ -227,6 +227,10 @@ FRAMES_NEWEST_FIRST = Ordering(
 DETECTIONS_NEWEST_FIRST = Ordering(
     "NEWEST_FIRST", ("detected_at", "id"), descending=True, types=(datetime, int)
 )
+# A review queue's order: the findings the model was surest of first.
+DETECTIONS_MOST_CONFIDENT_FIRST = Ordering(
+    "MOST_CONFIDENT_FIRST", ("confidence", "id"), descending=True, types=(float, int)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +243,9 @@ class DetectionFilter:
     detected_from: datetime | None = None
     detected_before: datetime | None = None
     models: Sequence[str] | None = None  # the models whose analyses found them, by name
+    # Whether the incident the detection opened or joined is still waiting for a person
+    # (DETECTED), among the incidents the caller may see.
+    awaiting_review: bool | None = None
 
     def conditions(self) -> Conditions:
         where = Conditions()
@@ -261,6 +268,9 @@ class DetectionFilter:
             where.add("detected_at >= {}", self.detected_from)
         if self.detected_before is not None:
             where.add("detected_at < {}", self.detected_before)
+        if self.awaiting_review is not None:
+            waiting = "incident_id IN (SELECT id FROM incident WHERE status = 'DETECTED')"
+            where.add(waiting if self.awaiting_review else f"NOT coalesce({waiting}, false)")
         return where
 
 
@@ -466,15 +476,13 @@ class VisionRepository:
         return found
 
     async def detections_page(
-        self, where: DetectionFilter, request: PageRequest
+        self,
+        where: DetectionFilter,
+        request: PageRequest,
+        ordering: Ordering = DETECTIONS_NEWEST_FIRST,
     ) -> Page[DetectionRecord]:
         return await self._page(
-            "detection",
-            DETECTION_COLUMNS,
-            DetectionRecord,
-            where.conditions(),
-            DETECTIONS_NEWEST_FIRST,
-            request,
+            "detection", DETECTION_COLUMNS, DetectionRecord, where.conditions(), ordering, request
         )
 
     async def detections_count(self, where: DetectionFilter) -> int:

@@ -16,7 +16,7 @@ from api.domain.errors import InvalidInput, NotFound
 from api.domain.open311 import incident_id
 from api.policy import resources
 from api.policy.engine import Decision, Entity, PolicyEngine
-from api.repositories.audit import AuditFilter, AuditRecordRow, AuditRepository
+from api.repositories.audit import AnchorRow, AuditFilter, AuditRecordRow, AuditRepository
 from api.repositories.bureaus import BureauRepository
 from api.repositories.incidents import IncidentRepository
 from api.repositories.sql import Page, PageRequest
@@ -85,6 +85,11 @@ class AuditTrail:
         the first broken link."""
         self._access.authorize("ReadAuditTrail", resources.AUDIT_TRAIL)
         return await verify_chain(self._repository, from_seq, to_seq)
+
+    async def anchors(self, limit: int) -> list[AnchorRow]:
+        """The newest ``limit`` anchors of the chain, newest first."""
+        self._access.authorize("ReadAuditTrail", resources.AUDIT_TRAIL)
+        return await self._repository.anchors(limit)
 
     def policy_set(self) -> PolicyEngine:
         self._access.authorize("ReadPolicies", resources.POLICY_STORE)

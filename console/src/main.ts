@@ -6,8 +6,10 @@ import { h, replace } from "./dom";
 import { ViewerDocument } from "./gql/graphql";
 import { connect, type Graph, registered } from "./graph";
 import { currentLanguage, setLanguage, t } from "./i18n";
+import { auditScreen } from "./screens/audit";
 import { boardScreen, type Category } from "./screens/board";
 import { incidentScreen } from "./screens/incident";
+import { reviewScreen } from "./screens/review";
 
 interface Config {
   graphql: string;
@@ -88,7 +90,13 @@ async function signedIn(config: Config): Promise<void> {
       "header",
       { class: "top" },
       h("a", { class: "brand", href: "#/board" }, t("title")),
-      h("nav", { "aria-label": "main" }, h("a", { href: "#/board" }, t("board"))),
+      h(
+        "nav",
+        { "aria-label": "main" },
+        me.scopes.includes("incidents:read") ? h("a", { href: "#/board" }, t("board")) : null,
+        me.scopes.includes("incidents:write") ? h("a", { href: "#/review" }, t("review")) : null,
+        me.scopes.includes("audit:read") ? h("a", { href: "#/audit" }, t("audit")) : null,
+      ),
       live,
       h("span", { class: "who", "data-subject": me.subject }, `${t("signedInAs")} ${me.subject}${me.bureauCode ? ` (${me.bureauCode})` : ""}`),
       h(
@@ -111,8 +119,13 @@ async function signedIn(config: Config): Promise<void> {
     leave();
     const client = (graph as Graph).client;
     const match = /^#\/incident\/(.+)$/.exec(location.hash);
+    const reads = me.scopes.includes("incidents:read");
     if (match) {
       leave = incidentScreen(main, client, decodeURIComponent(match[1]), zh);
+    } else if (location.hash === "#/review" && reads) {
+      leave = reviewScreen(main, client, zh);
+    } else if (location.hash === "#/audit" || (!reads && me.scopes.includes("audit:read"))) {
+      leave = auditScreen(main, client);
     } else {
       leave = boardScreen(main, client, categories, zh);
     }

@@ -6,6 +6,8 @@ the session's ordinary gateway, on the same database."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -25,7 +28,7 @@ from api.http.console import CONSOLE_CLIENT, CONSOLE_MANIFEST
 from api.settings import GraphSettings
 from tests.browser.test_clients import register
 from tests.conftest import GatewayProcess
-from tests.graph.helpers import create_incident
+from tests.graph.helpers import create_incident, key_of
 from tests.support import (
     DatabaseUnderTest,
     GraphQLClient,
@@ -45,6 +48,7 @@ SCREENSHOTS = os.environ.get("LIGHTHOUSE_SCREENSHOTS")
 async def screenshot(page: Page, name: str) -> None:
     if SCREENSHOTS:
         await page.set_viewport_size({"width": 1280, "height": 800})
+        await page.evaluate("window.scrollTo(0, 0)")
         await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
 
 
@@ -310,9 +314,6 @@ async def test_the_demo_sign_in_refuses_a_wrong_verifier_and_other_redirects(
         assert config["signIn"]["demo"] is True
         redirect = config["redirectUri"]
         verifier = "v" * 43
-        import base64
-        import hashlib
-
         challenge = (
             base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
             .rstrip(b"=")
@@ -362,9 +363,6 @@ async def test_with_the_citys_sign_on_configured_the_demo_sign_in_is_refused(
 ) -> None:
     """The console then sends people to the city's single sign-on; the gateway's demo page and
     grant are closed (as they are in production, whatever is configured)."""
-    import base64
-    import os as os_
-
     from api.settings import ConsoleSettings, DatabaseSettings, Environment, OAuthSettings, Settings
 
     sign_on = ConsoleSettings(
@@ -397,7 +395,7 @@ async def test_with_the_citys_sign_on_configured_the_demo_sign_in_is_refused(
     production = Settings(
         environment=Environment.PRODUCTION,
         database=DatabaseSettings(url="postgresql://app@db/lighthouse"),
-        oauth=OAuthSettings(key_encryption_key=base64.b64encode(os_.urandom(32)).decode()),
+        oauth=OAuthSettings(key_encryption_key=base64.b64encode(os.urandom(32)).decode()),
     )
     assert not production.demo_sign_in_enabled
 
@@ -478,3 +476,116 @@ async def test_staff_sign_in_with_the_citys_openid_provider_by_pkce(
             assert await page.locator('form[data-action="CLOSE"]').count() == 0
     finally:
         provider.stop()
+
+
+async def test_an_auditor_reads_the_records_and_verifies_the_chain(
+    chromium: Browser, console: Console, setup: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
+    incident = (await create_incident(staff, title="主控台稽核"))["incident"]
+    page = await sign_in(chromium, console, "auditor")
+    # An auditor reads no incidents: the console opens on the audit screen.
+    await expect(page.locator("h1")).to_have_text(re.compile("稽核紀錄|Audit"))
+    await page.locator("#audit-subject").fill("pwb-supervisor")
+    await page.locator("#audit-resource").fill(incident["id"])
+    await page.locator("form.filters button").click()
+    first = page.locator("table.audit tbody tr").first
+    await expect(first).to_contain_text("pwb-supervisor")
+    await first.locator("button").click()
+    await expect(page.locator("pre.record")).to_contain_text("Incident:")
+    await page.locator("#verify-chain").click()
+    await expect(page.locator("p.chain")).to_have_attribute("data-intact", "true")
+    await expect(page.locator(".policies details").first).to_be_visible()
+    await screenshot(page, "audit")
+    assert await axe_violations(page) == []
+
+
+async def test_findings_are_reviewed_from_a_queue_by_keyboard_and_button(
+    chromium: Browser,
+    console: Console,
+    database: DatabaseUnderTest,
+    setup: httpx.AsyncClient,
+    tokens: TokenFactory,
+) -> None:
+    """Three camera findings whose incidents wait for a person: the queue shows them surest
+    first; the dispatcher confirms one with the keyboard and rejects one with a button, and the
+    review outcomes (the model's ground truth) follow."""
+    staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        await owner.execute("SET search_path = lighthouse, public")
+        camera = await owner.fetchrow(
+            "INSERT INTO asset (code, kind, name, bureau_id, latitude, longitude, created_by)"
+            " SELECT 'CAM-CONSOLE-' || floor(random() * 1e9)::text, 'CAMERA', '主控台相機', id,"
+            " 22.62, 120.30, 'tests' FROM bureau WHERE code = 'PUBLIC_WORKS'"
+            " RETURNING id, bureau_id"
+        )
+        await owner.execute(
+            "INSERT INTO vision_prompt (version, text, schema) VALUES ('console-1', 'q', '{}')"
+            " ON CONFLICT DO NOTHING"
+        )
+        found: dict[float, tuple[dict[str, Any], int]] = {}
+        for confidence in (0.61, 0.97, 0.83):
+            incident = (await create_incident(staff, title=f"待審 {confidence}", source="VLM"))[
+                "incident"
+            ]
+            sha = os.urandom(32)
+            await owner.execute(
+                "INSERT INTO frame (sha256, camera_id, bureau_id, media_type, size_bytes, width,"
+                " height, captured_at, uploaded_by) VALUES ($1, $2, $3, 'image/png', 1, 1, 1,"
+                " now(), 't')",
+                sha, camera["id"], camera["bureau_id"],
+            )  # fmt: skip
+            analysis = await owner.fetchval(
+                "INSERT INTO frame_analysis (frame_sha256, bureau_id, model, model_version,"
+                " prompt_version, outcome, raw_answer, latency_ms)"
+                " VALUES ($1, $2, 'city-vlm', '1', 'console-1', 'FINDINGS', '{}', 5) RETURNING id",
+                sha, camera["bureau_id"],
+            )  # fmt: skip
+            detection = await owner.fetchval(
+                "INSERT INTO detection (analysis_id, frame_sha256, camera_id, bureau_id, category,"
+                " confidence, latitude, longitude, outcome, incident_id)"
+                " VALUES ($1, $2, $3, $4, 'POTHOLE', $5, 22.62, 120.30, 'OPENED', $6) RETURNING id",
+                analysis, sha, camera["id"], camera["bureau_id"], confidence,
+                key_of(incident["id"]),
+            )  # fmt: skip
+            found[confidence] = (incident, int(detection))
+
+        page = await sign_in(chromium, console, "pwb-supervisor")
+        await page.goto(f"{console.base_url}/console/#/review")
+        items = page.locator("ol.queue li")
+        await expect(items.first).to_be_visible()
+        shown: list[str] = await items.evaluate_all("items => items.map(i => i.dataset.id)")
+        by_key = {key_of(i): i for i in shown}
+        ours = [by_key[found[c][1]] for c in (0.97, 0.83, 0.61)]
+        assert [shown.index(i) for i in ours] == sorted(shown.index(i) for i in ours)
+        assert await axe_violations(page) == []
+        await screenshot(page, "review")
+        # The keyboard: down to the surest of ours, then c.
+        for _ in range(shown.index(ours[0])):
+            await page.keyboard.press("j")
+        await expect(page.locator(f'ol.queue li[data-id="{ours[0]}"]')).to_have_attribute(
+            "aria-current", "true"
+        )
+        await page.keyboard.press("c")
+        await expect(page.locator(f'ol.queue li[data-id="{ours[0]}"]')).to_have_count(0)
+        # A button: reject the second as a false report.
+        await page.locator(f'ol.queue li[data-id="{ours[1]}"] button.reject').click()
+        await expect(page.locator(f'ol.queue li[data-id="{ours[1]}"]')).to_have_count(0)
+        await expect(page.locator(f'ol.queue li[data-id="{ours[2]}"]')).to_be_visible()
+
+        outcomes = {
+            row["detection_id"]: row["outcome"]
+            for row in await owner.fetch(
+                "SELECT detection_id, outcome FROM detection_review"
+                " WHERE detection_id = ANY($1::bigint[])",
+                [found[c][1] for c in (0.97, 0.83, 0.61)],
+            )
+        }
+        assert outcomes == {
+            found[0.97][1]: "CONFIRMED",
+            found[0.83][1]: "REJECTED",
+            found[0.61][1]: "PENDING",
+        }
+    finally:
+        await owner.close()

@@ -11,6 +11,7 @@ from api.auth.principal import Principal, PrincipalKind
 from api.domain.errors import InvalidInput
 from api.graph.audit.types import (
     AccessExplanation,
+    AuditAnchor,
     AuditChainVerification,
     AuditDecision,
     AuditRecord,
@@ -128,6 +129,23 @@ class AuditQueries:
             first_broken_seq=outcome.first_broken_seq,
             reason=outcome.reason,
         )
+
+    @strawberry.federation.field(
+        description="The chain's newest anchors (signed statements of its head), newest first.",
+        requires_scopes=[["audit:read"]],
+    )
+    async def audit_anchors(self, info: Info, last: int = 5) -> list[AuditAnchor]:
+        if not 1 <= last <= 100:
+            raise InvalidInput("last", "must be between 1 and 100")
+        return [
+            AuditAnchor(
+                seq=row.seq,
+                hash=row.hash.hex(),
+                anchored_at=row.anchored_at,
+                token=row.signature,
+            )
+            for row in await _trail(info).anchors(last)
+        ]
 
     @strawberry.federation.field(
         description="The policy set in force, with its version and text.",

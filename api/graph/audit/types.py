@@ -96,6 +96,18 @@ class AuditChainVerification:
     reason: str | None
 
 
+@strawberry.type(
+    description="A signed statement of the audit chain's head at a moment (an anchor): a copy "
+    "kept outside the database proves later that no record before it was changed or removed "
+    "(`lighthouse audit check-anchor`)."
+)
+class AuditAnchor:
+    seq: int = strawberry.field(description="The last record the anchor covers.")
+    hash: str = strawberry.field(description="That record's chain hash (hex).")
+    anchored_at: datetime
+    token: str = strawberry.field(description="The anchor itself: a JWS signed by the gateway.")
+
+
 @strawberry.type(description="One policy, as written in policies/.")
 class Policy:
     id: str

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator
 from datetime import datetime
+from enum import Enum
 from typing import Annotated
 
 import strawberry
@@ -27,8 +28,9 @@ from api.graph.models.detections import (
     FrameConnection,
 )
 from api.graph.models.loaders import DetectionById, FrameBySha
-from api.repositories.sql import page_request
+from api.repositories.sql import Ordering, page_request
 from api.repositories.vision import (
+    DETECTIONS_MOST_CONFIDENT_FIRST,
     DETECTIONS_NEWEST_FIRST,
     FRAMES_NEWEST_FIRST,
     DetectionFilter,
@@ -53,6 +55,23 @@ class DetectionFilterInput:
     model: list[str] | None = strawberry.field(
         default=None, description="The models whose analyses found them, by name."
     )
+    awaiting_review: bool | None = strawberry.field(
+        default=None,
+        description="Only those whose incident still waits for a person to decide (DETECTED), "
+        "or (false) only the others.",
+    )
+
+
+@strawberry.enum
+class DetectionOrder(Enum):
+    NEWEST_FIRST = "NEWEST_FIRST"
+    MOST_CONFIDENT_FIRST = "MOST_CONFIDENT_FIRST"
+
+
+DETECTION_ORDERINGS: dict[DetectionOrder, Ordering] = {
+    DetectionOrder.NEWEST_FIRST: DETECTIONS_NEWEST_FIRST,
+    DetectionOrder.MOST_CONFIDENT_FIRST: DETECTIONS_MOST_CONFIDENT_FIRST,
+}
 
 
 def detection_filter(
@@ -81,6 +100,7 @@ def detection_filter(
         detected_from=value.detected_from,
         detected_before=value.detected_before,
         models=models,
+        awaiting_review=value.awaiting_review,
     )
 
 
@@ -91,11 +111,12 @@ async def detections_connection(
     after: str | None,
     last: int | None,
     before: str | None,
+    ordering: Ordering = DETECTIONS_NEWEST_FIRST,
 ) -> DetectionConnection:
     """A page of the detections ``where`` selects, as a connection (the caller's read)."""
     settings = info.context.resources.settings
     request = page_request(
-        DETECTIONS_NEWEST_FIRST,
+        ordering,
         first=first,
         after=after,
         last=last,
@@ -104,14 +125,14 @@ async def detections_connection(
         max_size=settings.graph.max_page_size,
     )
     reads = VisionReads(info.context.access)
-    page = await reads.detections_page(where, request)
+    page = await reads.detections_page(where, request, ordering)
     DetectionById.of(info).prime_many({record.id: record for record in page.items})
     await prefetch(info, "Detection", page.items, "edges", "node")
     edge_fields = {field.name for field in node_selections(info, "edges")}
     return build_connection(
         DetectionConnection,
         page,
-        DETECTIONS_NEWEST_FIRST,
+        ordering,
         Detection.from_record,
         lambda: reads.detections_count(where),
         edge_cursors="cursor" in edge_fields,
@@ -172,8 +193,9 @@ class FrameQueries:
         return Frame.from_record(record) if record else None
 
     @strawberry.federation.field(
-        description="Detections, newest first; filter by category, bureau, camera, outcome, "
-        "confidence and time.",
+        description="Detections, newest first (or the most confident first: a review queue); "
+        "filter by category, bureau, camera, outcome, confidence, time and whether their "
+        "incident awaits review.",
         authenticated=True,
         requires_scopes=[["incidents:read"]],
     )
@@ -185,9 +207,16 @@ class FrameQueries:
         last: int | None = None,
         before: str | None = None,
         filter: DetectionFilterInput | None = None,
+        order_by: DetectionOrder = DetectionOrder.NEWEST_FIRST,
     ) -> DetectionConnection:
         return await detections_connection(
-            info, detection_filter(filter), first, after, last, before
+            info,
+            detection_filter(filter),
+            first,
+            after,
+            last,
+            before,
+            DETECTION_ORDERINGS[order_by],
         )
 
 

@@ -20,8 +20,9 @@ from api.domain.errors import NotFound, PersonalDataMasked
 from api.policy import resources
 from api.repositories.bureaus import BureauRepository
 from api.repositories.incidents import IncidentRepository
-from api.repositories.sql import Page, PageRequest
+from api.repositories.sql import Ordering, Page, PageRequest
 from api.repositories.vision import (
+    DETECTIONS_NEWEST_FIRST,
     AnalysisRecord,
     DetectionFilter,
     DetectionRecord,
@@ -136,10 +137,13 @@ class VisionReads:
     # --- detections ---------------------------------------------------------------------------
 
     async def detections_page(
-        self, where: DetectionFilter, request: PageRequest
+        self,
+        where: DetectionFilter,
+        request: PageRequest,
+        ordering: Ordering = DETECTIONS_NEWEST_FIRST,
     ) -> Page[DetectionRecord]:
         self._may_list()
-        page = await self._repository.detections_page(where, request)
+        page = await self._repository.detections_page(where, request, ordering)
         self._detections_returned(page.items)
         return page
 
