@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.access.scope import OperationDescription
+from api.auth.image_grants import read_image_grant
 from api.auth.tokens import InvalidToken
 from api.domain.errors import (
     DomainError,
@@ -163,11 +164,13 @@ async def post_frame(request: Request) -> Response:
 
 async def get_frame_image(request: Request) -> Response:
     transaction = request_transaction(request)
+    grant = request.query_params.get("grant")
+    if grant is not None:
+        return await _linked_image(request, grant)
     if not transaction.principal.is_authenticated:
         return FRAMES_ERRORS.unauthenticated(
             "frames are shown with an access token (Authorization: Bearer ...)"
         )
-    resources = resources_of(request)
     digest = parse_digest(request.path_params["sha256"])
     access = transaction.access(lambda: _describe("GET /frames/{sha256}"))
     try:
@@ -180,10 +183,44 @@ async def get_frame_image(request: Request) -> Response:
         return _error(error, transaction.request_id)
     # The disclosure is recorded before a byte of the image leaves.
     await transaction.commit()
+    return await _image(request, record, transaction.request_id)
+
+
+async def _linked_image(request: Request, grant: str) -> Response:
+    """The image by a link the graph issued (``Frame.imageLink``, for an ``<img>``): authorized
+    and audited again as the caller the link names, whose token must still stand."""
+    resources = resources_of(request)
+    request_id = request_transaction(request).request_id
+    digest = parse_digest(request.path_params["sha256"])
+    if digest is None:
+        return _error(NotFound("frame", request.path_params["sha256"]), request_id)
+    refusal: DomainError | None = None
+    try:
+        principal = read_image_grant(resources.keys, resources.settings, grant, digest.hex())
+        async with resources.gate.transaction(
+            principal,
+            request_id,
+            lambda: _describe("GET /frames/{sha256} by link"),
+            check_token=True,
+        ) as access:
+            try:
+                record = await VisionReads(access).image(digest)
+            except DomainError as error:
+                access.audit.outcome = error.code
+                refusal = error
+    except InvalidToken as error:
+        return FRAMES_ERRORS.unauthenticated(error.reason)
+    if refusal is not None:
+        return _error(refusal, request_id)
+    return await _image(request, record, request_id)
+
+
+async def _image(request: Request, record: FrameRecord, request_id: str) -> Response:
+    resources = resources_of(request)
     try:
         data = await asyncio.to_thread(resources.vision.store.get, record.sha256, record.media_type)
     except FileNotFoundError:
-        return _error(NotFound("frame image", record.key), transaction.request_id)
+        return _error(NotFound("frame image", record.key), request_id)
     return Response(
         data,
         media_type=record.media_type,

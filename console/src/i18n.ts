@@ -57,6 +57,8 @@ const WORDS = {
   confidence: ["信心", "Confidence"],
   sessionEnded: ["登入已失效，請重新登入", "Your session ended; sign in again"],
   audit: ["稽核紀錄", "Audit"],
+  evidence: ["證據影像", "Evidence"],
+  imageMasked: ["影像可能含個人資料，已遮蔽（無權限）", "Image withheld: it may show people (not permitted)"],
   review: ["待審查的模型發現", "Findings to review"],
   waiting: ["件待審查", "waiting for a person"],
   confirmFinding: ["確認屬實", "Confirm"],

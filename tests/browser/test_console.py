@@ -25,7 +25,7 @@ from playwright.async_api import Browser, Page, expect
 from api.app import create_app
 from api.graph.domains import DOMAINS
 from api.http.console import CONSOLE_CLIENT, CONSOLE_MANIFEST
-from api.settings import GraphSettings
+from api.settings import GraphSettings, VisionSettings
 from tests.browser.test_clients import register
 from tests.conftest import GatewayProcess
 from tests.graph.helpers import create_incident, key_of
@@ -71,7 +71,7 @@ class Console:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def console(database: DatabaseUnderTest) -> AsyncIterator[Console]:
+async def console(database: DatabaseUnderTest, frames_dir: Path) -> AsyncIterator[Console]:
     assert CONSOLE_MANIFEST.is_file(), "the console is not built: run scripts/build-console"
     manifest = json.loads(CONSOLE_MANIFEST.read_text())
     documents = {
@@ -81,7 +81,12 @@ async def console(database: DatabaseUnderTest) -> AsyncIterator[Console]:
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     settings = in_process_settings(
-        database, issuer, pool_max_size=4, graph=GraphSettings(trusted_documents_only=True)
+        database,
+        issuer,
+        pool_max_size=4,
+        graph=GraphSettings(trusted_documents_only=True),
+        # The frames the session's gateway stores, shown as evidence here.
+        vision=VisionSettings(frames_dir=frames_dir),
     )
     register(database, issuer, CONSOLE_MANIFEST, CONSOLE_CLIENT)
     async with InProcessGateway(create_app(settings, list(DOMAINS.values())), port) as served:
@@ -500,6 +505,51 @@ async def test_an_auditor_reads_the_records_and_verifies_the_chain(
     assert await axe_violations(page) == []
 
 
+async def camera_of_public_works(owner: asyncpg.Connection) -> asyncpg.Record:
+    return await owner.fetchrow(
+        "INSERT INTO asset (code, kind, name, bureau_id, latitude, longitude, created_by)"
+        " SELECT 'CAM-CONSOLE-' || floor(random() * 1e9)::text, 'CAMERA', '主控台相機', id,"
+        " 22.62, 120.30, 'tests' FROM bureau WHERE code = 'PUBLIC_WORKS'"
+        " RETURNING id, code, bureau_id"
+    )
+
+
+async def finding(
+    owner: asyncpg.Connection,
+    camera: asyncpg.Record,
+    incident: dict[str, Any],
+    confidence: float,
+    sha: bytes | None = None,
+) -> int:
+    """A camera finding that opened ``incident``, in frame ``sha`` (a new row without an image
+    when none is given), analysed by city-vlm 1 with prompt console-1."""
+    await owner.execute(
+        "INSERT INTO vision_prompt (version, text, schema) VALUES ('console-1', 'q', '{}')"
+        " ON CONFLICT DO NOTHING"
+    )
+    if sha is None:
+        sha = os.urandom(32)
+        await owner.execute(
+            "INSERT INTO frame (sha256, camera_id, bureau_id, media_type, size_bytes, width,"
+            " height, captured_at, uploaded_by) VALUES ($1, $2, $3, 'image/png', 1, 1, 1,"
+            " now(), 't')",
+            sha, camera["id"], camera["bureau_id"],
+        )  # fmt: skip
+    analysis = await owner.fetchval(
+        "INSERT INTO frame_analysis (frame_sha256, bureau_id, model, model_version,"
+        " prompt_version, outcome, raw_answer, latency_ms)"
+        " VALUES ($1, $2, 'city-vlm', '1', 'console-1', 'FINDINGS', '{}', 5) RETURNING id",
+        sha, camera["bureau_id"],
+    )  # fmt: skip
+    detection = await owner.fetchval(
+        "INSERT INTO detection (analysis_id, frame_sha256, camera_id, bureau_id, category,"
+        " confidence, latitude, longitude, outcome, incident_id)"
+        " VALUES ($1, $2, $3, $4, 'POTHOLE', $5, 22.62, 120.30, 'OPENED', $6) RETURNING id",
+        analysis, sha, camera["id"], camera["bureau_id"], confidence, key_of(incident["id"]),
+    )  # fmt: skip
+    return int(detection)
+
+
 async def test_findings_are_reviewed_from_a_queue_by_keyboard_and_button(
     chromium: Browser,
     console: Console,
@@ -514,42 +564,13 @@ async def test_findings_are_reviewed_from_a_queue_by_keyboard_and_button(
     owner = await asyncpg.connect(database.owner_url)
     try:
         await owner.execute("SET search_path = lighthouse, public")
-        camera = await owner.fetchrow(
-            "INSERT INTO asset (code, kind, name, bureau_id, latitude, longitude, created_by)"
-            " SELECT 'CAM-CONSOLE-' || floor(random() * 1e9)::text, 'CAMERA', '主控台相機', id,"
-            " 22.62, 120.30, 'tests' FROM bureau WHERE code = 'PUBLIC_WORKS'"
-            " RETURNING id, bureau_id"
-        )
-        await owner.execute(
-            "INSERT INTO vision_prompt (version, text, schema) VALUES ('console-1', 'q', '{}')"
-            " ON CONFLICT DO NOTHING"
-        )
+        camera = await camera_of_public_works(owner)
         found: dict[float, tuple[dict[str, Any], int]] = {}
         for confidence in (0.61, 0.97, 0.83):
             incident = (await create_incident(staff, title=f"待審 {confidence}", source="VLM"))[
                 "incident"
             ]
-            sha = os.urandom(32)
-            await owner.execute(
-                "INSERT INTO frame (sha256, camera_id, bureau_id, media_type, size_bytes, width,"
-                " height, captured_at, uploaded_by) VALUES ($1, $2, $3, 'image/png', 1, 1, 1,"
-                " now(), 't')",
-                sha, camera["id"], camera["bureau_id"],
-            )  # fmt: skip
-            analysis = await owner.fetchval(
-                "INSERT INTO frame_analysis (frame_sha256, bureau_id, model, model_version,"
-                " prompt_version, outcome, raw_answer, latency_ms)"
-                " VALUES ($1, $2, 'city-vlm', '1', 'console-1', 'FINDINGS', '{}', 5) RETURNING id",
-                sha, camera["bureau_id"],
-            )  # fmt: skip
-            detection = await owner.fetchval(
-                "INSERT INTO detection (analysis_id, frame_sha256, camera_id, bureau_id, category,"
-                " confidence, latitude, longitude, outcome, incident_id)"
-                " VALUES ($1, $2, $3, $4, 'POTHOLE', $5, 22.62, 120.30, 'OPENED', $6) RETURNING id",
-                analysis, sha, camera["id"], camera["bureau_id"], confidence,
-                key_of(incident["id"]),
-            )  # fmt: skip
-            found[confidence] = (incident, int(detection))
+            found[confidence] = (incident, await finding(owner, camera, incident, confidence))
 
         page = await sign_in(chromium, console, "pwb-supervisor")
         await page.goto(f"{console.base_url}/console/#/review")
@@ -589,3 +610,47 @@ async def test_findings_are_reviewed_from_a_queue_by_keyboard_and_button(
         }
     finally:
         await owner.close()
+
+
+async def test_the_evidence_image_is_shown_by_a_link_to_whom_may_see_it(
+    chromium: Browser,
+    console: Console,
+    database: DatabaseUnderTest,
+    setup: httpx.AsyncClient,
+    tokens: TokenFactory,
+) -> None:
+    from tests.vision.conftest import post_frame
+    from tests.vision.images import photo
+
+    staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        await owner.execute("SET search_path = lighthouse, public")
+        camera = await camera_of_public_works(owner)
+        gateway = tokens.custom(
+            subject="pwb-camera-gateway", kind="service", bureau="PUBLIC_WORKS",
+            scopes=["incidents:read", "incidents:write", "assets:read"],
+        )  # fmt: skip
+        sent = await post_frame(setup, gateway, camera["code"], photo(91))
+        assert sent.status_code == 201, sent.text
+        sha = sent.json()["frame"]["sha256"]
+        incident = (await create_incident(staff, title="主控台證據", source="VLM"))["incident"]
+        await finding(owner, camera, incident, 0.88, bytes.fromhex(sha))
+    finally:
+        await owner.close()
+
+    page = await sign_in(chromium, console, "pwb-supervisor")
+    await page.goto(f"{console.base_url}/console/#/incident/{incident['id']}")
+    image = page.locator("ul.detections img")
+    await expect(image).to_be_visible()
+    await expect(page.locator("ul.detections .model")).to_have_text("city-vlm@1 · console-1")
+    width = await image.evaluate("img => img.complete ? img.naturalWidth : 0")
+    assert width == 64  # the stored frame, shown through its link
+    src = await image.get_attribute("src")
+    assert src is not None and "grant=" in src and console.tokens.named("pwb-supervisor") not in src
+    assert await axe_violations(page) == []
+    # A dispatcher without pii:read sees the finding, not the picture.
+    other = await sign_in(chromium, console, "pwb-dispatcher")
+    await other.goto(f"{console.base_url}/console/#/incident/{incident['id']}")
+    await expect(other.locator("ul.detections p.masked")).to_be_visible()
+    assert await other.locator("ul.detections img").count() == 0

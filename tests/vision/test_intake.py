@@ -5,6 +5,7 @@ leaving nothing behind. The image itself only for those who may see personal dat
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import io
 import shutil
@@ -420,3 +421,61 @@ async def test_another_bureaus_camera_refused_by_the_database_is_a_typed_refusal
         sent = await post_frame(http, token, police_camera.code, photo(83))
         assert sent.status_code == 201, sent.text
         assert {p.stem for p in stored_files(frames)} == {sent.json()["frame"]["sha256"]}
+
+
+IMAGE_LINK = "query($id: ID!) { frame(id: $id) { imageLink { url expiresAt } } }"
+
+
+async def test_an_image_link_shows_one_frame_to_its_caller_for_minutes_and_is_audited_when_used(
+    http: httpx.AsyncClient,
+    tokens: TokenFactory,
+    gateway_token: str,
+    police_camera: Camera,
+    owner: asyncpg.Connection,
+) -> None:
+    """For an <img>, which cannot send a token: the graph issues a link to whom may see the
+    image; the link needs no header, is good for that frame only, and is checked again as its
+    caller when used."""
+    shas = []
+    for seed in (81, 82):
+        sent = await post_frame(http, gateway_token, police_camera.code, photo(seed))
+        shas.append(sent.json()["frame"]["sha256"])
+    police_pii = tokens.custom(
+        subject="police-officer", kind="staff", bureau="POLICE", roles=["viewer"],
+        scopes=["incidents:read", "pii:read"],
+    )  # fmt: skip
+    officer = GraphQLClient(http, police_pii)
+    ids = [base64.b64encode(f"Frame:{sha}".encode()).decode() for sha in shas]
+    asked = await officer.data(IMAGE_LINK, {"id": ids[0]})
+    link = asked["frame"]["imageLink"]
+    assert link["url"].startswith(f"/frames/{shas[0]}?grant=")
+    assert police_pii not in link["url"]  # never the access token in a URL
+    shown = await http.get(link["url"])  # no Authorization header
+    assert shown.status_code == 200, shown.text
+    assert hashlib.sha256(shown.content).hexdigest() == shas[0]
+    used = await owner.fetchrow(
+        "SELECT subject, operation, personal_data FROM audit_record"
+        " WHERE operation = 'GET /frames/{sha256} by link' ORDER BY seq DESC LIMIT 1"
+    )
+    assert dict(used) == {
+        "subject": "police-officer",
+        "operation": "GET /frames/{sha256} by link",
+        "personal_data": True,
+    }
+    grant = link["url"].split("grant=", 1)[1]
+    # For that frame only; not an access token; an access token is not a grant; nor a forgery.
+    other = await http.get(f"/frames/{shas[1]}", params={"grant": grant})
+    assert other.status_code == 401 and "another frame" in other.text
+    as_token = await http.post(
+        "/graphql", json={"query": "{ me { subject } }"},
+        headers={"authorization": f"Bearer {grant}"},
+    )  # fmt: skip
+    assert as_token.status_code == 401
+    for forged in (police_pii, grant[:-4] + "AAAA", "x"):
+        refused = await http.get(f"/frames/{shas[0]}", params={"grant": forged})
+        assert refused.status_code == 401, forged
+    # Whom the image is masked from gets no link.
+    viewer = GraphQLClient(http, tokens.named("police-viewer"))
+    masked = await viewer.execute(IMAGE_LINK, {"id": ids[0]})
+    assert masked["data"]["frame"]["imageLink"] is None
+    assert masked["errors"][0]["extensions"]["code"] == "PERSONAL_DATA_MASKED"

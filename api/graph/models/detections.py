@@ -5,13 +5,14 @@ refers to the incident it opened or joined (the incidents domain's entity)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
 import strawberry
 from strawberry import relay
 
+from api.auth.image_grants import issue_image_link
 from api.graph.assets.loaders import AssetById
 from api.graph.assets.types import Asset
 from api.graph.bureaus.loaders import BureauById, CategoryByCode
@@ -24,6 +25,7 @@ from api.graph.incidents.loaders import IncidentById
 from api.graph.incidents.types import Incident
 from api.graph.models.loaders import AnalysesOf, DetectionById, DetectionsInFrame, FrameBySha
 from api.repositories.vision import AnalysisRecord, DetectionRecord, FrameRecord
+from api.services.vision.reads import VisionReads
 from api.vision.store import parse_digest
 
 
@@ -91,6 +93,20 @@ async def _frame_detections(root: Any, info: Info) -> list[Detection]:
     return [Detection.from_record(record) for record in records]
 
 
+@strawberry.type(description="A short-lived link to one frame's image, for one caller.")
+class ImageLink:
+    url: str = strawberry.field(description="A path on this gateway (GET).")
+    expires_at: datetime
+
+
+async def _image_link(root: Any, info: Info) -> ImageLink:
+    context = info.context
+    record = await VisionReads(context.access).image(root.record.sha256)
+    resources = context.resources
+    link = issue_image_link(resources.keys, resources.settings, context.principal, record.key)
+    return ImageLink(url=link.url, expires_at=datetime.fromtimestamp(link.expires_at, UTC))
+
+
 @strawberry.federation.type(
     keys=["id"],
     authenticated=True,
@@ -144,6 +160,12 @@ class Frame(relay.Node):
     )
     detections: list[Detection] = strawberry.field(
         resolver=_frame_detections, description="What was found in it."
+    )
+    image_link: ImageLink | None = strawberry.field(
+        resolver=_image_link,
+        description="A link to the image for a browser's <img>, which cannot send a token: "
+        "for this frame only, for a few minutes, to you only (authorized and audited again "
+        "when used). Null, with a PERSONAL_DATA_MASKED error, where you may not see the image.",
     )
 
     @classmethod

@@ -235,8 +235,22 @@ export function incidentScreen(root: HTMLElement, client: Client, id: string, zh
           h(
             "li",
             {},
-            `${d.category?.code ?? ""} · ${t("confidence")} ${(d.confidence * 100).toFixed(0)}% · ${d.outcome} · ${when(d.detectedAt)}`,
-            d.note ? ` — ${d.note}` : "",
+            d.frame?.imageLink
+              ? h("img", {
+                  src: d.frame.imageLink.url,
+                  alt: `${t("evidence")} ${d.category?.code ?? ""} ${when(d.frame.capturedAt)}`,
+                  loading: "lazy",
+                })
+              : h("p", { class: "masked" }, t("imageMasked")),
+            h(
+              "p",
+              {},
+              `${d.category?.code ?? ""} · ${t("confidence")} ${(d.confidence * 100).toFixed(0)}% · ${d.outcome} · ${when(d.detectedAt)}`,
+              d.note ? ` — ${d.note}` : "",
+            ),
+            d.analysis
+              ? h("p", { class: "model" }, `${d.analysis.model}@${d.analysis.modelVersion} · ${d.analysis.promptVersion}`)
+              : null,
           ),
         ),
       ),
