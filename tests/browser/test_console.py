@@ -28,7 +28,7 @@ from api.http.console import CONSOLE_CLIENT, CONSOLE_MANIFEST
 from api.settings import GraphSettings, VisionSettings
 from tests.browser.test_clients import register
 from tests.conftest import GatewayProcess
-from tests.graph.helpers import create_incident, key_of
+from tests.graph.helpers import act, create_incident, key_of
 from tests.support import (
     DatabaseUnderTest,
     GraphQLClient,
@@ -654,3 +654,38 @@ async def test_the_evidence_image_is_shown_by_a_link_to_whom_may_see_it(
     await other.goto(f"{console.base_url}/console/#/incident/{incident['id']}")
     await expect(other.locator("ul.detections p.masked")).to_be_visible()
     assert await other.locator("ul.detections img").count() == 0
+
+
+async def test_a_model_officer_reads_each_versions_quality_as_the_graph_gives_it(
+    chromium: Browser,
+    console: Console,
+    database: DatabaseUnderTest,
+    setup: httpx.AsyncClient,
+    tokens: TokenFactory,
+) -> None:
+    staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        await owner.execute("SET search_path = lighthouse, public")
+        camera = await camera_of_public_works(owner)
+        for confidence, step in ((0.9, "VERIFY"), (0.8, "VERIFY"), (0.7, "CLOSE")):
+            incident = (await create_incident(staff, title="品質", source="VLM"))["incident"]
+            await finding(owner, camera, incident, confidence)
+            await act(staff, step, incident)
+    finally:
+        await owner.close()
+    page = await sign_in(chromium, console, "rdec-evaluator")
+    await page.goto(f"{console.base_url}/console/#/models")
+    row = page.locator('table.quality tr[data-key="city-vlm@1/POTHOLE"]')
+    await expect(row).to_be_visible()
+    direct = await console.ask(console.tokens.named("rdec-evaluator"), "Models", {})
+    figure = next(
+        q
+        for q in direct["data"]["modelQuality"]
+        if (q["model"], q["version"], q["category"]) == ("city-vlm", "1", "POTHOLE")
+    )
+    assert figure["reviewed"] >= 3
+    await expect(row.locator("td.precision")).to_have_text(f"{figure['precision'] * 100:.1f}%")
+    await expect(page.locator("svg[role=img]")).to_be_visible()
+    await screenshot(page, "models")
+    assert await axe_violations(page) == []
