@@ -9,6 +9,7 @@ import { currentLanguage, setLanguage, t } from "./i18n";
 import { auditScreen } from "./screens/audit";
 import { boardScreen, type Category } from "./screens/board";
 import { incidentScreen } from "./screens/incident";
+import { licensingScreen } from "./screens/licensing";
 import { modelsScreen } from "./screens/models";
 import { reviewScreen } from "./screens/review";
 
@@ -97,6 +98,7 @@ async function signedIn(config: Config): Promise<void> {
         me.scopes.includes("incidents:read") ? h("a", { href: "#/board" }, t("board")) : null,
         me.scopes.includes("incidents:write") ? h("a", { href: "#/review" }, t("review")) : null,
         me.scopes.includes("models:admin") ? h("a", { href: "#/models" }, t("models")) : null,
+        me.scopes.includes("licensing:admin") ? h("a", { href: "#/licensing" }, t("licensing")) : null,
         me.scopes.includes("audit:read") ? h("a", { href: "#/audit" }, t("audit")) : null,
       ),
       live,
@@ -124,6 +126,8 @@ async function signedIn(config: Config): Promise<void> {
     const reads = me.scopes.includes("incidents:read");
     if (match) {
       leave = incidentScreen(main, client, decodeURIComponent(match[1]), zh);
+    } else if (location.hash === "#/licensing" || (!reads && me.scopes.includes("licensing:admin"))) {
+      leave = licensingScreen(main, client, () => session?.accessToken ?? "");
     } else if (location.hash === "#/models" && me.scopes.includes("models:admin")) {
       leave = modelsScreen(main, client);
     } else if (location.hash === "#/review" && reads) {

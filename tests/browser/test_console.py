@@ -689,3 +689,40 @@ async def test_a_model_officer_reads_each_versions_quality_as_the_graph_gives_it
     await expect(page.locator("svg[role=img]")).to_be_visible()
     await screenshot(page, "models")
     assert await axe_violations(page) == []
+
+
+async def test_a_licensing_officer_reads_the_licences_and_downloads_a_statement(
+    chromium: Browser, console: Console, setup: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    from tests.graph.licensing.test_office import CREATE, ISSUE, licence_input
+
+    officer = GraphQLClient(setup, tokens.named("licensing-officer"))
+    tag = os.urandom(4).hex()
+    created = (
+        await officer.data(CREATE, {"code": f"cs-{tag}", "taxId": f"{int(tag, 16) % 10**8:08d}"})
+    )["createLicensee"]
+    code = f"LIC-CS-{tag.upper()}"
+    issued = await officer.data(ISSUE, {"licence": licence_input(created["id"], code)})
+    assert issued["issueLicence"]["state"] == "ACTIVE", issued
+
+    page = await sign_in(chromium, console, "licensing-officer")
+    # No incidents to read: the console opens on licensing.
+    section = page.locator(f'section.licence[data-code="{code}"]')
+    await expect(section).to_be_visible()
+    await expect(section).to_contain_text("ParkWise Ltd.")
+    await expect(section.locator("dd.state")).to_have_attribute("data-state", "ACTIVE")
+    direct = await console.ask(console.tokens.named("licensing-officer"), "Licensing", {})
+    codes = [licence["code"] for licence in direct["data"]["licences"]]
+    shown = await page.locator("section.licence").evaluate_all(
+        "sections => sections.map(s => s.dataset.code)"
+    )
+    assert shown == codes
+    await expect(section.locator("svg[role=img]")).to_be_visible()
+    async with page.expect_download() as downloading:
+        await section.locator("button.statement").click()
+    download = await downloading.value
+    assert download.suggested_filename.startswith(code)
+    statement = Path(await download.path()).read_text()
+    assert statement.splitlines()[-1].startswith("TOTAL,")
+    await screenshot(page, "licensing")
+    assert await axe_violations(page) == []
