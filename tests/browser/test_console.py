@@ -6,6 +6,7 @@ the session's ordinary gateway, on the same database."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -722,7 +723,7 @@ async def test_a_licensing_officer_reads_the_licences_and_downloads_a_statement(
         await section.locator("button.statement").click()
     download = await downloading.value
     assert download.suggested_filename.startswith(code)
-    statement = Path(await download.path()).read_text()
+    statement = await asyncio.to_thread(Path(await download.path()).read_text)
     assert statement.splitlines()[-1].startswith("TOTAL,")
     await screenshot(page, "licensing")
     assert await axe_violations(page) == []
