@@ -57,6 +57,7 @@ const WORDS = {
   confidence: ["信心", "Confidence"],
   sessionEnded: ["登入已失效，請重新登入", "Your session ended; sign in again"],
   audit: ["稽核紀錄", "Audit"],
+  latestFindings: ["即時模型發現", "Findings as they come"],
   licensing: ["授權管理", "Licensing"],
   licenceState: ["狀態", "State"],
   licensedModels: ["授權模型", "Models"],

@@ -727,3 +727,55 @@ async def test_a_licensing_officer_reads_the_licences_and_downloads_a_statement(
     assert statement.splitlines()[-1].startswith("TOTAL,")
     await screenshot(page, "licensing")
     assert await axe_violations(page) == []
+
+
+async def test_a_frame_sent_by_a_camera_appears_live_with_its_detection(
+    chromium: Browser,
+    console: Console,
+    database: DatabaseUnderTest,
+    frames_dir: Path,
+    setup: httpx.AsyncClient,
+    tokens: TokenFactory,
+) -> None:
+    """The board is open; a Police camera sends a frame; the vision worker (its model a stand-in
+    behind the serving tier's API) finds a pothole, which opens a Public Works incident: the
+    finding and the incident arrive on the board without a reload."""
+    from api.vision.worker import vision_worker
+    from tests.vision.conftest import post_frame, worker_settings
+    from tests.vision.fake_serving import FakeServing, Said
+    from tests.vision.images import photo
+
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        # A place of its own: no open pothole nearby for the finding to join.
+        latitude = 22.55 + int.from_bytes(os.urandom(2)) / 65536 * 0.15
+        camera = await owner.fetchval(
+            "INSERT INTO lighthouse.asset (code, kind, name, bureau_id, latitude, longitude,"
+            " created_by) SELECT 'CAM-LIVE-' || floor(random() * 1e9)::text, 'CAMERA', '即時相機',"
+            " id, $1, 120.35, 'tests' FROM lighthouse.bureau WHERE code = 'POLICE' RETURNING code",
+            latitude,
+        )
+    finally:
+        await owner.close()
+    page = await sign_in(chromium, console, "pwb-supervisor")
+    await board_ids(page)
+    await expect(page.locator(".live")).to_have_text(re.compile("即時|Live"))
+
+    async with FakeServing() as serving:
+        serving.script.findings = [Said("POTHOLE", "路面坑洞", probability=0.95)]
+        stop = asyncio.Event()
+        async with vision_worker(worker_settings(database, frames_dir, serving.url)) as worker:
+            running = asyncio.create_task(worker.run(stop=stop))
+            try:
+                sent = await post_frame(setup, tokens.named("camera-gateway"), camera, photo(97))
+                assert sent.status_code == 201, sent.text
+                finding = page.locator("ol.findings li").filter(has_text=camera)
+                await expect(finding).to_be_visible(timeout=30_000)
+                await expect(finding).to_contain_text("95%")
+                case = await finding.locator("a").inner_text()
+                row = page.locator("table.board tbody tr").filter(has_text=case)
+                await expect(row).to_be_visible()
+                await expect(row).to_have_attribute("data-status", "DETECTED")
+            finally:
+                stop.set()
+                await asyncio.wait_for(running, 30)

@@ -6,6 +6,7 @@ import { h, replace } from "../dom";
 import {
   BoardChangesDocument,
   BoardDocument,
+  FindingsLiveDocument,
   type BoardIncidentFragment,
   type IncidentFilterInput,
   type StatusClass,
@@ -45,6 +46,7 @@ export function boardScreen(
   const body = h("tbody");
   const more = h("button", { type: "button", class: "more", onclick: () => load(false) }, t("more"));
   const message = h("p", { class: "message", role: "status" });
+  const findings = h("ol", { class: "findings", "aria-live": "polite" });
 
   const statusSelect = h(
     "select",
@@ -172,6 +174,8 @@ export function boardScreen(
       h("label", { for: "filter-text", class: "visually-hidden" }, t("search")),
       textBox,
     ),
+    h("h2", { class: "findings-title" }, t("latestFindings")),
+    findings,
     count,
     message,
     h(
@@ -212,5 +216,28 @@ export function boardScreen(
     }
     render();
   });
-  return () => live.unsubscribe();
+  // What the cameras' models find, as the workers record it (those the person may see).
+  const found = client.subscription(registered(FindingsLiveDocument), {}).subscribe((result) => {
+    const detection = result.data?.detectionAdded;
+    if (!detection) return;
+    const category = detection.category;
+    const incident = detection.incident;
+    findings.prepend(
+      h(
+        "li",
+        { "data-id": detection.id },
+        `${when(detection.detectedAt)} ${detection.camera?.code ?? ""} `,
+        h("strong", {}, category ? (zh ? category.nameZh : category.nameEn) : ""),
+        ` ${t("confidence")} ${(detection.confidence * 100).toFixed(0)}% `,
+        incident
+          ? h("a", { href: `#/incident/${encodeURIComponent(incident.id)}` }, incident.caseNumber)
+          : null,
+      ),
+    );
+    while (findings.children.length > 5) findings.lastElementChild?.remove();
+  });
+  return () => {
+    live.unsubscribe();
+    found.unsubscribe();
+  };
 }
