@@ -560,8 +560,13 @@ class ConsoleSettings(SettingsGroup):
         description="The resource indicator (RFC 8707) to ask tokens for: the gateway's "
         "audience at the single sign-on, when it needs one.",
     )
+    tiles_url: str | None = Field(
+        default=None,
+        description="The city's own raster tile server for the console's map, as a template "
+        "(https://tiles.example.gov.tw/{z}/{x}/{y}.png); unset: a plain background.",
+    )
 
-    @field_validator("authorization_endpoint", "token_endpoint")
+    @field_validator("authorization_endpoint", "token_endpoint", "tiles_url")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in ("https", "http"):

@@ -18,6 +18,7 @@ import asyncio
 import gzip
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,18 @@ from bench.graph_read import (  # noqa: E402
 
 DATABASE = "lighthouse_console_bench"
 CHROMIUM = os.environ.get("LIGHTHOUSE_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+def script_files() -> list[Path]:
+    """The chunks and the map's worker beside app.js."""
+    assets = CONSOLE_DIRECTORY / "assets"
+    return sorted([*assets.glob("chunk-*.js"), *assets.glob("*.mjs")])
+
+
+def static_imports(name: str) -> list[str]:
+    """The chunks ``name`` imports as it loads (not those it loads later by import())."""
+    text = (CONSOLE_DIRECTORY / "assets" / name).read_text()
+    return sorted(set(re.findall(r'from\s*"\./(chunk-[A-Za-z0-9]+\.js)"', text)))
 
 
 def free_port() -> int:
@@ -124,7 +137,7 @@ def main() -> None:
         else:
             sys.exit("the gateway did not become ready; see bench/.work/console-gateway.log")
         sizes = {}
-        for name in ("app.js", "app.css"):
+        for name in ("app.js", "app.css", *(p.name for p in script_files())):
             served = httpx.get(f"{base_url}/console/assets/{name}").content
             sizes[name] = (len(served), len(gzip.compress(served, 9)))
         log(f"{arguments.runs} sign-ins in Chromium …")
@@ -140,6 +153,13 @@ def main() -> None:
     print(f"data: {arguments.incidents} incidents (the demo's), board page of 50, pwb-supervisor")
     for name, (raw, packed) in sizes.items():
         print(f"{name}: {raw / 1024:.1f} KB, {packed / 1024:.1f} KB gzip")
+    first = ["app.js", *static_imports("app.js")]
+    scripts = [name for name in sizes if name.endswith((".js", ".mjs"))]
+    print(
+        f"script loaded for the board ({', '.join(first)}): "
+        f"{sum(sizes[n][1] for n in first) / 1024:.1f} KB gzip; with the map (every script): "
+        f"{sum(sizes[n][1] for n in scripts) / 1024:.1f} KB gzip"
+    )
     print(
         f"choice of principal -> board rows shown, {len(shown)} runs: median "
         f"{statistics.median(shown):.0f} ms, max {max(shown):.0f} ms"

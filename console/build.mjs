@@ -11,9 +11,12 @@ rmSync(out, { recursive: true, force: true });
 mkdirSync(join(out, "assets"), { recursive: true });
 
 const result = await build({
-  entryPoints: { app: join(here, "src", "main.ts"), },
+  entryPoints: { app: join(here, "src", "main.ts") },
   bundle: true,
   format: "esm",
+  // The map's library is a chunk of its own, loaded when the map is opened.
+  splitting: true,
+  chunkNames: "chunk-[hash]",
   target: "es2022",
   minify: true,
   sourcemap: false,
@@ -46,6 +49,11 @@ writeFileSync(
 `,
 );
 cpSync(join(here, "src", "gql", "persisted-documents.json"), join(out, "persisted-documents.json"));
+// MapLibre's worker, started from this gateway's own URL (setWorkerUrl in src/screens/map.ts).
+cpSync(
+  join(here, "node_modules", "maplibre-gl", "dist", "maplibre-gl-worker.mjs"),
+  join(out, "assets", "maplibre-gl-worker.mjs"),
+);
 
 // The licences of every package whose code is in the bundle.
 const packages = new Set();
@@ -67,4 +75,6 @@ const notices = [...packages].sort().map((name) => {
 });
 writeFileSync(join(out, "assets", "licences.txt"), notices.join("\n" + "-".repeat(72) + "\n\n"));
 const size = readFileSync(join(out, "assets", "app.js")).length;
-console.log(`console: built into ${out} (script ${size} bytes, ${packages.size} packages bundled)`);
+console.log(
+  `console: built into ${out} (first script ${size} bytes; ${packages.size} packages bundled)`,
+);

@@ -43,6 +43,7 @@ CONSOLE_CLIENT: Final = "lighthouse-console"
 MISSING: Final = "The console is not built; run scripts/build-console (make install does)."
 MEDIA_TYPES: Final = {
     ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
     ".txt": "text/plain; charset=utf-8",
@@ -63,16 +64,20 @@ def _origin(url: str) -> str:
 
 
 def content_security_policy(settings: Settings) -> str:
-    """This gateway only; the single sign-on's token endpoint is the one other place the page
-    may connect to (it redeems its code there)."""
+    """This gateway only; the single sign-on's token endpoint (the page redeems its code there)
+    and the city's tile server (the map's base) are the only other places the page may reach."""
     connect = ["'self'"]
+    images = ["'self'", "blob:", "data:"]
     if settings.console.token_endpoint is not None:
         connect.append(_origin(settings.console.token_endpoint))
+    if settings.console.tiles_url is not None:
+        connect.append(_origin(settings.console.tiles_url))
+        images.append(_origin(settings.console.tiles_url))
     return "; ".join(
         (
             "default-src 'self'",
             f"connect-src {' '.join(connect)}",
-            "img-src 'self' blob: data:",
+            f"img-src {' '.join(images)}",
             "object-src 'none'",
             "base-uri 'none'",
             "frame-ancestors 'none'",
@@ -138,6 +143,7 @@ async def console_config(request: Request) -> Response:
     return JSONResponse(
         {
             "graphql": "/graphql",
+            "tiles": console.tiles_url,
             "redirectUri": console_redirect_uri(settings),
             "signIn": sign_in,
             "environment": settings.environment.value,

@@ -15,6 +15,7 @@ import { reviewScreen } from "./screens/review";
 
 interface Config {
   graphql: string;
+  tiles: string | null;
   redirectUri: string;
   signIn: SignInConfig | null;
   environment: string;
@@ -96,6 +97,7 @@ async function signedIn(config: Config): Promise<void> {
         "nav",
         { "aria-label": "main" },
         me.scopes.includes("incidents:read") ? h("a", { href: "#/board" }, t("board")) : null,
+        me.scopes.includes("incidents:read") ? h("a", { href: "#/map" }, t("map")) : null,
         me.scopes.includes("incidents:write") ? h("a", { href: "#/review" }, t("review")) : null,
         me.scopes.includes("models:admin") ? h("a", { href: "#/models" }, t("models")) : null,
         me.scopes.includes("licensing:admin") ? h("a", { href: "#/licensing" }, t("licensing")) : null,
@@ -130,6 +132,17 @@ async function signedIn(config: Config): Promise<void> {
       leave = licensingScreen(main, client, () => session?.accessToken ?? "");
     } else if (location.hash === "#/models" && me.scopes.includes("models:admin")) {
       leave = modelsScreen(main, client);
+    } else if (location.hash === "#/map" && reads) {
+      // MapLibre is loaded only when the map is opened: the board's script stays small.
+      const mine = main;
+      let left = false;
+      leave = () => {
+        left = true;
+      };
+      void import("./screens/map").then(({ mapScreen }) => {
+        if (left) return;
+        leave = mapScreen(mine, client, config.tiles);
+      });
     } else if (location.hash === "#/review" && reads) {
       leave = reviewScreen(main, client, zh);
     } else if (location.hash === "#/audit" || (!reads && me.scopes.includes("audit:read"))) {

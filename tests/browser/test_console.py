@@ -779,3 +779,48 @@ async def test_a_frame_sent_by_a_camera_appears_live_with_its_detection(
             finally:
                 stop.set()
                 await asyncio.wait_for(running, 30)
+
+
+async def test_the_map_shows_the_incidents_and_the_pointer_in_wgs84_and_twd97(
+    chromium: Browser, console: Console, setup: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    from pyproj import Transformer
+
+    staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
+    incident = (await create_incident(staff, title="地圖案件"))["incident"]
+    page = await sign_in(chromium, console, "pwb-supervisor")
+    external: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            None if request.url.startswith(console.base_url) else external.append(request.url)
+        ),
+    )
+    await page.goto(f"{console.base_url}/console/#/map")
+    container = page.locator("div.map")
+    await expect(container).to_have_attribute("data-incidents", re.compile("[1-9]"))
+    # (wait_for_function evaluates a string in the page, which its policy forbids.)
+    for _ in range(100):
+        if await page.evaluate("() => !!window.lighthouseMap && window.lighthouseMap.loaded()"):
+            break
+        await asyncio.sleep(0.1)
+    point = await page.evaluate(
+        "([lng, lat]) => window.lighthouseMap.project([lng, lat])",
+        [incident["location"]["longitude"], incident["location"]["latitude"]],
+    )
+    box = await container.bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + point["x"], box["y"] + point["y"])
+    pointer = page.locator("p.pointer")
+    await expect(pointer).to_contain_text(incident["caseNumber"])
+    text = await pointer.inner_text()
+    numbers = re.search(r"WGS84 ([\d.]+), ([\d.]+) · TWD97 ([\d.]+), ([\d.]+)", text)
+    assert numbers, text
+    latitude, longitude, x, y = (float(n) for n in numbers.groups())
+    expected = Transformer.from_crs("EPSG:4326", "EPSG:3826", always_xy=True).transform(
+        longitude, latitude
+    )
+    assert abs(expected[0] - x) < 0.2 and abs(expected[1] - y) < 0.2, (text, expected)
+    await screenshot(page, "map")
+    assert external == [], external  # no tile server, font or anything else from outside
+    assert await axe_violations(page) == []
