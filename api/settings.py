@@ -545,6 +545,11 @@ class ConsoleSettings(SettingsGroup):
     token_endpoint: str | None = Field(
         default=None, description="The single sign-on's token endpoint (https URL)."
     )
+    revocation_endpoint: str | None = Field(
+        default=None,
+        description="The single sign-on's revocation endpoint (RFC 7009): signing out revokes "
+        "the console's token there, so it stops everywhere at once.",
+    )
     client_id: str = Field(
         default="lighthouse-console",
         pattern=r"^[A-Za-z0-9._:-]{1,200}$",
@@ -566,7 +571,7 @@ class ConsoleSettings(SettingsGroup):
         "(https://tiles.example.gov.tw/{z}/{x}/{y}.png); unset: a plain background.",
     )
 
-    @field_validator("authorization_endpoint", "token_endpoint", "tiles_url")
+    @field_validator("authorization_endpoint", "token_endpoint", "revocation_endpoint", "tiles_url")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in ("https", "http"):

@@ -327,6 +327,8 @@ class AuthorizationServer:
         client: ClientRecord | None = None
         try:
             form = await _form(request)
+            if self._is_console_signing_out(request, form):
+                return await self._console_sign_out(request, form)
             client = await self._authenticate(request, form)
             token = form.get("token")
             if not token:
@@ -346,6 +348,45 @@ class AuthorizationServer:
                 str(claims["jti"]), client.client_id, int(claims.get("exp", time.time()))
             )
             await self._audit(request, client, "revocation", "ALLOW", {"jti": claims["jti"]})
+        return Response(status_code=200, headers=NO_STORE)
+
+    def _is_console_signing_out(self, request: Request, form: dict[str, str]) -> bool:
+        """The console (a public client, RFC 7009 §2.1) revoking its own token as someone signs
+        out of the demo sign-in: no client secret, its client id."""
+        return (
+            self._settings.demo_sign_in_enabled
+            and form.get("client_id") == self._settings.console.client_id
+            and "client_secret" not in form
+            and _credentials(request, form) is None
+        )
+
+    async def _console_sign_out(self, request: Request, form: dict[str, str]) -> Response:
+        token = form.get("token")
+        if not token:
+            return OAuthError("invalid_request", "token is required").response()
+        claims = self._read_own_token(token)
+        console = self._settings.console.client_id
+        if claims is not None and claims.get("jti") and claims.get("client_id") == console:
+            await self._oauth.revoke(
+                str(claims["jti"]), console, int(claims.get("exp", time.time()))
+            )
+            await self._gate.append(
+                AuditEntry.of(
+                    Principal(
+                        subject=str(claims.get("sub", "")),
+                        kind=PrincipalKind(str(claims.get("kind", "staff"))),
+                        bureau_code=claims.get("bureau"),
+                        client_id=console,
+                    ),
+                    request_id=getattr(request.state, "request_id", ""),
+                    category="revocation",
+                    operation=request.url.path,
+                    decision="ALLOW",
+                    policy_version=self._gate.policy.version,
+                    details={"jti": claims["jti"], "reason": "signed out"},
+                )
+            )
+        # RFC 7009: an invalid, unknown or another client's token is answered as revoked.
         return Response(status_code=200, headers=NO_STORE)
 
     async def metadata(self, request: Request) -> Response:

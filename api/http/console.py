@@ -68,8 +68,9 @@ def content_security_policy(settings: Settings) -> str:
     and the city's tile server (the map's base) are the only other places the page may reach."""
     connect = ["'self'"]
     images = ["'self'", "blob:", "data:"]
-    if settings.console.token_endpoint is not None:
-        connect.append(_origin(settings.console.token_endpoint))
+    for endpoint in (settings.console.token_endpoint, settings.console.revocation_endpoint):
+        if endpoint is not None and _origin(endpoint) not in connect:
+            connect.append(_origin(endpoint))
     if settings.console.tiles_url is not None:
         connect.append(_origin(settings.console.tiles_url))
         images.append(_origin(settings.console.tiles_url))
@@ -124,6 +125,7 @@ async def console_config(request: Request) -> Response:
         sign_in: dict[str, object] | None = {
             "authorizationEndpoint": console.authorization_endpoint,
             "tokenEndpoint": console.token_endpoint,
+            "revocationEndpoint": console.revocation_endpoint,
             "clientId": console.client_id,
             "scope": console.scope,
             "resource": console.resource,
@@ -133,6 +135,7 @@ async def console_config(request: Request) -> Response:
         sign_in = {
             "authorizationEndpoint": f"{settings.issuer}/oauth/authorize",
             "tokenEndpoint": f"{settings.issuer}/oauth/token",
+            "revocationEndpoint": f"{settings.issuer}/oauth/revoke",
             "clientId": console.client_id,
             "scope": console.scope,
             "resource": None,

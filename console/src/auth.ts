@@ -6,6 +6,7 @@
 export interface SignInConfig {
   authorizationEndpoint: string;
   tokenEndpoint: string;
+  revocationEndpoint: string | null;
   clientId: string;
   scope: string;
   resource: string | null;
@@ -112,4 +113,23 @@ async function tokenRequest(config: SignInConfig, form: Record<string, string>):
     expiresAt: Date.now() + expiresIn * 1000,
     refreshToken: typeof body.refresh_token === "string" ? body.refresh_token : undefined,
   };
+}
+
+/** Signing out revokes the token (RFC 7009, as a public client) where the sign-on allows it, so
+ * every tab and socket holding it stops at once; the page forgets it either way. */
+export async function revoke(config: SignInConfig, session: Session): Promise<void> {
+  if (!config.revocationEndpoint) return;
+  try {
+    await fetch(config.revocationEndpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        token: session.accessToken,
+        token_type_hint: "access_token",
+        client_id: config.clientId,
+      }),
+    });
+  } catch {
+    // Unreachable: the token still expires on its own.
+  }
 }

@@ -1,7 +1,15 @@
 // The console's shell: its settings from the gateway, signing in, the signed-in person's header,
 // and the screens by the address's hash (#/board, #/incident/ID).
 
-import { beginSignIn, completeSignIn, type Session, type SignInConfig, refresh, SignInError } from "./auth";
+import {
+  beginSignIn,
+  completeSignIn,
+  refresh,
+  revoke,
+  type Session,
+  type SignInConfig,
+  SignInError,
+} from "./auth";
 import { h, replace } from "./dom";
 import { ViewerDocument } from "./gql/graphql";
 import { connect, type Graph, registered } from "./graph";
@@ -117,7 +125,19 @@ async function signedIn(config: Config): Promise<void> {
         },
         t("language"),
       ),
-      h("button", { type: "button", id: "sign-out", onclick: () => signedOut(config) }, t("signOut")),
+      h(
+        "button",
+        {
+          type: "button",
+          id: "sign-out",
+          onclick: () => {
+            const ending = session;
+            signedOut(config);
+            if (ending && config.signIn) void revoke(config.signIn, ending);
+          },
+        },
+        t("signOut"),
+      ),
     ),
     main,
   );

@@ -824,3 +824,65 @@ async def test_the_map_shows_the_incidents_and_the_pointer_in_wgs84_and_twd97(
     await screenshot(page, "map")
     assert external == [], external  # no tile server, font or anything else from outside
     assert await axe_violations(page) == []
+
+
+async def test_signing_out_revokes_the_token_and_a_revoked_token_signs_the_console_out(
+    chromium: Browser, console: Console
+) -> None:
+    async def signed_in_with_token() -> tuple[Page, str]:
+        page = await sign_in(chromium, console, "pwb-supervisor")
+        sent: list[str] = []
+        page.on(
+            "request",
+            lambda request: (
+                sent.append(request.headers.get("authorization", ""))
+                if request.url.endswith("/graphql")
+                else None
+            ),
+        )
+        await page.goto(f"{console.base_url}/console/#/review")
+        await expect(page.locator("ol.queue")).to_be_attached()
+        bearer = next(value for value in sent if value.startswith("Bearer "))
+        return page, bearer.removeprefix("Bearer ")
+
+    # Signing out revokes the token: it is refused from then on, wherever it is used.
+    page, token = await signed_in_with_token()
+    assert "data" in await console.ask(token, "Viewer", {})
+    await page.locator("#sign-out").click()
+    await expect(page.locator("#sign-in")).to_be_visible()
+    for _ in range(50):
+        if "errors" in (answer := await console.ask(token, "Viewer", {})):
+            break
+        await asyncio.sleep(0.1)
+    assert answer["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", answer
+
+    # A token revoked elsewhere (another tab signing out) signs this page out at its next call.
+    page, token = await signed_in_with_token()
+    async with httpx.AsyncClient(base_url=console.base_url, timeout=30) as http:
+        revoked = await http.post(
+            "/oauth/revoke", data={"token": token, "client_id": CONSOLE_CLIENT}
+        )
+    assert revoked.status_code == 200
+    await page.goto(f"{console.base_url}/console/#/board")
+    await expect(page.locator("#sign-in")).to_be_visible()
+    await expect(page.locator("main.sign-in .notice")).to_contain_text(
+        re.compile("登入已失效|session ended")
+    )
+
+
+async def test_the_sign_in_page_is_accessible_and_the_console_speaks_english_too(
+    chromium: Browser, console: Console
+) -> None:
+    page = await (await chromium.new_context()).new_page()
+    await page.goto(f"{console.base_url}/console/")
+    assert await axe_violations(page) == []
+    await page.locator("#sign-in").click()
+    await expect(page.locator("ul.principals")).to_be_visible()
+    assert await axe_violations(page) == []
+    await page.locator('button[name="principal"][value="pwb-viewer"]').click()
+    await expect(page.locator("main h1")).to_have_text("案件看板")
+    await page.locator("button.language").click()
+    await expect(page.locator("main h1")).to_have_text("Board")
+    await expect(page.locator("html")).to_have_attribute("lang", "en")
+    await page.locator("button.language").click()
+    await expect(page.locator("main h1")).to_have_text("案件看板")
