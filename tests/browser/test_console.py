@@ -21,7 +21,7 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from api.app import create_app
 from api.graph.domains import DOMAINS
@@ -29,7 +29,7 @@ from api.http.console import CONSOLE_CLIENT, CONSOLE_MANIFEST
 from api.settings import GraphSettings, VisionSettings
 from tests.browser.test_clients import register
 from tests.conftest import GatewayProcess
-from tests.graph.helpers import act, create_incident, key_of
+from tests.graph.helpers import act, create_incident, kaohsiung, key_of
 from tests.support import (
     DatabaseUnderTest,
     GraphQLClient,
@@ -101,9 +101,27 @@ async def setup(gateway: GatewayProcess, tokens: TokenFactory) -> AsyncIterator[
         yield http
 
 
+# The browser contexts a test opened, closed after it: an open console keeps a socket and its
+# subscriptions, which would cost the gateway (and the machine) work through the later tests.
+OPENED: list[BrowserContext] = []
+
+
+@pytest_asyncio.fixture(autouse=True, loop_scope="module")
+async def close_contexts() -> AsyncIterator[None]:
+    yield
+    while OPENED:
+        await OPENED.pop().close()
+
+
+async def fresh_page(browser: Browser) -> Page:
+    context = await browser.new_context()
+    OPENED.append(context)
+    return await context.new_page()
+
+
 async def sign_in(browser: Browser, console: Console, name: str) -> Page:
     """A fresh browser signed in to the console as the demo principal ``name``."""
-    page = await (await browser.new_context()).new_page()
+    page = await fresh_page(browser)
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
     await page.goto(f"{console.base_url}/console/")
@@ -458,7 +476,7 @@ async def test_staff_sign_in_with_the_citys_openid_provider_by_pkce(
         staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
         mine = (await create_incident(staff, title="單一登入看板"))["incident"]
         async with InProcessGateway(create_app(settings, list(DOMAINS.values())), port) as served:
-            page = await (await chromium.new_context()).new_page()
+            page = await fresh_page(chromium)
             await page.goto(f"{served.base_url}/console/")
             await page.locator("#sign-in").click()
             # oidc-provider's development login and consent pages.
@@ -787,7 +805,9 @@ async def test_the_map_shows_the_incidents_and_the_pointer_in_wgs84_and_twd97(
     from pyproj import Transformer
 
     staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
-    incident = (await create_incident(staff, title="地圖案件"))["incident"]
+    # A place of its own: the other tests' incidents share the default one.
+    spot = kaohsiung(22.58 + int.from_bytes(os.urandom(2)) / 65536 * 0.1, 120.28)
+    incident = (await create_incident(staff, title="地圖案件", location=spot))["incident"]
     page = await sign_in(chromium, console, "pwb-supervisor")
     external: list[str] = []
     page.on(
@@ -873,7 +893,7 @@ async def test_signing_out_revokes_the_token_and_a_revoked_token_signs_the_conso
 async def test_the_sign_in_page_is_accessible_and_the_console_speaks_english_too(
     chromium: Browser, console: Console
 ) -> None:
-    page = await (await chromium.new_context()).new_page()
+    page = await fresh_page(chromium)
     await page.goto(f"{console.base_url}/console/")
     assert await axe_violations(page) == []
     await page.locator("#sign-in").click()
