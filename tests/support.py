@@ -180,7 +180,11 @@ class GatewayProcess:
     def configure(self, env: dict[str, str]) -> None:
         self._env.update(env)
 
-    def start(self, timeout: float = 60) -> None:
+    def start(self, timeout: float = 180) -> None:
+        """Start the gateway and wait until it is ready. The wait is generous: the suite starts
+        the workers' gateways while the serving tier starts two vLLM engines beside them, and a
+        start-up of 5 s of processor time has taken 60 s of wall time then (load 10 on 2 cores);
+        a hang still fails, with what the process was doing."""
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "api.cli", "serve"],
