@@ -305,3 +305,34 @@ async def test_only_auditors_read_and_verify(
             body = await who.execute(document, variables)
             assert body["data"] is None
             assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+ANCHORS = "query($last: Int!) { auditAnchors(last: $last) { seq hash anchoredAt token } }"
+
+
+async def test_the_newest_anchors_are_read_newest_first_by_auditors_only(
+    auditor: GraphQLClient,
+    client: GraphQLClient,
+    owner: asyncpg.Connection,
+    probe: Probe,
+) -> None:
+    # An anchor of the probe's first record, as the gateway's schedule would sign one.
+    head = await owner.fetchval(
+        "SELECT hash FROM lighthouse.audit_record WHERE seq = $1", probe.first_seq
+    )
+    await owner.execute(
+        "INSERT INTO lighthouse.audit_anchor (seq, hash, anchored_at, signature)"
+        " VALUES ($1, $2, now() + interval '1 hour', 'signed-in-the-test')",
+        probe.first_seq, head,
+    )  # fmt: skip
+    stored = await owner.fetch(
+        "SELECT seq, encode(hash, 'hex') AS hash, signature FROM lighthouse.audit_anchor"
+        " ORDER BY anchored_at DESC LIMIT 2"
+    )
+    read = (await auditor.data(ANCHORS, {"last": 2}))["auditAnchors"]
+    assert [(a["seq"], a["hash"], a["token"]) for a in read] == [tuple(r) for r in stored]
+    assert read[0]["token"] == "signed-in-the-test"
+    refused = await auditor.execute(ANCHORS, {"last": 101})
+    assert refused["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
+    forbidden = await client.execute(ANCHORS, {"last": 1})
+    assert forbidden["errors"][0]["extensions"]["code"] == "FORBIDDEN"
