@@ -322,7 +322,7 @@ async def test_the_newest_anchors_are_read_newest_first_by_auditors_only(
     )
     await owner.execute(
         "INSERT INTO lighthouse.audit_anchor (seq, hash, anchored_at, signature)"
-        " VALUES ($1, $2, now() + interval '1 hour', 'signed-in-the-test')",
+        " VALUES ($1, $2, clock_timestamp(), 'signed-in-the-test')",
         probe.first_seq, head,
     )  # fmt: skip
     stored = await owner.fetch(
