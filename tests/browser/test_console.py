@@ -13,6 +13,7 @@ import json
 import os
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -524,6 +525,17 @@ async def test_an_auditor_reads_the_records_and_verifies_the_chain(
     assert await axe_violations(page) == []
 
 
+@asynccontextmanager
+async def as_owner(database: DatabaseUnderTest) -> AsyncIterator[asyncpg.Connection]:
+    """The database's owner, for what a test sets up below the graph."""
+    owner = await asyncpg.connect(database.owner_url)
+    try:
+        await owner.execute("SET search_path = lighthouse, public")
+        yield owner
+    finally:
+        await owner.close()
+
+
 async def camera_of_public_works(owner: asyncpg.Connection) -> asyncpg.Record:
     return await owner.fetchrow(
         "INSERT INTO asset (code, kind, name, bureau_id, latitude, longitude, created_by)"
@@ -580,9 +592,7 @@ async def test_findings_are_reviewed_from_a_queue_by_keyboard_and_button(
     first; the dispatcher confirms one with the keyboard and rejects one with a button, and the
     review outcomes (the model's ground truth) follow."""
     staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
-    owner = await asyncpg.connect(database.owner_url)
-    try:
-        await owner.execute("SET search_path = lighthouse, public")
+    async with as_owner(database) as owner:
         camera = await camera_of_public_works(owner)
         found: dict[float, tuple[dict[str, Any], int]] = {}
         for confidence in (0.61, 0.97, 0.83):
@@ -627,8 +637,6 @@ async def test_findings_are_reviewed_from_a_queue_by_keyboard_and_button(
             found[0.83][1]: "REJECTED",
             found[0.61][1]: "PENDING",
         }
-    finally:
-        await owner.close()
 
 
 async def test_the_evidence_image_is_shown_by_a_link_to_whom_may_see_it(
@@ -642,9 +650,7 @@ async def test_the_evidence_image_is_shown_by_a_link_to_whom_may_see_it(
     from tests.vision.images import photo
 
     staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
-    owner = await asyncpg.connect(database.owner_url)
-    try:
-        await owner.execute("SET search_path = lighthouse, public")
+    async with as_owner(database) as owner:
         camera = await camera_of_public_works(owner)
         gateway = tokens.custom(
             subject="pwb-camera-gateway", kind="service", bureau="PUBLIC_WORKS",
@@ -655,8 +661,6 @@ async def test_the_evidence_image_is_shown_by_a_link_to_whom_may_see_it(
         sha = sent.json()["frame"]["sha256"]
         incident = (await create_incident(staff, title="主控台證據", source="VLM"))["incident"]
         await finding(owner, camera, incident, 0.88, bytes.fromhex(sha))
-    finally:
-        await owner.close()
 
     page = await sign_in(chromium, console, "pwb-supervisor")
     await page.goto(f"{console.base_url}/console/#/incident/{incident['id']}")
@@ -683,16 +687,12 @@ async def test_a_model_officer_reads_each_versions_quality_as_the_graph_gives_it
     tokens: TokenFactory,
 ) -> None:
     staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
-    owner = await asyncpg.connect(database.owner_url)
-    try:
-        await owner.execute("SET search_path = lighthouse, public")
+    async with as_owner(database) as owner:
         camera = await camera_of_public_works(owner)
         for confidence, step in ((0.9, "VERIFY"), (0.8, "VERIFY"), (0.7, "CLOSE")):
             incident = (await create_incident(staff, title="品質", source="VLM"))["incident"]
             await finding(owner, camera, incident, confidence)
             await act(staff, step, incident)
-    finally:
-        await owner.close()
     page = await sign_in(chromium, console, "rdec-evaluator")
     await page.goto(f"{console.base_url}/console/#/models")
     row = page.locator('table.quality tr[data-key="city-vlm@1/POTHOLE"]')
