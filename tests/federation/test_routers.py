@@ -273,7 +273,12 @@ def test_a_router_that_enforces_nothing_leaks_nothing(
             # Row-level security in the subgraph, not the router, decides what a bureau's
             # viewer sees: the same incidents as through the unified gateway, fewer than the
             # city-wide viewer's.
-            assert board.get("data") == unified.get("data"), context
+            # (The errors say which subgraph's answer went missing, if one did.)
+            assert board.get("data") == unified.get("data"), (
+                context,
+                board.get("errors"),
+                unified.get("errors"),
+            )
             count = "query Count { incidents(first: 1) { totalCount } }"
             seen = _post(router.url, count, token)["data"]["incidents"]["totalCount"]
             everyone = _post(router.url, count, tokens.named("city-viewer"))["data"]
