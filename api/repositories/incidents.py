@@ -26,7 +26,14 @@ from api.domain.models import (
 )
 from api.repositories.companions import Companion, read_page
 from api.repositories.json_sql import ChildRows, case_of
-from api.repositories.sql import Conditions, Ordering, Page, PageRequest, finish_page
+from api.repositories.sql import (
+    Conditions,
+    Ordering,
+    Page,
+    PageRequest,
+    finish_page,
+    like_pattern,
+)
 
 INCIDENT_COLUMNS = columns(IncidentRecord)
 EVENT_COLUMNS = columns(EventRecord)
@@ -222,9 +229,17 @@ class IncidentFilter:
     now: datetime | None = None
     near: Circle | None = None
     within: BoundingBox | None = None
+    # Each word in the title or the description, in any case; or the incident a case number
+    # names (IncidentSearch, in the domain).
+    words: Sequence[str] | None = None
+    case_id: int | None = None
 
     def conditions(self, args: list[object] | None = None) -> Conditions:
         where = Conditions(args)
+        if self.case_id is not None:
+            where.add("id = {}", self.case_id)
+        for word in self.words or ():
+            where.add("(title ILIKE {0} OR description ILIKE {0})", like_pattern(word))
         if self.statuses is not None:
             where.add("status = ANY({}::text[])", list(self.statuses))
         if self.categories is not None:

@@ -190,3 +190,9 @@ def finish_page(rows: list[T], request: PageRequest) -> Page[T]:
         rows.reverse()
         return Page(rows, has_next=request.cursor is not None, has_previous=more)
     return Page(rows, has_next=more, has_previous=request.cursor is not None)
+
+
+def like_pattern(text: str) -> str:
+    """An ILIKE pattern matching ``text`` anywhere, its wildcards and escapes taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

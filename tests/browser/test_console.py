@@ -181,6 +181,32 @@ async def test_sign_in_with_pkce_and_the_board_is_what_the_graph_gives_that_pers
     assert {incident["id"] for incident in ours} <= set(shown)
     assert theirs["id"] not in shown
     await screenshot(page, "board")
+
+    # Searching and the bureau are the graph's filters: the board shows what the graph gives.
+    async def graph_gives(filter: dict[str, Any]) -> list[str]:
+        token = console.tokens.named("pwb-dispatcher")
+        answer = await console.ask(token, "Board", {"first": 50, "filter": filter})
+        assert "errors" not in answer, answer
+        return [edge["node"]["id"] for edge in answer["data"]["incidents"]["edges"]]
+
+    await page.locator("#filter-text").fill("主控台看板   1")
+    searched = await graph_gives({"statusClass": ["OPEN"], "search": "主控台看板   1"})
+    assert ours[1]["id"] in searched and ours[0]["id"] not in searched
+    await expect(page.locator("table.board tbody tr")).to_have_count(len(searched))
+    assert await board_ids(page) == searched
+    await page.locator("#filter-text").fill(ours[2]["caseNumber"])
+    await expect(page.locator("table.board tbody tr")).to_have_count(1)
+    assert await board_ids(page) == [ours[2]["id"]]
+    await page.locator("#filter-text").fill("")
+    await page.locator("#filter-bureau").select_option("ENVIRONMENTAL_PROTECTION")
+    await expect(page.locator("table.board tbody tr")).to_have_count(0)
+    assert (
+        await graph_gives({"statusClass": ["OPEN"], "bureauCode": ["ENVIRONMENTAL_PROTECTION"]})
+        == []
+    )
+    await page.locator("#filter-bureau").select_option("PUBLIC_WORKS")
+    await expect(page.locator("table.board tbody tr")).to_have_count(len(shown))
+    assert await board_ids(page) == shown
     # The page loaded from this gateway only, and says so to the browser.
     response = await page.request.get(f"{console.base_url}/console/")
     policy = response.headers["content-security-policy"]

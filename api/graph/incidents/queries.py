@@ -10,6 +10,7 @@ import strawberry
 
 from api.domain import lifecycle
 from api.domain.errors import InvalidInput
+from api.domain.search import MAX_SEARCH_LENGTH, MAX_SEARCH_WORDS, incident_search
 from api.graph.core.compiled import SQL, NotCompiled, RootById, RootConnection
 from api.graph.core.connections import build_connection
 from api.graph.core.context import Info
@@ -55,6 +56,12 @@ class IncidentFilterInput:
     overdue: bool | None = None
     near: NearInput | None = strawberry.field(default=None, description="Within a radius.")
     within: BoundingBoxInput | None = strawberry.field(default=None, description="Inside a box.")
+    search: str | None = strawberry.field(
+        default=None,
+        description="Words each found, in any case, in the title or the description; or a case "
+        f"number (KH-00000042). At most {MAX_SEARCH_LENGTH} characters and {MAX_SEARCH_WORDS} "
+        "words.",
+    )
 
 
 def _statuses(value: IncidentFilterInput) -> list[str] | None:
@@ -85,7 +92,10 @@ def incident_filter(value: IncidentFilterInput | None, info: Info) -> IncidentFi
         and value.reported_from >= value.reported_before
     ):
         raise InvalidInput("filter.reportedBefore", "must be later than reportedFrom")
+    search = incident_search(value.search, "filter.search") if value.search is not None else None
     return IncidentFilter(
+        words=search.words if search else None,
+        case_id=search.case_id if search else None,
         statuses=_statuses(value),
         categories=value.category,
         bureau_ids=decode_ids(value.bureau, "Bureau", "filter.bureau"),

@@ -6,6 +6,7 @@ import { h, replace } from "../dom";
 import {
   BoardChangesDocument,
   BoardDocument,
+  BureausDocument,
   FindingsLiveDocument,
   type BoardIncidentFragment,
   type IncidentFilterInput,
@@ -25,9 +26,14 @@ export interface Category {
 interface Filters {
   statusClass: StatusClass | "";
   category: string;
+  bureau: string;
   overdue: boolean;
   text: string;
 }
+
+// The graph's own bound on a search (IncidentFilterInput.search).
+const SEARCH_LENGTH = 100;
+const TYPING_PAUSE_MS = 300;
 
 export function boardScreen(
   root: HTMLElement,
@@ -35,7 +41,7 @@ export function boardScreen(
   categories: Category[],
   zh: boolean,
 ): () => void {
-  const filters: Filters = { statusClass: "OPEN", category: "", overdue: false, text: "" };
+  const filters: Filters = { statusClass: "OPEN", category: "", bureau: "", overdue: false, text: "" };
   let rows: BoardIncidentFragment[] = [];
   let cursor: string | null = null;
   let hasMore = false;
@@ -62,18 +68,38 @@ export function boardScreen(
     h("option", { value: "" }, t("all")),
     ...categories.map((c) => h("option", { value: c.code }, zh ? c.nameZh : c.nameEn)),
   );
+  const bureauSelect = h(
+    "select",
+    { id: "filter-bureau", onchange: (e: Event) => set("bureau", (e.target as HTMLSelectElement).value) },
+    h("option", { value: "" }, t("all")),
+  );
+  void client
+    .query(registered(BureausDocument), {})
+    .toPromise()
+    .then((result) => {
+      for (const bureau of result.data?.bureaus ?? []) {
+        bureauSelect.append(h("option", { value: bureau.code }, zh ? bureau.nameZh : bureau.nameEn));
+      }
+    });
   const overdueBox = h("input", {
     id: "filter-overdue",
     type: "checkbox",
     onchange: (e: Event) => set("overdue", (e.target as HTMLInputElement).checked),
   });
+  // The search is the graph's (words in titles and descriptions, or a case number), sent when
+  // typing pauses.
+  let typing: ReturnType<typeof setTimeout> | undefined;
   const textBox = h("input", {
     id: "filter-text",
     type: "search",
+    maxlength: String(SEARCH_LENGTH),
     placeholder: t("search"),
     oninput: (e: Event) => {
-      filters.text = (e.target as HTMLInputElement).value.trim().toLowerCase();
-      render();
+      const text = (e.target as HTMLInputElement).value.trim();
+      clearTimeout(typing);
+      typing = setTimeout(() => {
+        if (text !== filters.text) set("text", text);
+      }, TYPING_PAUSE_MS);
     },
   });
 
@@ -86,12 +112,18 @@ export function boardScreen(
     const filter: IncidentFilterInput = {};
     if (filters.statusClass) filter.statusClass = [filters.statusClass];
     if (filters.category) filter.category = [filters.category];
+    if (filters.bureau) filter.bureauCode = [filters.bureau];
     if (filters.overdue) filter.overdue = true;
+    if (filters.text) filter.search = filters.text;
     return filter;
   }
 
+  let again = false; // a filter changed while a page was loading
   async function load(fresh: boolean): Promise<void> {
-    if (loading) return;
+    if (loading) {
+      again = again || fresh;
+      return;
+    }
     loading = true;
     message.textContent = t("loading");
     const result = await client
@@ -102,6 +134,11 @@ export function boardScreen(
       })
       .toPromise();
     loading = false;
+    if (again) {
+      again = false;
+      void load(true);
+      return;
+    }
     if (result.error || !result.data) {
       message.textContent = result.error?.message ?? "";
       return;
@@ -119,22 +156,24 @@ export function boardScreen(
   function matches(incident: BoardIncidentFragment): boolean {
     if (filters.statusClass && incident.statusClass !== filters.statusClass) return false;
     if (filters.category && incident.category?.code !== filters.category) return false;
+    if (filters.bureau && incident.responsibleBureau?.code !== filters.bureau) return false;
     if (filters.overdue && !incident.overdue) return false;
     return true;
   }
 
-  function shown(incident: BoardIncidentFragment): boolean {
+  // A new incident shown live under a search: its title holds every word, or it is the case
+  // searched for (the graph also searches descriptions, which the board does not read; such an
+  // incident appears when the page is next loaded).
+  function searched(incident: BoardIncidentFragment): boolean {
     if (!filters.text) return true;
-    return (
-      incident.title.toLowerCase().includes(filters.text) ||
-      incident.caseNumber.toLowerCase().includes(filters.text)
-    );
+    const title = incident.title.toLowerCase();
+    const words = filters.text.toLowerCase().split(/\s+/);
+    return words.every((word) => title.includes(word)) || incident.caseNumber === filters.text.toUpperCase();
   }
 
   function render(): void {
-    const visible = rows.filter(shown);
     count.textContent = `${total} ${t("incidents")}`;
-    replace(body, ...visible.map(row));
+    replace(body, ...rows.map(row));
     more.hidden = !hasMore;
   }
 
@@ -170,6 +209,8 @@ export function boardScreen(
       statusSelect,
       h("label", { for: "filter-category" }, t("category")),
       categorySelect,
+      h("label", { for: "filter-bureau" }, t("bureau")),
+      bureauSelect,
       h("label", { for: "filter-overdue", class: "check" }, overdueBox, t("onlyOverdue")),
       h("label", { for: "filter-text", class: "visually-hidden" }, t("search")),
       textBox,
@@ -210,7 +251,7 @@ export function boardScreen(
         rows.splice(at, 1);
         total -= 1;
       }
-    } else if (matches(incident)) {
+    } else if (matches(incident) && searched(incident)) {
       rows.unshift(incident);
       total += 1;
     }

@@ -55,6 +55,8 @@ BOARD = """query Board {
 
 STATUSES = ["DETECTED", "VERIFIED", "DISPATCHED", "IN_PROGRESS", "RESOLVED", "CLOSED"]
 CATEGORIES = ["POTHOLE", "FLOODING", "ILLEGAL_DUMPING", "ILLEGAL_PARKING"]
+# Words of the seed's titles, a case number, a wildcard taken literally, and a refused search.
+SEARCHES = ["坑洞", "人行道 停車", "KH-00000003", "%", " "]
 BUREAU = ["id", "code", "nameZh", "nameEn", "kind", "jointServiceCentre", "__typename"]
 LOCATION = ["latitude", "longitude"]
 CATEGORY = ["code", "nameZh", "nameEn", "slaWorkingDays", "slaHours"]
@@ -267,6 +269,8 @@ class Documents:
             moment = rng.choice(["2026-01-01T00:00:00+08:00", "2026-11-01T00:00:00Z",
                                  "2026-11-01T00:00:00"])  # fmt: skip
             parts.append(f'{rng.choice(["reportedFrom", "reportedBefore"])}: "{moment}"')
+        if rng.random() < 0.15:
+            parts.append(f'search: "{rng.choice(SEARCHES)}"')
         if rng.random() < 0.05:
             parts.append("overdue: true")
         return parts or ["category: []"]
@@ -287,6 +291,8 @@ class Documents:
             value[rng.choice(["reportedFrom", "reportedBefore"])] = rng.choice(
                 ["2026-01-01T00:00:00+08:00", "2026-11-01T00:00:00Z", "2026-11-01T00:00:00"]
             )
+        if rng.random() < 0.15:
+            value["search"] = rng.choice(SEARCHES)
         if rng.random() < 0.05:
             value["overdue"] = True
         if rng.random() < 0.05:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -208,3 +210,77 @@ async def test_page_and_single_reads_agree(seeded: None, city: GraphQLClient) ->
             NESTED + "query($id: ID!) { incident(id: $id) { ...Nested } }", {"id": node["id"]}
         )
         assert single["incident"] == node
+
+
+SEARCH = """
+query Search($filter: IncidentFilterInput) {
+  incidents(first: 100, filter: $filter) { totalCount edges { node { id caseNumber } } }
+}
+"""
+
+
+async def test_a_search_finds_every_word_in_titles_and_descriptions_of_what_the_caller_sees(
+    seeded: None,
+    city: GraphQLClient,
+    as_: Callable[[str], GraphQLClient],
+    owner: asyncpg.Connection,
+) -> None:
+    police, public_works = await owner.fetch(
+        "SELECT min(i.id) FROM incident i JOIN bureau b ON b.id = i.responsible_bureau_id"
+        " WHERE b.code = ANY($1::text[]) GROUP BY b.code ORDER BY b.code",
+        ["POLICE", "PUBLIC_WORKS"],
+    )
+    texts = {
+        police[0]: ("Blocked DRAIN at 前金區", "water pooling; 100%_sure"),
+        public_works[0]: ("Pothole", "near the blocked drain of 中正路"),
+    }
+    for incident_id, (title, description) in texts.items():
+        await owner.execute(
+            "UPDATE incident SET title = $2, description = $3, version = version + 1"
+            " WHERE id = $1",
+            incident_id, title, description,
+        )  # fmt: skip
+
+    async def found(client: GraphQLClient, search: str) -> set[str]:
+        page = (await client.data(SEARCH, {"filter": {"search": search}}))["incidents"]
+        assert page["totalCount"] == len(page["edges"])
+        return {edge["node"]["caseNumber"] for edge in page["edges"]}
+
+    both = {f"KH-{i:08d}" for i in texts}
+    drain, pothole = f"KH-{police[0]:08d}", f"KH-{public_works[0]:08d}"
+    assert await found(city, "blocked drain") == both  # title or description, any case
+    assert await found(city, "  DRAIN   前金區 ") == {drain}  # every word must be found
+    assert await found(city, "100%_sure") == {drain}
+    assert await found(city, "%") == {drain}  # a wildcard is a character like any other
+    assert await found(city, "1_0") == set()
+    assert await found(city, pothole) == {pothole}  # a case number finds its incident alone
+    assert await found(city, "blocked drain pothole") == {pothole}
+    # Row security still decides: a bureau's viewer finds its own incidents only.
+    assert await found(as_("police-viewer"), "blocked drain") == {drain}
+    assert await found(as_("police-viewer"), pothole) == set()
+    # The search combines with the other filters.
+    police_only = {"search": "drain", "bureauCode": ["PUBLIC_WORKS"]}
+    page = await city.data(SEARCH, {"filter": police_only})
+    assert {e["node"]["caseNumber"] for e in page["incidents"]["edges"]} == {pothole}
+
+
+@pytest.mark.parametrize(
+    ("search", "reason"),
+    [
+        ("", "give at least one word"),
+        ("   ", "give at least one word"),
+        ("x" * 101, "at most 100 characters"),
+        ("a b c d e f g h i", "at most 8 words"),
+        ("drain\x00", "control characters"),
+        ("drain\u202e", "control characters"),
+    ],
+)
+async def test_a_search_that_is_not_one_is_refused_by_name(
+    city: GraphQLClient, search: str, reason: str
+) -> None:
+    body = await city.execute(SEARCH, {"filter": {"search": search}})
+    assert body["data"] is None or body["data"].get("incidents") is None, body
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "INVALID_INPUT", error
+    assert error["extensions"]["field"] == "filter.search", error
+    assert reason in error["message"], error
