@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
@@ -52,6 +52,29 @@ INCIDENT_VERSION = "SELECT version FROM incident WHERE id = $1"
 DUPLICATES_OF = (
     f"SELECT {INCIDENT_COLUMNS} FROM incident WHERE duplicate_of_id = ANY($1::bigint[]) ORDER BY id"
 )
+
+# For each incident, others it may duplicate (the caller's to see, by row security): the same
+# category, not themselves duplicates, reported within $3 of it and within $2 metres, nearest
+# first (earth_box is the GiST-indexed prefilter, earth_distance makes it exact).
+DUPLICATE_CANDIDATES = f"""
+SELECT o.id AS candidate_for, c.*
+FROM incident o
+CROSS JOIN LATERAL (
+    SELECT {INCIDENT_COLUMNS},
+           earth_distance(ll_to_earth(o.latitude, o.longitude),
+                          ll_to_earth(latitude, longitude)) AS distance_meters
+    FROM incident
+    WHERE id <> o.id AND category = o.category AND duplicate_of_id IS NULL
+      AND reported_at BETWEEN o.reported_at - $3::interval AND o.reported_at + $3::interval
+      AND earth_box(ll_to_earth(o.latitude, o.longitude), $2) @> ll_to_earth(latitude, longitude)
+      AND earth_distance(ll_to_earth(o.latitude, o.longitude),
+                         ll_to_earth(latitude, longitude)) <= $2
+    ORDER BY distance_meters, reported_at DESC, id
+    LIMIT $4
+) c
+WHERE o.id = ANY($1::bigint[])
+ORDER BY o.id, c.distance_meters, c.reported_at DESC, c.id
+"""
 
 INSERT_INCIDENT = f"""
 INSERT INTO incident (title, description, category, status, source, responsible_bureau_id,
@@ -396,6 +419,20 @@ class IncidentRepository:
     async def duplicates_of(self, incident_ids: Sequence[int]) -> dict[int, list[IncidentRecord]]:
         rows = await self._uow.fetch(DUPLICATES_OF, list(incident_ids))
         return _group([IncidentRecord(**row) for row in rows], "duplicate_of_id")
+
+    async def duplicate_candidates(
+        self, incident_ids: Sequence[int], meters: float, within: timedelta, first: int
+    ) -> dict[int, list[tuple[IncidentRecord, float]]]:
+        """For each incident, up to ``first`` others it may duplicate, with their distances."""
+        rows = await self._uow.fetch(
+            DUPLICATE_CANDIDATES, list(incident_ids), meters, within, first
+        )
+        found: dict[int, list[tuple[IncidentRecord, float]]] = defaultdict(list)
+        for row in rows:
+            values = dict(row)
+            of, meters_away = values.pop("candidate_for"), values.pop("distance_meters")
+            found[of].append((IncidentRecord(**values), meters_away))
+        return found
 
     async def work_orders_for(
         self, incident_ids: Sequence[int], statuses: Sequence[str]

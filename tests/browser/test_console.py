@@ -267,6 +267,69 @@ async def test_a_dispatcher_takes_an_incident_through_the_workflow_and_the_graph
     assert all(record["decision"] == "ALLOW" for record in seen if record["operation"] in taken)
 
 
+async def test_a_duplicate_is_picked_from_the_nearest_of_its_kind_or_named_by_case_number(
+    chromium: Browser, console: Console, setup: httpx.AsyncClient, tokens: TokenFactory
+) -> None:
+    staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
+    north = 1 / 111_195  # a metre north, in degrees
+    base = 22.69 + int.from_bytes(os.urandom(2)) / 65536 * 0.02  # a place of the test's own
+
+    async def report(title: str, meters: float) -> dict[str, Any]:
+        at = kaohsiung(base + meters * north, 120.35)
+        return dict((await create_incident(staff, title=title, location=at))["incident"])
+
+    original, nearby = await report("重複原案", 0), await report("附近同類", 120)
+    copy = await report("重複通報", 40)
+    elsewhere = await report("遠處原案", 5000)
+    epb = GraphQLClient(setup, tokens.named("epb-supervisor"))
+    categories = await staff.data("{ categories { code responsibleBureau { code } } }")
+    theirs_category = next(
+        c["code"]
+        for c in categories["categories"]
+        if c["responsibleBureau"] and c["responsibleBureau"]["code"] == "ENVIRONMENTAL_PROTECTION"
+    )
+    theirs = (await create_incident(epb, title="環保局案件", category=theirs_category))["incident"]
+
+    page = await sign_in(chromium, console, "pwb-supervisor")
+    await page.goto(f"{console.base_url}/console/#/incident/{copy['id']}")
+    form = page.locator('form[data-action="MARK_DUPLICATE"]')
+    offered = await staff.data(
+        "query($id: ID!) { incident(id: $id) { duplicateCandidates { incident { caseNumber } } } }",
+        {"id": copy["id"]},
+    )
+    expected = [c["incident"]["caseNumber"] for c in offered["incident"]["duplicateCandidates"]]
+    assert expected[:2] == [original["caseNumber"], nearby["caseNumber"]]
+    choices = form.locator("label.candidate")
+    await expect(choices).to_have_count(len(expected))
+    shown = [text.split()[0] for text in await choices.all_inner_texts()]
+    assert shown == expected
+    assert await axe_violations(page) == []
+    await form.locator(f'label.candidate:has-text("{nearby["caseNumber"]}") input').check()
+    await form.locator("button").click()
+    await expect(page.locator("dd.status")).to_have_attribute("data-status", "CLOSED")
+    read = await staff.data(
+        "query($id: ID!) { incident(id: $id) { closingReason duplicateOf { id } } }",
+        {"id": copy["id"]},
+    )
+    assert read["incident"] == {"closingReason": "DUPLICATE", "duplicateOf": {"id": nearby["id"]}}
+
+    # By case number: one the person cannot see is not found, and nothing changes; one they
+    # see is linked.
+    await page.goto(f"{console.base_url}/console/#/incident/{original['id']}")
+    form = page.locator('form[data-action="MARK_DUPLICATE"]')
+    await form.locator('[name="caseNumber"]').fill(theirs["caseNumber"])
+    await form.locator("button").click()
+    await expect(page.locator("p.notice")).to_contain_text(theirs["caseNumber"])
+    await expect(page.locator("dd.status")).to_have_attribute("data-status", "VERIFIED")
+    await form.locator('[name="caseNumber"]').fill(elsewhere["caseNumber"].lower())
+    await form.locator("button").click()
+    await expect(page.locator("dd.status")).to_have_attribute("data-status", "CLOSED")
+    read = await staff.data(
+        "query($id: ID!) { incident(id: $id) { duplicateOf { id } } }", {"id": original["id"]}
+    )
+    assert read["incident"]["duplicateOf"] == {"id": elsewhere["id"]}
+
+
 async def test_two_people_racing_on_one_incident_one_succeeds_the_other_sees_the_new_state(
     chromium: Browser, console: Console, setup: httpx.AsyncClient, tokens: TokenFactory
 ) -> None:

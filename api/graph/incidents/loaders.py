@@ -17,6 +17,7 @@ from api.domain.models import (
     TransferRecord,
     WorkOrderRecord,
 )
+from api.domain.search import DuplicateCandidates
 from api.graph.core.loaders import Folded, ScopedLoader, lists_of, one_each
 from api.repositories.vision import DetectionRecord
 from api.services.incidents.reads import IncidentReads, Permitted
@@ -107,6 +108,18 @@ class WorkOrdersOf(ScopedLoader[int, list[WorkOrderRecord]]):
     def folded(self) -> Folded:
         companion = IncidentReads(self.access).work_orders_companion(self._statuses)
         return lists_of(companion, "incident_id")
+
+
+class DuplicateCandidatesOf(ScopedLoader[int, list[tuple[IncidentRecord, float]]]):
+    """Incidents each incident may duplicate, with their distances, nearest first."""
+
+    def __init__(self, access: AccessScope, candidates: DuplicateCandidates) -> None:
+        super().__init__(access)
+        self._candidates = candidates
+
+    async def load_batch(self, keys: Sequence[int]) -> list[list[tuple[IncidentRecord, float]]]:
+        found = await IncidentReads(self.access).duplicate_candidates(keys, self._candidates)
+        return [found.get(key, []) for key in keys]
 
 
 class DetectionsOf(ScopedLoader[int, list[DetectionRecord]]):

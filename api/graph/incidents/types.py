@@ -15,6 +15,15 @@ from strawberry.types.lazy_type import LazyType
 from api.domain import lifecycle
 from api.domain.errors import InvalidInput
 from api.domain.models import EventRecord, IncidentRecord, TransferRecord, WorkOrderRecord
+from api.domain.search import (
+    CANDIDATE_DAYS,
+    CANDIDATE_METERS,
+    CANDIDATES,
+    MAX_CANDIDATE_DAYS,
+    MAX_CANDIDATE_METERS,
+    MAX_CANDIDATES,
+    duplicate_candidates,
+)
 from api.graph.assets.loaders import AssetById
 from api.graph.assets.types import Asset
 from api.graph.bureaus.loaders import BureauById, CategoryByCode
@@ -31,6 +40,7 @@ from api.graph.core.prefetch import (
 )
 from api.graph.incidents.loaders import (
     DetectionsOf,
+    DuplicateCandidatesOf,
     DuplicatesOf,
     EventsOf,
     IncidentById,
@@ -221,6 +231,21 @@ async def _reporter(root: Any, info: Info) -> Reporter | None:
     )
 
 
+async def _duplicate_candidates(
+    root: Any,
+    info: Info,
+    radius_meters: float = CANDIDATE_METERS,
+    within_days: int = CANDIDATE_DAYS,
+    first: int = CANDIDATES,
+) -> list[DuplicateCandidate]:
+    asked = duplicate_candidates(radius_meters, within_days, first)
+    found = await DuplicateCandidatesOf.of(info, asked).load(root.record.id)
+    return [
+        DuplicateCandidate(incident=Incident.from_record(record), distance_meters=meters)
+        for record, meters in found
+    ]
+
+
 def _events(
     root: Any, info: Info, limit: int = EVENTS_LIMIT, order: EventOrder = EventOrder.NEWEST_FIRST
 ) -> Any:
@@ -233,6 +258,12 @@ def _events(
 def _work_orders(root: Any, info: Info, status: list[WorkOrderStatus] | None = None) -> Any:
     statuses = tuple(sorted(s.value for s in (status or list(WorkOrderStatus))))
     return resolved_list(WorkOrdersOf.of(info, statuses), root.record.id, WorkOrder.from_record)
+
+
+@strawberry.type(description="An incident one may duplicate, and how far it is.")
+class DuplicateCandidate:
+    incident: Incident
+    distance_meters: float
 
 
 @strawberry.federation.type(
@@ -356,6 +387,14 @@ class Incident(relay.Node):
         DuplicatesOf,
         lambda record: Incident.from_record(record),
         description="Incidents closed as duplicates of this one.",
+    )
+    duplicate_candidates: list[DuplicateCandidate] = strawberry.field(
+        resolver=_duplicate_candidates,
+        description="Incidents this one may duplicate (what markDuplicate's picker offers): "
+        "those you see of the same category, not themselves duplicates, reported within "
+        f"withinDays of it (default {CANDIDATE_DAYS}, at most {MAX_CANDIDATE_DAYS}) and within "
+        f"radiusMeters (default {CANDIDATE_METERS:g}, at most {MAX_CANDIDATE_METERS:g}), the "
+        f"first nearest (default {CANDIDATES}, at most {MAX_CANDIDATES}).",
     )
 
     detections: list[Annotated[Detection, strawberry.lazy("api.graph.models.detections")]] = (

@@ -22,6 +22,7 @@ from api.domain.models import (
     TransferRecord,
     WorkOrderRecord,
 )
+from api.domain.search import DuplicateCandidates
 from api.policy import resources
 from api.repositories.companions import Companion
 from api.repositories.incidents import IncidentFilter, IncidentRepository
@@ -76,6 +77,16 @@ class IncidentReads:
     async def duplicates_of(self, ids: Sequence[int]) -> dict[int, list[IncidentRecord]]:
         found = await self._repository.duplicates_of(ids)
         self._returned([record for records in found.values() for record in records])
+        return found
+
+    async def duplicate_candidates(
+        self, ids: Sequence[int], candidates: DuplicateCandidates
+    ) -> dict[int, list[tuple[IncidentRecord, float]]]:
+        """For each incident, others the caller sees that it may duplicate, nearest first."""
+        found = await self._repository.duplicate_candidates(
+            ids, candidates.meters, candidates.within, candidates.first
+        )
+        self._returned([record for pairs in found.values() for record, _ in pairs])
         return found
 
     async def work_orders_by_ids(self, ids: Sequence[int]) -> dict[int, WorkOrderRecord]:

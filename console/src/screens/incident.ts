@@ -6,7 +6,9 @@ import type { Client, TypedDocumentNode } from "@urql/core";
 import { h, replace } from "../dom";
 import {
   BureausDocument,
+  ByCaseNumberDocument,
   CloseDocument,
+  DuplicateCandidatesDocument,
   DispatchDocument,
   IncidentDetailDocument,
   type IncidentDetailQuery,
@@ -84,6 +86,30 @@ export function incidentScreen(root: HTMLElement, client: Client, id: string, zh
     notice.textContent = result.message ?? result.__typename;
   }
 
+  // markDuplicate names the incident by its ID: a typed case number is looked up first (among
+  // the incidents the person sees), and wins over the candidate picked.
+  async function withDuplicate(
+    action: string,
+    extra: Record<string, unknown>,
+  ): Promise<Record<string, unknown> | null> {
+    if (action !== "MARK_DUPLICATE") return extra;
+    const { caseNumber, ...rest } = extra;
+    if (!caseNumber) {
+      if (rest.duplicateOf) return rest;
+      notice.textContent = t("pickDuplicate");
+      return null;
+    }
+    const found = await client
+      .query(registered(ByCaseNumberDocument), { search: String(caseNumber) })
+      .toPromise();
+    const node = found.data?.incidents.edges[0]?.node;
+    if (!node || node.caseNumber !== String(caseNumber).toUpperCase()) {
+      notice.textContent = found.error?.message ?? `${caseNumber}: ${t("notFound")}`;
+      return null;
+    }
+    return { ...rest, duplicateOf: node.id };
+  }
+
   function actionForm(incident: Detail, action: string): HTMLElement {
     const fields: HTMLElement[] = [];
     const values: () => Record<string, unknown> = () => {
@@ -98,7 +124,7 @@ export function incidentScreen(root: HTMLElement, client: Client, id: string, zh
         case "TRANSFER":
           return { toBureauId: get("bureau"), reason: get("reason") };
         case "MARK_DUPLICATE":
-          return { duplicateOf: get("duplicateOf"), note: get("note") };
+          return { duplicateOf: get("duplicateOf"), caseNumber: get("caseNumber").trim(), note: get("note") };
         default:
           return { note: get("note") };
       }
@@ -138,8 +164,41 @@ export function incidentScreen(root: HTMLElement, client: Client, id: string, zh
       );
     }
     if (action === "MARK_DUPLICATE") {
+      // The nearest incidents of the same kind, as the graph offers them; or a case number.
+      const choices = h("div", { class: "candidates" }, t("loading"));
+      void client
+        .query(registered(DuplicateCandidatesDocument), { id: incident.id })
+        .toPromise()
+        .then((result) => {
+          const candidates = result.data?.incident?.duplicateCandidates ?? [];
+          replace(
+            choices,
+            ...(candidates.length
+              ? candidates.map((candidate, n) =>
+                  h(
+                    "label",
+                    { class: "candidate" },
+                    h("input", {
+                      type: "radio",
+                      name: "duplicateOf",
+                      value: candidate.incident.id,
+                      checked: n === 0,
+                    }),
+                    ` ${candidate.incident.caseNumber} ${candidate.incident.title} · ` +
+                      `${Math.round(candidate.distanceMeters)} m · ${statusName(candidate.incident.status)} · ` +
+                      when(candidate.incident.reportedAt),
+                  ),
+                )
+              : [h("p", {}, t("noCandidates"))]),
+          );
+        });
       fields.push(
-        field("duplicateOf", t("duplicateOf"), h("input", { name: "duplicateOf", required: true })),
+        h("fieldset", { class: "field" }, h("legend", {}, t("duplicateOf")), choices),
+        field(
+          "caseNumber",
+          t("orCaseNumber"),
+          h("input", { name: "caseNumber", maxlength: 100, placeholder: "KH-00000042" }),
+        ),
       );
     }
     if (action !== "TRANSFER") {
@@ -154,9 +213,11 @@ export function incidentScreen(root: HTMLElement, client: Client, id: string, zh
           event.preventDefault();
           const submit = (event.target as HTMLFormElement).querySelector("button") as HTMLButtonElement;
           submit.disabled = true;
-          void act(incident, action, values()).finally(() => {
-            submit.disabled = false;
-          });
+          void withDuplicate(action, values())
+            .then((extra) => (extra ? act(incident, action, extra) : undefined))
+            .finally(() => {
+              submit.disabled = false;
+            });
         },
       },
       ...fields,

@@ -12,6 +12,8 @@ import asyncpg
 import httpx
 import pytest
 
+from api.graph.core.ids import decode_id
+from tests.graph.helpers import act, create_incident, kaohsiung
 from tests.support import REPOSITORY, DatabaseUnderTest, GraphQLClient
 
 pytestmark = pytest.mark.db
@@ -254,6 +256,7 @@ async def test_a_search_finds_every_word_in_titles_and_descriptions_of_what_the_
     assert await found(city, "%") == {drain}  # a wildcard is a character like any other
     assert await found(city, "1_0") == set()
     assert await found(city, pothole) == {pothole}  # a case number finds its incident alone
+    assert await found(city, pothole.lower()) == {pothole}
     assert await found(city, "blocked drain pothole") == {pothole}
     # Row security still decides: a bureau's viewer finds its own incidents only.
     assert await found(as_("police-viewer"), "blocked drain") == {drain}
@@ -284,3 +287,63 @@ async def test_a_search_that_is_not_one_is_refused_by_name(
     assert error["extensions"]["code"] == "INVALID_INPUT", error
     assert error["extensions"]["field"] == "filter.search", error
     assert reason in error["message"], error
+
+
+CANDIDATES = """
+query Candidates($id: ID!, $radius: Float, $days: Int, $first: Int) {
+  node(id: $id) { ... on Incident {
+    duplicateCandidates(radiusMeters: $radius, withinDays: $days, first: $first) {
+      distanceMeters incident { id title }
+    }
+  } }
+}
+"""
+
+
+async def test_duplicate_candidates_are_the_nearest_of_the_same_kind_and_time_the_caller_sees(
+    client: GraphQLClient, as_: Callable[[str], GraphQLClient], owner: asyncpg.Connection
+) -> None:
+    north = 1 / 111_195  # degrees of latitude in a metre, on the sphere earthdistance uses
+
+    async def at(meters: float, title: str, category: str = "POTHOLE") -> dict[str, Any]:
+        location = kaohsiung(latitude=22.6273 + meters * north)
+        created = await create_incident(client, title=title, category=category, location=location)
+        return dict(created["incident"])
+
+    here = await at(0, "here")
+    near, farther = await at(50, "50 m"), await at(150, "150 m")
+    await at(100, "another kind", category="ILLEGAL_DUMPING")
+    far = await at(500, "500 m")
+    duplicate = await at(30, "30 m, itself a duplicate")
+    await act(client, "MARK_DUPLICATE", duplicate, duplicateOf=near["id"])
+    earlier = await at(120, "120 m, 40 days earlier")
+    await owner.execute(
+        "UPDATE incident SET reported_at = reported_at - interval '40 days' WHERE id = $1",
+        decode_id(earlier["id"], "Incident", "id"),
+    )
+
+    async def candidates(client: GraphQLClient = client, **asked: Any) -> list[tuple[str, float]]:
+        data = await client.data(CANDIDATES, {"id": here["id"], **asked})
+        found = data["node"]["duplicateCandidates"]
+        return [(c["incident"]["title"], round(c["distanceMeters"])) for c in found]
+
+    assert await candidates() == [("50 m", 50), ("150 m", 150)]
+    assert await candidates(radius=600) == [("50 m", 50), ("150 m", 150), ("500 m", 500)]
+    assert await candidates(days=60) == [("50 m", 50), ("120 m, 40 days earlier", 120),
+                                         ("150 m", 150)]  # fmt: skip
+    assert await candidates(first=1) == [("50 m", 50)]
+    assert far["id"] and farther["id"]
+    # Row security decides here too: another bureau's viewer sees neither the incident nor them.
+    police = await as_("police-viewer").data(CANDIDATES, {"id": here["id"]})
+    assert police["node"] is None
+    for asked, field in (
+        ({"radius": 0}, "radiusMeters"),
+        ({"radius": 2001}, "radiusMeters"),
+        ({"days": 0}, "withinDays"),
+        ({"days": 366}, "withinDays"),
+        ({"first": 0}, "first"),
+        ({"first": 21}, "first"),
+    ):
+        body = await client.execute(CANDIDATES, {"id": here["id"], **asked})
+        (error,) = body["errors"]
+        assert error["extensions"] == {"code": "INVALID_INPUT", "field": field}, error
