@@ -11,6 +11,7 @@ import base64
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
 
 from api.app import create_app
 from api.graph.domains import DOMAINS
@@ -190,12 +191,17 @@ async def test_sign_in_with_pkce_and_the_board_is_what_the_graph_gives_that_pers
         assert "errors" not in answer, answer
         return [edge["node"]["id"] for edge in answer["data"]["incidents"]["edges"]]
 
+    def row(incident: dict[str, Any]) -> Locator:
+        return page.locator(f'table.board tbody tr[data-id="{incident["id"]}"]')
+
     await page.locator("#filter-text").fill("主控台看板   1")
     searched = await graph_gives({"statusClass": ["OPEN"], "search": "主控台看板   1"})
     assert ours[1]["id"] in searched and ours[0]["id"] not in searched
+    await expect(row(ours[0])).to_have_count(0)
     await expect(page.locator("table.board tbody tr")).to_have_count(len(searched))
     assert await board_ids(page) == searched
     await page.locator("#filter-text").fill(ours[2]["caseNumber"])
+    await expect(row(ours[1])).to_have_count(0)
     await expect(page.locator("table.board tbody tr")).to_have_count(1)
     assert await board_ids(page) == [ours[2]["id"]]
     await page.locator("#filter-text").fill("")
@@ -272,7 +278,7 @@ async def test_a_duplicate_is_picked_from_the_nearest_of_its_kind_or_named_by_ca
     chromium: Browser, console: Console, setup: httpx.AsyncClient, tokens: TokenFactory
 ) -> None:
     staff = GraphQLClient(setup, tokens.named("pwb-supervisor"))
-    north = 1 / 111_195  # a metre north, in degrees
+    north = 180 / (math.pi * 6_378_168)  # a metre north, in degrees (earthdistance's)
     base = 22.69 + int.from_bytes(os.urandom(2)) / 65536 * 0.02  # a place of the test's own
 
     async def report(title: str, meters: float) -> dict[str, Any]:

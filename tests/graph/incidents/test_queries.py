@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -303,7 +304,7 @@ query Candidates($id: ID!, $radius: Float, $days: Int, $first: Int) {
 async def test_duplicate_candidates_are_the_nearest_of_the_same_kind_and_time_the_caller_sees(
     client: GraphQLClient, as_: Callable[[str], GraphQLClient], owner: asyncpg.Connection
 ) -> None:
-    north = 1 / 111_195  # degrees of latitude in a metre, on the sphere earthdistance uses
+    north = 180 / (math.pi * 6_378_168)  # degrees in a metre, on the earthdistance sphere
 
     async def at(meters: float, title: str, category: str = "POTHOLE") -> dict[str, Any]:
         location = kaohsiung(latitude=22.6273 + meters * north)
