@@ -775,6 +775,52 @@ async def test_the_evidence_image_is_shown_by_a_link_to_whom_may_see_it(
     assert await other.locator("ul.detections img").count() == 0
 
 
+async def evaluated_set(owner: asyncpg.Connection) -> str:
+    """A labelled set of the Research, Development and Evaluation Commission's own frames, and a
+    run of city-vlm 1 over it: a finding labelled so, one not labelled, one labelled and missed
+    (one true positive, one false positive, one false negative for POTHOLE). Its name."""
+    name = f"console-set-{os.urandom(3).hex()}"
+    camera = await owner.fetchrow(
+        "INSERT INTO asset (code, kind, name, bureau_id, latitude, longitude, created_by)"
+        " SELECT 'CAM-EVAL-' || floor(random() * 1e9)::text, 'CAMERA', '評測相機', id,"
+        " 22.62, 120.30, 'tests' FROM bureau WHERE code = 'RDEC' RETURNING id, bureau_id"
+    )
+    set_id = await owner.fetchval(
+        "INSERT INTO evaluation_set (name, version, bureau_id, source, categories, created_by)"
+        " VALUES ($1, 1, $2, 'MANIFEST', ARRAY['POTHOLE'], 'tests') RETURNING id",
+        name, camera["bureau_id"],
+    )  # fmt: skip
+    run = await owner.fetchval(
+        "INSERT INTO evaluation_run (set_id, bureau_id, model, model_version, prompt_version,"
+        " started_by) VALUES ($1, $2, 'city-vlm', '1', 'console-1', 'tests') RETURNING id",
+        set_id, camera["bureau_id"],
+    )  # fmt: skip
+    for labels, findings in (
+        (["POTHOLE"], {"POTHOLE": 0.9}),
+        ([], {"POTHOLE": 0.8}),
+        (["POTHOLE"], {}),
+    ):
+        sha = os.urandom(32)
+        await owner.execute(
+            "INSERT INTO frame (sha256, camera_id, bureau_id, media_type, size_bytes, width,"
+            " height, captured_at, uploaded_by) VALUES ($1, $2, $3, 'image/png', 1, 1, 1,"
+            " now(), 't')",
+            sha, camera["id"], camera["bureau_id"],
+        )  # fmt: skip
+        await owner.execute(
+            "INSERT INTO evaluation_item (set_id, frame_sha256, bureau_id, categories)"
+            " VALUES ($1, $2, $3, $4)",
+            set_id, sha, camera["bureau_id"], labels,
+        )  # fmt: skip
+        await owner.execute(
+            "INSERT INTO evaluation_answer (run_id, frame_sha256, bureau_id, outcome,"
+            " raw_answer, findings, latency_ms) VALUES ($1, $2, $3, $4, '{}', $5::jsonb, 5)",
+            run, sha, camera["bureau_id"], "FINDINGS" if findings else "NOTHING",
+            json.dumps(findings),
+        )  # fmt: skip
+    return name
+
+
 async def test_a_model_officer_reads_each_versions_quality_as_the_graph_gives_it(
     chromium: Browser,
     console: Console,
@@ -789,6 +835,7 @@ async def test_a_model_officer_reads_each_versions_quality_as_the_graph_gives_it
             incident = (await create_incident(staff, title="品質", source="VLM"))["incident"]
             await finding(owner, camera, incident, confidence)
             await act(staff, step, incident)
+        labelled = await evaluated_set(owner)
     page = await sign_in(chromium, console, "rdec-evaluator")
     await page.goto(f"{console.base_url}/console/#/models")
     row = page.locator('table.quality tr[data-key="city-vlm@1/POTHOLE"]')
@@ -802,6 +849,21 @@ async def test_a_model_officer_reads_each_versions_quality_as_the_graph_gives_it
     assert figure["reviewed"] >= 3
     await expect(row.locator("td.precision")).to_have_text(f"{figure['precision'] * 100:.1f}%")
     await expect(page.locator("svg[role=img]")).to_be_visible()
+    # What a run measured over the officer's bureau's labelled set, as the graph gives it.
+    measured = page.locator(f'section[data-set="{labelled}@1"] tr[data-key="city-vlm@1/POTHOLE"]')
+    await expect(measured).to_be_visible()
+    evaluations = await console.ask(console.tokens.named("rdec-evaluator"), "ModelEvaluations", {})
+    (run,) = next(s["runs"] for s in evaluations["data"]["evaluationSets"] if s["name"] == labelled)
+    (pothole,) = run["categories"]
+    assert (pothole["truePositives"], pothole["falsePositives"], pothole["falseNegatives"]) == (
+        1,
+        1,
+        1,
+    )
+    await expect(measured.locator("td.precision")).to_contain_text(
+        f"{pothole['precision'] * 100:.1f}%"
+    )
+    await expect(measured.locator("td.recall")).to_contain_text(f"{pothole['recall'] * 100:.1f}%")
     await screenshot(page, "models")
     assert await axe_violations(page) == []
 

@@ -1,10 +1,16 @@
 // For the city's model officers: which version is in production and why, the trial under way
 // (shadow or canary), and how each version did per category on the city's own reviews —
-// precision with its 95% interval, drawn, and the misses of the threshold.
+// precision with its 95% interval, drawn, and the misses of the threshold — and what the
+// evaluation runs measured on the bureaus' labelled sets (precision and recall, with intervals).
 
 import type { Client } from "@urql/core";
 import { h, replace } from "../dom";
-import { ModelsDocument, type ModelsQuery } from "../gql/graphql";
+import {
+  ModelEvaluationsDocument,
+  type ModelEvaluationsQuery,
+  ModelsDocument,
+  type ModelsQuery,
+} from "../gql/graphql";
 import { registered } from "../graph";
 import { t, when } from "../i18n";
 
@@ -71,6 +77,18 @@ export function modelsScreen(root: HTMLElement, client: Client): () => void {
       return;
     }
     const production = data.productionModel;
+    const evaluations = h("div", { class: "evaluations" }, t("loading"));
+    void client
+      .query(registered(ModelEvaluationsDocument), {})
+      .toPromise()
+      .then((found) => {
+        const sets = found.data?.evaluationSets;
+        if (!sets) {
+          replace(evaluations, h("p", { role: "alert" }, found.error?.message ?? ""));
+          return;
+        }
+        replace(evaluations, ...(sets.length ? sets.map(evaluationSet) : [h("p", {}, t("noEvaluations"))]));
+      });
     const trial = data.modelTrial;
     replace(
       root,
@@ -170,6 +188,8 @@ export function modelsScreen(root: HTMLElement, client: Client): () => void {
           ),
         ),
       ),
+      h("h2", {}, t("evaluations")),
+      evaluations,
       h("h2", {}, t("decisions")),
       h(
         "ol",
@@ -181,4 +201,55 @@ export function modelsScreen(root: HTMLElement, client: Client): () => void {
     );
   })();
   return () => undefined;
+}
+
+type EvaluationSet = NonNullable<ModelEvaluationsQuery["evaluationSets"]>[number];
+
+const interval = (value: { low: number; high: number } | null | undefined) =>
+  value ? `${percent(value.low)} – ${percent(value.high)}` : "—";
+
+/** One labelled set: each run over it, a row per category with what it measured. */
+function evaluationSet(set: EvaluationSet): HTMLElement {
+  const rows = set.runs.flatMap((run) =>
+    run.categories.map((c) =>
+      h(
+        "tr",
+        { "data-key": `${run.model}@${run.version}/${c.category}` },
+        h("td", {}, `${run.model}@${run.version} (${run.promptVersion})`),
+        h("td", {}, `${run.answered} / ${run.frames}${run.unusable ? ` (${run.unusable} ${t("unusable")})` : ""}`),
+        h("td", {}, c.category),
+        h("td", {}, String(c.labelled)),
+        h("td", { class: "precision" }, `${percent(c.precision)} (${interval(c.precisionInterval)})`),
+        h("td", { class: "recall" }, `${percent(c.recall)} (${interval(c.recallInterval)})`),
+        h("td", {}, c.threshold.toFixed(2)),
+      ),
+    ),
+  );
+  return h(
+    "section",
+    { class: "evaluation-set", "data-set": `${set.name}@${set.version}` },
+    h(
+      "h3",
+      {},
+      `${set.name} v${set.version} · ${set.bureau} · ${set.frames} ${t("setFrames")} · ${set.categories.join("、")} · ${when(set.createdAt)}`,
+    ),
+    rows.length
+      ? h(
+          "table",
+          { class: "board" },
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              ...[t("version"), t("answered"), t("category"), t("labelled"), t("precision"), t("recall"), t("threshold")].map(
+                (label) => h("th", { scope: "col" }, label),
+              ),
+            ),
+          ),
+          h("tbody", {}, ...rows),
+        )
+      : h("p", {}, t("noRuns")),
+  );
 }
