@@ -53,13 +53,16 @@ class OidcProvider:
         *,
         public_clients: list[dict[str, Any]] | None = None,
         accounts: dict[str, dict[str, Any]] | None = None,
+        access_token_ttl: int = 600,
     ) -> None:
-        """``public_clients`` (``client_id``, ``redirect_uris``) sign in ``accounts`` (by login
-        name, with their tokens' claims) by the authorization code with PKCE."""
+        """``public_clients`` (``client_id``, ``redirect_uris``, and ``refresh``: also issued
+        refresh tokens) sign in ``accounts`` (by login name, with their tokens' claims) by the
+        authorization code with PKCE; access tokens live ``access_token_ttl`` seconds."""
         self.audience = audience
         self.clients = clients
         self.public_clients = public_clients or []
         self.accounts = accounts or {}
+        self.access_token_ttl = access_token_ttl
         self.log_path = log_path
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
@@ -94,6 +97,7 @@ class OidcProvider:
             "OIDC_CLIENTS": json.dumps(self.clients),
             "OIDC_PUBLIC_CLIENTS": json.dumps(self.public_clients),
             "OIDC_ACCOUNTS": json.dumps(self.accounts),
+            "OIDC_ACCESS_TOKEN_TTL": str(self.access_token_ttl),
         }
         self._log = self.log_path.open("ab")
         self._log_start = self._log.tell()  # the log may hold earlier runs: read past them

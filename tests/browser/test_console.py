@@ -24,7 +24,7 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Locator, Page, expect
+from playwright.async_api import Browser, BrowserContext, Locator, Page, Request, expect
 
 from api.app import create_app
 from api.graph.domains import DOMAINS
@@ -135,6 +135,20 @@ async def sign_in(browser: Browser, console: Console, name: str) -> Page:
     await expect(page.locator(f'.who[data-subject="{name}"]')).to_be_visible()
     assert not problems, problems
     return page
+
+
+def graph_tokens(page: Page) -> list[str]:
+    """The Authorization header of each request the page sends to the graph, as it sends it."""
+    sent: list[str] = []
+    page.on(
+        "request",
+        lambda request: (
+            sent.append(request.headers.get("authorization", ""))
+            if request.url.endswith("/graphql")
+            else None
+        ),
+    )
+    return sent
 
 
 async def board_ids(page: Page) -> list[str]:
@@ -531,7 +545,9 @@ async def test_staff_sign_in_with_the_citys_openid_provider_by_pkce(
     """A third-party OpenID provider (oidc-provider) as the city's sign-on: the console sends
     the person there, they log in, and the console redeems the code with its verifier at the
     provider's token endpoint (cross-origin, as the page's policy allows) and reads the graph
-    with the provider's token, mapped to a Public Works dispatcher."""
+    with the provider's token, mapped to a Public Works dispatcher. Its access tokens live 65
+    seconds: the console renews one with the refresh token a minute before it ends, and reads
+    the graph with the new one."""
     from api.settings import ConsoleSettings, OAuthSettings, TrustedIssuer
     from tests.conftest import SSO_AUDIENCE, SSO_CLIENTS
     from tests.oidc_provider import OidcProvider
@@ -542,8 +558,11 @@ async def test_staff_sign_in_with_the_citys_openid_provider_by_pkce(
         SSO_AUDIENCE,
         SSO_CLIENTS,
         tmp_path / "sso.log",
-        public_clients=[{"client_id": CONSOLE_CLIENT, "redirect_uris": [f"{issuer}/console/"]}],
+        public_clients=[
+            {"client_id": CONSOLE_CLIENT, "redirect_uris": [f"{issuer}/console/"], "refresh": True}
+        ],
         accounts={"chen.dispatcher": {"department": "PWB", "groups": ["dispatcher"]}},
+        access_token_ttl=65,
     )
     provider.start()
     try:
@@ -574,6 +593,17 @@ async def test_staff_sign_in_with_the_citys_openid_provider_by_pkce(
         mine = (await create_incident(staff, title="單一登入看板"))["incident"]
         async with InProcessGateway(create_app(settings, list(DOMAINS.values())), port) as served:
             page = await fresh_page(chromium)
+            tokens_sent = graph_tokens(page)
+            renewals: list[Request] = []
+            page.on(
+                "request",
+                lambda request: (
+                    renewals.append(request)
+                    if request.url == f"{provider.issuer}/token"
+                    and "grant_type=refresh_token" in (request.post_data or "")
+                    else None
+                ),
+            )
             await page.goto(f"{served.base_url}/console/")
             await page.locator("#sign-in").click()
             # oidc-provider's development login and consent pages.
@@ -595,6 +625,20 @@ async def test_staff_sign_in_with_the_citys_openid_provider_by_pkce(
             await row.locator("a").click()
             await expect(page.locator('form[data-action="DISPATCH"]')).to_be_visible()
             assert await page.locator('form[data-action="CLOSE"]').count() == 0
+            first = tokens_sent[-1]
+            # A minute before the token ends (here: five seconds after sign-in), the console
+            # renews it with its refresh token, and its next reads carry the new one.
+            for _ in range(300):
+                if renewals:
+                    break
+                await asyncio.sleep(0.1)
+            assert renewals, "the console did not renew its token"
+            renewed = await renewals[0].response()
+            assert renewed is not None and renewed.ok, renewed and await renewed.text()
+            await page.locator('a[href="#/board"]').first.click()
+            await expect(row).to_be_visible()
+            assert tokens_sent[-1] != first and tokens_sent[-1].startswith("Bearer ")
+            await expect(who).to_be_visible()
     finally:
         provider.stop()
 
@@ -1036,15 +1080,7 @@ async def test_signing_out_revokes_the_token_and_a_revoked_token_signs_the_conso
 ) -> None:
     async def signed_in_with_token() -> tuple[Page, str]:
         page = await sign_in(chromium, console, "pwb-supervisor")
-        sent: list[str] = []
-        page.on(
-            "request",
-            lambda request: (
-                sent.append(request.headers.get("authorization", ""))
-                if request.url.endswith("/graphql")
-                else None
-            ),
-        )
+        sent = graph_tokens(page)
         await page.goto(f"{console.base_url}/console/#/review")
         await expect(page.locator("ol.queue")).to_be_attached()
         bearer = next(value for value in sent if value.startswith("Bearer "))

@@ -12,7 +12,10 @@
 //                    "scope": "space separated allowed scopes",
 //                    "claims": {"bureau": "PUBLIC_WORKS", "roles": ["dispatcher"]}}]
 //   OIDC_PUBLIC_CLIENTS  optional JSON array of public clients signing people in (authorization
-//                  code with PKCE): [{"client_id": "...", "redirect_uris": ["..."]}]
+//                  code with PKCE): [{"client_id": "...", "redirect_uris": ["..."]}]; with
+//                  "refresh": true, a client is also issued refresh tokens (no offline_access
+//                  asked: the city's sign-on decides that by client)
+//   OIDC_ACCESS_TOKEN_TTL  optional seconds an access token lives (default 600)
 //   OIDC_ACCOUNTS  optional JSON object of the people who may sign in, by login name, with the
 //                  claims their access tokens carry: {"alice": {"department": "PWB"}}; any
 //                  password is taken (oidc-provider's development login page)
@@ -104,6 +107,10 @@ const signingKey = {
   use: 'sig',
 };
 
+const accessTokenTTL = Number.parseInt(process.env.OIDC_ACCESS_TOKEN_TTL ?? '600', 10);
+if (!Number.isInteger(accessTokenTTL) || accessTokenTTL < 1) {
+  fail('OIDC_ACCESS_TOKEN_TTL must be a positive number of seconds');
+}
 const claimsByClient = new Map(clients.map((c) => [c.client_id, c.claims ?? {}]));
 const allScopes = [...new Set(clients.flatMap((c) => (c.scope ?? '').split(' ').filter(Boolean)))];
 
@@ -118,7 +125,7 @@ const provider = await withoutExpectedWarnings(() => new Provider(issuer, {
     token_endpoint_auth_method: 'client_secret_basic',
   })).concat(publicClients.map((c) => ({
     client_id: c.client_id,
-    grant_types: ['authorization_code'],
+    grant_types: c.refresh ? ['authorization_code', 'refresh_token'] : ['authorization_code'],
     redirect_uris: c.redirect_uris,
     response_types: ['code'],
     token_endpoint_auth_method: 'none',
@@ -150,7 +157,7 @@ const provider = await withoutExpectedWarnings(() => new Provider(issuer, {
           scope: allScopes.join(' '),
           audience,
           accessTokenFormat: 'jwt',
-          accessTokenTTL: 600,
+          accessTokenTTL,
           jwt: { sign: { alg: 'RS256' } },
         };
       },
@@ -161,8 +168,9 @@ const provider = await withoutExpectedWarnings(() => new Provider(issuer, {
     return claims ? structuredClone(claims) : undefined;
   },
   ttl: {
-    ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? 600,
+    ClientCredentials: (_ctx, token) => token.resourceServer?.accessTokenTTL ?? accessTokenTTL,
   },
+  issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed('refresh_token'),
   findAccount: async (_ctx, id) => (Object.hasOwn(accounts, id)
     ? { accountId: id, claims: async () => ({ sub: id }) }
     : undefined),
