@@ -8,6 +8,7 @@ from api.graph.core.bundle import DomainBundle
 from api.graph.incidents import compiled as _compiled  # noqa: F401
 from api.graph.incidents.loaders import (
     DetectionsOf,
+    DuplicateCandidatesOf,
     DuplicatesOf,
     EventsOf,
     IncidentById,
@@ -40,6 +41,7 @@ bundle = DomainBundle(
         WorkOrdersOf,
         DetectionsOf,
         PermittedOf,
+        DuplicateCandidatesOf,
     ),
     # Open311 GeoReport v2: service requests are incidents.
     routes=tuple(open311_routes()),
