@@ -32,7 +32,7 @@ from api.http.console import CONSOLE_CLIENT, CONSOLE_MANIFEST
 from api.settings import GraphSettings, VisionSettings
 from tests.browser.test_clients import register
 from tests.conftest import GatewayProcess
-from tests.graph.helpers import act, create_incident, kaohsiung, key_of
+from tests.graph.helpers import act, bureau_ids, create_incident, kaohsiung, key_of
 from tests.support import (
     DatabaseUnderTest,
     GraphQLClient,
@@ -333,6 +333,9 @@ async def test_a_duplicate_is_picked_from_the_nearest_of_its_kind_or_named_by_ca
         {"id": copy["id"]},
     )
     assert read["incident"] == {"closingReason": "DUPLICATE", "duplicateOf": {"id": nearby["id"]}}
+    await expect(page.locator("ul.duplicates")).to_contain_text(nearby["caseNumber"])
+    await page.goto(f"{console.base_url}/console/#/incident/{nearby['id']}")
+    await expect(page.locator("ul.duplicates")).to_contain_text(copy["caseNumber"])
 
     # By case number: one the person cannot see is not found, and nothing changes; one they
     # see is linked.
@@ -349,6 +352,19 @@ async def test_a_duplicate_is_picked_from_the_nearest_of_its_kind_or_named_by_ca
         "query($id: ID!) { incident(id: $id) { duplicateOf { id } } }", {"id": original["id"]}
     )
     assert read["incident"]["duplicateOf"] == {"id": elsewhere["id"]}
+
+    # A transfer is in the incident's history, from and to whom, why and by whom.
+    bureaus = await bureau_ids(staff)
+    moved = await report("移轉案件", 9000)
+    await act(
+        staff, "TRANSFER", moved, toBureauId=bureaus["WATER_RESOURCES"], reason="排水屬水利局"
+    )
+    await page.goto(f"{console.base_url}/console/#/incident/{moved['id']}")
+    transfer = page.locator("ul.transfers li")
+    await expect(transfer).to_have_count(1)
+    await expect(transfer).to_contain_text("排水屬水利局")
+    await expect(transfer).to_contain_text("pwb-supervisor")
+    assert await axe_violations(page) == []
 
 
 async def test_two_people_racing_on_one_incident_one_succeeds_the_other_sees_the_new_state(

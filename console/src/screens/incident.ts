@@ -225,6 +225,14 @@ export function incidentScreen(root: HTMLElement, client: Client, id: string, zh
     );
   }
 
+  function bureauName(bureau: { code: string; nameZh: string; nameEn: string } | null | undefined): string {
+    return bureau ? (zh ? bureau.nameZh : bureau.nameEn) : "—";
+  }
+
+  function link(other: { id: string; caseNumber: string }): HTMLElement {
+    return h("a", { href: `#/incident/${encodeURIComponent(other.id)}` }, other.caseNumber);
+  }
+
   function render(incident: Detail, masked: string | null): void {
     const category = incident.category;
     const bureau = incident.responsibleBureau;
@@ -288,6 +296,31 @@ export function incidentScreen(root: HTMLElement, client: Client, id: string, zh
       ),
       h("h2", {}, t("workOrders")),
       h("ul", {}, ...incident.workOrders.map((w) => h("li", {}, `${w.crew} (${w.status})`))),
+      h("h2", {}, t("transfers")),
+      incident.transfers.length
+        ? h(
+            "ul",
+            { class: "transfers" },
+            ...incident.transfers.map((transfer) =>
+              h(
+                "li",
+                {},
+                h("time", { datetime: transfer.transferredAt }, when(transfer.transferredAt)),
+                ` ${bureauName(transfer.fromBureau)} → ${bureauName(transfer.toBureau)} — ${transfer.reason} `,
+                h("span", { class: "actor" }, transfer.actor),
+              ),
+            ),
+          )
+        : h("p", {}, t("noTransfers")),
+      h("h2", {}, t("duplicatesTitle")),
+      h(
+        "ul",
+        { class: "duplicates" },
+        incident.duplicateOf
+          ? h("li", {}, `${t("duplicateOf")} `, link(incident.duplicateOf))
+          : null,
+        ...incident.duplicates.map((duplicate) => h("li", {}, `${t("duplicatedBy")} `, link(duplicate))),
+      ),
       h("h2", {}, t("detections")),
       h(
         "ul",
