@@ -57,6 +57,19 @@ def _recorded(path: str, name: str, function: Callable[..., Any]) -> Callable[..
     return recorded
 
 
+def _defined_in(function: Callable[..., Any], module: str) -> bool:
+    """Written in ``module``'s file: not a method a decorator generated (a dataclass's
+    ``__repr__``, which has no lines of the module's own)."""
+    source = sys.modules[module].__file__ if module in sys.modules else None
+    code = getattr(function, "__code__", None)
+    return bool(
+        function.__module__ == module
+        and code is not None
+        and source is not None
+        and os.path.realpath(code.co_filename) == os.path.realpath(source)
+    )
+
+
 def _wrap_class(path: str, cls: type, prefix: str) -> None:
     for attribute, value in list(vars(cls).items()):
         name = f"{prefix}.{attribute}"
@@ -70,7 +83,7 @@ def _wrap_class(path: str, cls: type, prefix: str) -> None:
                 ),
                 value.__doc__,
             )
-        elif inspect.isfunction(value) and value.__module__ == cls.__module__:
+        elif inspect.isfunction(value) and _defined_in(value, cls.__module__):
             wrapped = _recorded(path, name, value)
         elif inspect.isclass(value) and value.__module__ == cls.__module__:
             _wrap_class(path, value, name)
@@ -89,7 +102,7 @@ def _wrap_module(module: ModuleType, root: Path) -> None:
     for attribute, value in list(vars(module).items()):
         if getattr(value, "__module__", None) != module.__name__:
             continue
-        if inspect.isfunction(value):
+        if inspect.isfunction(value) and _defined_in(value, module.__name__):
             setattr(module, attribute, _recorded(path, value.__qualname__, value))
         elif inspect.isclass(value):
             _wrap_class(path, value, value.__qualname__)
