@@ -45,9 +45,10 @@ def wait_for_tool(name: str, timeout: float = 900) -> None:
         time.sleep(0.5)
 
 
-def stalled_start_report(pid: int) -> str:
+def stalled_start_report(pid: int, threads: bool = False) -> str:
     """What a process that did not become ready in time was doing, and how busy the machine
-    was: a start-up timeout on a loaded machine then reads differently from a hang."""
+    was: a start-up timeout on a loaded machine then reads differently from a hang. With
+    ``threads``, each thread's name, state and the kernel function it waits in."""
     lines = []
     try:
         status = Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -55,6 +56,11 @@ def stalled_start_report(pid: int) -> str:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
         lines.append(f"CPU used: {(int(fields[11]) + int(fields[12])) / ticks:.2f} s")
+        for task in sorted(Path(f"/proc/{pid}/task").iterdir()) if threads else ():
+            name = (task / "comm").read_text().strip()
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            wchan = (task / "wchan").read_text().strip() or "-"
+            lines.append(f"  thread {task.name} {name}: {state} in {wchan}")
     except (OSError, IndexError, ValueError):
         lines.append(f"process {pid}: no longer in /proc")
     lines.append("load average: " + " ".join(f"{load:.2f}" for load in os.getloadavg()))
