@@ -701,6 +701,18 @@ async def camera_of_public_works(owner: asyncpg.Connection) -> asyncpg.Record:
     )
 
 
+async def new_frame(owner: asyncpg.Connection, camera: asyncpg.Record) -> bytes:
+    """A frame of ``camera``'s, a row without an image; its SHA-256."""
+    sha = os.urandom(32)
+    await owner.execute(
+        "INSERT INTO frame (sha256, camera_id, bureau_id, media_type, size_bytes, width,"
+        " height, captured_at, uploaded_by) VALUES ($1, $2, $3, 'image/png', 1, 1, 1,"
+        " now(), 't')",
+        sha, camera["id"], camera["bureau_id"],
+    )  # fmt: skip
+    return sha
+
+
 async def finding(
     owner: asyncpg.Connection,
     camera: asyncpg.Record,
@@ -715,13 +727,7 @@ async def finding(
         " ON CONFLICT DO NOTHING"
     )
     if sha is None:
-        sha = os.urandom(32)
-        await owner.execute(
-            "INSERT INTO frame (sha256, camera_id, bureau_id, media_type, size_bytes, width,"
-            " height, captured_at, uploaded_by) VALUES ($1, $2, $3, 'image/png', 1, 1, 1,"
-            " now(), 't')",
-            sha, camera["id"], camera["bureau_id"],
-        )  # fmt: skip
+        sha = await new_frame(owner, camera)
     analysis = await owner.fetchval(
         "INSERT INTO frame_analysis (frame_sha256, bureau_id, model, model_version,"
         " prompt_version, outcome, raw_answer, latency_ms)"
@@ -860,13 +866,7 @@ async def evaluated_set(owner: asyncpg.Connection) -> str:
         ([], {"POTHOLE": 0.8}),
         (["POTHOLE"], {}),
     ):
-        sha = os.urandom(32)
-        await owner.execute(
-            "INSERT INTO frame (sha256, camera_id, bureau_id, media_type, size_bytes, width,"
-            " height, captured_at, uploaded_by) VALUES ($1, $2, $3, 'image/png', 1, 1, 1,"
-            " now(), 't')",
-            sha, camera["id"], camera["bureau_id"],
-        )  # fmt: skip
+        sha = await new_frame(owner, camera)
         await owner.execute(
             "INSERT INTO evaluation_item (set_id, frame_sha256, bureau_id, categories)"
             " VALUES ($1, $2, $3, $4)",
