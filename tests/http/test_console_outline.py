@@ -94,6 +94,14 @@ def test_a_geojson_file_of_the_citys_own_is_served_as_a_collection(
             json.dumps({"type": "Polygon", "coordinates": [[[179250, 2502800]] * 4]}),
             "[longitude, latitude]",
         ),
+        (  # a latitude past 90
+            json.dumps({"type": "Polygon", "coordinates": [[[22.6, 200.3]] * 4]}),
+            "[longitude, latitude]",
+        ),
+        (  # a longitude past 180
+            json.dumps({"type": "Polygon", "coordinates": [[[200.3, 22.6]] * 4]}),
+            "[longitude, latitude]",
+        ),
         (json.dumps({"type": "Polygon", "coordinates": [[[True, 22.5]] * 4]}), "[longitude"),
         ("x" * (2 * 1024 * 1024 + 1), "larger than 2 MiB"),
     ],
