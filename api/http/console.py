@@ -218,8 +218,16 @@ def outline_features(document: Any) -> dict[str, Any]:
         polygons = geometry.get("coordinates")
         if geometry["type"] == "Polygon":
             polygons = [polygons]
-        for ring in (r for polygon in polygons or [[]] for r in polygon or [[]]):
-            if len(ring) < 4 or not all(_wgs84(point) for point in ring):
+        if not isinstance(polygons, list) or not all(
+            isinstance(polygon, list) and polygon for polygon in polygons
+        ):
+            raise ValueError("expected each polygon as a list of rings")
+        for ring in (ring for polygon in polygons for ring in polygon):
+            if (
+                not isinstance(ring, list)
+                or len(ring) < 4
+                or not all(_wgs84(point) for point in ring)
+            ):
                 raise ValueError("expected rings of at least four [longitude, latitude] points")
     return {"type": "FeatureCollection", "features": features}
 

@@ -98,6 +98,9 @@ def test_a_geojson_file_of_the_citys_own_is_served_as_a_collection(
             json.dumps({"type": "Polygon", "coordinates": [[[22.6, 200.3]] * 4]}),
             "[longitude, latitude]",
         ),
+        (json.dumps({"type": "Polygon", "coordinates": [1, 2]}), "[longitude, latitude]"),
+        (json.dumps({"type": "MultiPolygon", "coordinates": [3]}), "a list of rings"),
+        (json.dumps({"type": "Polygon", "coordinates": "x"}), "a list of rings"),
         (  # a longitude past 180
             json.dumps({"type": "Polygon", "coordinates": [[[200.3, 22.6]] * 4]}),
             "[longitude, latitude]",
