@@ -2,8 +2,8 @@
 incidents one may duplicate.
 
 A search is at most ``MAX_SEARCH_LENGTH`` characters of at most ``MAX_SEARCH_WORDS`` words, with
-no control characters; a case number (``KH-00000042``, in any case) finds that incident alone, and words find
-incidents whose title or description holds every one of them, in any case.
+no control characters; a case number (``KH-00000042``, in any case) finds that incident alone,
+and words find incidents whose title or description holds every one of them, in any case.
 """
 
 from __future__ import annotations
